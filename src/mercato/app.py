@@ -1,0 +1,142 @@
+"""The FastAPI application: routers, middleware, error handlers, docs served locally."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from swagger_ui_bundle import swagger_ui_path
+
+from mercato import __version__
+from mercato import migrate
+from mercato.db import Database
+from mercato.errors import install_error_handlers
+from mercato.events import Dispatcher
+from mercato.settings import Settings, get_settings
+
+API_DESCRIPTION = """
+Mercato is one system of record for every sales channel: one catalog, one price and
+promotion engine, one real-time stock ledger, one order system, one customer profile.
+
+* **Staff endpoints** (`/v1/...`) take `Authorization: Bearer <staff token>` from
+  `POST /v1/auth/login`; each checks one permission of the caller's role.
+* **Shopper endpoints** (`/v1/store/...`) take the channel's key in `X-Channel-Key`
+  and answer in that channel's language, currency and assortment.
+* Errors are RFC 9457 `application/problem+json` with a stable `code`.
+"""
+
+
+def _register_domains(app: FastAPI) -> None:
+    from mercato.auth.api import api as auth_api
+    from mercato.catalog.api import api as catalog_api
+    from mercato.channels.api import api as channels_api
+    from mercato.customers.api import api as customers_api
+    from mercato.locations.api import api as locations_api
+    from mercato.storefront.api import api as storefront_api
+
+    for router in (
+        auth_api,
+        locations_api,
+        channels_api,
+        catalog_api,
+        customers_api,
+        storefront_api,
+    ):
+        app.include_router(router)
+
+
+def _register_subscribers(dispatcher: Dispatcher) -> None:
+    """Cross-domain reactions go through events; domains add their handlers here."""
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if database is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.resolved_database_url(), echo=settings.sql_echo)
+    dispatcher = Dispatcher(database)
+    database.wake_hook = dispatcher.wake
+    _register_subscribers(dispatcher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.dispatcher_enabled:
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            dispatcher.stop()
+
+    app = FastAPI(
+        title="Mercato",
+        version=__version__,
+        description=API_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.dispatcher = dispatcher
+
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = rid[:64]
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Mercato API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/ready", tags=["operations"])
+    def ready() -> JSONResponse:
+        try:
+            with database.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            current = migrate.current_revision(database.engine)
+        except Exception as exc:  # readiness reports, it does not crash
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable", "detail": str(exc)[:200]},
+                status_code=503,
+            )
+        head = migrate.head_revision()
+        ok = current == head
+        return JSONResponse(
+            {
+                "status": "ready" if ok else "unavailable",
+                "database": database.dialect,
+                "migration": current,
+                "expected_migration": head,
+            },
+            status_code=200 if ok else 503,
+        )
+
+    _register_domains(app)
+    return app

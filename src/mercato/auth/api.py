@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Query
+from sqlalchemy.orm import Session
+
+from mercato.auth import service
+from mercato.auth.models import StaffUser
+from mercato.auth.permissions import Permission, Role
+from mercato.auth.principal import Principal
+from mercato.auth.schemas import (
+    ApiTokenIn,
+    ApiTokenOut,
+    AuditEntryOut,
+    LoginIn,
+    MeOut,
+    StaffUserIn,
+    StaffUserOut,
+    StaffUserPatch,
+    TokenOut,
+)
+from mercato.deps import DbSession, Pagination, StaffPrincipal, bearer_token, get_settings_dep, require
+from mercato.routing import router
+from mercato.schemas import PageOut
+from mercato.settings import Settings
+
+api = router("/v1", tags=["staff & access"])
+
+
+def _user_out(session: Session, user: StaffUser) -> StaffUserOut:
+    out = StaffUserOut.model_validate(user)
+    out.location_ids = sorted(service.user_location_ids(session, user.id))
+    return out
+
+
+@api.post("/auth/login", response_model=TokenOut)
+def login(
+    body: LoginIn, session: DbSession, settings: Annotated[Settings, Depends(get_settings_dep)]
+) -> TokenOut:
+    token, row = service.login(session, body.email, body.password, settings.token_ttl_hours)
+    user = service.get_user(session, row.user_id)
+    return TokenOut(token=token, expires_at=row.expires_at, user=_user_out(session, user))
+
+
+@api.post("/auth/logout", status_code=204)
+def logout(
+    session: DbSession,
+    principal: StaffPrincipal,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    token = bearer_token(authorization)
+    if token:
+        service.logout(session, token)
+
+
+@api.get("/auth/me", response_model=MeOut)
+def me(session: DbSession, principal: StaffPrincipal) -> MeOut:
+    assert principal.id is not None
+    user = service.get_user(session, principal.id)
+    return MeOut(
+        user=_user_out(session, user), permissions=sorted(p.value for p in principal.permissions)
+    )
+
+
+@api.get("/staff", response_model=PageOut[StaffUserOut])
+def list_staff(
+    session: DbSession,
+    page: Pagination,
+    principal: Annotated[Principal, Depends(require(Permission.STAFF_READ))],
+) -> PageOut[StaffUserOut]:
+    result = service.list_users(session, *page)
+    return PageOut(
+        items=[_user_out(session, u) for u in result.items], next_cursor=result.next_cursor
+    )
+
+
+@api.post("/staff", response_model=StaffUserOut, status_code=201)
+def create_staff(
+    body: StaffUserIn,
+    session: DbSession,
+    principal: Annotated[Principal, Depends(require(Permission.STAFF_WRITE))],
+) -> StaffUserOut:
+    user = service.create_user(
+        session,
+        principal,
+        email=body.email,
+        name=body.name,
+        password=body.password,
+        role=body.role,
+        location_ids=body.location_ids,
+    )
+    return _user_out(session, user)
+
+
+@api.get("/staff/{user_id}", response_model=StaffUserOut)
+def get_staff(
+    user_id: int,
+    session: DbSession,
+    principal: Annotated[Principal, Depends(require(Permission.STAFF_READ))],
+) -> StaffUserOut:
+    return _user_out(session, service.get_user(session, user_id))
+
+
+@api.patch("/staff/{user_id}", response_model=StaffUserOut)
+def update_staff(
+    user_id: int,
+    body: StaffUserPatch,
+    session: DbSession,
+    principal: Annotated[Principal, Depends(require(Permission.STAFF_WRITE))],
+) -> StaffUserOut:
+    user = service.update_user(
+        session,
+        principal,
+        user_id,
+        name=body.name,
+        role=body.role,
+        active=body.active,
+        password=body.password,
+        location_ids=body.location_ids,
+    )
+    return _user_out(session, user)
+
+
+@api.post("/staff/{user_id}/api-tokens", response_model=ApiTokenOut, status_code=201)
+def issue_token(
+    user_id: int,
+    body: ApiTokenIn,
+    session: DbSession,
+    principal: Annotated[Principal, Depends(require(Permission.STAFF_WRITE))],
+) -> ApiTokenOut:
+    return ApiTokenOut(token=service.issue_api_token(session, principal, user_id, body.name))
+
+
+@api.get("/roles")
+def list_roles(principal: StaffPrincipal) -> dict[str, list[str]]:
+    return {role.value: service.permissions_of(role) for role in Role}
+
+
+@api.get("/audit", response_model=PageOut[AuditEntryOut])
+def list_audit(
+    session: DbSession,
+    page: Pagination,
+    principal: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
+    entity_type: Annotated[str | None, Query(max_length=40)] = None,
+    entity_id: Annotated[str | None, Query(max_length=64)] = None,
+    actor_id: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=80)] = None,
+) -> PageOut[AuditEntryOut]:
+    cursor, limit = page
+    result = service.list_audit(
+        session,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        actor_id=actor_id,
+        action=action,
+        cursor=cursor,
+        limit=limit,
+    )
+    return PageOut(
+        items=[AuditEntryOut.model_validate(e) for e in result.items],
+        next_cursor=result.next_cursor,
+    )

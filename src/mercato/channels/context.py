@@ -1,0 +1,39 @@
+"""What a shopper-facing request knows about the channel it came through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    id: int
+    code: str
+    name: str
+    type: str  # web | app | pos | marketplace | call_centre
+    default_locale: str  # BCP 47, e.g. "ja-JP"
+    locales: tuple[str, ...]  # every locale the channel serves, default first
+    currencies: tuple[str, ...]  # ISO 4217, default first
+    price_list: str | None
+    location_ids: frozenset[int]
+    # None: every active product; otherwise only products in these categories (or below).
+    assortment_category_ids: frozenset[int] | None
+    country: str | None  # the channel's home market, ISO 3166-1 alpha-2
+
+    @property
+    def default_currency(self) -> str:
+        return self.currencies[0]
+
+    def pick_locale(self, requested: str | None) -> str:
+        """The requested locale if the channel serves it (or its language), else the default."""
+        if not requested:
+            return self.default_locale
+        wanted = requested.strip()
+        lowered = {loc.lower(): loc for loc in self.locales}
+        if wanted.lower() in lowered:
+            return lowered[wanted.lower()]
+        language = wanted.split("-")[0].lower()
+        for loc in self.locales:
+            if loc.split("-")[0].lower() == language:
+                return loc
+        return self.default_locale

@@ -1,0 +1,239 @@
+"""Transactional outbox and in-process event dispatcher.
+
+``publish()`` adds an outbox row in the caller's session, so the event exists if and
+only if the business change commits. After commit the dispatcher is woken; it claims
+undispatched rows (a lease, so several API processes can share one outbox), hands each
+event to the in-process subscribers in a transaction of its own and marks it dispatched.
+Delivery is at least once: subscribers dedupe on ``event.id`` when that matters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Index, Integer, String, Text, event, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from mercato.db import BigIntPK, Base, JSONType, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from mercato.db import Database
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_VERSION = 1
+LEASE = timedelta(seconds=30)
+MAX_ATTEMPTS = 10
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_events_pending", "dispatched_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(80), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=ENVELOPE_VERSION)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    aggregate_type: Mapped[str | None] = mapped_column(String(40))
+    aggregate_id: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class Event:
+    """The documented envelope every consumer sees: id, type, time, version, data."""
+
+    id: str
+    type: str
+    time: datetime
+    version: int
+    data: dict[str, Any]
+    aggregate_type: str | None = None
+    aggregate_id: str | None = None
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "time": self.time.isoformat(),
+            "version": self.version,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_row(cls, row: OutboxEvent) -> Event:
+        return cls(
+            id=row.event_id,
+            type=row.type,
+            time=row.occurred_at,
+            version=row.version,
+            data=row.data,
+            aggregate_type=row.aggregate_type,
+            aggregate_id=row.aggregate_id,
+        )
+
+
+Handler = Callable[[Session, Event], None]
+
+
+def publish(
+    session: Session,
+    type: str,
+    data: dict[str, Any],
+    *,
+    aggregate_type: str | None = None,
+    aggregate_id: str | int | None = None,
+) -> Event:
+    """Record an event in the caller's transaction. It is dispatched only after commit."""
+    row = OutboxEvent(
+        event_id=str(uuid.uuid4()),
+        type=type,
+        version=ENVELOPE_VERSION,
+        occurred_at=utcnow(),
+        aggregate_type=aggregate_type,
+        aggregate_id=None if aggregate_id is None else str(aggregate_id),
+        data=data,
+        attempts=0,
+    )
+    session.add(row)
+    session.info.setdefault("mercato_published", 0)
+    session.info["mercato_published"] += 1
+    return Event.from_row(row)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop("mercato_published", 0):
+        wake = session.info.get("mercato_wake")
+        if wake is not None:
+            wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop("mercato_published", None)
+
+
+class Dispatcher:
+    """Delivers committed outbox events to in-process subscribers."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._wakeup = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._drain_lock = threading.Lock()
+
+    def subscribe(self, type: str, handler: Handler) -> None:
+        """Subscribe to one event type, a prefix such as ``"stock.*"`` or ``"*"``."""
+        self._handlers[type].append(handler)
+
+    def handlers_for(self, type: str) -> list[Handler]:
+        found = list(self._handlers.get(type, ()))
+        parts = type.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            found.extend(self._handlers.get(".".join(parts[:i]) + ".*", ()))
+        found.extend(self._handlers.get("*", ()))
+        return found
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def _claim(self, limit: int) -> list[int]:
+        now = utcnow()
+        with self.database.transaction() as session:
+            candidates = session.scalars(
+                select(OutboxEvent.id)
+                .where(
+                    OutboxEvent.dispatched_at.is_(None),
+                    OutboxEvent.attempts < MAX_ATTEMPTS,
+                    (OutboxEvent.claimed_until.is_(None)) | (OutboxEvent.claimed_until < now),
+                )
+                .order_by(OutboxEvent.id)
+                .limit(limit)
+            ).all()
+            if not candidates:
+                return []
+            # One conditional UPDATE claims the batch; a competing process gets 0 rows.
+            claimed = session.scalars(
+                update(OutboxEvent)
+                .where(
+                    OutboxEvent.id.in_(candidates),
+                    OutboxEvent.dispatched_at.is_(None),
+                    (OutboxEvent.claimed_until.is_(None)) | (OutboxEvent.claimed_until < now),
+                )
+                .values(claimed_until=now + LEASE)
+                .returning(OutboxEvent.id)
+            ).all()
+            return sorted(claimed)
+
+    def _deliver(self, event_pk: int) -> None:
+        with self.database.transaction() as session:
+            row = session.get(OutboxEvent, event_pk)
+            if row is None or row.dispatched_at is not None:
+                return
+            evt = Event.from_row(row)
+            try:
+                with session.begin_nested():
+                    for handler in self.handlers_for(evt.type):
+                        handler(session, evt)
+            except Exception as exc:
+                log.exception("event %s (%s) handler failed", evt.id, evt.type)
+                row.attempts += 1
+                row.last_error = repr(exc)[:2000]
+                # Back off: the claim lease grows with the number of attempts.
+                row.claimed_until = utcnow() + timedelta(seconds=2 ** min(row.attempts, 8))
+                return
+            row.dispatched_at = utcnow()
+            row.claimed_until = None
+
+    def drain(self, limit: int = 500) -> int:
+        """Dispatch every committed, undispatched event; returns how many were handled."""
+        handled = 0
+        with self._drain_lock:
+            while True:
+                batch = self._claim(limit)
+                if not batch:
+                    return handled
+                for pk in batch:
+                    self._deliver(pk)
+                    handled += 1
+
+    def start(self, poll_seconds: float = 1.0) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                self._wakeup.wait(poll_seconds)
+                self._wakeup.clear()
+                if self._stop.is_set():
+                    break
+                try:
+                    self.drain()
+                except Exception:  # the loop must survive a database hiccup
+                    log.exception("event dispatcher pass failed")
+
+        self._thread = threading.Thread(target=run, name="mercato-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

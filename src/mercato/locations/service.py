@@ -1,0 +1,172 @@
+"""Warehouses, stores and dropship suppliers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mercato.auth.principal import Principal
+from mercato.auth.service import audit
+from mercato.errors import Conflict, NotFound, ValidationProblem
+from mercato.events import publish
+from mercato.locations.models import Location
+from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationPatch
+from mercato.pagination import Page, decode_cursor, page_of
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+
+
+def _apply_address(location: Location, address: Address) -> None:
+    location.address_line1 = address.line1
+    location.address_line2 = address.line2
+    location.city = address.city
+    location.region = address.region
+    location.postal_code = address.postal_code
+    location.country = address.country
+
+
+def _apply_capabilities(location: Location, caps: Capabilities) -> None:
+    location.can_ship = caps.ship
+    location.can_pickup = caps.pickup
+    location.can_ship_from_store = caps.ship_from_store
+    location.can_accept_returns = caps.returns
+
+
+def snapshot(location: Location) -> dict[str, Any]:
+    return {
+        "id": location.id,
+        "code": location.code,
+        "name": location.name,
+        "type": location.type,
+        "country": location.country,
+        "active": location.active,
+    }
+
+
+def create_location(session: Session, actor: Principal, data: LocationIn) -> Location:
+    if session.scalar(select(Location.id).where(Location.code == data.code)) is not None:
+        raise Conflict(f"location code {data.code} exists", code="duplicate-code")
+    location = Location(
+        code=data.code,
+        name=data.name,
+        type=data.type.value,
+        timezone=data.timezone,
+        latitude=data.latitude,
+        longitude=data.longitude,
+        opening_hours=data.opening_hours,
+        daily_capacity=data.daily_capacity,
+        active=data.active,
+    )
+    _apply_address(location, data.address)
+    _apply_capabilities(location, data.capabilities)
+    session.add(location)
+    session.flush()
+    audit(session, actor, "location.created", "location", location.id, snapshot(location))
+    publish(session, "location.created", snapshot(location), aggregate_type="location",
+            aggregate_id=location.id)
+    return location
+
+
+def update_location(
+    session: Session, actor: Principal, location_id: int, patch: LocationPatch
+) -> Location:
+    location = get_location(session, location_id)
+    actor.require_location(location.id)
+    changes = patch.model_dump(exclude_unset=True, mode="json")
+    if "address" in changes and patch.address is not None:
+        _apply_address(location, patch.address)
+    if "capabilities" in changes and patch.capabilities is not None:
+        _apply_capabilities(location, patch.capabilities)
+    for name in ("name", "timezone", "opening_hours", "daily_capacity", "active"):
+        if name in changes:
+            setattr(location, name, getattr(patch, name))
+    if "latitude" in changes or "longitude" in changes:
+        lat = patch.latitude if "latitude" in changes else location.latitude
+        lon = patch.longitude if "longitude" in changes else location.longitude
+        if (lat is None) != (lon is None):
+            raise ValidationProblem.field("body.latitude", "latitude and longitude go together")
+        location.latitude, location.longitude = lat, lon
+    if changes:
+        session.flush()
+        audit(session, actor, "location.updated", "location", location.id, changes)
+        publish(session, "location.updated", snapshot(location), aggregate_type="location",
+                aggregate_id=location.id)
+    return location
+
+
+def get_location(session: Session, location_id: int) -> Location:
+    location = session.get(Location, location_id)
+    if location is None:
+        raise NotFound(f"location {location_id} not found")
+    return location
+
+
+def get_locations(session: Session, ids: Sequence[int]) -> list[Location]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Location).where(Location.id.in_(ids)).order_by(Location.id)))
+
+
+def require_existing(session: Session, ids: Sequence[int], *, field: str) -> None:
+    """Raise a 422 naming ``field`` if any id is not a known location."""
+    wanted = set(ids)
+    if not wanted:
+        return
+    found = set(session.scalars(select(Location.id).where(Location.id.in_(wanted))))
+    missing = sorted(wanted - found)
+    if missing:
+        raise ValidationProblem.field(f"body.{field}", f"unknown location ids {missing}")
+
+
+def list_locations(
+    session: Session,
+    *,
+    type: str | None = None,
+    country: str | None = None,
+    capability: str | None = None,
+    active: bool | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Location]:
+    query = select(Location).order_by(Location.id)
+    if type:
+        query = query.where(Location.type == type)
+    if country:
+        query = query.where(Location.country == country.upper())
+    if capability:
+        column = {
+            "ship": Location.can_ship,
+            "pickup": Location.can_pickup,
+            "ship_from_store": Location.can_ship_from_store,
+            "returns": Location.can_accept_returns,
+        }[capability]
+        query = query.where(column.is_(True))
+    if active is not None:
+        query = query.where(Location.active.is_(active))
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Location.id > int(after))
+    return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda x: x.id)
+
+
+def nearest(
+    locations: Sequence[Location], latitude: float, longitude: float
+) -> list[tuple[Location, float]]:
+    """Locations with coordinates, nearest first, with their great-circle distance in km."""
+    placed = [
+        (loc, haversine_km(latitude, longitude, loc.latitude, loc.longitude))
+        for loc in locations
+        if loc.latitude is not None and loc.longitude is not None
+    ]
+    return sorted(placed, key=lambda pair: (pair[1], pair[0].id))

@@ -1,0 +1,9 @@
+"""Imports every domain's tables so that ``Base.metadata`` is complete (migrations, tests)."""
+
+from mercato import events  # noqa: F401
+from mercato.auth import models as auth_models  # noqa: F401
+from mercato.catalog import models as catalog_models  # noqa: F401
+from mercato.channels import models as channel_models  # noqa: F401
+from mercato.customers import models as customer_models  # noqa: F401
+from mercato.idempotency import IdempotencyRecord  # noqa: F401
+from mercato.locations import models as location_models  # noqa: F401

@@ -1,0 +1,39 @@
+"""Runtime settings, read from ``MERCATO_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path.cwd() / ".mercato"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MERCATO_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Secret used to derive token hashes and the cursor signature. Override in production.
+    secret_key: str = "mercato-development-secret-change-me"
+    token_ttl_hours: int = 12
+    customer_token_ttl_hours: int = 24 * 30
+    sql_echo: bool = False
+    # The in-process event dispatcher runs in a background thread unless disabled (tests drain it).
+    dispatcher_enabled: bool = True
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mercato.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

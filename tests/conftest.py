@@ -1,0 +1,146 @@
+"""Shared fixtures. Every database test runs on SQLite, and on PostgreSQL as well when
+``MERCATO_TEST_POSTGRES_URL`` is set (the suite is then parametrised over both)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+import mercato.models  # noqa: F401
+from mercato.app import create_app
+from mercato.auth import service as auth_service
+from mercato.auth.permissions import Role
+from mercato.auth.principal import Principal
+from mercato.db import Base, Database
+from mercato.settings import Settings
+
+POSTGRES_URL = os.environ.get("MERCATO_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+OWNER_EMAIL = "owner@example.com"
+PASSWORD = "correct horse battery"
+
+
+def _reset(database: Database) -> None:
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with database.engine.begin() as conn:
+        if database.dialect == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+            if _has_sequence(conn):
+                conn.execute(text("DELETE FROM sqlite_sequence"))
+
+
+def _has_sequence(conn: Any) -> bool:
+    return (
+        conn.execute(
+            text("SELECT 1 FROM sqlite_master WHERE type='table' AND name='sqlite_sequence'")
+        ).first()
+        is not None
+    )
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Database]]:
+    made: dict[str, Database] = {}
+    yield made
+    for database in made.values():
+        database.dispose()
+
+
+@pytest.fixture
+def db(backend: str, _databases: dict[str, Database], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    database = _databases.get(backend)
+    if database is None:
+        if backend == "postgresql":
+            assert POSTGRES_URL
+            database = Database(POSTGRES_URL)
+            Base.metadata.drop_all(database.engine)
+        else:
+            path = Path(tmp_path_factory.mktemp("sqlite")) / "test.db"
+            database = Database(f"sqlite:///{path}")
+        Base.metadata.create_all(database.engine)
+        _databases[backend] = database
+    _reset(database)
+    yield database
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, dispatcher_enabled=False, token_ttl_hours=1)
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database) -> Any:
+    return create_app(settings, database=db)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def system() -> Principal:
+    return Principal.system("tests")
+
+
+@pytest.fixture
+def owner_headers(db: Database, client: TestClient) -> dict[str, str]:
+    with db.transaction() as session:
+        auth_service.bootstrap_owner(session, OWNER_EMAIL, "Olivia Owner", PASSWORD)
+    return login(client, OWNER_EMAIL)
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+@pytest.fixture
+def make_staff(
+    db: Database, client: TestClient
+) -> Callable[..., dict[str, str]]:
+    """Create a staff user with a role (and locations) and return its auth headers."""
+    counter = iter(range(1_000_000))
+
+    def make(role: Role | str, location_ids: list[int] | None = None) -> dict[str, str]:
+        email = f"{Role(role).value}{next(counter)}@example.com"
+        with db.transaction() as session:
+            auth_service.create_user(
+                session,
+                Principal.system("tests"),
+                email=email,
+                name=email.split("@")[0],
+                password=PASSWORD,
+                role=Role(role),
+                location_ids=location_ids or [],
+            )
+        return login(client, email)
+
+    return make
+
+
+def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    if code is not None:
+        assert body["code"] == code, body
+    return body
