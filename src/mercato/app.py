@@ -38,6 +38,7 @@ def _register_domains(app: FastAPI) -> None:
     from mercato.catalog.api import api as catalog_api
     from mercato.channels.api import api as channels_api
     from mercato.customers.api import api as customers_api
+    from mercato.inventory.api import api as inventory_api
     from mercato.locations.api import api as locations_api
     from mercato.storefront.api import api as storefront_api
 
@@ -47,6 +48,7 @@ def _register_domains(app: FastAPI) -> None:
         channels_api,
         catalog_api,
         customers_api,
+        inventory_api,
         storefront_api,
     ):
         app.include_router(router)

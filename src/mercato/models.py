@@ -6,4 +6,5 @@ from mercato.catalog import models as catalog_models  # noqa: F401
 from mercato.channels import models as channel_models  # noqa: F401
 from mercato.customers import models as customer_models  # noqa: F401
 from mercato.idempotency import IdempotencyRecord  # noqa: F401
+from mercato.inventory import models as inventory_models  # noqa: F401
 from mercato.locations import models as location_models  # noqa: F401

@@ -1,0 +1,3 @@
+from mercato.routing import router
+
+api = router()
