@@ -62,7 +62,9 @@ def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, D
 
 
 @pytest.fixture
-def db(backend: str, _databases: dict[str, Database], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+def db(
+    backend: str, _databases: dict[str, Database], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
     database = _databases.get(backend)
     if database is None:
         if backend == "postgresql":
@@ -113,9 +115,7 @@ def login(client: TestClient, email: str, password: str = PASSWORD) -> dict[str,
 
 
 @pytest.fixture
-def make_staff(
-    db: Database, client: TestClient
-) -> Callable[..., dict[str, str]]:
+def make_staff(db: Database, client: TestClient) -> Callable[..., dict[str, str]]:
     """Create a staff user with a role (and locations) and return its auth headers."""
     counter = iter(range(1_000_000))
 

@@ -14,8 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
-from mercato import __version__
-from mercato import migrate
+from mercato import __version__, migrate
 from mercato.db import Database
 from mercato.errors import install_error_handlers
 from mercato.events import Dispatcher

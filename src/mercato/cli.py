@@ -157,6 +157,9 @@ def seed(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
     database = _database(settings)
     try:
         credentials = demo_data.seed(database).as_dict()
+    except demo_data.DemoAlreadyLoaded as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
     finally:
         database.dispose()
     typer.echo(json.dumps(credentials, indent=2))
@@ -191,5 +194,3 @@ def _safe_url(url: str) -> str:
 
 def main() -> None:
     app()
-
-

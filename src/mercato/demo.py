@@ -6,41 +6,206 @@ US through web stores, an app, store POS, a marketplace and a call centre.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato.auth import service as auth_service
 from mercato.auth.permissions import Role
 from mercato.auth.principal import Principal
+from mercato.catalog import importexport
+from mercato.catalog import service as catalog_service
+from mercato.catalog.schemas import CategoryIn
+from mercato.channels import service as channels_service
+from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelType
 from mercato.db import Database
+from mercato.demo_catalog import LOCALES, as_import_records, build_catalog
 from mercato.locations import service as locations_service
+from mercato.locations.models import Location
 from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationType
 
 OWNER_EMAIL = "owner@mercato.example"
 
-STORE_HOURS = {
-    day: [["10:00", "20:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")
-} | {"sun": [["11:00", "18:00"]]}
+STORE_HOURS = {day: [["10:00", "20:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")} | {
+    "sun": [["11:00", "18:00"]]
+}
 
 # code, name, type, city, country, tz, lat, lng, capabilities, daily capacity
-LOCATIONS: list[tuple[str, str, LocationType, str, str, str, float, float, dict[str, bool], int]] = [
-    ("WH-TYO", "Tokyo fulfilment centre", LocationType.WAREHOUSE, "Koto, Tokyo", "JP", "Asia/Tokyo", 35.6495, 139.8167, {"ship": True, "returns": True}, 5000),
-    ("WH-FRA", "Frankfurt fulfilment centre", LocationType.WAREHOUSE, "Frankfurt am Main", "DE", "Europe/Berlin", 50.0379, 8.5622, {"ship": True, "returns": True}, 8000),
-    ("WH-SIN", "Singapore hub", LocationType.WAREHOUSE, "Tuas", "SG", "Asia/Singapore", 1.3294, 103.6406, {"ship": True, "returns": True}, 3000),
-    ("WH-NJ", "New Jersey warehouse", LocationType.WAREHOUSE, "Newark", "US", "America/New_York", 40.7357, -74.1724, {"ship": True, "returns": True}, 6000),
-    ("ST-SHIBUYA", "Shibuya store", LocationType.STORE, "Shibuya, Tokyo", "JP", "Asia/Tokyo", 35.6595, 139.7005, {"pickup": True, "ship_from_store": True, "returns": True}, 150),
-    ("ST-OSAKA", "Osaka Umeda store", LocationType.STORE, "Osaka", "JP", "Asia/Tokyo", 34.7025, 135.4959, {"pickup": True, "ship_from_store": True, "returns": True}, 120),
-    ("ST-BERLIN", "Berlin Mitte store", LocationType.STORE, "Berlin", "DE", "Europe/Berlin", 52.5270, 13.4020, {"pickup": True, "ship_from_store": True, "returns": True}, 150),
-    ("ST-MUNICH", "Munich Marienplatz store", LocationType.STORE, "München", "DE", "Europe/Berlin", 48.1374, 11.5755, {"pickup": True, "ship_from_store": True, "returns": True}, 120),
-    ("ST-HAMBURG", "Hamburg store", LocationType.STORE, "Hamburg", "DE", "Europe/Berlin", 53.5511, 9.9937, {"pickup": True, "returns": True}, 100),
-    ("ST-ORCHARD", "Orchard Road store", LocationType.STORE, "Singapore", "SG", "Asia/Singapore", 1.3048, 103.8318, {"pickup": True, "ship_from_store": True, "returns": True}, 150),
-    ("ST-HANOI", "Hanoi Old Quarter store", LocationType.STORE, "Hà Nội", "VN", "Asia/Ho_Chi_Minh", 21.0340, 105.8500, {"pickup": True, "ship_from_store": True, "returns": True}, 100),
-    ("ST-SAIGON", "Saigon District 1 store", LocationType.STORE, "Hồ Chí Minh", "VN", "Asia/Ho_Chi_Minh", 10.7769, 106.7009, {"pickup": True, "ship_from_store": True, "returns": True}, 100),
-    ("ST-NYC", "New York SoHo store", LocationType.STORE, "New York", "US", "America/New_York", 40.7233, -74.0030, {"pickup": True, "returns": True}, 120),
-    ("DS-DALAT", "Da Lat roastery (dropship)", LocationType.DROPSHIP, "Đà Lạt", "VN", "Asia/Ho_Chi_Minh", 11.9404, 108.4583, {"ship": True}, 400),
+LOCATIONS: list[
+    tuple[str, str, LocationType, str, str, str, float, float, dict[str, bool], int]
+] = [
+    (
+        "WH-TYO",
+        "Tokyo fulfilment centre",
+        LocationType.WAREHOUSE,
+        "Koto, Tokyo",
+        "JP",
+        "Asia/Tokyo",
+        35.6495,
+        139.8167,
+        {"ship": True, "returns": True},
+        5000,
+    ),
+    (
+        "WH-FRA",
+        "Frankfurt fulfilment centre",
+        LocationType.WAREHOUSE,
+        "Frankfurt am Main",
+        "DE",
+        "Europe/Berlin",
+        50.0379,
+        8.5622,
+        {"ship": True, "returns": True},
+        8000,
+    ),
+    (
+        "WH-SIN",
+        "Singapore hub",
+        LocationType.WAREHOUSE,
+        "Tuas",
+        "SG",
+        "Asia/Singapore",
+        1.3294,
+        103.6406,
+        {"ship": True, "returns": True},
+        3000,
+    ),
+    (
+        "WH-NJ",
+        "New Jersey warehouse",
+        LocationType.WAREHOUSE,
+        "Newark",
+        "US",
+        "America/New_York",
+        40.7357,
+        -74.1724,
+        {"ship": True, "returns": True},
+        6000,
+    ),
+    (
+        "ST-SHIBUYA",
+        "Shibuya store",
+        LocationType.STORE,
+        "Shibuya, Tokyo",
+        "JP",
+        "Asia/Tokyo",
+        35.6595,
+        139.7005,
+        {"pickup": True, "ship_from_store": True, "returns": True},
+        150,
+    ),
+    (
+        "ST-OSAKA",
+        "Osaka Umeda store",
+        LocationType.STORE,
+        "Osaka",
+        "JP",
+        "Asia/Tokyo",
+        34.7025,
+        135.4959,
+        {"pickup": True, "ship_from_store": True, "returns": True},
+        120,
+    ),
+    (
+        "ST-BERLIN",
+        "Berlin Mitte store",
+        LocationType.STORE,
+        "Berlin",
+        "DE",
+        "Europe/Berlin",
+        52.5270,
+        13.4020,
+        {"pickup": True, "ship_from_store": True, "returns": True},
+        150,
+    ),
+    (
+        "ST-MUNICH",
+        "Munich Marienplatz store",
+        LocationType.STORE,
+        "München",
+        "DE",
+        "Europe/Berlin",
+        48.1374,
+        11.5755,
+        {"pickup": True, "ship_from_store": True, "returns": True},
+        120,
+    ),
+    (
+        "ST-HAMBURG",
+        "Hamburg store",
+        LocationType.STORE,
+        "Hamburg",
+        "DE",
+        "Europe/Berlin",
+        53.5511,
+        9.9937,
+        {"pickup": True, "returns": True},
+        100,
+    ),
+    (
+        "ST-ORCHARD",
+        "Orchard Road store",
+        LocationType.STORE,
+        "Singapore",
+        "SG",
+        "Asia/Singapore",
+        1.3048,
+        103.8318,
+        {"pickup": True, "ship_from_store": True, "returns": True},
+        150,
+    ),
+    (
+        "ST-HANOI",
+        "Hanoi Old Quarter store",
+        LocationType.STORE,
+        "Hà Nội",
+        "VN",
+        "Asia/Ho_Chi_Minh",
+        21.0340,
+        105.8500,
+        {"pickup": True, "ship_from_store": True, "returns": True},
+        100,
+    ),
+    (
+        "ST-SAIGON",
+        "Saigon District 1 store",
+        LocationType.STORE,
+        "Hồ Chí Minh",
+        "VN",
+        "Asia/Ho_Chi_Minh",
+        10.7769,
+        106.7009,
+        {"pickup": True, "ship_from_store": True, "returns": True},
+        100,
+    ),
+    (
+        "ST-NYC",
+        "New York SoHo store",
+        LocationType.STORE,
+        "New York",
+        "US",
+        "America/New_York",
+        40.7233,
+        -74.0030,
+        {"pickup": True, "returns": True},
+        120,
+    ),
+    (
+        "DS-DALAT",
+        "Da Lat roastery (dropship)",
+        LocationType.DROPSHIP,
+        "Đà Lạt",
+        "VN",
+        "Asia/Ho_Chi_Minh",
+        11.9404,
+        108.4583,
+        {"ship": True},
+        400,
+    ),
 ]
 
 
@@ -81,3 +246,246 @@ def _locations(session: Session, actor: Principal) -> dict[str, int]:
         )
         ids[code] = location.id
     return ids
+
+
+# code, name, type, default locale, other locales, currencies, price list, country,
+# ship-to countries, location codes (sell-from, in priority order)
+CHANNELS: list[
+    tuple[str, str, ChannelType, str, list[str], list[str], str, str | None, list[str], list[str]]
+] = [
+    (
+        "web-jp",
+        "Web store Japan",
+        ChannelType.WEB,
+        "ja-JP",
+        ["en"],
+        ["JPY"],
+        "JP",
+        "JP",
+        ["JP"],
+        ["WH-TYO", "ST-SHIBUYA", "ST-OSAKA"],
+    ),
+    (
+        "web-de",
+        "Web store Germany",
+        ChannelType.WEB,
+        "de-DE",
+        ["en"],
+        ["EUR"],
+        "EU",
+        "DE",
+        ["DE", "AT", "FR", "NL"],
+        ["WH-FRA", "ST-BERLIN", "ST-MUNICH", "ST-HAMBURG"],
+    ),
+    (
+        "web-sg",
+        "Web store Singapore",
+        ChannelType.WEB,
+        "en-SG",
+        ["en"],
+        ["SGD"],
+        "SG",
+        "SG",
+        ["SG"],
+        ["WH-SIN", "ST-ORCHARD"],
+    ),
+    (
+        "web-vn",
+        "Web store Vietnam",
+        ChannelType.WEB,
+        "vi-VN",
+        ["en"],
+        ["VND"],
+        "VN",
+        "VN",
+        ["VN"],
+        ["ST-HANOI", "ST-SAIGON", "DS-DALAT"],
+    ),
+    (
+        "web-us",
+        "Web store United States",
+        ChannelType.WEB,
+        "en-US",
+        [],
+        ["USD"],
+        "US",
+        "US",
+        ["US"],
+        ["WH-NJ", "ST-NYC"],
+    ),
+    (
+        "app",
+        "Mercato app",
+        ChannelType.APP,
+        "en",
+        ["ja", "de", "vi", "en-SG"],
+        ["USD", "JPY", "EUR", "SGD", "VND"],
+        "GLOBAL",
+        None,
+        ["JP", "DE", "SG", "VN", "US"],
+        [code for code, *_ in LOCATIONS],
+    ),
+    (
+        "pos-shibuya",
+        "Shibuya store POS",
+        ChannelType.POS,
+        "ja-JP",
+        ["en"],
+        ["JPY"],
+        "JP",
+        "JP",
+        ["JP"],
+        ["ST-SHIBUYA", "WH-TYO"],
+    ),
+    (
+        "pos-berlin",
+        "Berlin store POS",
+        ChannelType.POS,
+        "de-DE",
+        ["en"],
+        ["EUR"],
+        "EU",
+        "DE",
+        ["DE"],
+        ["ST-BERLIN", "WH-FRA"],
+    ),
+    (
+        "marketplace-jp",
+        "Marketplace Japan",
+        ChannelType.MARKETPLACE,
+        "ja-JP",
+        [],
+        ["JPY"],
+        "JP",
+        "JP",
+        ["JP"],
+        ["WH-TYO"],
+    ),
+    (
+        "call-centre",
+        "Call centre",
+        ChannelType.CALL_CENTRE,
+        "en",
+        ["ja", "de", "vi"],
+        ["USD", "JPY", "EUR", "SGD", "VND"],
+        "GLOBAL",
+        None,
+        ["JP", "DE", "SG", "VN", "US"],
+        [code for code, *_ in LOCATIONS],
+    ),
+]
+
+# email prefix, role, location codes
+STAFF: list[tuple[str, Role, list[str]]] = [
+    ("shibuya.associate", Role.STORE_ASSOCIATE, ["ST-SHIBUYA"]),
+    ("berlin.manager", Role.STORE_MANAGER, ["ST-BERLIN"]),
+    ("support", Role.SUPPORT_AGENT, []),
+    ("analyst", Role.ANALYST, []),
+]
+
+
+class DemoAlreadyLoaded(Exception):
+    """The database already holds the demo business."""
+
+
+def _categories(session: Session, actor: Principal) -> None:
+    categories, _ = build_catalog()
+    for category in categories:
+        parent = (
+            catalog_service.category_by_code(session, category.parent) if category.parent else None
+        )
+        catalog_service.create_category(
+            session,
+            actor,
+            CategoryIn(
+                code=category.code,
+                name=category.name.en,
+                parent_id=parent.id if parent else None,
+                translations={loc: category.name.get(loc) for loc in LOCALES},
+            ),
+        )
+
+
+def _products(session: Session, actor: Principal) -> int:
+    _, products = build_catalog()
+    report = importexport.run_import(
+        session, actor, json.dumps(as_import_records(products)), "json", dry_run=False
+    )
+    if report.errors:
+        raise RuntimeError(f"demo catalog does not import: {report.errors[:3]}")
+    return report.products
+
+
+def _channels(session: Session, actor: Principal, location_ids: dict[str, int]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for (
+        code,
+        name,
+        kind,
+        locale,
+        locales,
+        currencies,
+        price_list,
+        country,
+        ship_to,
+        sells_from,
+    ) in CHANNELS:
+        channel = channels_service.create_channel(
+            session,
+            actor,
+            ChannelIn(
+                code=code,
+                name=name,
+                type=kind,
+                default_locale=locale,
+                locales=locales,
+                currencies=currencies,
+                price_list=price_list,
+                country=country,
+                ship_to_countries=ship_to,
+                locations=[
+                    ChannelLocationIn(location_id=location_ids[loc], priority=i)
+                    for i, loc in enumerate(sells_from)
+                ],
+            ),
+        )
+        _, secret = channels_service.issue_key(session, actor, channel.id, f"{code} demo key")
+        keys[code] = secret
+    return keys
+
+
+def _staff(
+    session: Session, actor: Principal, location_ids: dict[str, int], password: str
+) -> dict[str, str]:
+    emails: dict[str, str] = {}
+    for prefix, role, locations in STAFF:
+        email = f"{prefix}@mercato.example"
+        auth_service.create_user(
+            session,
+            actor,
+            email=email,
+            name=prefix.replace(".", " ").title(),
+            password=password,
+            role=role,
+            location_ids=[location_ids[c] for c in locations],
+        )
+        emails[email] = role.value
+    return emails
+
+
+def seed(database: Database) -> DemoCredentials:
+    """Load the demo business in one transaction; refuses a database that already has it."""
+    password = secrets.token_urlsafe(12)
+    with database.transaction() as session:
+        if session.scalar(select(Location.id).where(Location.code == LOCATIONS[0][0])):
+            raise DemoAlreadyLoaded("the demo business is already loaded in this database")
+        owner = auth_service.bootstrap_owner(session, OWNER_EMAIL, "Demo Owner", password)
+        actor = auth_service.principal_for(session, owner)
+        location_ids = _locations(session, actor)
+        _categories(session, actor)
+        _products(session, actor)
+        keys = _channels(session, actor, location_ids)
+        others = _staff(session, actor, location_ids, password)
+    return DemoCredentials(
+        staff_email=OWNER_EMAIL, staff_password=password, channel_keys=keys, other_staff=others
+    )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Index, Integer, String, Text, event, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mercato.db import BigIntPK, Base, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 
 if TYPE_CHECKING:
     from mercato.db import Database

@@ -66,7 +66,9 @@ def test_staff_endpoints_refuse_missing_or_wrong_tokens(
         assert_problem(client.get(path, headers=headers), 401)
 
 
-def test_unknown_field_in_body_is_rejected(client: TestClient, owner_headers: dict[str, str]) -> None:
+def test_unknown_field_in_body_is_rejected(
+    client: TestClient, owner_headers: dict[str, str]
+) -> None:
     body = assert_problem(
         client.post(
             "/v1/staff",
@@ -129,7 +131,9 @@ def test_store_roles_need_a_location(client: TestClient, owner_headers: dict[str
     assert body["errors"][0]["field"] == "location_ids"
 
 
-def test_unknown_location_for_staff_is_422(client: TestClient, owner_headers: dict[str, str]) -> None:
+def test_unknown_location_for_staff_is_422(
+    client: TestClient, owner_headers: dict[str, str]
+) -> None:
     body = assert_problem(
         client.post(
             "/v1/staff",
@@ -164,22 +168,34 @@ def test_admin_cannot_create_owner_but_owner_can(
 
 
 def test_duplicate_staff_email_is_409(client: TestClient, owner_headers: dict[str, str]) -> None:
-    user = {"email": "dup@example.com", "name": "D", "password": "long enough pw", "role": "analyst"}
+    user = {
+        "email": "dup@example.com",
+        "name": "D",
+        "password": "long enough pw",
+        "role": "analyst",
+    }
     assert client.post("/v1/staff", json=user, headers=owner_headers).status_code == 201
-    assert_problem(client.post("/v1/staff", json=user, headers=owner_headers), 409, "duplicate-email")
+    assert_problem(
+        client.post("/v1/staff", json=user, headers=owner_headers), 409, "duplicate-email"
+    )
 
 
-def test_deactivated_user_loses_access(
-    client: TestClient, owner_headers: dict[str, str]
-) -> None:
+def test_deactivated_user_loses_access(client: TestClient, owner_headers: dict[str, str]) -> None:
     created = client.post(
         "/v1/staff",
-        json={"email": "gone@example.com", "name": "G", "password": "long enough pw", "role": "analyst"},
+        json={
+            "email": "gone@example.com",
+            "name": "G",
+            "password": "long enough pw",
+            "role": "analyst",
+        },
         headers=owner_headers,
     ).json()
     headers = login(client, "gone@example.com", "long enough pw")
     assert client.get("/v1/locations", headers=headers).status_code == 200
-    patched = client.patch(f"/v1/staff/{created['id']}", json={"active": False}, headers=owner_headers)
+    patched = client.patch(
+        f"/v1/staff/{created['id']}", json={"active": False}, headers=owner_headers
+    )
     assert patched.status_code == 200
     assert_problem(client.get("/v1/locations", headers=headers), 401)
 
@@ -212,7 +228,12 @@ def test_failed_request_writes_no_audit_entry(
 def test_integration_api_token(client: TestClient, owner_headers: dict[str, str]) -> None:
     created = client.post(
         "/v1/staff",
-        json={"email": "erp@example.com", "name": "ERP", "password": "long enough pw", "role": "integration"},
+        json={
+            "email": "erp@example.com",
+            "name": "ERP",
+            "password": "long enough pw",
+            "role": "integration",
+        },
         headers=owner_headers,
     ).json()
     token = client.post(
@@ -227,7 +248,9 @@ def test_audit_pagination(client: TestClient, owner_headers: dict[str, str]) -> 
     for n in range(5):
         _location(client, owner_headers, f"L{n}")
     first = client.get("/v1/audit?limit=2", headers=owner_headers).json()
-    second = client.get(f"/v1/audit?limit=2&cursor={first['next_cursor']}", headers=owner_headers).json()
+    second = client.get(
+        f"/v1/audit?limit=2&cursor={first['next_cursor']}", headers=owner_headers
+    ).json()
     ids = [e["id"] for e in first["items"] + second["items"]]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 4
     assert_problem(client.get("/v1/audit?cursor=garbage!", headers=owner_headers), 422)

@@ -35,7 +35,9 @@ def test_unknown_route_is_a_problem(client: TestClient) -> None:
     assert_problem(client.get("/v1/nothing-here"), 404, "not-found")
 
 
-def test_unknown_query_parameter_is_rejected(client: TestClient, owner_headers: dict[str, str]) -> None:
+def test_unknown_query_parameter_is_rejected(
+    client: TestClient, owner_headers: dict[str, str]
+) -> None:
     body = assert_problem(
         client.get("/v1/locations?colour=red", headers=owner_headers), 422, "validation-error"
     )
@@ -47,7 +49,9 @@ def test_bad_query_value_names_the_field(client: TestClient, owner_headers: dict
     assert body["errors"][0]["field"] == "query.limit"
 
 
-def test_malformed_json_is_a_422_not_a_500(client: TestClient, owner_headers: dict[str, str]) -> None:
+def test_malformed_json_is_a_422_not_a_500(
+    client: TestClient, owner_headers: dict[str, str]
+) -> None:
     response = client.post(
         "/v1/locations",
         content=b"{not json",

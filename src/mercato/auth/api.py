@@ -20,7 +20,14 @@ from mercato.auth.schemas import (
     StaffUserPatch,
     TokenOut,
 )
-from mercato.deps import DbSession, Pagination, StaffPrincipal, bearer_token, get_settings_dep, require
+from mercato.deps import (
+    DbSession,
+    Pagination,
+    StaffPrincipal,
+    bearer_token,
+    get_settings_dep,
+    require,
+)
 from mercato.routing import router
 from mercato.schemas import PageOut
 from mercato.settings import Settings

@@ -19,21 +19,33 @@ class ChannelContext:
     # None: every active product; otherwise only products in these categories (or below).
     assortment_category_ids: frozenset[int] | None
     country: str | None  # the channel's home market, ISO 3166-1 alpha-2
+    ship_to_countries: tuple[str, ...] = ()
+
+    def ships_to(self, country: str) -> bool:
+        allowed = self.ship_to_countries or ((self.country,) if self.country else ())
+        return not allowed or country.upper() in allowed
+
+    def sells_in(self, currency: str) -> bool:
+        return currency.upper() in self.currencies
 
     @property
     def default_currency(self) -> str:
         return self.currencies[0]
 
+    def match_locale(self, requested: str) -> str | None:
+        """The channel's locale for ``requested`` (exact, else same language), or None."""
+        wanted = requested.strip().replace("_", "-").lower()
+        for loc in self.locales:
+            if loc.lower() == wanted:
+                return loc
+        language = wanted.split("-")[0]
+        for loc in self.locales:
+            if loc.split("-")[0].lower() == language:
+                return loc
+        return None
+
     def pick_locale(self, requested: str | None) -> str:
         """The requested locale if the channel serves it (or its language), else the default."""
         if not requested:
             return self.default_locale
-        wanted = requested.strip()
-        lowered = {loc.lower(): loc for loc in self.locales}
-        if wanted.lower() in lowered:
-            return lowered[wanted.lower()]
-        language = wanted.split("-")[0].lower()
-        for loc in self.locales:
-            if loc.split("-")[0].lower() == language:
-                return loc
-        return self.default_locale
+        return self.match_locale(requested) or self.default_locale

@@ -83,11 +83,15 @@ def get_customer(
     session: DbSession,
     principal: Annotated[Principal, Depends(require(Permission.CUSTOMERS_READ))],
 ) -> CustomerOut:
-    return _redacted(CustomerOut.model_validate(service.get_customer(session, customer_id)), principal)
+    return _redacted(
+        CustomerOut.model_validate(service.get_customer(session, customer_id)), principal
+    )
 
 
 def _redacted(out: CustomerOut, principal: Principal) -> CustomerOut:
     """Roles without customers:pii (analysts) see the record without personal data."""
     if principal.has(Permission.CUSTOMERS_PII):
         return out
-    return out.model_copy(update={"email": None, "phone": None, "first_name": None, "last_name": None})
+    return out.model_copy(
+        update={"email": None, "phone": None, "first_name": None, "last_name": None}
+    )

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import BigIntPK, Base, UTCDateTime, utcnow
+from mercato.db import Base, BigIntPK, UTCDateTime, utcnow
 
 
 class Customer(Base):

@@ -8,13 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato.auth.passwords import hash_password, new_token, token_hash, verify_password
+from mercato.customers.models import Customer, CustomerToken
+from mercato.customers.schemas import RegisterIn
 from mercato.db import utcnow
 from mercato.errors import Conflict, NotFound, Unauthorized
 from mercato.events import publish
 from mercato.pagination import Page, decode_cursor, page_of
-
-from mercato.customers.models import Customer, CustomerToken
-from mercato.customers.schemas import RegisterIn
 
 CUSTOMER_TOKEN_PREFIX = "mct"
 

@@ -71,7 +71,7 @@ def validate_opening_hours(value: dict[str, Any]) -> dict[str, list[list[str]]]:
                 or len(pair) != 2
                 or not all(isinstance(t, str) and _TIME.match(t) for t in pair)
             ):
-                raise ValueError(f"{day}: each range is [\"HH:MM\", \"HH:MM\"]")
+                raise ValueError(f'{day}: each range is ["HH:MM", "HH:MM"]')
             if pair[0] >= pair[1]:
                 raise ValueError(f"{day}: opening {pair[0]} is not before closing {pair[1]}")
             day_ranges.append([pair[0], pair[1]])

@@ -73,8 +73,13 @@ def create_location(session: Session, actor: Principal, data: LocationIn) -> Loc
     session.add(location)
     session.flush()
     audit(session, actor, "location.created", "location", location.id, snapshot(location))
-    publish(session, "location.created", snapshot(location), aggregate_type="location",
-            aggregate_id=location.id)
+    publish(
+        session,
+        "location.created",
+        snapshot(location),
+        aggregate_type="location",
+        aggregate_id=location.id,
+    )
     return location
 
 
@@ -100,8 +105,13 @@ def update_location(
     if changes:
         session.flush()
         audit(session, actor, "location.updated", "location", location.id, changes)
-        publish(session, "location.updated", snapshot(location), aggregate_type="location",
-                aggregate_id=location.id)
+        publish(
+            session,
+            "location.updated",
+            snapshot(location),
+            aggregate_type="location",
+            aggregate_id=location.id,
+        )
     return location
 
 

@@ -1,3 +1,173 @@
-from mercato.routing import router
+"""The shopper-facing read model: the catalog as one channel sees it, in its language."""
 
-api = router()
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Header, Query
+from sqlalchemy.orm import Session
+
+from mercato.catalog import service as catalog
+from mercato.catalog.models import Category, Product
+from mercato.catalog.schemas import ProductStatus
+from mercato.channels.context import ChannelContext
+from mercato.channels.deps import ChannelCtx
+from mercato.deps import DbSession, Pagination
+from mercato.errors import NotFound
+from mercato.i18n import parse_accept_language
+from mercato.routing import router
+from mercato.storefront.schemas import (
+    StoreCategoryOut,
+    StoreChannelOut,
+    StoreProductOut,
+    StoreProductPage,
+    StoreVariantOut,
+)
+
+api = router("/v1/store", tags=["storefront"])
+
+LocaleQuery = Annotated[
+    str | None, Query(max_length=20, description="Overrides Accept-Language and the default")
+]
+AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def resolve_locale(channel: ChannelContext, locale: str | None, accept_language: str | None) -> str:
+    """An explicit ``locale`` wins, then the browser's languages, then the channel default."""
+    if locale:
+        return channel.pick_locale(locale)
+    for tag in parse_accept_language(accept_language):
+        matched = channel.match_locale(tag)
+        if matched:
+            return matched
+    return channel.default_locale
+
+
+class _CategoryNames:
+    def __init__(self, session: Session, locale: str) -> None:
+        self.categories = {c.id: c for c in catalog.list_categories(session)}
+        self.names = catalog.category_translations(session, self.categories)
+        self.locale = locale
+
+    def out(self, category_id: int | None) -> StoreCategoryOut | None:
+        category = self.categories.get(category_id) if category_id is not None else None
+        if category is None:
+            return None
+        return self._out(category)
+
+    def _out(self, category: Category) -> StoreCategoryOut:
+        name = catalog.localized_category_name(
+            category, self.names.get(category.id, {}), self.locale
+        )
+        return StoreCategoryOut(
+            id=category.id, code=category.code, name=name, parent_id=category.parent_id
+        )
+
+    def visible(self, channel: ChannelContext) -> list[StoreCategoryOut]:
+        allowed = channel.assortment_category_ids
+        return [
+            self._out(c) for c in self.categories.values() if allowed is None or c.id in allowed
+        ]
+
+
+def product_view(product: Product, locale: str, categories: _CategoryNames) -> StoreProductOut:
+    name, description = catalog.localized(product, locale)
+    return StoreProductOut(
+        id=product.id,
+        code=product.code,
+        locale=locale,
+        name=name,
+        description=description,
+        category=categories.out(product.category_id),
+        media_urls=list(product.media_urls),
+        variants=[
+            StoreVariantOut(id=v.id, sku=v.sku, barcode=v.barcode, options=dict(v.options))
+            for v in product.variants
+            if v.active
+        ],
+    )
+
+
+def _visible(channel: ChannelContext, product: Product) -> bool:
+    if product.status != ProductStatus.ACTIVE.value:
+        return False
+    allowed = channel.assortment_category_ids
+    return allowed is None or product.category_id in allowed
+
+
+@api.get("/channel", response_model=StoreChannelOut)
+def channel_info(
+    channel: ChannelCtx, locale: LocaleQuery = None, accept_language: AcceptLanguage = None
+) -> StoreChannelOut:
+    return StoreChannelOut(
+        code=channel.code,
+        name=channel.name,
+        type=channel.type,
+        locale=resolve_locale(channel, locale, accept_language),
+        locales=list(channel.locales),
+        currencies=list(channel.currencies),
+        country=channel.country,
+    )
+
+
+@api.get("/categories", response_model=list[StoreCategoryOut])
+def list_categories(
+    session: DbSession,
+    channel: ChannelCtx,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
+) -> list[StoreCategoryOut]:
+    chosen = resolve_locale(channel, locale, accept_language)
+    return _CategoryNames(session, chosen).visible(channel)
+
+
+@api.get("/products", response_model=StoreProductPage)
+def list_products(
+    session: DbSession,
+    channel: ChannelCtx,
+    page: Pagination,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    category: Annotated[str | None, Query(max_length=80, description="Category code")] = None,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
+) -> StoreProductPage:
+    chosen = resolve_locale(channel, locale, accept_language)
+    cursor, limit = page
+    category_ids: set[int] | None = None
+    if category:
+        found = catalog.category_by_code(session, category)
+        if found is None:
+            raise NotFound(f"category {category} not found")
+        category_ids = catalog.category_with_descendants(session, [found.id])
+    if channel.assortment_category_ids is not None:
+        allowed = set(channel.assortment_category_ids)
+        category_ids = allowed if category_ids is None else category_ids & allowed
+    result = catalog.search_products(
+        session,
+        q=q,
+        category_ids=category_ids,
+        statuses=[ProductStatus.ACTIVE.value],
+        cursor=cursor,
+        limit=limit,
+    )
+    names = _CategoryNames(session, chosen)
+    return StoreProductPage(
+        locale=chosen,
+        items=[product_view(p, chosen, names) for p in result.items],
+        next_cursor=result.next_cursor,
+    )
+
+
+@api.get("/products/{product_id}", response_model=StoreProductOut)
+def get_product(
+    product_id: int,
+    session: DbSession,
+    channel: ChannelCtx,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
+) -> StoreProductOut:
+    chosen = resolve_locale(channel, locale, accept_language)
+    product = catalog.get_product(session, product_id)
+    if not _visible(channel, product):
+        raise NotFound(f"product {product_id} not found")
+    return product_view(product, chosen, _CategoryNames(session, chosen))

@@ -1,0 +1,24 @@
+"""The shopper-facing request's channel: ``X-Channel-Key`` -> ``ChannelContext``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from mercato.channels import service
+from mercato.channels.context import ChannelContext
+from mercato.deps import DbSession
+from mercato.errors import Unauthorized
+
+
+def channel_context(
+    session: DbSession,
+    x_channel_key: Annotated[str | None, Header(description="The channel's API key")] = None,
+) -> ChannelContext:
+    if not x_channel_key:
+        raise Unauthorized("an X-Channel-Key header is required", code="missing-channel-key")
+    return service.context_for_key(session, x_channel_key.strip())
+
+
+ChannelCtx = Annotated[ChannelContext, Depends(channel_context)]

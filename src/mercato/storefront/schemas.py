@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from mercato.schemas import ResponseModel
+
+
+class StoreCategoryOut(ResponseModel):
+    id: int
+    code: str
+    name: str
+    parent_id: int | None
+
+
+class StoreVariantOut(ResponseModel):
+    id: int
+    sku: str
+    barcode: str | None
+    options: dict[str, str]
+
+
+class StoreProductOut(ResponseModel):
+    id: int
+    code: str
+    locale: str
+    name: str
+    description: str | None
+    category: StoreCategoryOut | None
+    media_urls: list[str]
+    variants: list[StoreVariantOut]
+
+
+class StoreProductPage(ResponseModel):
+    locale: str
+    items: list[StoreProductOut]
+    next_cursor: str | None = None
+
+
+class StoreChannelOut(ResponseModel):
+    code: str
+    name: str
+    type: str
+    locale: str
+    locales: list[str]
+    currencies: list[str]
+    country: str | None
