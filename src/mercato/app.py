@@ -18,6 +18,8 @@ from mercato import __version__, migrate
 from mercato.db import Database
 from mercato.errors import install_error_handlers
 from mercato.events import Dispatcher
+from mercato.inventory.stream import StockStream
+from mercato.middleware import RequestIdMiddleware, WriterGate
 from mercato.settings import Settings, get_settings
 
 API_DESCRIPTION = """
@@ -40,6 +42,7 @@ def _register_domains(app: FastAPI) -> None:
     from mercato.inventory.api import api as inventory_api
     from mercato.locations.api import api as locations_api
     from mercato.storefront.api import api as storefront_api
+    from mercato.storefront.stock_api import api as storefront_stock_api
 
     for router in (
         auth_api,
@@ -49,12 +52,16 @@ def _register_domains(app: FastAPI) -> None:
         customers_api,
         inventory_api,
         storefront_api,
+        storefront_stock_api,
     ):
         app.include_router(router)
 
 
 def _register_subscribers(dispatcher: Dispatcher) -> None:
     """Cross-domain reactions go through events; domains add their handlers here."""
+    from mercato.inventory import service as inventory
+
+    dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -65,6 +72,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     dispatcher = Dispatcher(database)
     database.wake_hook = dispatcher.wake
     _register_subscribers(dispatcher)
+    stock_stream = StockStream(database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +81,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         try:
             yield
         finally:
+            await stock_stream.stop()
             dispatcher.stop()
 
     app = FastAPI(
@@ -87,18 +96,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.database = database
     app.state.dispatcher = dispatcher
+    app.state.stock_stream = stock_stream
 
     install_error_handlers(app)
+    if database.dialect == "sqlite":
+        app.add_middleware(WriterGate, limit=settings.sqlite_concurrent_writers)
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid[:64]
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+    app.add_middleware(RequestIdMiddleware)
 
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
 

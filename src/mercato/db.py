@@ -83,13 +83,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             url,
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=StaticPool if memory else None,
+            # A connection per worker thread: the pool must never be what requests wait on.
+            **({"poolclass": StaticPool} if memory else {"pool_size": 40, "max_overflow": 40}),
         )
         _configure_sqlite(engine)
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, echo=echo, pool_size=20, max_overflow=20, pool_pre_ping=True)
 
 
 class Database:

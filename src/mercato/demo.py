@@ -7,6 +7,7 @@ US through web stores, an app, store POS, a marketplace and a call centre.
 from __future__ import annotations
 
 import json
+import random
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from mercato.catalog.schemas import CategoryIn
 from mercato.channels import service as channels_service
 from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelType
 from mercato.db import Database
+from mercato.inventory import service as inventory
 from mercato.demo_catalog import LOCALES, as_import_records, build_catalog
 from mercato.locations import service as locations_service
 from mercato.locations.models import Location
@@ -473,6 +475,21 @@ def _staff(
     return emails
 
 
+def _stock(session: Session, actor: Principal, location_ids: dict[str, int]) -> None:
+    """Warehouses stock most of the range; stores a random part of it; a few items run low."""
+    rng = random.Random(7)
+    variant_ids = catalog_service.all_variant_ids(session)
+    ctx = inventory.Context(actor, reference_type="demo", note="opening stock")
+    for code, _name, kind, *_rest in LOCATIONS:
+        if kind is LocationType.WAREHOUSE:
+            lines = [(v, rng.randint(20, 300)) for v in variant_ids if rng.random() < 0.9]
+        elif kind is LocationType.STORE:
+            lines = [(v, rng.randint(1, 15)) for v in variant_ids if rng.random() < 0.35]
+        else:
+            lines = [(v, rng.randint(50, 500)) for v in variant_ids[:60]]
+        inventory.receive_bulk(session, ctx, location_ids[code], lines)
+
+
 def seed(database: Database) -> DemoCredentials:
     """Load the demo business in one transaction; refuses a database that already has it."""
     password = secrets.token_urlsafe(12)
@@ -484,6 +501,7 @@ def seed(database: Database) -> DemoCredentials:
         location_ids = _locations(session, actor)
         _categories(session, actor)
         _products(session, actor)
+        _stock(session, actor, location_ids)
         keys = _channels(session, actor, location_ids)
         others = _staff(session, actor, location_ids, password)
     return DemoCredentials(

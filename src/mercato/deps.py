@@ -89,3 +89,20 @@ def pagination(
 
 
 Pagination = Annotated[tuple[str | None, int], Depends(pagination)]
+
+
+def idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Makes the request safe to retry: a retry gets the first answer back",
+        ),
+    ] = None,
+) -> str | None:
+    from mercato.idempotency import check_key
+
+    return check_key(idempotency_key)
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -88,6 +89,14 @@ class Event:
 Handler = Callable[[Session, Event], None]
 
 
+@dataclass
+class _PeriodicJob:
+    name: str
+    every_seconds: float
+    job: Callable[[Session], object]
+    next_run: float = 0.0
+
+
 def publish(
     session: Session,
     type: str,
@@ -136,6 +145,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._drain_lock = threading.Lock()
+        self._periodic: list[_PeriodicJob] = []
 
     def subscribe(self, type: str, handler: Handler) -> None:
         """Subscribe to one event type, a prefix such as ``"stock.*"`` or ``"*"``."""
@@ -151,6 +161,26 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    def add_periodic(
+        self, name: str, every_seconds: float, job: Callable[[Session], object]
+    ) -> None:
+        """Run ``job`` in its own transaction about every ``every_seconds`` (e.g. hold expiry).
+
+        Jobs must be safe to run in several processes at once (conditional updates).
+        """
+        self._periodic.append(_PeriodicJob(name, every_seconds, job))
+
+    def run_periodic(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for job in self._periodic:
+            if force or now >= job.next_run:
+                job.next_run = now + job.every_seconds
+                try:
+                    with self.database.transaction() as session:
+                        job.job(session)
+                except Exception:
+                    log.exception("periodic job %s failed", job.name)
 
     def _claim(self, limit: int) -> list[int]:
         now = utcnow()
@@ -181,24 +211,38 @@ class Dispatcher:
             return sorted(claimed)
 
     def _deliver(self, event_pk: int) -> None:
+        self._deliver_batch([event_pk])
+
+    def _deliver_batch(self, event_pks: list[int]) -> None:
+        """Hand a claimed batch to the subscribers in one transaction, a savepoint per event.
+
+        A failing handler rolls back only its own event's writes; that event is retried
+        later with exponential back-off, the rest of the batch is marked dispatched.
+        """
         with self.database.transaction() as session:
-            row = session.get(OutboxEvent, event_pk)
-            if row is None or row.dispatched_at is not None:
-                return
-            evt = Event.from_row(row)
-            try:
-                with session.begin_nested():
-                    for handler in self.handlers_for(evt.type):
-                        handler(session, evt)
-            except Exception as exc:
-                log.exception("event %s (%s) handler failed", evt.id, evt.type)
-                row.attempts += 1
-                row.last_error = repr(exc)[:2000]
-                # Back off: the claim lease grows with the number of attempts.
-                row.claimed_until = utcnow() + timedelta(seconds=2 ** min(row.attempts, 8))
-                return
-            row.dispatched_at = utcnow()
-            row.claimed_until = None
+            rows = session.scalars(
+                select(OutboxEvent).where(OutboxEvent.id.in_(event_pks)).order_by(OutboxEvent.id)
+            ).all()
+            now = utcnow()
+            for row in rows:
+                if row.dispatched_at is not None:
+                    continue
+                evt = Event.from_row(row)
+                handlers = self.handlers_for(evt.type)
+                try:
+                    if handlers:
+                        with session.begin_nested():
+                            for handler in handlers:
+                                handler(session, evt)
+                except Exception as exc:
+                    log.exception("event %s (%s) handler failed", evt.id, evt.type)
+                    row.attempts += 1
+                    row.last_error = repr(exc)[:2000]
+                    # Back off: the claim lease grows with the number of attempts.
+                    row.claimed_until = utcnow() + timedelta(seconds=2 ** min(row.attempts, 8))
+                    continue
+                row.dispatched_at = now
+                row.claimed_until = None
 
     def drain(self, limit: int = 500) -> int:
         """Dispatch every committed, undispatched event; returns how many were handled."""
@@ -208,9 +252,8 @@ class Dispatcher:
                 batch = self._claim(limit)
                 if not batch:
                     return handled
-                for pk in batch:
-                    self._deliver(pk)
-                    handled += 1
+                self._deliver_batch(batch)
+                handled += len(batch)
 
     def start(self, poll_seconds: float = 1.0) -> None:
         if self._thread is not None:
@@ -227,6 +270,7 @@ class Dispatcher:
                     self.drain()
                 except Exception:  # the loop must survive a database hiccup
                     log.exception("event dispatcher pass failed")
+                self.run_periodic()
 
         self._thread = threading.Thread(target=run, name="mercato-dispatcher", daemon=True)
         self._thread.start()

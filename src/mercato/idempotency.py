@@ -1,26 +1,33 @@
 """Idempotency-Key support for unsafe requests that create orders, money or stock movements.
 
-The first request with a key stores its answer in the same transaction as its effect; a
-retry with the same key and the same body gets that stored answer back, never a second
-effect. The same key with a different body is a 422 (a client bug). Two concurrent requests
-with one key race on the primary key: the loser gets 409 and may retry.
+The first request with a key claims it (a row inserted before any effect), does its work
+and stores its answer, all in one transaction. A retry with the same key and the same body
+gets that stored answer back, never a second effect. The same key with a different body is
+a 422 (a client bug). A concurrent duplicate waits on the claimed row; when the first
+commits it gets a 409 and may retry to read the stored answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from sqlalchemy import Integer, String, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from mercato.auth.principal import Principal
 from mercato.db import Base, JSONType, UTCDateTime, utcnow
 from mercato.errors import Conflict, ValidationProblem
 
 MAX_KEY_LENGTH = 200
+IN_PROGRESS = 0
 
 
 class IdempotencyRecord(Base):
@@ -35,7 +42,7 @@ class IdempotencyRecord(Base):
 
 
 def request_fingerprint(payload: Any) -> str:
-    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    raw = json.dumps(jsonable_encoder(payload), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -48,6 +55,12 @@ def check_key(key: str | None) -> str | None:
             "header.Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters"
         )
     return key
+
+
+def scope_for(operation: str, principal: Principal) -> str:
+    """Keys are per caller: two integrations may use the same key for different requests."""
+    who = principal.customer_id or principal.channel_id or principal.id or principal.label
+    return f"{operation}:{principal.kind}:{who}"[:120]
 
 
 def lookup(session: Session, scope: str, key: str, fingerprint: str) -> IdempotencyRecord | None:
@@ -63,22 +76,25 @@ def lookup(session: Session, scope: str, key: str, fingerprint: str) -> Idempote
             code="idempotency-key-reused",
             errors=[],
         )
+    if record is not None and record.status_code == IN_PROGRESS:
+        raise Conflict(
+            "a request with this Idempotency-Key is in progress; retry it",
+            code="idempotency-key-in-use",
+        )
     return record
 
 
-def remember(
-    session: Session, scope: str, key: str, fingerprint: str, status_code: int, response: Any
-) -> None:
-    session.add(
-        IdempotencyRecord(
-            scope=scope,
-            key=key,
-            request_hash=fingerprint,
-            status_code=status_code,
-            response=response,
-            created_at=utcnow(),
-        )
+def claim(session: Session, scope: str, key: str, fingerprint: str) -> IdempotencyRecord:
+    """Insert the key before doing the work, so a concurrent duplicate waits and then fails."""
+    record = IdempotencyRecord(
+        scope=scope,
+        key=key,
+        request_hash=fingerprint,
+        status_code=IN_PROGRESS,
+        response=None,
+        created_at=utcnow(),
     )
+    session.add(record)
     try:
         with session.begin_nested():
             session.flush()
@@ -87,3 +103,41 @@ def remember(
             "a request with this Idempotency-Key is in progress; retry it",
             code="idempotency-key-in-use",
         ) from exc
+    return record
+
+
+@dataclass
+class Idempotent:
+    """Runs one unsafe operation at most once per (caller, key)."""
+
+    session: Session
+    scope: str
+    key: str | None
+    payload: Any
+
+    def run(self, produce: Callable[[], Any], status_code: int = 201) -> JSONResponse:
+        if self.key is None:
+            body = jsonable_encoder(produce())
+            return JSONResponse(body, status_code=status_code)
+        fingerprint = request_fingerprint(self.payload)
+        stored = lookup(self.session, self.scope, self.key, fingerprint)
+        if stored is not None:
+            return JSONResponse(
+                stored.response,
+                status_code=stored.status_code,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        record = claim(self.session, self.scope, self.key, fingerprint)
+        body = jsonable_encoder(produce())
+        record.status_code = status_code
+        record.response = body
+        return JSONResponse(body, status_code=status_code)
+
+
+def remember(
+    session: Session, scope: str, key: str, fingerprint: str, status_code: int, response: Any
+) -> None:
+    """Store an answer computed outside ``Idempotent.run`` (multi-step flows such as checkout)."""
+    record = claim(session, scope, key, fingerprint)
+    record.status_code = status_code
+    record.response = jsonable_encoder(response)

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     sql_echo: bool = False
     # The in-process event dispatcher runs in a background thread unless disabled (tests drain it).
     dispatcher_enabled: bool = True
+    # Unsafe requests one process lets run at once on SQLite (see middleware.WriterGate).
+    sqlite_concurrent_writers: int = 1
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -66,6 +66,8 @@ def list_audit(
         query = query.where(AuditEntry.action == action)
     after = decode_cursor(cursor)
     if after is not None:
+        if not isinstance(after, int) or isinstance(after, bool):
+            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(AuditEntry.id < after)
     rows = list(session.scalars(query.limit(limit + 1)))
     return page_of(rows, limit, key=lambda e: e.id)
@@ -81,7 +83,9 @@ def user_location_ids(session: Session, user_id: int) -> frozenset[int]:
 
 def principal_for(session: Session, user: StaffUser) -> Principal:
     role = Role(user.role)
-    return Principal.staff(user.id, user.email, role, user_location_ids(session, user.id))
+    # Only location-scoped roles carry locations; skip the lookup for the others.
+    places = user_location_ids(session, user.id) if role in LOCATION_SCOPED_ROLES else frozenset()
+    return Principal.staff(user.id, user.email, role, places)
 
 
 def login(session: Session, email: str, password: str, ttl_hours: int) -> tuple[str, StaffToken]:
@@ -248,6 +252,8 @@ def list_users(session: Session, cursor: str | None, limit: int) -> Page[StaffUs
     query = select(StaffUser).order_by(StaffUser.id)
     after = decode_cursor(cursor)
     if after is not None:
+        if not isinstance(after, int) or isinstance(after, bool):
+            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(StaffUser.id > after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda u: u.id)
 

@@ -1,3 +1,49 @@
+import json
+from typing import Annotated
+
 import typer
 
 bench_app = typer.Typer(help="Benchmarks that print one JSON object.", no_args_is_help=True)
+
+
+@bench_app.command("routing")
+def routing(
+    locations: Annotated[int, typer.Option(min=2, help="Locations in the network")] = 200,
+    variants: Annotated[int, typer.Option(min=1, help="Variants in the catalogue")] = 2000,
+    orders: Annotated[int, typer.Option(min=1, help="Orders timed")] = 10_000,
+    quality_orders: Annotated[
+        int, typer.Option(min=0, help="Small instances compared with the exact optimum")
+    ] = 200,
+    quality_locations: Annotated[
+        int, typer.Option(min=2, help="Candidate locations per small instance")
+    ] = 25,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 42,
+) -> None:
+    """Order sourcing: orders per second, and cost against an exact optimiser."""
+    from mercato.bench.routing import run_routing_benchmark
+
+    result = run_routing_benchmark(
+        locations=locations,
+        variants=variants,
+        orders=orders,
+        quality_orders=quality_orders,
+        quality_locations=quality_locations,
+        seed=seed,
+    )
+    typer.echo(json.dumps(result))
+
+
+@bench_app.command("flash-sale")
+def flash_sale(
+    buyers: Annotated[int, typer.Option(min=1, max=5000, help="Concurrent buyers")] = 500,
+    stock: Annotated[int, typer.Option(min=1, help="Units for sale")] = 100,
+    locations: Annotated[int, typer.Option(min=1, max=100, help="Locations holding them")] = 5,
+    processes: Annotated[int, typer.Option(min=1, max=32, help="API processes")] = 2,
+    database_url: Annotated[
+        str | None, typer.Option(help="Default: a new SQLite file; PostgreSQL: postgresql://...")
+    ] = None,
+) -> None:
+    """The flash-sale story through the HTTP API: sold must equal stock, never more."""
+    from mercato.bench.flash_sale import run
+
+    typer.echo(json.dumps(run(buyers, stock, locations, processes, database_url)))

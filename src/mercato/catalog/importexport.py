@@ -2,9 +2,11 @@
 
 CSV has one row per variant; product columns repeat on each of its rows (the shape ERPs and
 spreadsheets produce). Columns: ``product_code, name, description, status, tax_class,
-category_code, media_urls`` (``|``-separated), ``sku, barcode, weight_g, length_mm,
-width_mm, height_mm, hs_code, country_of_origin, position``, any number of ``option:<name>``
-columns and ``name:<locale>`` / ``description:<locale>`` translation columns.
+category_code, media_urls`` (``|``-separated), ``attributes`` (a JSON object), ``sku,
+barcode, weight_g, length_mm, width_mm, height_mm, hs_code, country_of_origin, position,
+active``, any number of ``option:<name>`` columns and ``name:<locale>`` /
+``description:<locale>`` translation columns. A row whose variant cells are all empty is a
+product without variants.
 
 JSON is a list of product objects (``product_code``, ..., ``translations``:
 ``{locale: {name, description}}``, ``variants``: ``[{sku, barcode, options, ...}]``).
@@ -54,6 +56,7 @@ PRODUCT_COLUMNS = (
     "tax_class",
     "category_code",
     "media_urls",
+    "attributes",
 )
 VARIANT_COLUMNS = (
     "sku",
@@ -65,6 +68,7 @@ VARIANT_COLUMNS = (
     "hs_code",
     "country_of_origin",
     "position",
+    "active",
 )
 INT_COLUMNS = ("weight_g", "length_mm", "width_mm", "height_mm", "position")
 
@@ -79,6 +83,8 @@ class ProductRecord:
     tax_class: str
     category_code: str | None
     media_urls: list[str]
+    # None: not given (an existing product keeps its attributes).
+    attributes: dict[str, Any] | None = None
     translations: dict[str, TranslationIn] = field(default_factory=dict)
     variants: list[tuple[int, VariantIn]] = field(default_factory=list)
 
@@ -155,6 +161,7 @@ def _csv_row(
                 "tax_class": row.get("tax_class") or None,
                 "category_code": row.get("category_code") or None,
                 "media_urls": [u for u in row.get("media_urls", "").split("|") if u.strip()],
+                "attributes": _csv_attributes(line, row.get("attributes", ""), errors),
                 "translations": translations,
             },
             errors,
@@ -172,10 +179,21 @@ def _csv_row(
             except ValueError:
                 errors.add(line, column, "not a whole number")
                 return
-    variant["options"] = {
-        k.split(":", 1)[1]: v for k, v in row.items() if k.startswith("option:") and v
-    }
+    options = {k.split(":", 1)[1]: v for k, v in row.items() if k.startswith("option:") and v}
+    if not variant and not options:
+        return  # a product without variants
+    variant["options"] = options
     _add_variant(record, line, variant, errors, prefix="")
+
+
+def _csv_attributes(line: int, cell: str, errors: _Collector) -> Any:
+    if not cell:
+        return None
+    try:
+        return json.loads(cell)
+    except json.JSONDecodeError:
+        errors.add(line, "attributes", "not a JSON object")
+        return None
 
 
 def _csv_translations(line: int, row: dict[str, str], errors: _Collector) -> dict[str, Any]:
@@ -187,7 +205,7 @@ def _csv_translations(line: int, row: dict[str, str], errors: _Collector) -> dic
     for locale, parts in found.items():
         if "name" not in parts:
             errors.add(line, f"name:{locale}", "a translated description needs a translated name")
-    return found
+    return {locale: parts for locale, parts in found.items() if "name" in parts}
 
 
 def parse_json(text: str, errors: _Collector) -> list[ProductRecord]:
@@ -241,12 +259,23 @@ def _product_record(line: int, item: dict[str, Any], errors: _Collector) -> Prod
     name = item.get("name")
     if _blank(name) or not isinstance(name, str) or len(name) > 300:
         errors.add(line, "name", "required, up to 300 characters")
+    description = item.get("description") or None
+    if description is not None and (not isinstance(description, str) or len(description) > 20_000):
+        errors.add(line, "description", "text, up to 20000 characters")
     status = item.get("status") or ProductStatus.DRAFT.value
-    if status not in {s.value for s in ProductStatus}:
+    if not isinstance(status, str) or status not in {s.value for s in ProductStatus}:
         errors.add(line, "status", "one of draft, active, archived")
+    category_code = item.get("category_code") or None
+    if category_code is not None and (
+        not isinstance(category_code, str) or len(category_code) > 80
+    ):
+        errors.add(line, "category_code", "a category code, up to 80 characters")
+    attributes = item.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        errors.add(line, "attributes", "an object")
     tax_class = item.get("tax_class") or "standard"
     try:
-        validate_tax_class(str(tax_class))
+        validate_tax_class(tax_class if isinstance(tax_class, str) else repr(tax_class))
     except ValueError as exc:
         errors.add(line, "tax_class", str(exc))
     media = item.get("media_urls") or []
@@ -255,7 +284,7 @@ def _product_record(line: int, item: dict[str, Any], errors: _Collector) -> Prod
         media = []
     for url in media:
         try:
-            validate_media_url(str(url))
+            validate_media_url(url if isinstance(url, str) else repr(url))
         except ValueError as exc:
             errors.add(line, "media_urls", str(exc))
     translations: dict[str, TranslationIn] = {}
@@ -280,11 +309,12 @@ def _product_record(line: int, item: dict[str, Any], errors: _Collector) -> Prod
         line=line,
         code=code.strip(),
         name=name.strip(),
-        description=item.get("description") or None,
+        description=description,
         status=str(status),
         tax_class=str(tax_class),
-        category_code=item.get("category_code") or None,
+        category_code=category_code,
         media_urls=[str(u) for u in media],
+        attributes=attributes,
         translations=translations,
     )
 
@@ -307,9 +337,9 @@ def _check_references(
     codes = {r.category_code for r in records if r.category_code}
     categories = (
         dict(
-            session.execute(select(Category.code, Category.id).where(Category.code.in_(codes)))
-            .tuples()
-            .all()
+            session.execute(
+                select(Category.code, Category.id).where(Category.code.in_(codes))
+            ).all()
         )
         if codes
         else {}
@@ -348,14 +378,14 @@ def _check_variant_keys(session: Session, records: list[ProductRecord], errors: 
         select(Variant.sku, Product.code)
         .join(Product, Product.id == Variant.product_id)
         .where(Variant.sku.in_(list(sku_line)))
-    ).tuples()
+    )
     for sku, product_code in existing:
         if product_of_sku[sku] != product_code:
             errors.add(sku_line[sku], "sku", f"SKU {sku} belongs to product {product_code}")
     if barcode_owner:
         taken = session.execute(
             select(Variant.barcode, Variant.sku).where(Variant.barcode.in_(list(barcode_owner)))
-        ).tuples()
+        )
         for barcode, sku in taken:
             line, wanted_sku = barcode_owner[str(barcode)]
             if sku != wanted_sku:
@@ -367,7 +397,8 @@ def _check_variant_keys(session: Session, records: list[ProductRecord], errors: 
 
 def _write(
     session: Session, records: list[ProductRecord], categories: dict[str, int]
-) -> tuple[int, int, list[Product]]:
+) -> tuple[list[Product], list[Product]]:
+    """Create or update every record; returns the created and the updated products."""
     existing = {
         p.code: p
         for p in session.scalars(
@@ -376,21 +407,23 @@ def _write(
             .options(selectinload(Product.variants), selectinload(Product.translations))
         )
     }
-    created = updated = 0
-    touched: list[Product] = []
+    created: list[Product] = []
+    updated: list[Product] = []
     now = utcnow()
     for r in records:
         product = existing.get(r.code)
         if product is None:
             product = Product(code=r.code, created_at=now, variants=[], translations=[])
             session.add(product)
-            created += 1
+            created.append(product)
         else:
-            updated += 1
+            updated.append(product)
         product.name, product.description = r.name, r.description
         product.status, product.tax_class = r.status, r.tax_class
         product.category_id = categories.get(r.category_code) if r.category_code else None
         product.media_urls = list(r.media_urls)
+        if r.attributes is not None:
+            product.attributes = dict(r.attributes)
         product.attributes = product.attributes or {}
         product.updated_at = now
         by_locale = {t.locale: t for t in product.translations}
@@ -412,9 +445,8 @@ def _write(
                 setattr(variant, name, value)
             variant.updated_at = now
         service._refresh_search_text(product)
-        touched.append(product)
     session.flush()
-    return created, updated, touched
+    return created, updated
 
 
 def run_import(
@@ -424,7 +456,9 @@ def run_import(
         raise ValidationProblem.field("query.format", "csv or json")
     errors = _Collector()
     records = parse_csv(text, errors) if fmt == "csv" else parse_json(text, errors)
-    categories = _check_references(session, records, errors) if not errors.errors else {}
+    # Every record that parsed is also checked against the database, so that one report
+    # (a dry run in particular) lists every bad row, not only the first kind of problem.
+    categories = _check_references(session, records, errors)
     rows = sum(len(r.variants) for r in records) if fmt == "csv" else len(records)
     report = ImportReport(
         format=fmt,
@@ -437,24 +471,30 @@ def run_import(
     )
     if errors.errors or dry_run:
         return report
-    created, updated, touched = _write(session, records, categories)
+    created, updated = _write(session, records, categories)
     audit(
         session,
         actor,
         "catalog.imported",
         "catalog",
         None,
-        {"format": fmt, "products": len(records), "created": created, "updated": updated},
+        {
+            "format": fmt,
+            "products": len(records),
+            "created": len(created),
+            "updated": len(updated),
+        },
     )
-    for product in touched:
-        publish(
-            session,
-            "product.updated",
-            service.product_event(product),
-            aggregate_type="product",
-            aggregate_id=product.id,
-        )
-    report.created, report.updated, report.imported = created, updated, True
+    for event_type, products in (("product.created", created), ("product.updated", updated)):
+        for product in products:
+            publish(
+                session,
+                event_type,
+                service.product_event(product),
+                aggregate_type="product",
+                aggregate_id=product.id,
+            )
+    report.created, report.updated, report.imported = len(created), len(updated), True
     return report
 
 
@@ -472,7 +512,7 @@ def _all_products(session: Session) -> list[Product]:
 
 
 def export_records(session: Session) -> list[dict[str, Any]]:
-    categories = dict(session.execute(select(Category.id, Category.code)).tuples().all())
+    categories = dict(session.execute(select(Category.id, Category.code)).all())
     records = []
     for p in _all_products(session):
         records.append(
@@ -484,6 +524,7 @@ def export_records(session: Session) -> list[dict[str, Any]]:
                 "tax_class": p.tax_class,
                 "category_code": categories.get(p.category_id) if p.category_id else None,
                 "media_urls": list(p.media_urls),
+                "attributes": dict(p.attributes or {}),
                 "translations": {
                     t.locale: {"name": t.name, "description": t.description} for t in p.translations
                 },
@@ -528,14 +569,29 @@ def export_csv(session: Session) -> str:
             r["tax_class"],
             r["category_code"] or "",
             "|".join(r["media_urls"]),
+            json.dumps(r["attributes"], ensure_ascii=False, sort_keys=True)
+            if r["attributes"]
+            else "",
         ]
         translation_cells: list[str] = []
         for loc in locales:
             t = r["translations"].get(loc) or {}
             translation_cells += [t.get("name") or "", t.get("description") or ""]
+        if not r["variants"]:
+            # A product without variants: one row whose variant cells are empty.
+            blank = [""] * (len(VARIANT_COLUMNS) + len(option_names))
+            writer.writerow(product_cells + blank + translation_cells)
         for v in r["variants"]:
             cells = [*product_cells]
-            cells += ["" if v.get(c) is None else str(v[c]) for c in VARIANT_COLUMNS]
+            cells += [_csv_cell(v.get(c)) for c in VARIANT_COLUMNS]
             cells += [v["options"].get(name, "") for name in option_names]
             writer.writerow(cells + translation_cells)
     return out.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -57,7 +57,7 @@ VARIANT_FIELDS = (
 
 def category_parents(session: Session) -> dict[int, int | None]:
     """The whole tree as child -> parent (categories number in the hundreds, not millions)."""
-    return dict(session.execute(select(Category.id, Category.parent_id)).tuples().all())
+    return dict(session.execute(select(Category.id, Category.parent_id)).all())
 
 
 def descendants(parents: dict[int, int | None], roots: Iterable[int]) -> set[int]:
@@ -176,6 +176,9 @@ def update_category(
 ) -> Category:
     category = get_category(session, category_id)
     changes = patch.model_dump(exclude_unset=True, mode="json")
+    for name in ("name", "position", "translations"):
+        if name in changes and changes[name] is None:
+            raise ValidationProblem.field(f"body.{name}", "may not be null")
     if "parent_id" in changes:
         _check_parent(session, category.id, patch.parent_id)
         category.parent_id = patch.parent_id
@@ -232,20 +235,26 @@ def check_unique_variants(
     field: str = "body.variants",
     exclude_variant_ids: Iterable[int] = (),
 ) -> None:
-    """409 when a (sku, barcode) pair collides with another variant or within the request."""
+    """409 when a (sku, barcode) pair collides with another variant or within the request.
+
+    ``field`` names the list the pairs come from (``body.variants`` -> ``body.variants[1].sku``);
+    for a single variant given as the body itself pass ``"body"`` (-> ``body.sku``).
+    """
+
+    def path(i: int, name: str) -> str:
+        return f"{field}.{name}" if field == "body" else f"{field}[{i}].{name}"
+
     errors: list[FieldError] = []
     seen_sku: set[str] = set()
     seen_barcode: set[str] = set()
     for i, (sku, barcode) in enumerate(variants):
         if sku is not None:
             if sku in seen_sku:
-                errors.append(FieldError(f"{field}[{i}].sku", f"SKU {sku} appears twice"))
+                errors.append(FieldError(path(i, "sku"), f"SKU {sku} appears twice"))
             seen_sku.add(sku)
         if barcode is not None:
             if barcode in seen_barcode:
-                errors.append(
-                    FieldError(f"{field}[{i}].barcode", f"barcode {barcode} appears twice")
-                )
+                errors.append(FieldError(path(i, "barcode"), f"barcode {barcode} appears twice"))
             seen_barcode.add(barcode)
     excluded = list(exclude_variant_ids)
     if seen_sku or seen_barcode:
@@ -254,12 +263,12 @@ def check_unique_variants(
         )
         if excluded:
             query = query.where(Variant.id.not_in(excluded))
-        for sku, barcode in session.execute(query).tuples():
+        for sku, barcode in session.execute(query):
             for i, (want_sku, want_barcode) in enumerate(variants):
                 if want_sku is not None and want_sku == sku:
-                    errors.append(FieldError(f"{field}[{i}].sku", f"SKU {sku} exists"))
+                    errors.append(FieldError(path(i, "sku"), f"SKU {sku} exists"))
                 if want_barcode is not None and want_barcode == barcode:
-                    errors.append(FieldError(f"{field}[{i}].barcode", f"barcode {barcode} exists"))
+                    errors.append(FieldError(path(i, "barcode"), f"barcode {barcode} exists"))
     if not errors:
         return
     detail = "; ".join(e["reason"] for e in errors[:5])
@@ -484,7 +493,7 @@ def search_products(
         query = query.where(Product.status.in_(list(statuses)))
     after = decode_cursor(cursor)
     if after is not None:
-        if not isinstance(after, int):
+        if not isinstance(after, int) or isinstance(after, bool):
             raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(Product.id > after)
     rows = list(session.scalars(query.limit(limit + 1)))
@@ -540,29 +549,25 @@ def variant_infos(
     ids = sorted(set(variant_ids))
     if not ids:
         return {}
-    rows = (
-        session.execute(
-            select(
-                Variant.id,
-                Variant.sku,
-                Variant.product_id,
-                Product.code,
-                Product.name,
-                Product.status,
-                Product.tax_class,
-                Product.category_id,
-                Variant.active,
-                Variant.options,
-                Variant.weight_g,
-                Variant.hs_code,
-                Variant.country_of_origin,
-            )
-            .join(Product, Product.id == Variant.product_id)
-            .where(Variant.id.in_(ids))
+    rows = session.execute(
+        select(
+            Variant.id,
+            Variant.sku,
+            Variant.product_id,
+            Product.code,
+            Product.name,
+            Product.status,
+            Product.tax_class,
+            Product.category_id,
+            Variant.active,
+            Variant.options,
+            Variant.weight_g,
+            Variant.hs_code,
+            Variant.country_of_origin,
         )
-        .tuples()
-        .all()
-    )
+        .join(Product, Product.id == Variant.product_id)
+        .where(Variant.id.in_(ids))
+    ).all()
     if parents is None and any(r[7] is not None for r in rows):
         parents = category_parents(session)
     found: dict[int, VariantInfo] = {}
@@ -591,9 +596,7 @@ def variant_ids_by_sku(session: Session, skus: Iterable[str]) -> dict[str, int]:
     if not wanted:
         return {}
     return dict(
-        session.execute(select(Variant.sku, Variant.id).where(Variant.sku.in_(wanted)))
-        .tuples()
-        .all()
+        session.execute(select(Variant.sku, Variant.id).where(Variant.sku.in_(wanted))).all()
     )
 
 

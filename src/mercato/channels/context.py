@@ -20,6 +20,8 @@ class ChannelContext:
     assortment_category_ids: frozenset[int] | None
     country: str | None  # the channel's home market, ISO 3166-1 alpha-2
     ship_to_countries: tuple[str, ...] = ()
+    # The sell-from locations in priority order (``location_ids`` as a sequence).
+    location_order: tuple[int, ...] = ()
 
     def ships_to(self, country: str) -> bool:
         allowed = self.ship_to_countries or ((self.country,) if self.country else ())

@@ -205,7 +205,9 @@ def revoke_key(session: Session, actor: Principal, channel_id: int, key_id: int)
 
 def _context(session: Session, channel: Channel) -> ChannelContext:
     location_ids = session.scalars(
-        select(ChannelLocation.location_id).where(ChannelLocation.channel_id == channel.id)
+        select(ChannelLocation.location_id)
+        .where(ChannelLocation.channel_id == channel.id)
+        .order_by(ChannelLocation.priority, ChannelLocation.location_id)
     ).all()
     assortment = None
     if channel.assortment_category_ids is not None:
@@ -225,6 +227,7 @@ def _context(session: Session, channel: Channel) -> ChannelContext:
         assortment_category_ids=assortment,
         country=channel.country,
         ship_to_countries=tuple(channel.ship_to_countries or ()),
+        location_order=tuple(location_ids),
     )
 
 

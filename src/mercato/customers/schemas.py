@@ -6,6 +6,7 @@ import phonenumbers
 from pydantic import Field, field_validator
 
 from mercato.auth.schemas import EMAIL_PATTERN
+from mercato.i18n import normalise_locale
 from mercato.schemas import ResponseModel, StrictModel
 
 
@@ -32,6 +33,11 @@ class RegisterIn(StrictModel):
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
         return None if value is None else normalise_phone(value)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_locale(value)
 
 
 class CustomerLoginIn(StrictModel):

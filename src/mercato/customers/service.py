@@ -11,7 +11,7 @@ from mercato.auth.passwords import hash_password, new_token, token_hash, verify_
 from mercato.customers.models import Customer, CustomerToken
 from mercato.customers.schemas import RegisterIn
 from mercato.db import utcnow
-from mercato.errors import Conflict, NotFound, Unauthorized
+from mercato.errors import Conflict, NotFound, Unauthorized, ValidationProblem
 from mercato.events import publish
 from mercato.pagination import Page, decode_cursor, page_of
 
@@ -94,5 +94,7 @@ def list_customers(
         query = query.where(Customer.email == email.strip().lower())
     after = decode_cursor(cursor)
     if after is not None:
-        query = query.where(Customer.id > int(after))
+        if not isinstance(after, int) or isinstance(after, bool):
+            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
+        query = query.where(Customer.id > after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda c: c.id)

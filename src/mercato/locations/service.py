@@ -122,6 +122,17 @@ def get_location(session: Session, location_id: int) -> Location:
     return location
 
 
+def exists(session: Session, location_id: int) -> bool:
+    return session.scalar(select(Location.id).where(Location.id == location_id)) is not None
+
+
+def all_ids(session: Session, *, active_only: bool = True) -> list[int]:
+    query = select(Location.id).order_by(Location.id)
+    if active_only:
+        query = query.where(Location.active.is_(True))
+    return list(session.scalars(query))
+
+
 def get_locations(session: Session, ids: Sequence[int]) -> list[Location]:
     if not ids:
         return []
@@ -166,7 +177,9 @@ def list_locations(
         query = query.where(Location.active.is_(active))
     after = decode_cursor(cursor)
     if after is not None:
-        query = query.where(Location.id > int(after))
+        if not isinstance(after, int) or isinstance(after, bool):
+            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
+        query = query.where(Location.id > after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda x: x.id)
 
 
