@@ -29,18 +29,36 @@ def api_processes(database_url: str, count: int, data_dir: Path) -> Iterator[lis
     try:
         for _ in range(count):
             port = free_port()
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "mercato.app:create_app", "--factory",
-                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "mercato.app:create_app",
+                        "--factory",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 30
         for url, proc in zip(urls, procs, strict=True):
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"API process exited: {proc.stderr.read().decode()[-2000:]}"
-                                       if proc.stderr else "API process exited")
+                    raise RuntimeError(
+                        f"API process exited: {proc.stderr.read().decode()[-2000:]}"
+                        if proc.stderr
+                        else "API process exited"
+                    )
                 try:
                     if httpx.get(url + "/health", timeout=1).status_code == 200:
                         break

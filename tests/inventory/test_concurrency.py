@@ -26,9 +26,12 @@ Stock = Callable[[int, int, int], None]
 def _hold_one(db: Database, world: World, variant: int) -> bool:
     try:
         with db.transaction() as session:
-            inventory.hold(session, inventory.Context(Principal.system("buyer")),
-                           [inventory.HoldLine(variant, 1)],
-                           candidate_locations=world.locations)
+            inventory.hold(
+                session,
+                inventory.Context(Principal.system("buyer")),
+                [inventory.HoldLine(variant, 1)],
+                candidate_locations=world.locations,
+            )
         return True
     except inventory.InsufficientStock:
         return False
@@ -63,9 +66,12 @@ def test_sales_holds_and_releases_racing(db: Database, world: World, stock: Stoc
     def store_sale(_: int) -> None:
         try:
             with db.transaction() as session:
-                inventory.adjust(session, inventory.Context(Principal.system("pos")),
-                                 world.store_a,
-                                 [inventory.AdjustmentLine(v, -1, inventory.Reason.SALE)])
+                inventory.adjust(
+                    session,
+                    inventory.Context(Principal.system("pos")),
+                    world.store_a,
+                    [inventory.AdjustmentLine(v, -1, inventory.Reason.SALE)],
+                )
             sold.append(1)
         except inventory.InsufficientStock:
             pass
@@ -73,11 +79,13 @@ def test_sales_holds_and_releases_racing(db: Database, world: World, stock: Stoc
     def hold_and_release(_: int) -> None:
         try:
             with db.transaction() as session:
-                held = inventory.hold(session, inventory.Context(Principal.system("web")),
-                                      [inventory.HoldLine(v, 2, world.store_a)])
+                held = inventory.hold(
+                    session,
+                    inventory.Context(Principal.system("web")),
+                    [inventory.HoldLine(v, 2, world.store_a)],
+                )
             with db.transaction() as session:
-                inventory.release(session, inventory.Context(Principal.system("web")),
-                                  [held[0].id])
+                inventory.release(session, inventory.Context(Principal.system("web")), [held[0].id])
         except inventory.InsufficientStock:
             pass
 
@@ -97,8 +105,13 @@ def test_two_api_processes_never_oversell(
     stock(v, world.store_b, 8)
     with db.transaction() as session:
         user = auth_service.create_user(
-            session, Principal.system("tests"), email="erp@example.com", name="ERP",
-            password="long enough password", role=Role.INTEGRATION)
+            session,
+            Principal.system("tests"),
+            email="erp@example.com",
+            name="ERP",
+            password="long enough password",
+            role=Role.INTEGRATION,
+        )
         token = auth_service.issue_api_token(session, Principal.system("tests"), user.id, "bench")
     url = db.engine.url.render_as_string(hide_password=False).replace("+psycopg", "")
     body = {"lines": [{"variant_id": v, "quantity": 1}], "channel_id": world.channel_id}
@@ -106,14 +119,16 @@ def test_two_api_processes_never_oversell(
         start = threading.Barrier(24)
 
         def buyer(n: int) -> int:
-            with httpx.Client(base_url=urls[n % 2], timeout=60,
-                              headers={"Authorization": f"Bearer {token}"}) as http:
+            with httpx.Client(
+                base_url=urls[n % 2], timeout=60, headers={"Authorization": f"Bearer {token}"}
+            ) as http:
                 start.wait()
                 statuses = []
                 for _ in range(3):
                     statuses.append(http.post("/v1/inventory/reservations", json=body).status_code)
                 return sum(1 for s in statuses if s == 201) * 1000 + sum(
-                    1 for s in statuses if s not in (201, 409))
+                    1 for s in statuses if s not in (201, 409)
+                )
 
         with ThreadPoolExecutor(24) as pool:
             outcomes = list(pool.map(buyer, range(24)))

@@ -31,8 +31,12 @@ def movements(db: Database) -> int:
 
 def events(db: Database, type_: str) -> list[dict[str, object]]:
     with db.read() as session:
-        return [e.data for e in session.scalars(
-            select(OutboxEvent).where(OutboxEvent.type == type_).order_by(OutboxEvent.id))]
+        return [
+            e.data
+            for e in session.scalars(
+                select(OutboxEvent).where(OutboxEvent.type == type_).order_by(OutboxEvent.id)
+            )
+        ]
 
 
 def test_receipt_and_availability(db: Database, world: World, stock: Stock) -> None:
@@ -40,13 +44,16 @@ def test_receipt_and_availability(db: Database, world: World, stock: Stock) -> N
     stock(v, world.warehouse, 10)
     stock(v, world.store_a, 3)
     with db.transaction() as session:
-        inventory.set_policy(session, SYSTEM, v, world.warehouse, safety_stock=2,
-                             low_stock_threshold=None)
+        inventory.set_policy(
+            session, SYSTEM, v, world.warehouse, safety_stock=2, low_stock_threshold=None
+        )
     snap = level(db, v, world.warehouse)
     assert (snap.on_hand, snap.reserved, snap.safety_stock, snap.available) == (10, 0, 2, 8)
     with db.read() as session:
         assert inventory.availability(session, [v, world.variants[1]], world.locations) == {
-            v: 11, world.variants[1]: 0}
+            v: 11,
+            world.variants[1]: 0,
+        }
         by_location = inventory.availability_by_location(session, [v], world.locations)
     assert by_location == {v: {world.warehouse: 8, world.store_a: 3}}
     assert_ledger_consistent(db)
@@ -56,8 +63,11 @@ def test_hold_release_allocate_fulfil(db: Database, world: World, stock: Stock) 
     v = world.variants[0]
     stock(v, world.warehouse, 5)
     with db.transaction() as session:
-        held = inventory.hold(session, ctx(reference_type="cart", reference_id="c1"),
-                              [inventory.HoldLine(v, 2, world.warehouse)])
+        held = inventory.hold(
+            session,
+            ctx(reference_type="cart", reference_id="c1"),
+            [inventory.HoldLine(v, 2, world.warehouse)],
+        )
     assert level(db, v, world.warehouse).reserved == 2
     assert level(db, v, world.warehouse).available == 3
     with db.transaction() as session:
@@ -82,8 +92,11 @@ def test_lines_of_one_variant_are_summed_before_holding(
     v = world.variants[0]
     stock(v, world.warehouse, 3)
     with pytest.raises(inventory.InsufficientStock), db.transaction() as session:
-        inventory.hold(session, ctx(), [inventory.HoldLine(v, 2, world.warehouse),
-                                        inventory.HoldLine(v, 2, world.warehouse)])
+        inventory.hold(
+            session,
+            ctx(),
+            [inventory.HoldLine(v, 2, world.warehouse), inventory.HoldLine(v, 2, world.warehouse)],
+        )
     assert level(db, v, world.warehouse).reserved == 0
 
 
@@ -93,8 +106,11 @@ def test_hold_is_all_or_nothing(db: Database, world: World, stock: Stock) -> Non
     stock(b, world.warehouse, 1)
     before = movements(db)
     with pytest.raises(inventory.InsufficientStock) as err, db.transaction() as session:
-        inventory.hold(session, ctx(), [inventory.HoldLine(a, 2, world.warehouse),
-                                        inventory.HoldLine(b, 2, world.warehouse)])
+        inventory.hold(
+            session,
+            ctx(),
+            [inventory.HoldLine(a, 2, world.warehouse), inventory.HoldLine(b, 2, world.warehouse)],
+        )
     assert err.value.extra["variant_id"] == b and err.value.extra["available"] == 1
     assert level(db, a, world.warehouse).reserved == 0
     assert movements(db) == before
@@ -108,20 +124,29 @@ def test_channel_hold_sources_in_priority_order_and_splits(
     stock(v, world.store_a, 2)
     stock(v, world.store_b, 5)
     with db.transaction() as session:
-        one = inventory.hold(session, ctx(), [inventory.HoldLine(v, 1)],
-                             candidate_locations=world.locations)
+        one = inventory.hold(
+            session, ctx(), [inventory.HoldLine(v, 1)], candidate_locations=world.locations
+        )
         assert [(r.location_id, r.quantity) for r in one] == [(world.warehouse, 1)]
         # 4 units: no single location in priority order has them but store_b does.
-        four = inventory.hold(session, ctx(), [inventory.HoldLine(v, 4)],
-                              candidate_locations=world.locations)
+        four = inventory.hold(
+            session, ctx(), [inventory.HoldLine(v, 4)], candidate_locations=world.locations
+        )
         assert [(r.location_id, r.quantity) for r in four] == [(world.store_b, 4)]
-        split = inventory.hold(session, ctx(), [inventory.HoldLine(v, 3)],
-                               candidate_locations=world.locations)
+        split = inventory.hold(
+            session, ctx(), [inventory.HoldLine(v, 3)], candidate_locations=world.locations
+        )
         assert sorted((r.location_id, r.quantity) for r in split) == sorted(
-            [(world.warehouse, 1), (world.store_a, 2)])
+            [(world.warehouse, 1), (world.store_a, 2)]
+        )
     with pytest.raises(inventory.InsufficientStock), db.transaction() as session:
-        inventory.hold(session, ctx(), [inventory.HoldLine(v, 2)],
-                       candidate_locations=world.locations, allow_split=False)
+        inventory.hold(
+            session,
+            ctx(),
+            [inventory.HoldLine(v, 2)],
+            candidate_locations=world.locations,
+            allow_split=False,
+        )
     assert_ledger_consistent(db)
 
 
@@ -129,8 +154,9 @@ def test_expired_holds_are_released(db: Database, world: World, stock: Stock) ->
     v = world.variants[0]
     stock(v, world.warehouse, 1)
     with db.transaction() as session:
-        held = inventory.hold(session, ctx(), [inventory.HoldLine(v, 1, world.warehouse)],
-                              ttl=timedelta(seconds=30))
+        held = inventory.hold(
+            session, ctx(), [inventory.HoldLine(v, 1, world.warehouse)], ttl=timedelta(seconds=30)
+        )
     with db.transaction() as session:
         assert inventory.expire_holds(session) == 0
         assert inventory.expire_holds(session, now=utcnow() + timedelta(seconds=31)) == 1
@@ -143,12 +169,14 @@ def test_a_stale_hold_does_not_block_a_new_buyer(db: Database, world: World, sto
     v = world.variants[0]
     stock(v, world.warehouse, 1)
     with db.transaction() as session:
-        inventory.hold(session, ctx(), [inventory.HoldLine(v, 1, world.warehouse)],
-                       ttl=timedelta(seconds=30))
+        inventory.hold(
+            session, ctx(), [inventory.HoldLine(v, 1, world.warehouse)], ttl=timedelta(seconds=30)
+        )
         inventory.Reservation  # noqa: B018
     with db.transaction() as session:
         session.execute(
-            inventory.update(inventory.Reservation).values(expires_at=utcnow() - timedelta(1)))
+            inventory.update(inventory.Reservation).values(expires_at=utcnow() - timedelta(1))
+        )
     with db.transaction() as session:
         again = inventory.hold(session, ctx(), [inventory.HoldLine(v, 1, world.warehouse)])
     assert again[0].quantity == 1
@@ -162,37 +190,49 @@ def test_store_sale_cannot_take_reserved_units(db: Database, world: World, stock
     with db.transaction() as session:
         inventory.hold(session, ctx(), [inventory.HoldLine(v, 2, world.store_a)])
     with pytest.raises(inventory.InsufficientStock), db.transaction() as session:
-        inventory.adjust(session, ctx(), world.store_a,
-                         [inventory.AdjustmentLine(v, -1, inventory.Reason.SALE)])
+        inventory.adjust(
+            session, ctx(), world.store_a, [inventory.AdjustmentLine(v, -1, inventory.Reason.SALE)]
+        )
     assert level(db, v, world.store_a).on_hand == 2
 
 
 @pytest.mark.parametrize("quantity", [0, -1, 10_000_000])
-def test_bad_quantities_are_refused(db: Database, world: World, stock: Stock,
-                                    quantity: int) -> None:
+def test_bad_quantities_are_refused(
+    db: Database, world: World, stock: Stock, quantity: int
+) -> None:
     stock(world.variants[0], world.warehouse, 5)
     before = movements(db)
     with pytest.raises(ValidationProblem), db.transaction() as session:
-        inventory.hold(session, ctx(), [inventory.HoldLine(world.variants[0], quantity,
-                                                           world.warehouse)])
+        inventory.hold(
+            session, ctx(), [inventory.HoldLine(world.variants[0], quantity, world.warehouse)]
+        )
     assert movements(db) == before
 
 
 def test_unknown_variant_or_location(db: Database, world: World) -> None:
     with pytest.raises(ValidationProblem) as err, db.transaction() as session:
-        inventory.adjust(session, ctx(), world.warehouse,
-                         [inventory.AdjustmentLine(999_999, 1, inventory.Reason.RECEIPT)])
+        inventory.adjust(
+            session,
+            ctx(),
+            world.warehouse,
+            [inventory.AdjustmentLine(999_999, 1, inventory.Reason.RECEIPT)],
+        )
     assert err.value.errors[0]["field"] == "body.lines[0].variant_id"
     with pytest.raises(ValidationProblem), db.transaction() as session:
-        inventory.adjust(session, ctx(), 999_999,
-                         [inventory.AdjustmentLine(world.variants[0], 1, inventory.Reason.RECEIPT)])
+        inventory.adjust(
+            session,
+            ctx(),
+            999_999,
+            [inventory.AdjustmentLine(world.variants[0], 1, inventory.Reason.RECEIPT)],
+        )
 
 
 def test_store_associate_moves_stock_only_at_their_store(db: Database, world: World) -> None:
     from mercato.auth.permissions import Role
 
-    associate = Principal.staff(42, "a@example.com", Role.STORE_ASSOCIATE,
-                                frozenset({world.store_a}))
+    associate = Principal.staff(
+        42, "a@example.com", Role.STORE_ASSOCIATE, frozenset({world.store_a})
+    )
     line = [inventory.AdjustmentLine(world.variants[0], 1, inventory.Reason.RECEIPT)]
     with db.transaction() as session:
         inventory.adjust(session, inventory.Context(associate), world.store_a, line)
@@ -208,8 +248,9 @@ def test_transfer_ship_and_receive_with_discrepancy(
     stock(a, world.warehouse, 10)
     stock(b, world.warehouse, 4)
     with db.transaction() as session:
-        transfer = inventory.create_transfer(session, ctx(), world.warehouse, world.store_a,
-                                             [(a, 6), (b, 4)], ship_now=True)
+        transfer = inventory.create_transfer(
+            session, ctx(), world.warehouse, world.store_a, [(a, 6), (b, 4)], ship_now=True
+        )
         transfer_id = transfer.id
     assert level(db, a, world.warehouse).on_hand == 4
     assert level(db, a, world.store_a).incoming == 6
@@ -230,8 +271,9 @@ def test_transfer_from_a_location_without_the_stock(
     stock(world.variants[0], world.warehouse, 1)
     before = movements(db)
     with pytest.raises(inventory.InsufficientStock), db.transaction() as session:
-        inventory.create_transfer(session, ctx(), world.warehouse, world.store_a,
-                                  [(world.variants[0], 2)], ship_now=True)
+        inventory.create_transfer(
+            session, ctx(), world.warehouse, world.store_a, [(world.variants[0], 2)], ship_now=True
+        )
     assert movements(db) == before
     assert level(db, world.variants[0], world.store_a).incoming == 0
 
@@ -239,13 +281,15 @@ def test_transfer_from_a_location_without_the_stock(
 def test_purchase_order_receipts(db: Database, world: World) -> None:
     v = world.variants[0]
     with db.transaction() as session:
-        po = inventory.create_purchase_order(session, ctx(), "PO-1", "Roaster", world.warehouse,
-                                             [(v, 10)], None)
+        po = inventory.create_purchase_order(
+            session, ctx(), "PO-1", "Roaster", world.warehouse, [(v, 10)], None
+        )
         po_id = po.id
     assert level(db, v, world.warehouse).incoming == 10
     with db.transaction() as session:
         assert inventory.receive_purchase_order(session, ctx(), po_id, {v: 4}).status == (
-            "partially_received")
+            "partially_received"
+        )
     with pytest.raises(ValidationProblem), db.transaction() as session:
         inventory.receive_purchase_order(session, ctx(), po_id, {v: 7})
     with db.transaction() as session:
@@ -266,7 +310,9 @@ def test_cycle_count_posts_differences(db: Database, world: World, stock: Stock)
     with db.read() as session:
         count_moves = session.execute(
             select(StockMovement.variant_id, StockMovement.on_hand_delta)
-            .where(StockMovement.reason == "count").order_by(StockMovement.variant_id)).all()
+            .where(StockMovement.reason == "count")
+            .order_by(StockMovement.variant_id)
+        ).all()
     assert [tuple(m) for m in count_moves] == [(a, -2), (b, 2)]
     assert_ledger_consistent(db)
 
@@ -286,8 +332,9 @@ def test_events_stock_changed_and_low(db: Database, world: World, stock: Stock) 
     v = world.variants[0]
     stock(v, world.store_a, 5)
     with db.transaction() as session:
-        inventory.set_policy(session, SYSTEM, v, world.store_a, safety_stock=None,
-                             low_stock_threshold=3)
+        inventory.set_policy(
+            session, SYSTEM, v, world.store_a, safety_stock=None, low_stock_threshold=3
+        )
     with db.transaction() as session:
         inventory.hold(session, ctx(), [inventory.HoldLine(v, 2, world.store_a)])
     assert events(db, "stock.low") == []

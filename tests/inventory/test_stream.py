@@ -30,8 +30,9 @@ def test_stream_sends_snapshot_then_changes(
     v, other = world.variants[:2]
     stock(v, world.store_a, 5)
     headers = {"X-Channel-Key": world.channel_key}
-    with client.stream("GET", f"/v1/store/stock/stream?variant_ids={v}",
-                       headers=headers) as response:
+    with client.stream(
+        "GET", f"/v1/store/stock/stream?variant_ids={v}", headers=headers
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = _events(response.iter_lines())
@@ -40,10 +41,18 @@ def test_stream_sends_snapshot_then_changes(
         with db.transaction() as session:
             ctx = inventory.Context(Principal.system("pos"), reference_type="pos-sale")
             # A change of another variant is filtered out; the POS sale of ours arrives.
-            inventory.adjust(session, ctx, world.store_a,
-                             [inventory.AdjustmentLine(other, 3, inventory.Reason.RECEIPT)])
-            inventory.adjust(session, ctx, world.store_a,
-                             [inventory.AdjustmentLine(v, -2, inventory.Reason.SALE)])
+            inventory.adjust(
+                session,
+                ctx,
+                world.store_a,
+                [inventory.AdjustmentLine(other, 3, inventory.Reason.RECEIPT)],
+            )
+            inventory.adjust(
+                session,
+                ctx,
+                world.store_a,
+                [inventory.AdjustmentLine(v, -2, inventory.Reason.SALE)],
+            )
         name, change = next(events)
         assert name == "stock"
         assert change["variant_id"] == v and change["location_id"] == world.store_a

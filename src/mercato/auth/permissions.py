@@ -37,6 +37,18 @@ class Permission(StrEnum):
     SUPPORT_WRITE = "support:write"
     ANALYTICS_READ = "analytics:read"
     EVENTS_READ = "events:read"
+    PRICING_READ = "pricing:read"
+    PRICING_WRITE = "pricing:write"
+    PROMOTIONS_READ = "promotions:read"
+    PROMOTIONS_WRITE = "promotions:write"
+    PAYMENTS_READ = "payments:read"
+    PAYMENTS_WRITE = "payments:write"
+    REFUNDS_WRITE = "refunds:write"
+    SHIPPING_READ = "shipping:read"
+    SHIPPING_WRITE = "shipping:write"
+    GIFT_CARDS_WRITE = "gift_cards:write"
+    WEBHOOKS_WRITE = "webhooks:write"
+    PRIVACY_WRITE = "privacy:write"
 
 
 P = Permission
@@ -61,6 +73,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.SUPPORT_READ,
             P.SUPPORT_WRITE,
             P.ANALYTICS_READ,
+            P.PRICING_READ,
+            P.PROMOTIONS_READ,
+            P.PAYMENTS_READ,
+            P.PAYMENTS_WRITE,
+            P.REFUNDS_WRITE,
+            P.SHIPPING_READ,
+            P.SHIPPING_WRITE,
+            P.GIFT_CARDS_WRITE,
         }
     ),
     Role.STORE_ASSOCIATE: frozenset(
@@ -76,6 +96,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.CUSTOMERS_WRITE,
             P.CUSTOMERS_PII,
             P.SUPPORT_READ,
+            P.PRICING_READ,
+            P.PROMOTIONS_READ,
+            P.PAYMENTS_READ,
+            P.PAYMENTS_WRITE,
+            P.SHIPPING_READ,
+            P.SHIPPING_WRITE,
+            P.GIFT_CARDS_WRITE,
         }
     ),
     Role.SUPPORT_AGENT: frozenset(
@@ -90,6 +117,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.CUSTOMERS_PII,
             P.SUPPORT_READ,
             P.SUPPORT_WRITE,
+            P.PRICING_READ,
+            P.PROMOTIONS_READ,
+            P.PAYMENTS_READ,
+            P.SHIPPING_READ,
+            P.ORDERS_WRITE,
         }
     ),
     # Analysts see aggregates and pseudonymous records, never raw personal data.
@@ -102,6 +134,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.ORDERS_READ,
             P.CUSTOMERS_READ,
             P.ANALYTICS_READ,
+            P.PRICING_READ,
+            P.PROMOTIONS_READ,
+            P.PAYMENTS_READ,
+            P.SHIPPING_READ,
         }
     ),
     Role.INTEGRATION: frozenset(
@@ -118,6 +154,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.CUSTOMERS_READ,
             P.CUSTOMERS_WRITE,
             P.EVENTS_READ,
+            P.PRICING_READ,
+            P.PRICING_WRITE,
+            P.PROMOTIONS_READ,
+            P.PAYMENTS_READ,
+            P.PAYMENTS_WRITE,
+            P.SHIPPING_READ,
+            P.SHIPPING_WRITE,
+            P.WEBHOOKS_WRITE,
         }
     ),
 }

@@ -47,3 +47,20 @@ def flash_sale(
     from mercato.bench.flash_sale import run
 
     typer.echo(json.dumps(run(buyers, stock, locations, processes, database_url)))
+
+
+@bench_app.command("availability")
+def availability(
+    variants: Annotated[int, typer.Option(min=5, help="Variants in the catalog")] = 100_000,
+    locations: Annotated[int, typer.Option(min=1, help="Locations the channel sells from")] = 500,
+    stocked: Annotated[int, typer.Option(min=1, help="Locations holding each variant")] = 10,
+    samples: Annotated[int, typer.Option(min=10, help="5-line carts timed")] = 1000,
+    database_url: Annotated[
+        str | None, typer.Option(help="Default: a new SQLite file; PostgreSQL: postgresql://...")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 7,
+) -> None:
+    """Available-to-promise of a 5-line cart through a channel, in-process and over HTTP."""
+    from mercato.bench.availability import run
+
+    typer.echo(json.dumps(run(variants, locations, stocked, samples, database_url, seed)))

@@ -56,10 +56,25 @@ def api_server(database_url: str, data_dir: Path, workers: int = 1) -> Iterator[
     port = free_port()
     env = {**os.environ, "MERCATO_DATABASE_URL": database_url, "MERCATO_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "mercato.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-         "--log-level", "warning", "--no-access-log"],
-        env=env, stdout=subprocess.DEVNULL, stderr=None if os.environ.get("MERCATO_BENCH_DEBUG") else subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "mercato.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=None if os.environ.get("MERCATO_BENCH_DEBUG") else subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -44,54 +44,89 @@ def _setup(database: Database, stock: int, n_locations: int) -> dict[str, Any]:
     with database.transaction() as session:
         place_ids = [
             locations.create_location(
-                session, actor,
-                LocationIn(code=f"FS-{run}-{i}", name=f"Flash sale location {i}",
-                           type=LocationType.STORE if i else LocationType.WAREHOUSE,
-                           address=Address(country="DE"), timezone="Europe/Berlin",
-                           latitude=50.0 + i / 10, longitude=8.5 + i / 10,
-                           capabilities=Capabilities(ship=True, pickup=True)),
+                session,
+                actor,
+                LocationIn(
+                    code=f"FS-{run}-{i}",
+                    name=f"Flash sale location {i}",
+                    type=LocationType.STORE if i else LocationType.WAREHOUSE,
+                    address=Address(country="DE"),
+                    timezone="Europe/Berlin",
+                    latitude=50.0 + i / 10,
+                    longitude=8.5 + i / 10,
+                    capabilities=Capabilities(ship=True, pickup=True),
+                ),
             ).id
             for i in range(n_locations)
         ]
         product = catalog.create_product(
-            session, actor,
-            ProductIn(code=f"FS-{run}", name="Limited drop sneaker", status=ProductStatus.ACTIVE,
-                      variants=[VariantIn(sku=f"FS-{run}-API"), VariantIn(sku=f"FS-{run}-SQL")]),
+            session,
+            actor,
+            ProductIn(
+                code=f"FS-{run}",
+                name="Limited drop sneaker",
+                status=ProductStatus.ACTIVE,
+                variants=[VariantIn(sku=f"FS-{run}-API"), VariantIn(sku=f"FS-{run}-SQL")],
+            ),
         )
         api_variant, sql_variant = (v.id for v in product.variants)
         channel = channels.create_channel(
-            session, actor,
-            ChannelIn(code=f"fs-{run}", name="Flash sale", type=ChannelType.WEB,
-                      default_locale="en", currencies=["EUR"],
-                      locations=[ChannelLocationIn(location_id=p, priority=i)
-                                 for i, p in enumerate(place_ids)]),
+            session,
+            actor,
+            ChannelIn(
+                code=f"fs-{run}",
+                name="Flash sale",
+                type=ChannelType.WEB,
+                default_locale="en",
+                currencies=["EUR"],
+                locations=[
+                    ChannelLocationIn(location_id=p, priority=i) for i, p in enumerate(place_ids)
+                ],
+            ),
         )
         user = auth_service.create_user(
-            session, actor, email=f"bench-{run}@example.com", name="Bench",
-            password=uuid.uuid4().hex, role=Role.INTEGRATION)
+            session,
+            actor,
+            email=f"bench-{run}@example.com",
+            name="Bench",
+            password=uuid.uuid4().hex,
+            role=Role.INTEGRATION,
+        )
         token = auth_service.issue_api_token(session, actor, user.id, "flash-sale bench")
         ctx = inventory.Context(actor, reference_type="bench")
         for place, units in zip(place_ids, _spread(stock, n_locations), strict=True):
             if units:
-                inventory.receive_bulk(session, ctx, place, [(api_variant, units),
-                                                             (sql_variant, units)])
-    return {"locations": place_ids, "api_variant": api_variant, "sql_variant": sql_variant,
-            "channel_id": channel.id, "token": token}
+                inventory.receive_bulk(
+                    session, ctx, place, [(api_variant, units), (sql_variant, units)]
+                )
+    return {
+        "locations": place_ids,
+        "api_variant": api_variant,
+        "sql_variant": sql_variant,
+        "channel_id": channel.id,
+        "token": token,
+    }
 
 
-async def _buyers(url: str, token: str, body: dict[str, Any], buyers: int) -> list[tuple[int, float]]:
+async def _buyers(
+    url: str, token: str, body: dict[str, Any], buyers: int
+) -> list[tuple[int, float]]:
     limits = httpx.Limits(max_connections=buyers, max_keepalive_connections=buyers)
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120,
-                                 headers=headers) as client:
+    async with httpx.AsyncClient(
+        base_url=url, limits=limits, timeout=120, headers=headers
+    ) as client:
         gate = asyncio.Event()
 
         async def buyer(n: int) -> tuple[int, float]:
             await gate.wait()
             started = time.perf_counter()
             try:
-                response = await client.post("/v1/inventory/reservations", json=body,
-                                             headers={"Idempotency-Key": f"buyer-{n}"})
+                response = await client.post(
+                    "/v1/inventory/reservations",
+                    json=body,
+                    headers={"Idempotency-Key": f"buyer-{n}"},
+                )
                 status = response.status_code
             except httpx.HTTPError:
                 status = 0
@@ -103,8 +138,9 @@ async def _buyers(url: str, token: str, body: dict[str, Any], buyers: int) -> li
         return list(await asyncio.gather(*tasks))
 
 
-def _bare_sql_holds(database: Database, variant_id: int, place_ids: list[int], attempts: int,
-                    concurrency: int) -> tuple[int, float]:
+def _bare_sql_holds(
+    database: Database, variant_id: int, place_ids: list[int], attempts: int, concurrency: int
+) -> tuple[int, float]:
     """The same holds as plain SQL statements: conditional UPDATE, reservation, ledger row."""
     hold = text(
         "UPDATE stock_levels SET reserved = reserved + 1, updated_at = :now "
@@ -139,12 +175,16 @@ def _bare_sql_holds(database: Database, variant_id: int, place_ids: list[int], a
     return won, time.perf_counter() - started
 
 
-def run(buyers: int, stock: int, n_locations: int, processes: int,
-        database_url: str | None) -> dict[str, Any]:
+def run(
+    buyers: int, stock: int, n_locations: int, processes: int, database_url: str | None
+) -> dict[str, Any]:
     with scratch_database(database_url) as (database, url, tmp):
         world = _setup(database, stock, n_locations)
-        body = {"lines": [{"variant_id": world["api_variant"], "quantity": 1}],
-                "channel_id": world["channel_id"], "reference_type": "flash-sale"}
+        body = {
+            "lines": [{"variant_id": world["api_variant"], "quantity": 1}],
+            "channel_id": world["channel_id"],
+            "reference_type": "flash-sale",
+        }
         with api_server(url, tmp, workers=processes) as base:
             started = time.perf_counter()
             results = asyncio.run(_buyers(base, world["token"], body, buyers))
@@ -153,11 +193,14 @@ def run(buyers: int, stock: int, n_locations: int, processes: int,
         rejected = sum(1 for status, _ in results if status == 409)
         errors = len(results) - sold - rejected
         with database.read() as session:
-            held = sum(inventory.get_level(session, world["api_variant"], p).reserved
-                       for p in world["locations"])
-            rows, mismatches = inventory.verify(session)
+            held = sum(
+                inventory.get_level(session, world["api_variant"], p).reserved
+                for p in world["locations"]
+            )
+            _, mismatches = inventory.verify(session)
         baseline_won, baseline_elapsed = _bare_sql_holds(
-            database, world["sql_variant"], world["locations"], buyers, min(buyers, 16))
+            database, world["sql_variant"], world["locations"], buyers, min(buyers, 16)
+        )
         orders_per_s = sold / elapsed if elapsed else 0.0
         baseline_per_s = baseline_won / baseline_elapsed if baseline_elapsed else 0.0
         latencies = [ms for _, ms in results]
@@ -182,6 +225,8 @@ def run(buyers: int, stock: int, n_locations: int, processes: int,
             "baseline": "the same holds as bare SQL statements, 16 threads, no HTTP",
             "baseline_sold": baseline_won,
             "baseline_per_s": round(baseline_per_s, 1),
-            "ratio_to_baseline": round(orders_per_s / baseline_per_s, 3) if baseline_per_s else None,
+            "ratio_to_baseline": round(orders_per_s / baseline_per_s, 3)
+            if baseline_per_s
+            else None,
             "machine": machine(),
         }

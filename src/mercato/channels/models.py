@@ -26,6 +26,9 @@ class Channel(Base):
     country: Mapped[str | None] = mapped_column(String(2))
     # Countries the channel ships to (empty: its home country only).
     ship_to_countries: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The sell-from locations in priority order, kept in step with ``channel_locations`` so
+    # that resolving a channel key is one query however many locations the channel has.
+    location_order: Mapped[list[int]] = mapped_column(JSONType, default=list)
     # None: every active product; a list: only products in these categories and below.
     assortment_category_ids: Mapped[list[int] | None] = mapped_column(JSONType)
     active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -56,6 +56,8 @@ def _set_locations(session: Session, channel: Channel, items: list[ChannelLocati
         ChannelLocation(channel_id=channel.id, location_id=i.location_id, priority=i.priority)
         for i in items
     )
+    ordered = sorted(items, key=lambda i: (i.priority, i.location_id))
+    channel.location_order = [i.location_id for i in ordered]
 
 
 def _check_assortment(session: Session, ids: list[int] | None) -> None:
@@ -204,11 +206,7 @@ def revoke_key(session: Session, actor: Principal, channel_id: int, key_id: int)
 
 
 def _context(session: Session, channel: Channel) -> ChannelContext:
-    location_ids = session.scalars(
-        select(ChannelLocation.location_id)
-        .where(ChannelLocation.channel_id == channel.id)
-        .order_by(ChannelLocation.priority, ChannelLocation.location_id)
-    ).all()
+    location_ids = tuple(channel.location_order or ())
     assortment = None
     if channel.assortment_category_ids is not None:
         assortment = frozenset(
@@ -227,7 +225,7 @@ def _context(session: Session, channel: Channel) -> ChannelContext:
         assortment_category_ids=assortment,
         country=channel.country,
         ship_to_countries=tuple(channel.ship_to_countries or ()),
-        location_order=tuple(location_ids),
+        location_order=location_ids,
     )
 
 

@@ -400,11 +400,20 @@ def receive_bulk(
     session.execute(
         insert(StockMovement),
         [
-            {"variant_id": v, "location_id": location_id, "reason": Reason.RECEIPT.value,
-             "on_hand_delta": q, "reserved_delta": 0, "actor_type": ctx.actor.kind,
-             "actor_id": None if ctx.actor.id is None else str(ctx.actor.id),
-             "channel_id": ctx.channel_id, "reference_type": ctx.reference_type,
-             "reference_id": ctx.reference_id, "note": ctx.note, "created_at": now}
+            {
+                "variant_id": v,
+                "location_id": location_id,
+                "reason": Reason.RECEIPT.value,
+                "on_hand_delta": q,
+                "reserved_delta": 0,
+                "actor_type": ctx.actor.kind,
+                "actor_id": None if ctx.actor.id is None else str(ctx.actor.id),
+                "channel_id": ctx.channel_id,
+                "reference_type": ctx.reference_type,
+                "reference_id": ctx.reference_id,
+                "note": ctx.note,
+                "created_at": now,
+            }
             for v, q in sorted(totals.items())
         ],
     )
@@ -783,21 +792,26 @@ def reservations_for(session: Session, reference_type: str, reference_id: str) -
 _FREE = StockLevel.on_hand - StockLevel.reserved - StockLevel.safety_stock
 
 
+# One statement per variant set; the location filter runs in Python because a channel may
+# sell from hundreds of locations while a variant is stocked at a few of them: binding a
+# 500-id IN list costs more than skipping the handful of rows outside the channel.
+_FREE_ROWS = select(StockLevel.variant_id, StockLevel.location_id, _FREE).where(
+    StockLevel.variant_id.in_(bindparam("variants", expanding=True)), _FREE > 0
+)
+
+
 def availability_by_location(
     session: Session, variant_ids: Iterable[int], location_ids: Iterable[int]
 ) -> dict[int, dict[int, int]]:
     """variant -> location -> available units (> 0 only)."""
-    variants, places = sorted(set(variant_ids)), sorted(set(location_ids))
+    variants = sorted(set(variant_ids))
+    places = location_ids if isinstance(location_ids, frozenset) else frozenset(location_ids)
     if not variants or not places:
         return {}
-    rows = session.execute(
-        select(StockLevel.variant_id, StockLevel.location_id, _FREE).where(
-            StockLevel.variant_id.in_(variants), StockLevel.location_id.in_(places), _FREE > 0
-        )
-    )
     found: dict[int, dict[int, int]] = defaultdict(dict)
-    for variant_id, location_id, free in rows:
-        found[variant_id][location_id] = int(free)
+    for variant_id, location_id, free in session.execute(_FREE_ROWS, {"variants": variants}):
+        if location_id in places:
+            found[variant_id][location_id] = int(free)
     return dict(found)
 
 
@@ -805,17 +819,14 @@ def availability(
     session: Session, variant_ids: Iterable[int], location_ids: Iterable[int]
 ) -> dict[int, int]:
     """Available to promise per variant, summed over ``location_ids`` (0 when none)."""
-    variants, places = sorted(set(variant_ids)), sorted(set(location_ids))
+    variants = sorted(set(variant_ids))
+    places = location_ids if isinstance(location_ids, frozenset) else frozenset(location_ids)
     result = dict.fromkeys(variants, 0)
     if not variants or not places:
         return result
-    rows = session.execute(
-        select(StockLevel.variant_id, func.sum(_FREE))
-        .where(StockLevel.variant_id.in_(variants), StockLevel.location_id.in_(places), _FREE > 0)
-        .group_by(StockLevel.variant_id)
-    )
-    for variant_id, total in rows:
-        result[variant_id] = int(total or 0)
+    for variant_id, location_id, free in session.execute(_FREE_ROWS, {"variants": variants}):
+        if location_id in places:
+            result[variant_id] += int(free)
     return result
 
 
@@ -1360,9 +1371,7 @@ def post_count(
                 guard=Guard.PHYSICAL,
             )
         lines.append(
-            StockCountLine(
-                count_id=count.id, variant_id=variant_id, expected=expected, counted=qty
-            )
+            StockCountLine(count_id=count.id, variant_id=variant_id, expected=expected, counted=qty)
         )
     session.add_all(lines)
     session.flush()
@@ -1416,35 +1425,31 @@ def verify(session: Session) -> tuple[int, list[Mismatch]]:
         .group_by(Reservation.variant_id, Reservation.location_id)
         .subquery()
     )
-    rows = (
-        session.execute(
-            select(
-                StockLevel.variant_id,
-                StockLevel.location_id,
-                StockLevel.on_hand,
-                func.coalesce(ledger.c.on_hand, 0),
-                StockLevel.reserved,
-                func.coalesce(ledger.c.reserved, 0),
-                func.coalesce(held.c.quantity, 0),
-            )
-            .outerjoin(
-                ledger,
-                and_(
-                    ledger.c.variant_id == StockLevel.variant_id,
-                    ledger.c.location_id == StockLevel.location_id,
-                ),
-            )
-            .outerjoin(
-                held,
-                and_(
-                    held.c.variant_id == StockLevel.variant_id,
-                    held.c.location_id == StockLevel.location_id,
-                ),
-            )
+    rows = session.execute(
+        select(
+            StockLevel.variant_id,
+            StockLevel.location_id,
+            StockLevel.on_hand,
+            func.coalesce(ledger.c.on_hand, 0),
+            StockLevel.reserved,
+            func.coalesce(ledger.c.reserved, 0),
+            func.coalesce(held.c.quantity, 0),
         )
-        
-        .all()
-    )
+        .outerjoin(
+            ledger,
+            and_(
+                ledger.c.variant_id == StockLevel.variant_id,
+                ledger.c.location_id == StockLevel.location_id,
+            ),
+        )
+        .outerjoin(
+            held,
+            and_(
+                held.c.variant_id == StockLevel.variant_id,
+                held.c.location_id == StockLevel.location_id,
+            ),
+        )
+    ).all()
     bad = [
         Mismatch(v, loc, int(oh), int(loh), int(r), int(lr), int(h))
         for v, loc, oh, loh, r, lr, h in rows
@@ -1453,20 +1458,16 @@ def verify(session: Session) -> tuple[int, list[Mismatch]]:
         or int(r) != int(h)
         or not 0 <= int(r) <= int(oh)
     ]
-    orphans = (
-        session.execute(
-            select(ledger.c.variant_id, ledger.c.location_id)
-            .outerjoin(
-                StockLevel,
-                and_(
-                    ledger.c.variant_id == StockLevel.variant_id,
-                    ledger.c.location_id == StockLevel.location_id,
-                ),
-            )
-            .where(StockLevel.variant_id.is_(None))
+    orphans = session.execute(
+        select(ledger.c.variant_id, ledger.c.location_id)
+        .outerjoin(
+            StockLevel,
+            and_(
+                ledger.c.variant_id == StockLevel.variant_id,
+                ledger.c.location_id == StockLevel.location_id,
+            ),
         )
-        
-        .all()
-    )
+        .where(StockLevel.variant_id.is_(None))
+    ).all()
     bad += [Mismatch(v, loc, 0, -1, 0, -1, 0) for v, loc in orphans]
     return len(rows), bad

@@ -68,16 +68,12 @@ class StockStream:
         assert self._floor is not None
         settled_before = utcnow() - SETTLE
         with self.database.read() as session:
-            rows = (
-                session.execute(
-                    select(OutboxEvent.id, OutboxEvent.data, OutboxEvent.occurred_at)
-                    .where(OutboxEvent.type == "stock.changed", OutboxEvent.id > self._floor)
-                    .order_by(OutboxEvent.id)
-                    .limit(5000)
-                )
-                
-                .all()
-            )
+            rows = session.execute(
+                select(OutboxEvent.id, OutboxEvent.data, OutboxEvent.occurred_at)
+                .where(OutboxEvent.type == "stock.changed", OutboxEvent.id > self._floor)
+                .order_by(OutboxEvent.id)
+                .limit(5000)
+            ).all()
             fresh = [(i, d) for i, d, _ in rows if i not in self._sent]
             for i, _, occurred in rows:
                 if occurred < settled_before:

@@ -47,7 +47,7 @@ def availability(
     ids = parse_ids(variant_ids)
     if (latitude is None) != (longitude is None):
         raise ValidationProblem.field("query.latitude", "latitude and longitude go together")
-    totals = inventory.availability(session, ids, channel.location_order)
+    totals = inventory.availability(session, ids, channel.location_ids)
     places: list[LocationStockOut] = []
     if latitude is not None:
         nearby = inventory.nearby_stock(
@@ -74,7 +74,7 @@ def _snapshot(request: Request, channel: ChannelContext, ids: list[int] | None) 
     if not ids:
         return {}
     with get_database(request).read() as session:
-        return inventory.availability(session, ids, channel.location_order)
+        return inventory.availability(session, ids, channel.location_ids)
 
 
 @api.get(
