@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -41,6 +40,7 @@ def _register_domains(app: FastAPI) -> None:
     from mercato.customers.api import api as customers_api
     from mercato.inventory.api import api as inventory_api
     from mercato.locations.api import api as locations_api
+    from mercato.pricing.api import api as pricing_api
     from mercato.storefront.api import api as storefront_api
     from mercato.storefront.stock_api import api as storefront_stock_api
 
@@ -51,6 +51,7 @@ def _register_domains(app: FastAPI) -> None:
         catalog_api,
         customers_api,
         inventory_api,
+        pricing_api,
         storefront_api,
         storefront_stock_api,
     ):

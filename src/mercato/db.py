@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Engine,
+    MetaData,
+    Numeric,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -45,6 +56,45 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class FixedDecimal(TypeDecorator[Decimal]):
+    """Exact decimals on every backend: NUMERIC on PostgreSQL, a scaled integer on SQLite.
+
+    SQLite has no decimal type (NUMERIC columns hold floats), so amounts are stored as
+    integers of ``10**-scale`` units there; sums and comparisons in SQL stay exact.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, scale: int = 4, precision: int = 18) -> None:
+        super().__init__(precision=precision, scale=scale, asdecimal=True)
+        self.scale = scale
+        self.precision = precision
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | int | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = Decimal(value)
+        if dialect.name == "sqlite":
+            scaled = amount.scaleb(self.scale)
+            if scaled != scaled.to_integral_value():
+                raise ValueError(f"{amount} has more than {self.scale} decimals")
+            return int(scaled)
+        return amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale)
+        return Decimal(value)
 
 
 def utcnow() -> datetime:

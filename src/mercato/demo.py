@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import random
 import secrets
+from datetime import UTC, datetime
+from decimal import Decimal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +26,11 @@ from mercato.catalog.schemas import CategoryIn
 from mercato.channels import service as channels_service
 from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelType
 from mercato.db import Database
-from mercato.inventory import service as inventory
 from mercato.demo_catalog import LOCALES, as_import_records, build_catalog
+from mercato.inventory import service as inventory
 from mercato.locations import service as locations_service
+from mercato.money import RoundingRule
+from mercato.pricing import service as pricing
 from mercato.locations.models import Location
 from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationType
 
@@ -490,6 +494,81 @@ def _stock(session: Session, actor: Principal, location_ids: dict[str, int]) -> 
         inventory.receive_bulk(session, ctx, location_ids[code], lines)
 
 
+# code, name, base currency, tax inclusive, (currency, factor from EUR, rounding) explicit prices
+PRICE_LISTS: list[tuple[str, str, str, bool, list[tuple[str, Decimal, RoundingRule]]]] = [
+    ("EU", "Europe", "EUR", True, [("EUR", Decimal(1), RoundingRule(Decimal("0.01")))]),
+    ("JP", "Japan", "JPY", True, [("JPY", Decimal(160), RoundingRule(Decimal(10)))]),
+    (
+        "SG",
+        "Singapore",
+        "SGD",
+        True,
+        [("SGD", Decimal("1.45"), RoundingRule(Decimal("0.1"), ending=Decimal("0.90")))],
+    ),
+    ("VN", "Vietnam", "VND", True, [("VND", Decimal(27000), RoundingRule(Decimal(1000)))]),
+    (
+        "US",
+        "United States (before sales tax)",
+        "USD",
+        False,
+        [("USD", Decimal("1.08"), RoundingRule(Decimal("0.01"), ending=Decimal("0.99")))],
+    ),
+    # The app and the call centre: explicit euro prices, other currencies converted.
+    (
+        "GLOBAL",
+        "Global (app, call centre)",
+        "EUR",
+        True,
+        [("EUR", Decimal(1), RoundingRule(Decimal("0.01")))],
+    ),
+]
+RATES = {
+    "JPY": Decimal("162.40"),
+    "USD": Decimal("1.0790"),
+    "SGD": Decimal("1.4480"),
+    "VND": Decimal("27450"),
+}
+ROUNDING = {
+    "JPY": RoundingRule(Decimal(10)),
+    "VND": RoundingRule(Decimal(1000)),
+    "USD": RoundingRule(Decimal("0.01"), ending=Decimal("0.99")),
+    "SGD": RoundingRule(Decimal("0.1"), ending=Decimal("0.90")),
+}
+SIZE_FACTORS = {
+    "250g": Decimal(1),
+    "500g": Decimal("1.85"),
+    "1kg": Decimal("3.4"),
+    "50g": Decimal(1),
+    "100g": Decimal("1.8"),
+}
+
+
+def _prices(session: Session, actor: Principal) -> None:
+    _, products = build_catalog()
+    ids = catalog_service.variant_ids_by_sku(session, [v.sku for p in products for v in p.variants])
+    for code, name, base, inclusive, currencies in PRICE_LISTS:
+        pricing.create_price_list(
+            session, actor, code=code, name=name, base_currency=base, tax_inclusive=inclusive
+        )
+        rows = []
+        for product in products:
+            euros = Decimal(product.base_price) / 100
+            for variant in product.variants:
+                factor = SIZE_FACTORS.get(variant.options.get("weight", ""), Decimal(1))
+                for currency, rate, rule in currencies:
+                    amount = rule.apply(euros * factor * rate, currency)
+                    rows.append(pricing.PriceInput(ids[variant.sku], currency, amount))
+        pricing.set_prices(session, actor, code, rows)
+    effective = datetime(2026, 1, 1, tzinfo=UTC)
+    pricing.import_rates(
+        session,
+        actor,
+        [pricing.RateInput("EUR", quote, rate, effective, "demo") for quote, rate in RATES.items()],
+    )
+    for currency, rule in ROUNDING.items():
+        pricing.set_rounding(session, actor, currency, rule)
+
+
 def seed(database: Database) -> DemoCredentials:
     """Load the demo business in one transaction; refuses a database that already has it."""
     password = secrets.token_urlsafe(12)
@@ -502,6 +581,7 @@ def seed(database: Database) -> DemoCredentials:
         _categories(session, actor)
         _products(session, actor)
         _stock(session, actor, location_ids)
+        _prices(session, actor)
         keys = _channels(session, actor, location_ids)
         others = _staff(session, actor, location_ids, password)
     return DemoCredentials(

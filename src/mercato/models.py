@@ -8,3 +8,4 @@ from mercato.customers import models as customer_models  # noqa: F401
 from mercato.idempotency import IdempotencyRecord  # noqa: F401
 from mercato.inventory import models as inventory_models  # noqa: F401
 from mercato.locations import models as location_models  # noqa: F401
+from mercato.pricing import models as pricing_models  # noqa: F401

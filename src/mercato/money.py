@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, ROUND_UP, Decimal
 from functools import lru_cache
 
+from babel import UnknownLocaleError
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 ZERO = Decimal(0)
@@ -93,7 +94,7 @@ def format_money(amount: Decimal, currency: str, locale: str) -> str:
     babel_locale = locale.replace("-", "_")
     try:
         return str(format_currency(quantize(amount, currency), currency, locale=babel_locale))
-    except (ValueError, LookupError):
+    except (ValueError, LookupError, UnknownLocaleError):
         return str(format_currency(quantize(amount, currency), currency, locale="en"))
 
 

@@ -13,12 +13,15 @@ from mercato.catalog.schemas import ProductStatus
 from mercato.channels.context import ChannelContext
 from mercato.channels.deps import ChannelCtx
 from mercato.deps import DbSession, Pagination
-from mercato.errors import NotFound
+from mercato.errors import NotFound, ValidationProblem
 from mercato.i18n import parse_accept_language
+from mercato.money import format_money
+from mercato.pricing import service as pricing
 from mercato.routing import router
 from mercato.storefront.schemas import (
     StoreCategoryOut,
     StoreChannelOut,
+    StorePriceOut,
     StoreProductOut,
     StoreProductPage,
     StoreVariantOut,
@@ -30,6 +33,9 @@ LocaleQuery = Annotated[
     str | None, Query(max_length=20, description="Overrides Accept-Language and the default")
 ]
 AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
+CurrencyQuery = Annotated[
+    str | None, Query(min_length=3, max_length=3, description="One of the channel's currencies")
+]
 
 
 def resolve_locale(channel: ChannelContext, locale: str | None, accept_language: str | None) -> str:
@@ -70,7 +76,51 @@ class _CategoryNames:
         ]
 
 
-def product_view(product: Product, locale: str, categories: _CategoryNames) -> StoreProductOut:
+class _Prices:
+    """The page's prices, resolved in one call for every variant shown."""
+
+    def __init__(
+        self,
+        session: Session,
+        channel: ChannelContext,
+        currency: str,
+        locale: str,
+        products: list[Product],
+    ) -> None:
+        self.currency, self.locale = currency, locale
+        ids = [v.id for p in products for v in p.variants]
+        self.found = (
+            pricing.resolve_prices(
+                session,
+                ids,
+                price_list=channel.price_list,
+                currency=currency,
+                country=channel.country,
+            )
+            if channel.price_list
+            else {}
+        )
+
+    def out(self, variant_id: int) -> StorePriceOut | None:
+        price = self.found.get(variant_id)
+        if price is None:
+            return None
+        compare = price.compare_at
+        return StorePriceOut(
+            amount=price.amount,
+            currency=price.currency,
+            formatted=format_money(price.amount, price.currency, self.locale),
+            tax_inclusive=price.tax_inclusive,
+            compare_at=compare,
+            compare_at_formatted=None
+            if compare is None
+            else format_money(compare, price.currency, self.locale),
+        )
+
+
+def product_view(
+    product: Product, locale: str, categories: _CategoryNames, prices: _Prices
+) -> StoreProductOut:
     name, description = catalog.localized(product, locale)
     return StoreProductOut(
         id=product.id,
@@ -81,11 +131,28 @@ def product_view(product: Product, locale: str, categories: _CategoryNames) -> S
         category=categories.out(product.category_id),
         media_urls=list(product.media_urls),
         variants=[
-            StoreVariantOut(id=v.id, sku=v.sku, barcode=v.barcode, options=dict(v.options))
+            StoreVariantOut(
+                id=v.id,
+                sku=v.sku,
+                barcode=v.barcode,
+                options=dict(v.options),
+                price=prices.out(v.id),
+            )
             for v in product.variants
             if v.active
         ],
     )
+
+
+def resolve_currency(channel: ChannelContext, currency: str | None) -> str:
+    if currency is None:
+        return channel.default_currency
+    wanted = currency.upper()
+    if not channel.sells_in(wanted):
+        raise ValidationProblem.field(
+            "query.currency", f"{channel.code} sells in {', '.join(channel.currencies)}"
+        )
+    return wanted
 
 
 def _visible(channel: ChannelContext, product: Product) -> bool:
@@ -129,9 +196,11 @@ def list_products(
     q: Annotated[str | None, Query(max_length=200)] = None,
     category: Annotated[str | None, Query(max_length=80, description="Category code")] = None,
     locale: LocaleQuery = None,
+    currency: CurrencyQuery = None,
     accept_language: AcceptLanguage = None,
 ) -> StoreProductPage:
     chosen = resolve_locale(channel, locale, accept_language)
+    money = resolve_currency(channel, currency)
     cursor, limit = page
     category_ids: set[int] | None = None
     if category:
@@ -151,9 +220,11 @@ def list_products(
         limit=limit,
     )
     names = _CategoryNames(session, chosen)
+    prices = _Prices(session, channel, money, chosen, result.items)
     return StoreProductPage(
         locale=chosen,
-        items=[product_view(p, chosen, names) for p in result.items],
+        currency=money,
+        items=[product_view(p, chosen, names, prices) for p in result.items],
         next_cursor=result.next_cursor,
     )
 
@@ -164,10 +235,13 @@ def get_product(
     session: DbSession,
     channel: ChannelCtx,
     locale: LocaleQuery = None,
+    currency: CurrencyQuery = None,
     accept_language: AcceptLanguage = None,
 ) -> StoreProductOut:
     chosen = resolve_locale(channel, locale, accept_language)
+    money = resolve_currency(channel, currency)
     product = catalog.get_product(session, product_id)
     if not _visible(channel, product):
         raise NotFound(f"product {product_id} not found")
-    return product_view(product, chosen, _CategoryNames(session, chosen))
+    prices = _Prices(session, channel, money, chosen, [product])
+    return product_view(product, chosen, _CategoryNames(session, chosen), prices)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from mercato.schemas import ResponseModel
 
 
@@ -10,11 +12,21 @@ class StoreCategoryOut(ResponseModel):
     parent_id: int | None
 
 
+class StorePriceOut(ResponseModel):
+    amount: Decimal
+    currency: str
+    formatted: str
+    tax_inclusive: bool
+    compare_at: Decimal | None = None
+    compare_at_formatted: str | None = None
+
+
 class StoreVariantOut(ResponseModel):
     id: int
     sku: str
     barcode: str | None
     options: dict[str, str]
+    price: StorePriceOut | None = None
 
 
 class StoreProductOut(ResponseModel):
@@ -30,6 +42,7 @@ class StoreProductOut(ResponseModel):
 
 class StoreProductPage(ResponseModel):
     locale: str
+    currency: str
     items: list[StoreProductOut]
     next_cursor: str | None = None
 
