@@ -39,8 +39,15 @@ def _register_domains(app: FastAPI) -> None:
     from mercato.channels.api import api as channels_api
     from mercato.customers.api import api as customers_api
     from mercato.inventory.api import api as inventory_api
+    from mercato.carts.api import api as carts_api
+    from mercato.checkout.api import api as checkout_api
     from mercato.locations.api import api as locations_api
+    from mercato.orders.api import api as orders_api
+    from mercato.payments.api import api as payments_api
+    from mercato.payments.store_api import api as payments_store_api
     from mercato.pricing.api import api as pricing_api
+    from mercato.promotions.api import api as promotions_api
+    from mercato.shipping.api import api as shipping_api
     from mercato.storefront.api import api as storefront_api
     from mercato.storefront.stock_api import api as storefront_stock_api
 
@@ -51,9 +58,16 @@ def _register_domains(app: FastAPI) -> None:
         catalog_api,
         customers_api,
         inventory_api,
+        payments_api,
+        payments_store_api,
         pricing_api,
+        promotions_api,
+        shipping_api,
         storefront_api,
         storefront_stock_api,
+        carts_api,
+        checkout_api,
+        orders_api,
     ):
         app.include_router(router)
 

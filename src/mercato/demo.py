@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import random
 import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -29,10 +29,11 @@ from mercato.db import Database
 from mercato.demo_catalog import LOCALES, as_import_records, build_catalog
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations_service
-from mercato.money import RoundingRule
-from mercato.pricing import service as pricing
 from mercato.locations.models import Location
 from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationType
+from mercato.money import RoundingRule
+from mercato.pricing import service as pricing
+from mercato.shipping.demo import seed_demo_shipping
 
 OWNER_EMAIL = "owner@mercato.example"
 
@@ -582,6 +583,7 @@ def seed(database: Database) -> DemoCredentials:
         _products(session, actor)
         _stock(session, actor, location_ids)
         _prices(session, actor)
+        seed_demo_shipping(session, actor)
         keys = _channels(session, actor, location_ids)
         others = _staff(session, actor, location_ids, password)
     return DemoCredentials(

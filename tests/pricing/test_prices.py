@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from mercato.auth.principal import Principal
 from mercato.auth.permissions import Role
+from mercato.auth.principal import Principal
 from mercato.catalog import service as catalog
 from mercato.catalog.schemas import ProductIn, ProductStatus, VariantIn
 from mercato.db import Database, utcnow

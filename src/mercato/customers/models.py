@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, UTCDateTime, utcnow
+from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 
 
 class Customer(Base):
@@ -20,6 +20,8 @@ class Customer(Base):
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
     locale: Mapped[str | None] = mapped_column(String(20))
+    # Customer groups and segments that prices and promotions target ("members", "vip").
+    groups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     registered_channel_id: Mapped[int | None] = mapped_column(
         ForeignKey("channels.id", ondelete="SET NULL")
     )

@@ -98,3 +98,10 @@ def list_customers(
             raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(Customer.id > after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda c: c.id)
+
+
+def customer_groups(session: Session, customer_id: int | None) -> frozenset[str]:
+    if customer_id is None:
+        return frozenset()
+    groups = session.scalar(select(Customer.groups).where(Customer.id == customer_id))
+    return frozenset(groups or ())

@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import BigIntPK, Base, FixedDecimal, UTCDateTime, utcnow
+from mercato.db import Base, BigIntPK, FixedDecimal, UTCDateTime, utcnow
 
 
 class PriceList(Base):

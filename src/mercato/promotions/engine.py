@@ -126,6 +126,14 @@ class Reason(StrEnum):
     MINIMUM_NOT_MET = "minimum-not-met"
     NOT_COMBINABLE = "not-combinable"
     NO_DISCOUNT = "no-discount"
+    # Reported by the promotions service, never by this engine: the code or its promotion
+    # cannot be used at all (state, limits, ownership), so it is not passed in.
+    INACTIVE = "inactive"
+    USAGE_LIMIT_REACHED = "usage-limit-reached"
+    CUSTOMER_LIMIT_REACHED = "customer-limit-reached"
+    BUDGET_EXHAUSTED = "budget-exhausted"
+    NOT_YOUR_CODE = "not-your-code"
+    SIGN_IN_REQUIRED = "sign-in-required"
 
 
 # --- inputs -------------------------------------------------------------------------------

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mercato.db import BigIntPK, Base, JSONType, UTCDateTime, utcnow
+
+
+class Cart(Base):
+    """A shopper's cart: it keeps its currency and price list whichever channel opens it."""
+
+    __tablename__ = "carts"
+    __table_args__ = (Index("ix_carts_customer_status", "customer_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    # The secret an anonymous shopper (or an app) holds to reach the cart.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    currency: Mapped[str] = mapped_column(String(3))
+    price_list: Mapped[str] = mapped_column(String(40))
+    created_channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    last_channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    # Where taxes are estimated before an address is known: the creating channel's market.
+    tax_country: Mapped[str | None] = mapped_column(String(2))
+    email: Mapped[str | None] = mapped_column(String(254))
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    billing_address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    shipping_option_id: Mapped[str | None] = mapped_column(String(200))
+    codes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    order_id: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CartLine(Base):
+    __tablename__ = "cart_lines"
+    __table_args__ = (Index("ix_cart_lines_cart", "cart_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    cart_id: Mapped[int] = mapped_column(ForeignKey("carts.id", ondelete="CASCADE"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    # ship (to the cart's address) or pickup (click & collect at pickup_location_id)
+    delivery_mode: Mapped[str] = mapped_column(String(12), default="ship")
+    pickup_location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mercato.db import BigIntPK, Base, FixedDecimal, JSONType, UTCDateTime, utcnow
+
+
+class Order(Base):
+    """One order, whatever channel it came from; totals are reproducible from its lines."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_customer", "customer_id", "placed_at"),
+        Index("ix_orders_channel_status", "channel_id", "status"),
+        Index("ix_orders_external", "channel_id", "external_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    cart_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20))  # checkout | staff | import
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    price_list: Mapped[str | None] = mapped_column(String(40))
+    tax_included: Mapped[bool] = mapped_column(default=True)
+    locale: Mapped[str | None] = mapped_column(String(20))
+    subtotal: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    discount_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    shipping_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    tax_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    grand_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    email: Mapped[str | None] = mapped_column(String(254))
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    billing_address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    shipping_option: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    tax_breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    promotions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    fraud: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    note: Mapped[str | None] = mapped_column(Text)
+    placed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (Index("ix_order_lines_order", "order_id", "line_no"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    variant_id: Mapped[int] = mapped_column(Integer, index=True)
+    sku: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(400))
+    tax_class: Mapped[str] = mapped_column(String(40))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    subtotal: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    discount: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    tax: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    tax_rate: Mapped[Decimal] = mapped_column(FixedDecimal(6, 10))
+    total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
+    delivery_mode: Mapped[str] = mapped_column(String(12))  # ship | pickup
+    pickup_location_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    cancelled_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    fulfilled_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    returned_quantity: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OrderTransition(Base):
+    """Every change of an order's status: who, when, why. The order's timeline."""
+
+    __tablename__ = "order_transitions"
+    __table_args__ = (Index("ix_order_transitions_order", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    actor_type: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,258 @@
+"""The order system every channel shares: creation, the status machine, search, timeline."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from mercato.auth.principal import Principal
+from mercato.db import utcnow
+from mercato.errors import NotFound, UnprocessableState, ValidationProblem
+from mercato.events import publish
+from mercato.orders.models import Order, OrderLine, OrderTransition
+from mercato.orders.state import TRANSITIONS, OrderStatus
+from mercato.pagination import Page, decode_cursor, page_of
+
+# Crockford base32 without I, L, O, U: order numbers read out over the phone.
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_order_number() -> str:
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    return f"M{body[:4]}-{body[4:]}"
+
+
+@dataclass(frozen=True)
+class LineDraft:
+    variant_id: int
+    sku: str
+    name: str
+    tax_class: str
+    quantity: int
+    unit_price: Decimal
+    subtotal: Decimal
+    discount: Decimal
+    tax: Decimal
+    tax_rate: Decimal
+    total: Decimal
+    delivery_mode: str = "ship"
+    pickup_location_id: int | None = None
+
+
+@dataclass(frozen=True)
+class OrderDraft:
+    channel_id: int
+    currency: str
+    source: str
+    lines: Sequence[LineDraft]
+    subtotal: Decimal
+    discount_total: Decimal
+    shipping_total: Decimal
+    tax_total: Decimal
+    grand_total: Decimal
+    tax_included: bool
+    customer_id: int | None = None
+    cart_id: int | None = None
+    external_id: str | None = None
+    price_list: str | None = None
+    locale: str | None = None
+    email: str | None = None
+    shipping_address: dict[str, Any] | None = None
+    billing_address: dict[str, Any] | None = None
+    shipping_option: dict[str, Any] | None = None
+    tax_breakdown: list[dict[str, Any]] = field(default_factory=list)
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    status: OrderStatus = OrderStatus.PENDING_PAYMENT
+
+
+def check_totals(draft: OrderDraft) -> None:
+    """Every total must be reproducible from the lines (the money invariant)."""
+    lines = draft.lines
+    sums = {
+        "subtotal": sum((x.subtotal for x in lines), Decimal(0)),
+        "discount_total": sum((x.discount for x in lines), Decimal(0)),
+    }
+    for name, value in sums.items():
+        if value != getattr(draft, name):
+            raise ValueError(f"order {name} {getattr(draft, name)} is not the sum of lines {value}")
+    for x in lines:
+        if x.subtotal - x.discount != x.total - (0 if draft.tax_included else x.tax):
+            raise ValueError(f"line {x.sku}: subtotal - discount does not give its total")
+    goods = sum((x.total for x in lines), Decimal(0))
+    expected = goods + draft.shipping_total
+    if not draft.tax_included:
+        expected += draft.tax_total - sum((x.tax for x in lines), Decimal(0))
+    if expected != draft.grand_total:
+        raise ValueError(f"grand total {draft.grand_total} is not lines + shipping {expected}")
+
+
+def create_order(session: Session, actor: Principal, draft: OrderDraft) -> Order:
+    check_totals(draft)
+    now = utcnow()
+    order = Order(
+        number=new_order_number(), channel_id=draft.channel_id, customer_id=draft.customer_id,
+        cart_id=draft.cart_id, external_id=draft.external_id, source=draft.source,
+        status=draft.status.value, currency=draft.currency, price_list=draft.price_list,
+        tax_included=draft.tax_included, locale=draft.locale, subtotal=draft.subtotal,
+        discount_total=draft.discount_total, shipping_total=draft.shipping_total,
+        tax_total=draft.tax_total, grand_total=draft.grand_total, email=draft.email,
+        shipping_address=draft.shipping_address, billing_address=draft.billing_address,
+        shipping_option=draft.shipping_option, tax_breakdown=draft.tax_breakdown,
+        promotions=draft.promotions, created_at=now, updated_at=now,
+        placed_at=None if draft.status is OrderStatus.PENDING_PAYMENT else now,
+    )
+    session.add(order)
+    session.flush()
+    session.execute(insert(OrderLine), [
+        {"order_id": order.id, "line_no": n, "variant_id": x.variant_id, "sku": x.sku,
+         "name": x.name, "tax_class": x.tax_class, "quantity": x.quantity,
+         "unit_price": x.unit_price, "subtotal": x.subtotal, "discount": x.discount,
+         "tax": x.tax, "tax_rate": x.tax_rate, "total": x.total,
+         "delivery_mode": x.delivery_mode, "pickup_location_id": x.pickup_location_id,
+         "status": "open", "cancelled_quantity": 0, "fulfilled_quantity": 0,
+         "returned_quantity": 0}
+        for n, x in enumerate(draft.lines, start=1)
+    ])
+    _record(session, actor, order.id, None, draft.status, "created", now)
+    return order
+
+
+def _record(
+    session: Session, actor: Principal, order_id: int, frm: OrderStatus | None, to: OrderStatus,
+    reason: str | None, at: datetime,
+) -> None:
+    session.execute(insert(OrderTransition).values(
+        order_id=order_id, from_status=None if frm is None else frm.value, to_status=to.value,
+        actor_type=actor.kind, actor_id=None if actor.id is None else str(actor.id),
+        reason=reason, at=at,
+    ))
+
+
+def transition(
+    session: Session,
+    actor: Principal,
+    order_id: int,
+    target: OrderStatus,
+    *,
+    reason: str | None = None,
+    expected: OrderStatus | None = None,
+    event_data: dict[str, Any] | None = None,
+) -> Order:
+    """Move an order along the state machine; an illegal move is a 409 and changes nothing."""
+    order = get_order(session, order_id)
+    current = OrderStatus(order.status)
+    if expected is not None and current is not expected:
+        raise UnprocessableState(f"order {order.number} is {current}, not {expected}",
+                                 code="order-state-changed")
+    if target not in TRANSITIONS[current]:
+        raise UnprocessableState(
+            f"order {order.number} cannot go from {current} to {target}",
+            code="illegal-transition", extra={"from": current.value, "to": target.value},
+        )
+    now = utcnow()
+    values: dict[str, Any] = {"status": target.value, "updated_at": now}
+    if target is OrderStatus.PLACED:
+        values["placed_at"] = now
+    done = session.execute(
+        update(Order).where(Order.id == order_id, Order.status == current.value).values(values)
+    )
+    if not getattr(done, "rowcount", 0):
+        raise UnprocessableState(f"order {order.number} changed meanwhile; reload it",
+                                 code="order-state-changed")
+    _record(session, actor, order_id, current, target, reason, now)
+    session.refresh(order)
+    publish(session, f"order.{target.value}", {**order_event(order), **(event_data or {})},
+            aggregate_type="order", aggregate_id=order.id)
+    return order
+
+
+def order_event(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.id, "number": order.number, "channel_id": order.channel_id,
+        "customer_id": order.customer_id, "status": order.status, "currency": order.currency,
+        "grand_total": str(order.grand_total), "source": order.source,
+    }
+
+
+def get_order(session: Session, order_id: int) -> Order:
+    order = session.get(Order, order_id, populate_existing=True)
+    if order is None:
+        raise NotFound(f"order {order_id} not found")
+    return order
+
+
+def get_by_number(session: Session, number: str) -> Order:
+    order = session.scalar(select(Order).where(Order.number == number))
+    if order is None:
+        raise NotFound(f"order {number} not found")
+    return order
+
+
+def order_lines(session: Session, order_id: int) -> list[OrderLine]:
+    return list(session.scalars(
+        select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)))
+
+
+def timeline(session: Session, order_id: int) -> list[OrderTransition]:
+    return list(session.scalars(
+        select(OrderTransition).where(OrderTransition.order_id == order_id)
+        .order_by(OrderTransition.id)))
+
+
+def count_orders(session: Session, customer_id: int, *, exclude_order_id: int | None = None) -> int:
+    """Orders the customer actually placed (not abandoned payments)."""
+    query = select(func.count()).select_from(Order).where(
+        Order.customer_id == customer_id,
+        Order.status.not_in([OrderStatus.PENDING_PAYMENT.value, OrderStatus.PAYMENT_FAILED.value]),
+    )
+    if exclude_order_id is not None:
+        query = query.where(Order.id != exclude_order_id)
+    return int(session.scalar(query) or 0)
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    customer_id: int | None = None
+    channel_id: int | None = None
+    status: str | None = None
+    number: str | None = None
+    external_id: str | None = None
+    placed_from: datetime | None = None
+    placed_to: datetime | None = None
+    min_total: Decimal | None = None
+    max_total: Decimal | None = None
+    location_id: int | None = None
+
+
+def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -> Page[Order]:
+    query = select(Order).order_by(Order.id.desc())
+    exact = {"customer_id": Order.customer_id, "channel_id": Order.channel_id,
+             "status": Order.status, "number": Order.number, "external_id": Order.external_id}
+    for name, column in exact.items():
+        value = getattr(flt, name)
+        if value is not None:
+            query = query.where(column == value)
+    if flt.placed_from is not None:
+        query = query.where(Order.created_at >= flt.placed_from)
+    if flt.placed_to is not None:
+        query = query.where(Order.created_at < flt.placed_to)
+    if flt.min_total is not None:
+        query = query.where(Order.grand_total >= flt.min_total)
+    if flt.max_total is not None:
+        query = query.where(Order.grand_total <= flt.max_total)
+    if flt.location_id is not None:
+        query = query.where(Order.id.in_(
+            select(OrderLine.order_id).where(OrderLine.pickup_location_id == flt.location_id)))
+    after = decode_cursor(cursor)
+    if after is not None:
+        if not isinstance(after, int):
+            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
+        query = query.where(Order.id < after)
+    return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda o: o.id)

@@ -1,0 +1,724 @@
+"""Gift cards and store credit: balances kept by Mercato, spent as tenders.
+
+Every change of a balance is one conditional UPDATE (``... WHERE balance >= :amount`` for
+a debit) that returns the new balance, plus one ledger row carrying that balance, in the
+caller's transaction. Two checkouts racing for the last euro of a card cannot both win:
+the database serialises the row and re-checks the condition. So, for every card and
+account, ``balance`` = the sum of its ledger (``verify`` proves it) and never drops
+below zero (also a CHECK constraint).
+
+Gift card codes are 16 characters from an alphabet without look-alikes (0/O, 1/I), about
+80 bits: shown once when issued, stored only as a keyed hash and the last four. Unknown,
+disabled and expired codes all get the same answer, "not usable", so an answer never
+tells a guesser which codes exist.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from mercato.auth.principal import Principal
+from mercato.auth.service import audit
+from mercato.customers import service as customers
+from mercato.db import utcnow
+from mercato.errors import Conflict, FieldError, NotFound, Problem, ValidationProblem
+from mercato.events import publish
+from mercato.idempotency import claim, lookup, request_fingerprint, scope_for
+from mercato.money import check_precision, from_minor, to_minor, validate_currency
+from mercato.pagination import Page, decode_cursor, page_of
+from mercato.payments import keys
+from mercato.payments.models import (
+    GiftCard,
+    GiftCardTransaction,
+    StoreCreditAccount,
+    StoreCreditTransaction,
+)
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 16
+# Large enough for any real amount in any currency, small enough for a 64-bit minor unit.
+MAX_AMOUNT = Decimal(10) ** 13
+
+
+class GiftCardNotUsable(Problem):
+    status = 422
+    code = "gift-card-not-usable"
+    title = "The gift card is not usable"
+
+
+class InsufficientBalance(Conflict):
+    title = "Not enough balance"
+
+
+class Ledger:
+    ISSUE = "issue"
+    REDEEM = "redeem"
+    VOID = "void"
+    REFUND = "refund"
+    CREDIT = "credit"
+    ADJUST = "adjust"
+
+
+# --- validation shared by both balances -------------------------------------------------------
+
+
+def checked_currency(currency: str, field: str) -> str:
+    try:
+        return validate_currency(currency)
+    except ValueError as exc:
+        raise ValidationProblem.field(field, str(exc)) from exc
+
+
+def checked_amount(
+    amount: Decimal, currency: str, field: str, *, allow_negative: bool = False
+) -> int:
+    """The amount in minor units; 422 naming ``field`` when it is not a valid amount."""
+    try:
+        exact = check_precision(Decimal(amount), currency)
+    except ValueError as exc:
+        raise ValidationProblem.field(field, str(exc)) from exc
+    if exact == 0 or (exact < 0 and not allow_negative):
+        raise ValidationProblem.field(field, "must be greater than zero")
+    if abs(exact) >= MAX_AMOUNT:
+        raise ValidationProblem.field(field, f"must be less than {MAX_AMOUNT}")
+    return to_minor(exact, currency)
+
+
+def _actor(actor: Principal | None) -> dict[str, str | None]:
+    if actor is None:
+        return {"actor_type": None, "actor_id": None}
+    return {"actor_type": actor.kind, "actor_id": None if actor.id is None else str(actor.id)}
+
+
+# --- gift cards -------------------------------------------------------------------------------
+
+
+def normalize_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def new_code() -> str:
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(raw[i : i + 4] for i in range(0, CODE_LENGTH, 4))
+
+
+def masked_code(card: GiftCard) -> str:
+    return f"XXXX-XXXX-XXXX-{card.last4}"
+
+
+@dataclass(frozen=True)
+class IssuedGiftCard:
+    card: GiftCard
+    # The full code: returned to whoever issued the card, never stored in clear.
+    code: str
+    replayed: bool = False
+
+
+def issue_gift_card(
+    session: Session,
+    actor: Principal,
+    *,
+    currency: str,
+    amount: Decimal,
+    expires_at: datetime | None = None,
+    customer_id: int | None = None,
+    note: str | None = None,
+    request_key: str | None = None,
+) -> IssuedGiftCard:
+    """Issue a card with an initial balance. With ``request_key`` a retry gets the same card
+    (and code) back instead of a second card."""
+    currency = checked_currency(currency, "body.currency")
+    minor = checked_amount(amount, currency, "body.amount")
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationProblem.field("body.expires_at", "must be in the future")
+    payload = {
+        "currency": currency,
+        "amount": str(amount),
+        "expires_at": expires_at.isoformat() if expires_at else None,
+        "customer_id": customer_id,
+        "note": note,
+    }
+    scope = scope_for("payments.gift_card.issue", actor)
+    fingerprint = request_fingerprint(payload)
+    if request_key is not None:
+        stored = lookup(session, scope, request_key, fingerprint)
+        if stored is not None:
+            card = get_gift_card(session, int(stored.response["gift_card_id"]))
+            code = keys.unseal(str(stored.response["sealed_code"])) or masked_code(card)
+            return IssuedGiftCard(card, code, replayed=True)
+    if customer_id is not None:
+        customers.get_customer(session, customer_id)
+    code = new_code()
+    now = utcnow()
+    card = GiftCard(
+        code_hash=keys.code_hash(normalize_code(code)),
+        last4=code[-4:],
+        currency=currency,
+        initial_minor=minor,
+        balance_minor=minor,
+        status="active",
+        expires_at=expires_at,
+        customer_id=customer_id,
+        note=note,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(card)
+    session.flush()
+    _gift_ledger(session, card.id, Ledger.ISSUE, currency, minor, minor, actor=actor, note=note)
+    changes = {
+        "currency": currency,
+        "amount": str(from_minor(minor, currency)),
+        "last4": card.last4,
+    }
+    audit(session, actor, "gift_card.issued", "gift_card", card.id, changes)
+    publish(
+        session,
+        "gift_card.issued",
+        {"gift_card_id": card.id, **changes, "customer_id": customer_id},
+        aggregate_type="gift_card",
+        aggregate_id=card.id,
+    )
+    if request_key is not None:
+        # The code is kept sealed only so that a retried request can be answered again.
+        record = claim(session, scope, request_key, fingerprint)
+        record.status_code = 201
+        record.response = {"gift_card_id": card.id, "sealed_code": keys.seal(code)}
+    return IssuedGiftCard(card, code)
+
+
+def get_gift_card(session: Session, gift_card_id: int) -> GiftCard:
+    card = session.get(GiftCard, gift_card_id, populate_existing=True)
+    if card is None:
+        raise NotFound(f"gift card {gift_card_id} not found")
+    return card
+
+
+def list_gift_cards(
+    session: Session,
+    *,
+    status: str | None,
+    customer_id: int | None,
+    last4: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[GiftCard]:
+    query = select(GiftCard).order_by(GiftCard.id.desc())
+    if status is not None:
+        query = query.where(GiftCard.status == status)
+    if customer_id is not None:
+        query = query.where(GiftCard.customer_id == customer_id)
+    if last4 is not None:
+        query = query.where(GiftCard.last4 == last4.upper())
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(GiftCard.id < int(after))
+    return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda c: c.id)
+
+
+def gift_card_transactions(session: Session, gift_card_id: int) -> list[GiftCardTransaction]:
+    return list(
+        session.scalars(
+            select(GiftCardTransaction)
+            .where(GiftCardTransaction.gift_card_id == gift_card_id)
+            .order_by(GiftCardTransaction.id)
+        )
+    )
+
+
+def set_gift_card_status(
+    session: Session, actor: Principal, gift_card_id: int, status: str
+) -> GiftCard:
+    """Disable a card (lost, fraud) or enable it again; its balance is untouched."""
+    card = get_gift_card(session, gift_card_id)
+    before = card.status
+    if before != status:
+        session.execute(
+            update(GiftCard)
+            .where(GiftCard.id == gift_card_id)
+            .values(status=status, updated_at=utcnow())
+        )
+        action = "gift_card.disabled" if status == "disabled" else "gift_card.enabled"
+        audit(session, actor, action, "gift_card", gift_card_id, {"status": [before, status]})
+        publish(
+            session,
+            action,
+            {"gift_card_id": gift_card_id},
+            aggregate_type="gift_card",
+            aggregate_id=gift_card_id,
+        )
+    return get_gift_card(session, gift_card_id)
+
+
+def _usable_now() -> Any:
+    return or_(GiftCard.expires_at.is_(None), GiftCard.expires_at > utcnow())
+
+
+def find_usable_gift_card(session: Session, code: str, field: str = "body.code") -> GiftCard:
+    """The card for ``code`` if it can pay; the same 422 for unknown, disabled and expired."""
+    card = session.scalar(
+        select(GiftCard).where(
+            GiftCard.code_hash == keys.code_hash(normalize_code(code)),
+            GiftCard.status == "active",
+            _usable_now(),
+        )
+    )
+    if card is None:
+        raise _not_usable(field)
+    return card
+
+
+def _not_usable(field: str) -> GiftCardNotUsable:
+    reason = "this gift card is not usable"
+    return GiftCardNotUsable(f"{field}: {reason}", errors=[FieldError(field, reason)])
+
+
+def redeem_gift_card(
+    session: Session,
+    code: str,
+    currency: str,
+    minor: int,
+    *,
+    payment_id: int,
+    reference: str,
+    field: str,
+) -> GiftCard:
+    """Take ``minor`` from the card, or raise without changing anything."""
+    row = session.execute(
+        update(GiftCard)
+        .where(
+            GiftCard.code_hash == keys.code_hash(normalize_code(code)),
+            GiftCard.status == "active",
+            GiftCard.currency == currency,
+            _usable_now(),
+            GiftCard.balance_minor >= minor,
+        )
+        .values(balance_minor=GiftCard.balance_minor - minor, updated_at=utcnow())
+        .returning(GiftCard.id, GiftCard.balance_minor)
+    ).one_or_none()
+    if row is None:
+        raise _redeem_refusal(session, code, currency, minor, field)
+    card_id, balance = row
+    _gift_ledger(
+        session,
+        card_id,
+        Ledger.REDEEM,
+        currency,
+        -minor,
+        balance,
+        payment_id=payment_id,
+        reference=reference,
+    )
+    return get_gift_card(session, card_id)
+
+
+def _redeem_refusal(session: Session, code: str, currency: str, minor: int, field: str) -> Problem:
+    card = find_usable_gift_card(session, code, field)
+    if card.currency != currency:
+        return ValidationProblem.field(
+            field, f"the gift card is in {card.currency}, not {currency}"
+        )
+    available = str(from_minor(card.balance_minor, currency))
+    return InsufficientBalance(
+        f"the gift card has {available} {currency} left, {from_minor(minor, currency)} asked",
+        code="insufficient-gift-card-balance",
+        extra={"available": available, "currency": currency},
+    )
+
+
+def credit_gift_card(
+    session: Session,
+    gift_card_id: int,
+    minor: int,
+    kind: str,
+    *,
+    payment_id: int | None,
+    reference: str | None,
+    actor: Principal | None = None,
+) -> int:
+    """Put money back on a card (void or refund of a redemption); returns the new balance."""
+    row = session.execute(
+        update(GiftCard)
+        .where(GiftCard.id == gift_card_id)
+        .values(balance_minor=GiftCard.balance_minor + minor, updated_at=utcnow())
+        .returning(GiftCard.currency, GiftCard.balance_minor)
+    ).one()
+    currency, balance = row
+    _gift_ledger(
+        session,
+        gift_card_id,
+        kind,
+        currency,
+        minor,
+        balance,
+        payment_id=payment_id,
+        reference=reference,
+        actor=actor,
+    )
+    return int(balance)
+
+
+def _gift_ledger(
+    session: Session,
+    gift_card_id: int,
+    kind: str,
+    currency: str,
+    minor: int,
+    balance_after: int,
+    *,
+    payment_id: int | None = None,
+    reference: str | None = None,
+    actor: Principal | None = None,
+    note: str | None = None,
+) -> None:
+    session.execute(
+        insert(GiftCardTransaction).values(
+            gift_card_id=gift_card_id,
+            kind=kind,
+            currency=currency,
+            amount_minor=minor,
+            balance_after_minor=balance_after,
+            payment_id=payment_id,
+            reference=reference,
+            note=note,
+            created_at=utcnow(),
+            **_actor(actor),
+        )
+    )
+
+
+# --- store credit -----------------------------------------------------------------------------
+
+
+def _ensure_account(session: Session, customer_id: int, currency: str) -> None:
+    now = utcnow()
+    dialect = session.get_bind().dialect.name
+    maker = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        maker(StoreCreditAccount)
+        .values(
+            customer_id=customer_id,
+            currency=currency,
+            balance_minor=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["customer_id", "currency"])
+    )
+
+
+def _account_id(session: Session, customer_id: int, currency: str) -> int | None:
+    return session.scalar(
+        select(StoreCreditAccount.id).where(
+            StoreCreditAccount.customer_id == customer_id, StoreCreditAccount.currency == currency
+        )
+    )
+
+
+def credit_store(
+    session: Session,
+    customer_id: int,
+    currency: str,
+    amount: Decimal,
+    reason: str | None,
+    reference: str | None,
+    *,
+    actor: Principal | None = None,
+    kind: str = Ledger.CREDIT,
+    payment_id: int | None = None,
+) -> StoreCreditTransaction:
+    """Add store credit (a refund "to store credit", a goodwill gesture)."""
+    currency = checked_currency(currency, "body.currency")
+    minor = checked_amount(amount, currency, "body.amount")
+    customers.get_customer(session, customer_id)
+    _ensure_account(session, customer_id, currency)
+    row = session.execute(
+        update(StoreCreditAccount)
+        .where(
+            StoreCreditAccount.customer_id == customer_id, StoreCreditAccount.currency == currency
+        )
+        .values(balance_minor=StoreCreditAccount.balance_minor + minor, updated_at=utcnow())
+        .returning(StoreCreditAccount.id, StoreCreditAccount.balance_minor)
+    ).one()
+    return _credit_ledger(
+        session,
+        row[0],
+        customer_id,
+        kind,
+        currency,
+        minor,
+        row[1],
+        payment_id=payment_id,
+        reference=reference,
+        reason=reason,
+        actor=actor,
+    )
+
+
+def credit_store_account(
+    session: Session,
+    account_id: int,
+    minor: int,
+    kind: str,
+    *,
+    payment_id: int | None,
+    reference: str | None,
+    actor: Principal | None = None,
+) -> int:
+    """Put money back on an account (void or refund of a store credit tender)."""
+    row = session.execute(
+        update(StoreCreditAccount)
+        .where(StoreCreditAccount.id == account_id)
+        .values(balance_minor=StoreCreditAccount.balance_minor + minor, updated_at=utcnow())
+        .returning(
+            StoreCreditAccount.customer_id,
+            StoreCreditAccount.currency,
+            StoreCreditAccount.balance_minor,
+        )
+    ).one()
+    customer_id, currency, balance = row
+    _credit_ledger(
+        session,
+        account_id,
+        customer_id,
+        kind,
+        currency,
+        minor,
+        balance,
+        payment_id=payment_id,
+        reference=reference,
+        reason=None,
+        actor=actor,
+    )
+    return int(balance)
+
+
+def debit_store_credit(
+    session: Session,
+    customer_id: int,
+    currency: str,
+    minor: int,
+    *,
+    payment_id: int | None,
+    reference: str | None,
+    field: str,
+    kind: str = Ledger.REDEEM,
+    reason: str | None = None,
+    actor: Principal | None = None,
+) -> StoreCreditTransaction:
+    row = session.execute(
+        update(StoreCreditAccount)
+        .where(
+            StoreCreditAccount.customer_id == customer_id,
+            StoreCreditAccount.currency == currency,
+            StoreCreditAccount.balance_minor >= minor,
+        )
+        .values(balance_minor=StoreCreditAccount.balance_minor - minor, updated_at=utcnow())
+        .returning(StoreCreditAccount.id, StoreCreditAccount.balance_minor)
+    ).one_or_none()
+    if row is None:
+        account_id = _account_id(session, customer_id, currency)
+        balance = 0
+        if account_id is not None:
+            balance = session.get_one(StoreCreditAccount, account_id).balance_minor
+        available = str(from_minor(balance, currency))
+        raise InsufficientBalance(
+            f"{field}: the customer has {available} {currency} of store credit, "
+            f"{from_minor(minor, currency)} asked",
+            code="insufficient-store-credit",
+            extra={"available": available, "currency": currency},
+        )
+    return _credit_ledger(
+        session,
+        row[0],
+        customer_id,
+        kind,
+        currency,
+        -minor,
+        row[1],
+        payment_id=payment_id,
+        reference=reference,
+        reason=reason,
+        actor=actor,
+    )
+
+
+def _credit_ledger(
+    session: Session,
+    account_id: int,
+    customer_id: int,
+    kind: str,
+    currency: str,
+    minor: int,
+    balance_after: int,
+    *,
+    payment_id: int | None,
+    reference: str | None,
+    reason: str | None,
+    actor: Principal | None,
+) -> StoreCreditTransaction:
+    entry = StoreCreditTransaction(
+        account_id=account_id,
+        kind=kind,
+        currency=currency,
+        amount_minor=minor,
+        balance_after_minor=balance_after,
+        payment_id=payment_id,
+        reference=reference,
+        reason=reason,
+        created_at=utcnow(),
+        **_actor(actor),
+    )
+    session.add(entry)
+    session.flush()
+    publish(
+        session,
+        "store_credit.changed",
+        {
+            "customer_id": customer_id,
+            "currency": currency,
+            "kind": kind,
+            "amount": str(from_minor(minor, currency)),
+            "balance": str(from_minor(balance_after, currency)),
+            "reference": reference,
+        },
+        aggregate_type="customer",
+        aggregate_id=customer_id,
+    )
+    return entry
+
+
+def adjust_store_credit(
+    session: Session,
+    actor: Principal,
+    customer_id: int,
+    currency: str,
+    amount: Decimal,
+    reason: str,
+) -> StoreCreditTransaction:
+    """A manual correction by staff: positive adds credit, negative takes it (never below 0)."""
+    currency = checked_currency(currency, "body.currency")
+    minor = checked_amount(amount, currency, "body.amount", allow_negative=True)
+    customers.get_customer(session, customer_id)
+    if minor > 0:
+        entry = credit_store(
+            session, customer_id, currency, amount, reason, None, actor=actor, kind=Ledger.ADJUST
+        )
+    else:
+        entry = debit_store_credit(
+            session,
+            customer_id,
+            currency,
+            -minor,
+            payment_id=None,
+            reference=None,
+            field="body.amount",
+            kind=Ledger.ADJUST,
+            reason=reason,
+            actor=actor,
+        )
+    audit(
+        session,
+        actor,
+        "store_credit.adjusted",
+        "customer",
+        customer_id,
+        {"currency": currency, "amount": str(from_minor(minor, currency)), "reason": reason},
+    )
+    return entry
+
+
+def store_credit_accounts(session: Session, customer_id: int) -> list[StoreCreditAccount]:
+    return list(
+        session.scalars(
+            select(StoreCreditAccount)
+            .where(StoreCreditAccount.customer_id == customer_id)
+            .order_by(StoreCreditAccount.currency)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def store_credit_balance(session: Session, customer_id: int, currency: str) -> Decimal:
+    account_id = _account_id(session, customer_id, currency)
+    if account_id is None:
+        return from_minor(0, currency)
+    return session.get_one(StoreCreditAccount, account_id, populate_existing=True).balance
+
+
+def store_credit_transactions(
+    session: Session, customer_id: int, *, cursor: str | None, limit: int
+) -> Page[StoreCreditTransaction]:
+    query = (
+        select(StoreCreditTransaction)
+        .join(StoreCreditAccount, StoreCreditAccount.id == StoreCreditTransaction.account_id)
+        .where(StoreCreditAccount.customer_id == customer_id)
+        .order_by(StoreCreditTransaction.id.desc())
+    )
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(StoreCreditTransaction.id < int(after))
+    return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda t: t.id)
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BalanceMismatch:
+    kind: str  # "gift_card" | "store_credit"
+    id: int
+    balance_minor: int
+    ledger_minor: int
+
+
+def verify(session: Session) -> list[BalanceMismatch]:
+    """Every gift card and store credit account against the sum of its ledger."""
+    gift_ledger = (
+        select(
+            GiftCardTransaction.gift_card_id.label("id"),
+            func.sum(GiftCardTransaction.amount_minor).label("total"),
+        )
+        .group_by(GiftCardTransaction.gift_card_id)
+        .subquery()
+    )
+    credit_ledger = (
+        select(
+            StoreCreditTransaction.account_id.label("id"),
+            func.sum(StoreCreditTransaction.amount_minor).label("total"),
+        )
+        .group_by(StoreCreditTransaction.account_id)
+        .subquery()
+    )
+    gift_rows = session.execute(
+        select(
+            GiftCard.id, GiftCard.balance_minor, func.coalesce(gift_ledger.c.total, 0)
+        ).outerjoin(gift_ledger, gift_ledger.c.id == GiftCard.id)
+    ).all()
+    credit_rows = session.execute(
+        select(
+            StoreCreditAccount.id,
+            StoreCreditAccount.balance_minor,
+            func.coalesce(credit_ledger.c.total, 0),
+        ).outerjoin(credit_ledger, credit_ledger.c.id == StoreCreditAccount.id)
+    ).all()
+    bad = [
+        BalanceMismatch("gift_card", i, int(b), int(total))
+        for i, b, total in gift_rows
+        if int(b) != int(total) or int(b) < 0
+    ]
+    bad += [
+        BalanceMismatch("store_credit", i, int(b), int(total))
+        for i, b, total in credit_rows
+        if int(b) != int(total) or int(b) < 0
+    ]
+    return bad

@@ -1,0 +1,64 @@
+"""Authentication for endpoints that call a payment provider.
+
+``deps.require`` and ``ChannelCtx`` authenticate inside the request's transaction, which
+for a POST stays open until the endpoint returns (on SQLite it holds the write lock).
+An endpoint that calls a provider must not hold a transaction across that call, and the
+service opens transactions of its own; so these dependencies authenticate in a short read
+transaction that is closed before the endpoint runs. They check the same credentials and
+the same single permission (the dependency keeps the ``require_<permission>`` name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from mercato.auth import service as auth_service
+from mercato.auth.permissions import Permission
+from mercato.auth.principal import Principal
+from mercato.channels import service as channels
+from mercato.channels.context import ChannelContext
+from mercato.deps import bearer_token, get_database
+from mercato.errors import Unauthorized
+
+Authorization = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def require_outside_transaction(permission: Permission) -> Callable[..., Principal]:
+    def check(request: Request, authorization: Authorization = None) -> Principal:
+        token = bearer_token(authorization)
+        if token is None:
+            raise Unauthorized(
+                "a staff bearer token is required",
+                code="missing-token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        with get_database(request).read() as session:
+            principal = auth_service.authenticate(session, token)
+        principal.require(permission)
+        return principal
+
+    check.__name__ = f"require_{permission.name.lower()}"
+    return check
+
+
+def channel_outside_transaction(
+    request: Request,
+    x_channel_key: Annotated[str | None, Header(description="The channel's API key")] = None,
+) -> ChannelContext:
+    if not x_channel_key:
+        raise Unauthorized("an X-Channel-Key header is required", code="missing-channel-key")
+    with get_database(request).read() as session:
+        return channels.context_for_key(session, x_channel_key.strip())
+
+
+ChannelNoTx = Annotated[ChannelContext, Depends(channel_outside_transaction)]
+
+
+def request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+RequestId = Annotated[str | None, Depends(request_id)]

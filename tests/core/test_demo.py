@@ -1,0 +1,178 @@
+"""``mercato demo``: migrate a fresh SQLite database, load the demo business, print working
+credentials, and reuse the data on the next run.
+
+The seed runs once for the module (through the CLI, which calls ``mercato.demo.seed`` on a
+freshly migrated database); every test reads that database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import distinct, func, select
+from typer.testing import CliRunner
+
+from mercato import demo, migrate
+from mercato.app import create_app
+from mercato.auth.models import StaffUser
+from mercato.catalog.models import Product, ProductTranslation, Variant
+from mercato.channels.models import Channel
+from mercato.cli import CREDENTIALS_FILE, app
+from mercato.db import Database
+from mercato.locations.models import Location
+from mercato.settings import Settings
+from tests.helpers import fast_password_hashing
+
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+KEY_LINE = re.compile(r"^\s{4}(\S+)\s+(mck_\S+)\s*$")
+LOGIN_LINE = re.compile(r"Staff login:\s+(\S+) / (\S+)")
+
+
+@dataclass
+class DemoRun:
+    data_dir: Path
+    output: str
+    database: Database
+
+    def credentials(self) -> tuple[str, str, dict[str, str]]:
+        login = LOGIN_LINE.search(self.output)
+        assert login, self.output
+        keys = {}
+        for line in self.output.splitlines():
+            match = KEY_LINE.match(line)
+            if match:
+                keys[match.group(1)] = match.group(2)
+        return login.group(1), login.group(2), keys
+
+
+def _run_demo(data_dir: Path) -> str:
+    result = CliRunner().invoke(app, ["demo", "--no-serve", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    data_dir = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast_password_hashing(monkeypatch)
+        output = _run_demo(data_dir)
+        database = Database(f"sqlite:///{data_dir / 'mercato.db'}")
+        try:
+            yield DemoRun(data_dir, output, database)
+        finally:
+            database.dispose()
+
+
+@pytest.fixture
+def demo_client(demo_run: DemoRun, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path, dispatcher_enabled=False)
+    with TestClient(create_app(settings, database=demo_run.database)) as client:
+        yield client
+
+
+def _scalar(database: Database, query: Any) -> Any:
+    with database.read() as session:
+        return session.scalar(query)
+
+
+def test_demo_loads_a_whole_business(demo_run: DemoRun) -> None:
+    database = demo_run.database
+    assert "Loaded demo data" in demo_run.output
+    assert migrate.is_current(database.engine)
+    with database.read() as session:
+        channels = list(session.scalars(select(Channel)))
+        locations = list(session.scalars(select(Location)))
+        session.expunge_all()
+    assert len(channels) >= 5
+    assert {c.type for c in channels} >= {"web", "app", "pos", "marketplace", "call_centre"}
+    currencies = {code for c in channels for code in c.currencies}
+    assert currencies >= {"JPY", "EUR", "USD", "SGD", "VND"}
+    languages = {locale.split("-")[0] for c in channels for locale in c.locales}
+    assert languages >= {"ja", "de", "en", "vi"}
+
+    assert len(locations) >= 14
+    assert all(loc.latitude is not None and loc.longitude is not None for loc in locations)
+    assert {loc.type for loc in locations} == {"warehouse", "store", "dropship"}
+    assert len({loc.country for loc in locations}) >= 5
+
+    products = _scalar(database, select(func.count()).select_from(Product))
+    assert products >= 300
+    with_variants = _scalar(database, select(func.count(distinct(Variant.product_id))))
+    assert with_variants == products
+    assert _scalar(database, select(func.count()).select_from(Variant)) > products
+    for language in ("ja", "de", "vi"):
+        translated = _scalar(
+            database,
+            select(func.count(distinct(ProductTranslation.product_id))).where(
+                ProductTranslation.locale == language
+            ),
+        )
+        assert translated == products, language
+
+
+def test_seeding_twice_is_refused(demo_run: DemoRun) -> None:
+    database = demo_run.database
+    staff = _scalar(database, select(func.count()).select_from(StaffUser))
+    products = _scalar(database, select(func.count()).select_from(Product))
+    with pytest.raises(demo.DemoAlreadyLoaded):
+        demo.seed(database)
+    assert _scalar(database, select(func.count()).select_from(StaffUser)) == staff
+    assert _scalar(database, select(func.count()).select_from(Product)) == products
+
+
+def test_printed_credentials_work(demo_run: DemoRun, demo_client: TestClient) -> None:
+    email, password, keys = demo_run.credentials()
+    stored = json.loads((demo_run.data_dir / CREDENTIALS_FILE).read_text())
+    assert (email, password, keys) == (
+        stored["staff_email"],
+        stored["staff_password"],
+        stored["channel_keys"],
+    )
+    assert len(keys) >= 5 and "web-jp" in keys
+
+    for code, key in keys.items():
+        page = demo_client.get("/v1/store/products?limit=5", headers={"X-Channel-Key": key})
+        assert page.status_code == 200, (code, page.text)
+        assert len(page.json()["items"]) == 5, code
+
+    japanese = demo_client.get(
+        "/v1/store/products?limit=20", headers={"X-Channel-Key": keys["web-jp"]}
+    ).json()
+    assert japanese["locale"] == "ja-JP"
+    assert all(JAPANESE.search(p["name"]) for p in japanese["items"]), japanese["items"]
+    english = demo_client.get(
+        "/v1/store/products?limit=20&locale=en", headers={"X-Channel-Key": keys["web-jp"]}
+    ).json()
+    assert not any(JAPANESE.search(p["name"]) for p in english["items"])
+
+    login = demo_client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    token = {"Authorization": f"Bearer {login.json()['token']}"}
+    assert demo_client.get("/v1/channels", headers=token).status_code == 200
+    for other_email in stored["other_staff"]:
+        staff_login = {"email": other_email, "password": password}
+        assert demo_client.post("/v1/auth/login", json=staff_login).status_code == 200
+
+
+def test_second_run_reuses_the_data_and_prints_the_same_credentials(
+    demo_run: DemoRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    products = _scalar(demo_run.database, select(func.count()).select_from(Product))
+    fast_password_hashing(monkeypatch)
+    second = _run_demo(demo_run.data_dir)
+    assert "Reusing demo data" in second
+    assert (
+        demo_run.credentials()
+        == DemoRun(demo_run.data_dir, second, demo_run.database).credentials()
+    )
+    # Everything after the first line (loaded / reusing) is the same text.
+    assert second.splitlines()[1:] == demo_run.output.splitlines()[1:]
+    assert _scalar(demo_run.database, select(func.count()).select_from(Product)) == products
