@@ -14,12 +14,12 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Index, Integer, String, Text, event, select, update
+from sqlalchemy import Index, Integer, String, Text, event, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
@@ -120,6 +120,34 @@ def publish(
     session.info.setdefault("mercato_published", 0)
     session.info["mercato_published"] += 1
     return Event.from_row(row)
+
+
+def publish_many(
+    session: Session,
+    type: str,
+    items: Sequence[tuple[dict[str, Any], str | int | None]],
+    *,
+    aggregate_type: str | None = None,
+) -> int:
+    """Record many events of one type at once: (data, aggregate id) pairs, one INSERT.
+
+    For bulk operations (stock imports, price loads) where an ORM object per event would
+    cost more than the change itself. Same guarantee as :func:`publish`.
+    """
+    if not items:
+        return 0
+    now = utcnow()
+    session.execute(
+        insert(OutboxEvent),
+        [
+            {"event_id": str(uuid.uuid4()), "type": type, "version": ENVELOPE_VERSION,
+             "occurred_at": now, "aggregate_type": aggregate_type,
+             "aggregate_id": None if agg is None else str(agg), "data": data, "attempts": 0}
+            for data, agg in items
+        ],
+    )
+    session.info["mercato_published"] = session.info.get("mercato_published", 0) + len(items)
+    return len(items)
 
 
 @event.listens_for(Session, "after_commit")

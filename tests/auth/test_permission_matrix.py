@@ -46,7 +46,6 @@ NO_ENDPOINT_YET = frozenset(
     for p in Permission
     if p.value
     in {
-        "orders:read",
         "orders:write",
         "customers:write",
         "support:read",
@@ -162,6 +161,7 @@ GUARDED: list[Call] = [
             "ships_to": ["DE", "AT"],
         },
     ),
+    Call(P.ORDERS_READ, "GET", "/v1/orders"),
     Call(P.PAYMENTS_READ, "GET", "/v1/payments"),
     Call(P.PAYMENTS_WRITE, "POST", "/v1/payments/reconcile", {"older_than_seconds": 3600}),
     Call(P.GIFT_CARDS_WRITE, "POST", "/v1/gift-cards", {"currency": "EUR", "amount": "10.00"}),

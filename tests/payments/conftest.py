@@ -50,14 +50,26 @@ def world(db: Database) -> World:
         web = channels.create_channel(
             session,
             actor,
-            ChannelIn(code="web-de", name="Web DE", type=ChannelType.WEB, default_locale="de-DE",
-                      currencies=["EUR", "JPY"], country="DE"),
+            ChannelIn(
+                code="web-de",
+                name="Web DE",
+                type=ChannelType.WEB,
+                default_locale="de-DE",
+                currencies=["EUR", "JPY"],
+                country="DE",
+            ),
         )
         pos = channels.create_channel(
             session,
             actor,
-            ChannelIn(code="pos-berlin", name="Store Berlin", type=ChannelType.POS,
-                      default_locale="de-DE", currencies=["EUR"], country="DE"),
+            ChannelIn(
+                code="pos-berlin",
+                name="Store Berlin",
+                type=ChannelType.POS,
+                default_locale="de-DE",
+                currencies=["EUR"],
+                country="DE",
+            ),
         )
         _, web_key = channels.issue_key(session, actor, web.id, "web")
         _, pos_key = channels.issue_key(session, actor, pos.id, "pos")
@@ -82,7 +94,10 @@ def card_tender(db: Database, amount: str, number: str = SUCCESS) -> payments.Te
 def issue_card(db: Database, amount: str, currency: str = "EUR", **fields: Any) -> str:
     with db.transaction() as session:
         issued = balances.issue_gift_card(
-            session, Principal.system("tests"), currency=currency, amount=Decimal(amount),
+            session,
+            Principal.system("tests"),
+            currency=currency,
+            amount=Decimal(amount),
             **fields,
         )
     return issued.code
@@ -103,8 +118,13 @@ def create(
     amount = Decimal(total) if total is not None else sum((t.amount for t in tenders), Decimal(0))
     with db.transaction() as session:
         made = payments.create_payments(
-            session, reference=reference, customer_id=customer, channel_id=channel or world.web,
-            currency=currency, total=amount, tenders=tenders,
+            session,
+            reference=reference,
+            customer_id=customer,
+            channel_id=channel or world.web,
+            currency=currency,
+            total=amount,
+            tenders=tenders,
         )
         return [p.id for p in made]
 
@@ -118,7 +138,6 @@ def pay(
     with db.transaction() as session:
         payments.record_outcomes(session, outcomes)
         return payments.payments_for_reference(session, kwargs.get("reference", "CO-1"))
-
 
 
 def payment(db: Database, payment_id: int) -> Payment:

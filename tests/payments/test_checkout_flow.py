@@ -42,28 +42,32 @@ def test_card_is_authorised_and_recorded(db: Database, world: World) -> None:
     assert [e.data["payment_id"] for e in outbox(db, "payment.authorized")] == [p.id]
 
 
-@pytest.mark.parametrize(
-    ("number", "code"), [(DECLINED, "card_declined"), (INSUFFICIENT, "insufficient_funds")]
-)
-def test_declined_cards(db: Database, world: World, number: str, code: str) -> None:
-    [p] = pay(db, world, [card_tender(db, "10.00", number)])
-    assert p.status == "declined" and p.failure_code == code and p.authorized == 0
-    assert ledger(db, p.id) == [("authorize", "failed", Decimal("10.00"))]
-    assert [e.data["failure_code"] for e in outbox(db, "payment.declined")] == [code]
-
-
-def test_unknown_or_reused_token_is_declined(db: Database, world: World) -> None:
+def test_declined_cards_and_bad_tokens(db: Database, world: World) -> None:
     token = card(db)
-    [first] = pay(db, world, [TenderRequest("test_gateway", Decimal(5), token=token)])
-    [again] = pay(
-        db, world, [TenderRequest("test_gateway", Decimal(5), token=token)], reference="CO-2"
-    )
-    [unknown] = pay(
-        db, world, [TenderRequest("test_gateway", Decimal(5), token="tok_nope")], reference="CO-3"
-    )
-    assert first.status == "authorized"
-    assert (again.status, again.failure_code) == ("declined", "token_already_used")
-    assert (unknown.status, unknown.failure_code) == ("declined", "invalid_token")
+    tenders = [
+        card_tender(db, "10.00", DECLINED),
+        card_tender(db, "10.00", INSUFFICIENT),
+        TenderRequest("test_gateway", Decimal(5), token=token),
+        TenderRequest("test_gateway", Decimal(5), token=token),
+        TenderRequest("test_gateway", Decimal(5), token="tok_nope"),
+    ]
+    made = pay(db, world, tenders)
+    assert [(p.status, p.failure_code) for p in made] == [
+        ("declined", "card_declined"),
+        ("declined", "insufficient_funds"),
+        ("authorized", None),
+        ("declined", "token_already_used"),
+        ("declined", "invalid_token"),
+    ]
+    assert made[0].authorized == 0 and made[0].card_last4 == "0002"
+    assert ledger(db, made[0].id) == [("authorize", "failed", Decimal("10.00"))]
+    declined = [e.data["failure_code"] for e in outbox(db, "payment.declined")]
+    assert declined == [
+        "card_declined",
+        "insufficient_funds",
+        "token_already_used",
+        "invalid_token",
+    ]
 
 
 def test_retried_authorise_never_charges_twice(db: Database, world: World) -> None:
@@ -94,31 +98,28 @@ def test_three_d_secure_completed_by_the_shopper(db: Database, world: World) -> 
     again = payments.complete_action(db, p.id, channel_id=world.web, client_secret=p.client_secret)
     assert again.status == "authorized" and len(ledger(db, p.id)) == 2
 
-
-def test_three_d_secure_failed(db: Database, world: World) -> None:
-    [p] = pay(db, world, [card_tender(db, "80.00", THREE_DS)])
+    [failing] = pay(db, world, [card_tender(db, "80.00", THREE_DS)], reference="CO-2")
     done = payments.complete_action(
-        db, p.id, channel_id=world.web, client_secret=p.client_secret, data={"outcome": "failed"}
+        db,
+        failing.id,
+        channel_id=world.web,
+        client_secret=failing.client_secret,
+        data={"outcome": "failed"},
     )
     assert done.status == "declined" and done.failure_code == "authentication_failed"
-    assert gateway(db).charge_state(p.provider_reference or "")["status"] == "declined"
+    assert gateway(db).charge_state(failing.provider_reference or "")["status"] == "declined"
 
 
-def test_cash_on_delivery_authorised_then_captured_on_collection(
-    db: Database, world: World
-) -> None:
-    [p] = pay(db, world, [TenderRequest("cash_on_delivery", Decimal("25.00"))])
-    assert p.status == "authorized" and p.captured == 0
-    collected = payments.capture(db, p.id)
+def test_cash_on_delivery_and_store_terminal(db: Database, world: World) -> None:
+    [cod] = pay(db, world, [TenderRequest("cash_on_delivery", Decimal("25.00"))])
+    assert cod.status == "authorized" and cod.captured == 0
+    collected = payments.capture(db, cod.id)  # the courier brought the cash back
     assert collected.status == "captured" and collected.captured == Decimal("25.00")
-
-
-def test_pos_tenders_are_captured_at_once(db: Database, world: World) -> None:
     tenders = [
         TenderRequest("pos_cash", Decimal("5.00"), location_id=7),
         TenderRequest("pos_card", Decimal("15.00"), approval_code="a1b2c3", location_id=7),
     ]
-    cash, terminal = pay(db, world, tenders, channel=world.pos)
+    cash, terminal = pay(db, world, tenders, channel=world.pos, reference="POS-1")
     assert (cash.status, cash.captured) == ("captured", Decimal("5.00"))
     assert (terminal.status, terminal.approval_code) == ("captured", "A1B2C3")
     assert [k for k, _, _ in ledger(db, terminal.id)] == ["authorize", "capture"]
@@ -128,29 +129,42 @@ def test_tender_validation_names_the_field_and_writes_nothing(db: Database, worl
     pos = world.pos
     cases = [
         ([TenderRequest("bitcoin", Decimal(1))], "body.payments[0].method", None),
-        ([TenderRequest("test_gateway", Decimal("1.005"), token="t")], "body.payments[0].amount", None),
+        (
+            [TenderRequest("test_gateway", Decimal("1.005"), token="t")],
+            "body.payments[0].amount",
+            None,
+        ),
         ([TenderRequest("test_gateway", Decimal(0), token="t")], "body.payments[0].amount", None),
         ([TenderRequest("test_gateway", Decimal(-3), token="t")], "body.payments[0].amount", None),
         ([TenderRequest("test_gateway", Decimal(1))], "body.payments[0].token", None),
         ([TenderRequest("pos_card", Decimal(1))], "body.payments[0].approval_code", pos),
-        ([TenderRequest("pos_card", Decimal(1), approval_code="1")], "body.payments[0].approval_code", pos),
+        (
+            [TenderRequest("pos_card", Decimal(1), approval_code="1")],
+            "body.payments[0].approval_code",
+            pos,
+        ),
         ([TenderRequest("pos_cash", Decimal(1))], "body.payments[0].method", None),  # web channel
         ([TenderRequest("cash_on_delivery", Decimal(1))], "body.payments[0].method", pos),
         ([TenderRequest("store_credit", Decimal(1))], "body.payments[0].method", None),
-        ([TenderRequest("gift_card", Decimal(1), token="t")], "body.payments[0].gift_card_code", None),
-        ([TenderRequest("pos_cash", Decimal(1), approval_code="123456")], "body.payments[0].approval_code", pos),
+        (
+            [TenderRequest("gift_card", Decimal(1), token="t")],
+            "body.payments[0].gift_card_code",
+            None,
+        ),
+        (
+            [TenderRequest("pos_cash", Decimal(1), approval_code="123456")],
+            "body.payments[0].approval_code",
+            pos,
+        ),
     ]
     for tenders, field, channel in cases:
         with pytest.raises(ValidationProblem) as problem:
             create(db, world, tenders, total="1", channel=channel)
         assert problem.value.errors[0]["field"] == field, (tenders, problem.value.errors)
-    assert count_rows(db, Payment) == 0
-
-
-def test_jpy_has_no_minor_unit(db: Database, world: World) -> None:
     with pytest.raises(ValidationProblem) as problem:
         create(db, world, [card_tender(db, "100.5")], currency="JPY")
     assert problem.value.errors[0]["field"] == "body.payments[0].amount"
+    assert count_rows(db, Payment) == 0
     [p] = pay(db, world, [card_tender(db, "1500")], currency="JPY")
     assert p.amount == Decimal(1500) and p.status == "authorized"
 
@@ -241,8 +255,13 @@ def test_store_credit_as_tender(db: Database, world: World) -> None:
     with db.read() as session:
         assert payments.store_credit_balance(session, world.customer, "EUR") == Decimal("5.00")
     with pytest.raises(Problem) as short:
-        create(db, world, [TenderRequest("store_credit", Decimal("6.00"))], customer=world.customer,
-               reference="CO-2")
+        create(
+            db,
+            world,
+            [TenderRequest("store_credit", Decimal("6.00"))],
+            customer=world.customer,
+            reference="CO-2",
+        )
     assert (short.value.status, short.value.code) == (409, "insufficient-store-credit")
     [voided] = payments.void_payments(db, [credit.id])
     assert voided.status == "voided"

@@ -17,9 +17,9 @@ from mercato.promotions import service
 from mercato.promotions.schemas import PromotionPatch
 from tests.promotions.conftest import (
     ACTOR,
-    D,
     FIVE_OFF,
     PERCENT_10,
+    D,
     World,
     applied,
     checkout,
@@ -30,7 +30,9 @@ from tests.promotions.conftest import (
 Make = Callable[..., int]
 
 
-def test_automatic_promotion_applies_without_a_code(db: Database, world: World, make_promotion: Make) -> None:
+def test_automatic_promotion_applies_without_a_code(
+    db: Database, world: World, make_promotion: Make
+) -> None:
     promo = make_promotion(PERCENT_10)
     result = evaluate(db, world.cart(), world.context())
     assert applied(result) == {promo: D("4.50")}
@@ -52,7 +54,9 @@ def test_code_promotion_applies_only_with_its_code_in_any_case(
     assert applied(result) == {promo: D("500")}
 
 
-def test_automatic_and_code_promotions_stack(db: Database, world: World, make_promotion: Make) -> None:
+def test_automatic_and_code_promotions_stack(
+    db: Database, world: World, make_promotion: Make
+) -> None:
     auto = make_promotion(PERCENT_10, priority=10)
     coded = make_promotion(FIVE_OFF, requires_code=True, codes=("FIVE",))
     coffee = make_promotion(
@@ -74,10 +78,16 @@ def test_inactive_and_out_of_schedule_automatic_promotions_do_not_apply(
         service.update_promotion(session, ACTOR, paused, PromotionPatch(status="paused"))  # type: ignore[arg-type]
     now = utcnow()
     make_promotion(PERCENT_10, starts_at=(now + timedelta(days=1)).isoformat())
-    make_promotion(PERCENT_10, starts_at=(now - timedelta(days=2)).isoformat(),
-                   ends_at=(now - timedelta(days=1)).isoformat())
-    running = make_promotion(FIVE_OFF, starts_at=(now - timedelta(days=1)).isoformat(),
-                             ends_at=(now + timedelta(days=1)).isoformat())
+    make_promotion(
+        PERCENT_10,
+        starts_at=(now - timedelta(days=2)).isoformat(),
+        ends_at=(now - timedelta(days=1)).isoformat(),
+    )
+    running = make_promotion(
+        FIVE_OFF,
+        starts_at=(now - timedelta(days=1)).isoformat(),
+        ends_at=(now + timedelta(days=1)).isoformat(),
+    )
     assert applied(evaluate(db, world.cart(), world.context())) == {running: D("5.00")}
 
 
@@ -86,14 +96,18 @@ def test_every_code_gets_one_reason(db: Database, world: World, make_promotion: 
     a, b, c = world.customers
     make_promotion(FIVE_OFF, requires_code=True, codes=("GOOD",))
     paused = make_promotion(FIVE_OFF, requires_code=True, codes=("PAUSED",))
-    later = make_promotion(FIVE_OFF, requires_code=True, codes=("LATER",),
-                           starts_at=(now + timedelta(days=3)).isoformat())
+    later = make_promotion(
+        FIVE_OFF,
+        requires_code=True,
+        codes=("LATER",),
+        starts_at=(now + timedelta(days=3)).isoformat(),
+    )
     make_promotion({**FIVE_OFF, "amounts": {"JPY": "500"}}, requires_code=True, codes=("YEN",))
-    big = make_promotion(FIVE_OFF, requires_code=True, codes=("BIG",),
-                         conditions={"min_subtotal": {"EUR": "100.00"}})
+    big = make_promotion(
+        FIVE_OFF, requires_code=True, codes=("BIG",), conditions={"min_subtotal": {"EUR": "100.00"}}
+    )
     personal = make_promotion(PERCENT_10, requires_code=True)
-    once_each = make_promotion(FIVE_OFF, requires_code=True, codes=("ONCE",),
-                               max_uses_per_customer=1)
+    make_promotion(FIVE_OFF, requires_code=True, codes=("ONCE",), max_uses_per_customer=1)
     with db.transaction() as session:
         service.update_promotion(session, ACTOR, paused, PromotionPatch(status="paused"))  # type: ignore[arg-type]
         mine = service.issue_personal_code(session, ACTOR, personal, a, None)
@@ -104,8 +118,19 @@ def test_every_code_gets_one_reason(db: Database, world: World, make_promotion: 
     result = evaluate(
         db,
         world.cart(),
-        world.context("GOOD", "good", "nope", "PAUSED", "LATER", "YEN", "BIG", "OFF", mine,
-                      "ONCE", customer_id=b),
+        world.context(
+            "GOOD",
+            "good",
+            "nope",
+            "PAUSED",
+            "LATER",
+            "YEN",
+            "BIG",
+            "OFF",
+            mine,
+            "ONCE",
+            customer_id=b,
+        ),
     )
     assert reasons(result) == {
         "NOPE": "unknown-code",
@@ -143,7 +168,7 @@ def test_used_up_codes_and_promotions_stop_applying(
     db: Database, world: World, make_promotion: Make
 ) -> None:
     single = make_promotion(FIVE_OFF, requires_code=True)
-    limited = make_promotion(PERCENT_10, max_uses=2, requires_code=True, codes=("TWICE",))
+    make_promotion(PERCENT_10, max_uses=2, requires_code=True, codes=("TWICE",))
     with db.transaction() as session:
         service.create_code(session, ACTOR, single, "SINGLE", max_uses=1)
     assert checkout(db, world, "o1", "SINGLE", "TWICE")
@@ -160,14 +185,19 @@ def test_a_budget_too_small_for_the_discount_drops_only_that_promotion(
     db: Database, world: World, make_promotion: Make
 ) -> None:
     auto = make_promotion(PERCENT_10, priority=5)
-    budgeted = make_promotion(FIVE_OFF, requires_code=True, codes=("BUDGET",), budget={"EUR": "8.00"})
+    budgeted = make_promotion(
+        FIVE_OFF, requires_code=True, codes=("BUDGET",), budget={"EUR": "8.00"}
+    )
     assert checkout(db, world, "o1", "BUDGET")  # 5.00 of 8.00 spent, 3.00 left
     result = evaluate(db, world.cart(), world.context("BUDGET"))
     assert applied(result) == {auto: D("4.50")}
     assert reasons(result) == {"BUDGET": "budget-exhausted"}
     # A smaller cart whose discount fits what is left still gets it.
     small = [world.line("1", world.mug, "2.50")]
-    assert applied(evaluate(db, small, world.context("BUDGET"))) == {auto: D("0.25"), budgeted: D("2.25")}
+    assert applied(evaluate(db, small, world.context("BUDGET"))) == {
+        auto: D("0.25"),
+        budgeted: D("2.25"),
+    }
     # The budget is per currency: JPY has none.
     jpy = [world.line("1", world.mug, "3000")]
     assert budgeted in applied(evaluate(db, jpy, world.context("BUDGET", currency="JPY")))
@@ -209,16 +239,26 @@ def test_evaluation_runs_a_fixed_number_of_statements(
 ) -> None:
     customer = world.customers[0]
     codes = ["CODE0"]
-    make_promotion(FIVE_OFF, requires_code=True, codes=("CODE0",), budget={"EUR": "100.00"},
-                   max_uses_per_customer=3)
+    make_promotion(
+        FIVE_OFF,
+        requires_code=True,
+        codes=("CODE0",),
+        budget={"EUR": "100.00"},
+        max_uses_per_customer=3,
+    )
     with_one = _evaluation_statements(db, world, codes, customer)
     for i in range(1, 50):
         if i % 2:
-            make_promotion(PERCENT_10, budget={"EUR": "1000.00"}, max_uses=100,
-                           conditions={"channel_ids": [world.channel_id]})
+            make_promotion(
+                PERCENT_10,
+                budget={"EUR": "1000.00"},
+                max_uses=100,
+                conditions={"channel_ids": [world.channel_id]},
+            )
         else:
-            make_promotion(FIVE_OFF, requires_code=True, codes=(f"CODE{i}",),
-                           max_uses_per_customer=2)
+            make_promotion(
+                FIVE_OFF, requires_code=True, codes=(f"CODE{i}",), max_uses_per_customer=2
+            )
             codes.append(f"CODE{i}")
     with_fifty = _evaluation_statements(db, world, codes[:20], customer)
     assert with_one == with_fifty <= 3

@@ -26,9 +26,9 @@ from mercato.promotions.models import (
 from mercato.promotions.schemas import PromotionPatch
 from tests.promotions.conftest import (
     ACTOR,
-    D,
     FIVE_OFF,
     PERCENT_10,
+    D,
     World,
     active_redemptions,
     checkout,
@@ -42,7 +42,9 @@ THREADS = 20
 
 def code_uses(db: Database, code: str) -> int:
     with db.read() as session:
-        return int(session.scalar(select(PromotionCode.uses).where(PromotionCode.code == code)) or 0)
+        return int(
+            session.scalar(select(PromotionCode.uses).where(PromotionCode.code == code)) or 0
+        )
 
 
 def counters(db: Database, promotion_id: int) -> tuple[int, int | None, dict[int, int]]:
@@ -80,9 +82,7 @@ def test_reserve_records_every_applied_promotion_and_counts_its_limits(
 ) -> None:
     customer = world.customers[0]
     auto = make_promotion(PERCENT_10, priority=5, max_uses=10, budget={"EUR": "100.00"})
-    coded = make_promotion(
-        FIVE_OFF, requires_code=True, codes=("SPRING",), max_uses_per_customer=2
-    )
+    coded = make_promotion(FIVE_OFF, requires_code=True, codes=("SPRING",), max_uses_per_customer=2)
     rows = checkout(db, world, "order-1", "spring", customer=customer)
     assert [(r.promotion_id, r.code, r.amount, r.currency, r.status) for r in rows] == [
         (auto, None, D("4.50"), "EUR", "reserved"),
@@ -154,10 +154,16 @@ def test_a_limit_hit_in_reserve_is_a_409_and_leaves_nothing(
                 session, stale, reference="loser", customer_id=None, currency="EUR"
             )
         # The caller's transaction is still usable and holds nothing of the failed call.
-        assert session.scalars(select(Redemption).where(Redemption.reference == "loser")).all() == []
+        assert (
+            session.scalars(select(Redemption).where(Redemption.reference == "loser")).all() == []
+        )
     problem = refused.value
     assert problem.status == 409 and problem.code == "promotion-unavailable"
-    assert problem.extra == {"promotion_id": second, "code": "LASTONE", "reason": "usage-limit-reached"}
+    assert problem.extra == {
+        "promotion_id": second,
+        "code": "LASTONE",
+        "reason": "usage-limit-reached",
+    }
     assert "LASTONE" in problem.detail
     assert counters(db, first)[:2] == (1, 450)
     assert counters(db, second)[0] == 1
@@ -169,7 +175,9 @@ def test_reserve_refuses_a_paused_promotion_and_a_second_reservation(
     promo = make_promotion(FIVE_OFF)
     result = evaluate(db, world.cart(), world.context())
     with db.transaction() as session:
-        service.reserve_redemptions(session, result, reference="o1", customer_id=None, currency="EUR")
+        service.reserve_redemptions(
+            session, result, reference="o1", customer_id=None, currency="EUR"
+        )
         with pytest.raises(service.Conflict) as again:
             service.reserve_redemptions(
                 session, result, reference="o1", customer_id=None, currency="EUR"
@@ -187,9 +195,12 @@ def test_reserve_refuses_a_paused_promotion_and_a_second_reservation(
             )
     with db.transaction() as session:
         empty = evaluate(db, world.cart(), world.context())
-        assert service.reserve_redemptions(
-            session, empty, reference="o4", customer_id=None, currency="EUR"
-        ) == []
+        assert (
+            service.reserve_redemptions(
+                session, empty, reference="o4", customer_id=None, currency="EUR"
+            )
+            == []
+        )
 
 
 def test_a_personal_code_reserved_for_another_customer_is_refused(
@@ -200,11 +211,10 @@ def test_a_personal_code_reserved_for_another_customer_is_refused(
     with db.transaction() as session:
         code = service.issue_personal_code(session, ACTOR, promo, owner, None)
     result = evaluate(db, world.cart(), world.context(code, customer_id=owner))
-    with db.transaction() as session:
-        with pytest.raises(service.PromotionUnavailable) as refused:
-            service.reserve_redemptions(
-                session, result, reference="stolen", customer_id=thief, currency="EUR"
-            )
+    with db.transaction() as session, pytest.raises(service.PromotionUnavailable) as refused:
+        service.reserve_redemptions(
+            session, result, reference="stolen", customer_id=thief, currency="EUR"
+        )
     assert refused.value.extra["reason"] == "not-your-code"
     assert code_uses(db, code) == 0
     assert checkout(db, world, "mine", code, customer=owner)
@@ -237,9 +247,7 @@ def test_setting_a_limit_later_counts_the_redemptions_already_made(
     assert evaluate(db, world.cart(), world.context()).applied == ()  # a guest has no count
     assert evaluate(db, world.cart(), world.context(customer_id=other)).applied == ()  # budget
     with db.transaction() as session:
-        service.update_promotion(
-            session, ACTOR, promo, PromotionPatch(budget={"EUR": D("20.00")})
-        )
+        service.update_promotion(session, ACTOR, promo, PromotionPatch(budget={"EUR": D("20.00")}))
     assert checkout(db, world, "o3", customer=other)
     assert counters(db, promo) == (3, 1500, {customer: 2, other: 1})
     assert evaluate(db, world.cart(), world.context(customer_id=world.customers[2])).applied == ()
@@ -410,5 +418,5 @@ def test_budget_spent_always_equals_the_active_redemptions_and_stays_within_the_
         reference = f"p{promo}-{n}"
         if checkout(db, world, reference, lines=lines):
             reserved.append(reference)
-        count, total = active_redemptions(db, promo)
+        _, total = active_redemptions(db, promo)
         assert counters(db, promo)[1] == int(total * 100) <= budget

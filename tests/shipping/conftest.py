@@ -36,37 +36,68 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_carrier(
-    session: Session, code: str, prefix: str, ships_from: list[str], ships_to: list[str],
+    session: Session,
+    code: str,
+    prefix: str,
+    ships_from: list[str],
+    ships_to: list[str],
     **fields: Any,
 ) -> int:
-    data = CarrierIn(code=code, name=code.title(), tracking_prefix=prefix,
-                     ships_from=ships_from, ships_to=ships_to, **fields)
+    data = CarrierIn(
+        code=code,
+        name=code.title(),
+        tracking_prefix=prefix,
+        ships_from=ships_from,
+        ships_to=ships_to,
+        **fields,
+    )
     return service.create_carrier(session, ACTOR, data).id
 
 
 def make_service(
-    session: Session, carrier_id: int, code: str, *, level: str = "standard",
-    min_days: int = 1, max_days: int = 3, scope: str = "any",
+    session: Session,
+    carrier_id: int,
+    code: str,
+    *,
+    level: str = "standard",
+    min_days: int = 1,
+    max_days: int = 3,
+    scope: str = "any",
 ) -> int:
-    data = ServiceIn(code=code, name=code.title(), level=ServiceLevel(level),
-                     scope=ServiceScope(scope), min_days=min_days, max_days=max_days)
+    data = ServiceIn(
+        code=code,
+        name=code.title(),
+        level=ServiceLevel(level),
+        scope=ServiceScope(scope),
+        min_days=min_days,
+        max_days=max_days,
+    )
     return service.create_service(session, ACTOR, carrier_id, data).id
 
 
 def make_zone(session: Session, code: str, *members: tuple[str, str | None, str | None]) -> int:
-    data = ZoneIn(code=code, name=code, members=[
-        ZoneMemberIn(country=c, region=r, postal_prefix=p) for c, r, p in members
-    ])
+    data = ZoneIn(
+        code=code,
+        name=code,
+        members=[ZoneMemberIn(country=c, region=r, postal_prefix=p) for c, r, p in members],
+    )
     return service.create_zone(session, ACTOR, data).id
 
 
 def make_table(
-    session: Session, service_id: int, zone_id: int, currency: str,
-    brackets: list[tuple[int, str]], **fields: Any,
+    session: Session,
+    service_id: int,
+    zone_id: int,
+    currency: str,
+    brackets: list[tuple[int, str]],
+    **fields: Any,
 ) -> int:
     data = RateTableIn(
-        service_id=service_id, zone_id=zone_id, currency=currency,
-        brackets=[BracketIn(up_to_g=g, price=Decimal(p)) for g, p in brackets], **fields,
+        service_id=service_id,
+        zone_id=zone_id,
+        currency=currency,
+        brackets=[BracketIn(up_to_g=g, price=Decimal(p)) for g, p in brackets],
+        **fields,
     )
     return service.create_rate_table(session, ACTOR, data).id
 
@@ -92,11 +123,17 @@ def world(db: Database) -> World:
     standard, zone ``near`` (AT, FR): 1 kg 9.50, 5 kg 15.00, 2.00 per kg.
     """
     with db.transaction() as session:
-        carrier = make_carrier(session, "parcel-de", "PD", ["DE"], ["DE", "AT", "FR", "US"],
-                               webhook_secret=SECRET, timezone="Europe/Berlin")
+        carrier = make_carrier(
+            session,
+            "parcel-de",
+            "PD",
+            ["DE"],
+            ["DE", "AT", "FR", "US"],
+            webhook_secret=SECRET,
+            timezone="Europe/Berlin",
+        )
         standard = make_service(session, carrier, "standard", min_days=1, max_days=3)
-        express = make_service(session, carrier, "express", level="express", min_days=1,
-                               max_days=1)
+        express = make_service(session, carrier, "express", level="express", min_days=1, max_days=1)
         zones = {
             "de": make_zone(session, "de", ("DE", None, None)),
             "berlin": make_zone(session, "berlin", ("DE", None, "10")),
@@ -105,19 +142,33 @@ def world(db: Database) -> World:
         }
         tables = {
             "de": make_table(
-                session, standard, zones["de"], "EUR",
+                session,
+                standard,
+                zones["de"],
+                "EUR",
                 [(1000, "4.00"), (2000, "5.00"), (5000, "7.00")],
-                per_extra_kg=Decimal("1.10"), free_over=Decimal("50"),
-                remote_surcharge=Decimal("2.50"), remote_postal_prefixes=["25980"],
+                per_extra_kg=Decimal("1.10"),
+                free_over=Decimal("50"),
+                remote_surcharge=Decimal("2.50"),
+                remote_postal_prefixes=["25980"],
             ),
-            "berlin": make_table(session, standard, zones["berlin"], "EUR",
-                                 [(1000, "3.00"), (5000, "4.00")]),
-            "bavaria": make_table(session, standard, zones["bavaria"], "EUR",
-                                  [(1000, "3.50"), (5000, "6.00")]),
-            "express": make_table(session, express, zones["de"], "EUR",
-                                  [(1000, "9.00"), (5000, "12.00")]),
-            "near": make_table(session, standard, zones["near"], "EUR",
-                               [(1000, "9.50"), (5000, "15.00")], per_extra_kg=Decimal("2")),
+            "berlin": make_table(
+                session, standard, zones["berlin"], "EUR", [(1000, "3.00"), (5000, "4.00")]
+            ),
+            "bavaria": make_table(
+                session, standard, zones["bavaria"], "EUR", [(1000, "3.50"), (5000, "6.00")]
+            ),
+            "express": make_table(
+                session, express, zones["de"], "EUR", [(1000, "9.00"), (5000, "12.00")]
+            ),
+            "near": make_table(
+                session,
+                standard,
+                zones["near"],
+                "EUR",
+                [(1000, "9.50"), (5000, "15.00")],
+                per_extra_kg=Decimal("2"),
+            ),
         }
     return World(carrier, standard, express, zones, tables)
 
@@ -135,9 +186,14 @@ def quote(
 ) -> list[service.ShippingOption]:
     with db.read() as session:
         return service.quote(
-            session, origin_country=origin, destination=destination, parcels=parcels,
-            total_weight_g=None if parcels else weight, order_value=Decimal(value),
-            currency=currency, at=at,
+            session,
+            origin_country=origin,
+            destination=destination,
+            parcels=parcels,
+            total_weight_g=None if parcels else weight,
+            order_value=Decimal(value),
+            currency=currency,
+            at=at,
         )
 
 

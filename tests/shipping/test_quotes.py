@@ -47,48 +47,35 @@ def test_most_specific_zone_wins(db: Database, world: World) -> None:
     assert {prices(quote(db, d))["parcel-de/express"] for d in (HAMBURG, BERLIN, MUNICH)} == {
         Decimal("9.00")
     }
-
-
-def test_longer_postal_prefix_beats_shorter(db: Database, world: World) -> None:
-    with db.transaction() as session:
-        mitte = make_zone(session, "mitte", ("DE", None, "101"))
-        make_table(session, world.standard, mitte, "EUR", [(5000, "2.00")])
-    assert prices(quote(db, Destination("DE", None, "10115")))["parcel-de/standard"] == Decimal(
-        "2.00"
-    )
-    assert prices(quote(db, Destination("DE", None, "10245")))["parcel-de/standard"] == Decimal(
-        "3.00"
-    )
-    # Postal codes compare without spaces or hyphens.
-    assert prices(quote(db, Destination("DE", None, "10-115")))["parcel-de/standard"] == Decimal(
-        "2.00"
-    )
-
-
-def test_most_specific_zone_wins_even_when_it_cannot_take_the_parcel(
-    db: Database, world: World
-) -> None:
     # The Berlin table stops at 5 kg without a per-kg price: no fallback to the country.
     assert "parcel-de/standard" not in prices(quote(db, BERLIN, weight=6000))
     assert prices(quote(db, HAMBURG, weight=6000))["parcel-de/standard"] == Decimal("8.10")
+    # A longer postal prefix beats a shorter one; postal codes compare without spaces or "-".
+    with db.transaction() as session:
+        mitte = make_zone(session, "mitte", ("DE", None, "101"))
+        make_table(session, world.standard, mitte, "EUR", [(5000, "2.00")])
+    for postal, price in (("10115", "2.00"), ("10245", "3.00"), ("10-115", "2.00")):
+        found = prices(quote(db, Destination("DE", None, postal)))["parcel-de/standard"]
+        assert found == Decimal(price), postal
 
 
-@pytest.mark.parametrize(
-    ("weight", "price"),
-    [
-        (1, "4.00"),
-        (1000, "4.00"),  # brackets include their upper bound
-        (1001, "5.00"),
-        (2000, "5.00"),
-        (5000, "7.00"),
-        (5001, "8.10"),  # every started kg above the last bracket: 7.00 + 1.10
-        (6000, "8.10"),
-        (6001, "9.20"),
-        (30000, "34.50"),  # 7.00 + 25 x 1.10
-    ],
-)
-def test_weight_brackets_and_per_kg(db: Database, world: World, weight: int, price: str) -> None:
-    assert prices(quote(db, HAMBURG, weight=weight))["parcel-de/standard"] == Decimal(price)
+WEIGHT_PRICES = [
+    (1, "4.00"),
+    (1000, "4.00"),  # brackets include their upper bound
+    (1001, "5.00"),
+    (2000, "5.00"),
+    (5000, "7.00"),
+    (5001, "8.10"),  # every started kg above the last bracket: 7.00 + 1.10
+    (6000, "8.10"),
+    (6001, "9.20"),
+    (30000, "34.50"),  # 7.00 + 25 x 1.10
+]
+
+
+def test_weight_brackets_and_per_kg(db: Database, world: World) -> None:
+    for weight, price in WEIGHT_PRICES:
+        found = prices(quote(db, HAMBURG, weight=weight))["parcel-de/standard"]
+        assert found == Decimal(price), (weight, found)
 
 
 def test_parcels_are_priced_one_by_one(db: Database, world: World) -> None:
@@ -133,10 +120,7 @@ def test_options_sorted_by_price_with_delivery_dates(db: Database, world: World)
         date(2026, 3, 10),
         date(2026, 3, 12),
     )
-
-
-def test_days_are_counted_in_the_carriers_time_zone(db: Database, world: World) -> None:
-    # 23:30 UTC on Friday is already Saturday in Berlin.
+    # Days count in the carrier's time zone: 23:30 UTC on Friday is Saturday in Berlin.
     late = datetime(2026, 3, 6, 23, 30, tzinfo=FRIDAY.tzinfo)
     assert quote(db, HAMBURG, at=late)[0].earliest_delivery == date(2026, 3, 10)
 
@@ -155,16 +139,35 @@ def test_yen_and_dong_have_no_minor_unit(db: Database) -> None:
         vn = make_carrier(session, "parcel-vn", "PV", ["VN"], ["VN"])
         jp_zone = make_zone(session, "jp", ("JP", None, None))
         vn_zone = make_zone(session, "vn", ("VN", None, None))
-        make_table(session, make_service(session, jp, "standard"), jp_zone, "JPY",
-                   [(2000, "800"), (5000, "1100")], per_extra_kg=Decimal("120"),
-                   free_over=Decimal("5000"))
-        make_table(session, make_service(session, vn, "standard"), vn_zone, "VND",
-                   [(1000, "22000"), (3000, "30000")], per_extra_kg=Decimal("5000"))
-    (yen,) = quote(db, Destination("JP", None, "100-0001"), origin="JP", weight=6500,
-                   value="4999", currency="JPY")
+        make_table(
+            session,
+            make_service(session, jp, "standard"),
+            jp_zone,
+            "JPY",
+            [(2000, "800"), (5000, "1100")],
+            per_extra_kg=Decimal("120"),
+            free_over=Decimal("5000"),
+        )
+        make_table(
+            session,
+            make_service(session, vn, "standard"),
+            vn_zone,
+            "VND",
+            [(1000, "22000"), (3000, "30000")],
+            per_extra_kg=Decimal("5000"),
+        )
+    (yen,) = quote(
+        db,
+        Destination("JP", None, "100-0001"),
+        origin="JP",
+        weight=6500,
+        value="4999",
+        currency="JPY",
+    )
     assert yen.amount == Decimal("1340") and yen.amount.as_tuple().exponent == 0
-    (dong,) = quote(db, Destination("VN", "HN", None), origin="VN", weight=3001,
-                    value="100000", currency="VND")
+    (dong,) = quote(
+        db, Destination("VN", "HN", None), origin="VN", weight=3001, value="100000", currency="VND"
+    )
     assert dong.amount == Decimal("35000") and str(dong.amount) == "35000"
     for currency, value in (("JPY", "4999.5"), ("VND", "100000.01")):
         with pytest.raises(ValidationProblem) as bad:
@@ -176,25 +179,26 @@ def test_yen_and_dong_have_no_minor_unit(db: Database) -> None:
     assert refused.value.errors[0]["field"] == "body.brackets[0].price"
 
 
-def test_only_tables_in_the_quote_currency_apply(db: Database, world: World) -> None:
+def test_unserved_destination_is_an_empty_list(db: Database, world: World) -> None:
+    assert quote(db, Destination("BR")) == []  # the carrier does not ship there
+    assert quote(db, Destination("US", "CA", "94105")) == []  # ships there, no zone covers it
+    assert quote(db, Destination("DE"), origin="JP") == []  # does not ship from there
+    # Only rate tables in the quote's currency apply: there is no conversion.
     assert quote(db, HAMBURG, value="20", currency="USD") == []
 
 
-@pytest.mark.parametrize(
-    ("origin", "destination"),
-    [
-        ("DE", Destination("BR")),  # the carrier does not ship there
-        ("DE", Destination("US", "CA", "94105")),  # ships there but has no zone covering it
-        ("JP", Destination("DE")),  # does not ship from there
-    ],
-)
-def test_unserved_destination_is_an_empty_list(
-    db: Database, world: World, origin: str, destination: Destination
-) -> None:
-    assert quote(db, destination, origin=origin) == []
-
-
-def test_inactive_carriers_and_services_are_not_offered(db: Database, world: World) -> None:
+def test_which_services_are_offered(db: Database, world: World) -> None:
+    # An international service is not offered from Germany to Germany.
+    with db.transaction() as session:
+        make_table(
+            session,
+            make_service(session, world.carrier, "abroad", scope="international"),
+            world.zones["de"],
+            "EUR",
+            [(5000, "1.00")],
+        )
+    assert [o.service_code for o in quote(db, HAMBURG)] == ["standard", "express"]
+    # Inactive services and carriers are not offered.
     with db.transaction() as session:
         service.update_service(session, ACTOR, world.express, ServicePatch(active=False))
     assert [o.service_code for o in quote(db, HAMBURG)] == ["standard"]
@@ -204,68 +208,78 @@ def test_inactive_carriers_and_services_are_not_offered(db: Database, world: Wor
     assert quote(db, HAMBURG) == []
 
 
-def test_domestic_and_international_services(db: Database, world: World) -> None:
-    with db.transaction() as session:
-        make_table(session, make_service(session, world.carrier, "abroad", scope="international"),
-                   world.zones["de"], "EUR", [(5000, "1.00")])
-    assert "parcel-de/abroad" not in prices(quote(db, HAMBURG))  # DE to DE is domestic
-
-
 def test_quotes_are_deterministic_and_options_revalidate(db: Database, world: World) -> None:
     first = quote(db, HAMBURG)
     assert quote(db, HAMBURG) == first
     chosen = first[0]
     assert chosen.option_id.startswith("parcel-de:standard:")
     inputs: dict[str, Any] = {
-        "origin_country": "DE", "destination": HAMBURG, "total_weight_g": 800,
-        "order_value": Decimal("20.00"), "currency": "EUR", "at": FRIDAY,
+        "origin_country": "DE",
+        "destination": HAMBURG,
+        "total_weight_g": 800,
+        "order_value": Decimal("20.00"),
+        "currency": "EUR",
+        "at": FRIDAY,
     }
     with db.read() as session:
         assert service.get_option(session, chosen.option_id, **inputs) == chosen
         # A day later the dates move but the offer stands.
-        later = service.get_option(session, chosen.option_id,
-                                   **{**inputs, "at": FRIDAY + timedelta(days=3)})
+        later = service.get_option(
+            session, chosen.option_id, **{**inputs, "at": FRIDAY + timedelta(days=3)}
+        )
         assert later is not None and later.amount == chosen.amount
         # Heavier parcel: another price, so the stored option is no longer valid.
-        assert service.get_option(session, chosen.option_id,
-                                  **{**inputs, "total_weight_g": 1500}) is None
+        assert (
+            service.get_option(session, chosen.option_id, **{**inputs, "total_weight_g": 1500})
+            is None
+        )
         assert service.get_option(session, "parcel-de:standard:000000000000", **inputs) is None
     # Staff change the price: the option the cart stored no longer validates.
     with db.transaction() as session:
-        service.replace_rate_table(session, ACTOR, world.tables["de"], RateTableIn(
-            service_id=world.standard, zone_id=world.zones["de"], currency="EUR",
-            brackets=[BracketIn(up_to_g=1000, price=Decimal("4.20"))],
-        ))
+        service.replace_rate_table(
+            session,
+            ACTOR,
+            world.tables["de"],
+            RateTableIn(
+                service_id=world.standard,
+                zone_id=world.zones["de"],
+                currency="EUR",
+                brackets=[BracketIn(up_to_g=1000, price=Decimal("4.20"))],
+            ),
+        )
     with db.read() as session:
         assert service.get_option(session, chosen.option_id, **inputs) is None
     assert prices(quote(db, HAMBURG))["parcel-de/standard"] == Decimal("4.20")
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"origin_country": "XX"}, "body.origin_country"),
-        ({"destination": Destination("ZZ")}, "body.destination.country"),
-        ({"currency": "EURO"}, "body.currency"),
-        ({"order_value": Decimal("-1")}, "body.order_value"),
-        ({"order_value": Decimal("1.001")}, "body.order_value"),
-        ({"order_value": Decimal("NaN")}, "body.order_value"),
-        ({"total_weight_g": 0}, "body.total_weight_g"),
-        ({"total_weight_g": None, "parcels": [100, -5]}, "body.parcels[1]"),
-        ({"parcels": [100]}, "body.parcels"),  # both given
-        ({"at": datetime(2026, 3, 6, 9, 0)}, "body.at"),  # naive
-    ],
-)
-def test_bad_quote_inputs_name_the_field(
-    db: Database, world: World, kwargs: dict[str, Any], field: str
-) -> None:
-    inputs: dict[str, Any] = {
-        "origin_country": "DE", "destination": HAMBURG, "total_weight_g": 800,
-        "order_value": Decimal("20"), "currency": "EUR", "at": FRIDAY, **kwargs,
-    }
-    with db.read() as session, pytest.raises(ValidationProblem) as bad:
-        service.quote(session, **inputs)
-    assert bad.value.errors[0]["field"] == field
+BAD_QUOTES: list[tuple[dict[str, Any], str]] = [
+    ({"origin_country": "XX"}, "body.origin_country"),
+    ({"destination": Destination("ZZ")}, "body.destination.country"),
+    ({"currency": "EURO"}, "body.currency"),
+    ({"order_value": Decimal("-1")}, "body.order_value"),
+    ({"order_value": Decimal("1.001")}, "body.order_value"),
+    ({"order_value": Decimal("NaN")}, "body.order_value"),
+    ({"total_weight_g": 0}, "body.total_weight_g"),
+    ({"total_weight_g": None, "parcels": [100, -5]}, "body.parcels[1]"),
+    ({"parcels": [100]}, "body.parcels"),  # both given
+    ({"at": datetime(2026, 3, 6, 9, 0)}, "body.at"),  # naive
+]
+
+
+def test_bad_quote_inputs_name_the_field(db: Database, world: World) -> None:
+    for kwargs, field in BAD_QUOTES:
+        inputs: dict[str, Any] = {
+            "origin_country": "DE",
+            "destination": HAMBURG,
+            "total_weight_g": 800,
+            "order_value": Decimal("20"),
+            "currency": "EUR",
+            "at": FRIDAY,
+            **kwargs,
+        }
+        with db.read() as session, pytest.raises(ValidationProblem) as bad:
+            service.quote(session, **inputs)
+        assert bad.value.errors[0]["field"] == field, kwargs
 
 
 def test_a_quote_runs_the_same_few_queries_for_any_number_of_carriers(
@@ -290,7 +304,12 @@ def test_a_quote_runs_the_same_few_queries_for_any_number_of_carriers(
             carrier = make_carrier(session, f"extra-{n}", "X" + "ABCDEF"[n], ["DE"], ["DE"])
             zone = make_zone(session, f"extra-{n}", ("DE", None, f"2{n}"))
             for code in ("a", "b"):
-                make_table(session, make_service(session, carrier, code), zone, "EUR",
-                           [(1000, "1.00"), (2000, "2.00")])
+                make_table(
+                    session,
+                    make_service(session, carrier, code),
+                    zone,
+                    "EUR",
+                    [(1000, "1.00"), (2000, "2.00")],
+                )
     assert len(quote(db, HAMBURG)) == 2 + 2  # two extra carriers cover 20095
     assert statements() == one_carrier <= 6

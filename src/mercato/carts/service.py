@@ -608,5 +608,14 @@ def view_problem(computation: CartComputation) -> Problem:
     ]
     if not computation.lines:
         errors.append(FieldError("lines", "the cart is empty"))
+    only_stock = all(
+        set(x.issues) <= {"insufficient-stock"} for x in computation.lines
+    ) and not computation.issues and computation.lines
+    if only_stock:
+        # Sold out meanwhile: the same answer a lost race for the last unit gets.
+        return inventory.InsufficientStock(
+            "not enough stock for: " + ", ".join(x.sku for x in computation.lines if x.issues),
+            errors=errors,
+        )
     return ValidationProblem("the cart cannot be checked out as it is", code="cart-not-ready",
                              errors=errors)

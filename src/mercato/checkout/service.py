@@ -350,12 +350,14 @@ def finish_after_action(
         if order.channel_id != channel.id or (order.customer_id is not None
                                               and order.customer_id != customer_id):
             raise orders.NotFound(f"order {order_number} not found")
-        found = payments.payments_for_reference(session, order_number)
-        held = inventory.reservations_for(session, "order", order_number)
+        started = _Started(
+            order.id,
+            [p.id for p in payments.payments_for_reference(session, order_number)],
+            [r.id for r in inventory.reservations_for(session, "order", order_number)],
+            (order.fraud or {}).get("action", "allow"),
+        )
     actor = Principal(kind="customer" if customer_id else "channel", id=customer_id,
                       label=channel.code, channel_id=channel.id, customer_id=customer_id)
-    started = _Started(order.id, [p.id for p in found], [r.id for r in held],
-                       (order.fraud or {}).get("action", "allow"))
     return _pay_and_confirm(database, started, channel, actor, None, "", None)
 
 

@@ -30,7 +30,7 @@ from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.db import utcnow
 from mercato.errors import Conflict, FieldError, NotFound, UnprocessableState, ValidationProblem
-from mercato.events import publish
+from mercato.events import publish, publish_many
 from mercato.inventory.models import (
     PurchaseOrder,
     PurchaseOrderLine,
@@ -152,12 +152,9 @@ def _ensure_rows(session: Session, keys: Iterable[tuple[int, int]]) -> None:
         return
     dialect = session.get_bind().dialect.name
     maker = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (
-        maker(StockLevel)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["variant_id", "location_id"])
-    )
-    session.execute(stmt)
+    stmt = maker(StockLevel).on_conflict_do_nothing(index_elements=["variant_id", "location_id"])
+    # executemany: one cached statement, batched by the driver, however many rows.
+    session.connection().execute(stmt, values)
 
 
 def _guard_condition(guard: Guard, on_hand_delta: int, reserved_delta: int) -> Any:
@@ -247,10 +244,10 @@ def _record(
     _publish_change(session, snapshot, reason, on_hand_delta, reserved_delta)
 
 
-def _publish_change(
-    session: Session, snap: LevelSnapshot, reason: Reason, on_hand_delta: int, reserved_delta: int
-) -> None:
-    data = {
+def _change_event(
+    snap: LevelSnapshot, reason: Reason, on_hand_delta: int, reserved_delta: int
+) -> dict[str, Any]:
+    return {
         "variant_id": snap.variant_id,
         "location_id": snap.location_id,
         "on_hand": snap.on_hand,
@@ -262,12 +259,19 @@ def _publish_change(
         "on_hand_delta": on_hand_delta,
         "reserved_delta": reserved_delta,
     }
+
+
+def _publish_change(
+    session: Session, snap: LevelSnapshot, reason: Reason, on_hand_delta: int, reserved_delta: int
+) -> None:
+    data = _change_event(snap, reason, on_hand_delta, reserved_delta)
     key = f"{snap.variant_id}:{snap.location_id}"
     publish(session, "stock.changed", data, aggregate_type="stock", aggregate_id=key)
     threshold = snap.low_stock_threshold
     if threshold is not None:
         before = max(
-            0, (snap.on_hand - on_hand_delta) - (snap.reserved - reserved_delta) - snap.safety_stock
+            0,
+            (snap.on_hand - on_hand_delta) - (snap.reserved - reserved_delta) - snap.safety_stock,
         )
         if before >= threshold > snap.available:
             publish(
@@ -417,13 +421,18 @@ def receive_bulk(
             for v, q in sorted(totals.items())
         ],
     )
-    levels = session.scalars(
-        select(StockLevel)
+    rows = session.execute(
+        select(StockLevel.variant_id, StockLevel.on_hand, StockLevel.reserved,
+               StockLevel.safety_stock, StockLevel.incoming, StockLevel.low_stock_threshold)
         .where(StockLevel.location_id == location_id, StockLevel.variant_id.in_(sorted(totals)))
-        .execution_options(populate_existing=True)
-    )
-    for level in levels:
-        _publish_change(session, _snapshot(level), Reason.RECEIPT, totals[level.variant_id], 0)
+    ).all()
+    events = []
+    for variant_id, on_hand, reserved, safety, incoming, threshold in rows:
+        snap = LevelSnapshot(variant_id, location_id, on_hand, reserved, safety, incoming,
+                             threshold)
+        events.append((_change_event(snap, Reason.RECEIPT, totals[variant_id], 0),
+                       f"{variant_id}:{location_id}"))
+    publish_many(session, "stock.changed", events, aggregate_type="stock")
     return len(totals)
 
 

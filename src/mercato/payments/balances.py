@@ -87,7 +87,8 @@ def checked_amount(
     except ValueError as exc:
         raise ValidationProblem.field(field, str(exc)) from exc
     if exact == 0 or (exact < 0 and not allow_negative):
-        raise ValidationProblem.field(field, "must be greater than zero")
+        reason = "must not be zero" if allow_negative else "must be greater than zero"
+        raise ValidationProblem.field(field, reason)
     if abs(exact) >= MAX_AMOUNT:
         raise ValidationProblem.field(field, f"must be less than {MAX_AMOUNT}")
     return to_minor(exact, currency)
@@ -138,6 +139,8 @@ def issue_gift_card(
     (and code) back instead of a second card."""
     currency = checked_currency(currency, "body.currency")
     minor = checked_amount(amount, currency, "body.amount")
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValidationProblem.field("body.expires_at", "needs a time zone")
     if expires_at is not None and expires_at <= utcnow():
         raise ValidationProblem.field("body.expires_at", "must be in the future")
     payload = {

@@ -341,7 +341,7 @@ def sign_webhook(body: bytes, secret: bytes, timestamp: int | None = None) -> st
 def verify_signature(header: str | None, body: bytes, secret: bytes) -> None:
     if not header:
         raise InvalidSignature("missing signature header")
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    parts = dict(p.strip().split("=", 1) for p in header.split(",") if "=" in p)
     try:
         ts = int(parts["t"])
     except (KeyError, ValueError) as exc:

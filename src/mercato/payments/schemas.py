@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from mercato.schemas import ResponseModel, StrictModel
 
@@ -134,7 +134,9 @@ class PaymentPage(ResponseModel):
 class GiftCardIn(StrictModel):
     currency: str = Field(min_length=3, max_length=3)
     amount: Amount
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="With a time zone, e.g. 2026-12-31T23:59:59Z"
+    )
     customer_id: int | None = Field(default=None, description="The customer it was sold to")
     note: str | None = Field(default=None, max_length=2000)
 

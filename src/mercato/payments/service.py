@@ -56,10 +56,17 @@ from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.channels import service as channels
 from mercato.db import Database, utcnow
-from mercato.errors import FieldError, NotFound, Problem, UnprocessableState, ValidationProblem
+from mercato.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    Problem,
+    UnprocessableState,
+    ValidationProblem,
+)
 from mercato.events import publish
 from mercato.idempotency import claim, lookup, request_fingerprint, scope_for
-from mercato.money import from_minor, to_minor
+from mercato.money import check_precision, from_minor, to_minor
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.payments import balances
 from mercato.payments.balances import (  # re-exported: the public API of the domain
@@ -1125,6 +1132,8 @@ def capture(
     result = _call(database, method, "capture", request)
     with _transaction(database, request_id) as session:
         _finish(session, txn.id, result)
+    # Answered after B committed: a refusal is raised only once it is recorded.
+    with _reading(database) as session:
         return _answer(session, payment_id, txn.id)
 
 
@@ -1232,6 +1241,14 @@ def split_refund(amount_minor: int, sources: Sequence[RefundSource]) -> list[tup
     return parts
 
 
+def allocate_refund(
+    amount: Decimal, currency: str, sources: Sequence[RefundSource]
+) -> list[tuple[int, Decimal]]:
+    """:func:`split_refund` in the currency's unit: ``(payment_id, amount)`` parts."""
+    minor = to_minor(check_precision(amount, currency), currency)
+    return [(pid, from_minor(part, currency)) for pid, part in split_refund(minor, sources)]
+
+
 def refund(
     database: Database,
     payment_id: int,
@@ -1259,7 +1276,7 @@ def refund(
             refunds = get_refunds(session, replay["refund_ids"])
         else:
             minor = _amount_field(amount, payment.currency, "body.amount")
-            refunds = _begin_refunds(session, [(payment, minor)], reason, who)
+            refunds = _begin_refunds(session, [(payment, minor)], reason, who, split=False)
             _remember(session, rk, {"refund_ids": [r.id for r in refunds]})
     refunds = _drive_refunds(database, refunds, request_id)
     done = refunds[0]
@@ -1294,7 +1311,8 @@ def refund_reference(
         if replay is not None:
             refunds = get_refunds(session, replay["refund_ids"])
         else:
-            refunds = _begin_refunds(session, _split_for(session, reference, amount), reason, who)
+            parts = _split_for(session, reference, amount)
+            refunds = _begin_refunds(session, parts, reason, who, split=True)
             _remember(session, rk, {"refund_ids": [r.id for r in refunds]})
     return _drive_refunds(database, refunds, request_id)
 
@@ -1323,8 +1341,44 @@ def _split_for(session: Session, reference: str, amount: Decimal) -> list[tuple[
     return [(by_id[pid], part) for pid, part in parts]
 
 
+def _reserve_refund(session: Session, payment: Payment, minor: int, *, split: bool) -> None:
+    reserved = session.execute(
+        _update_payments()
+        .where(
+            Payment.id == payment.id,
+            Payment.status.not_in((PaymentStatus.VOIDED.value, PaymentStatus.VOIDING.value)),
+            Payment.refunded_minor
+            + Payment.refund_pending_minor
+            + Payment.charged_back_minor
+            + minor
+            <= Payment.captured_minor,
+        )
+        .values(refund_pending_minor=Payment.refund_pending_minor + minor, updated_at=utcnow())
+        .returning(Payment.id)
+    ).one_or_none()
+    if reserved is not None:
+        return
+    if split:
+        # The split was computed from amounts another refund changed since: retry.
+        raise Conflict(
+            f"the payments of {payment.reference} changed meanwhile; retry the refund",
+            code="concurrent-refund",
+        )
+    fresh = get_payment(session, payment.id)
+    raise ValidationProblem.field(
+        "body.amount",
+        f"exceeds what payment {payment.id} can refund "
+        f"({_money(refundable_minor(fresh), payment.currency)} {payment.currency})",
+    )
+
+
 def _begin_refunds(
-    session: Session, parts: Sequence[tuple[Payment, int]], reason: str | None, actor: Principal
+    session: Session,
+    parts: Sequence[tuple[Payment, int]],
+    reason: str | None,
+    actor: Principal,
+    *,
+    split: bool,
 ) -> list[Refund]:
     """Transaction A: reserve every part (all or none), record refunds and pending rows.
 
@@ -1332,27 +1386,7 @@ def _begin_refunds(
     """
     refunds = []
     for payment, minor in parts:
-        reserved = session.execute(
-            _update_payments()
-            .where(
-                Payment.id == payment.id,
-                Payment.status.not_in((PaymentStatus.VOIDED.value, PaymentStatus.VOIDING.value)),
-                Payment.refunded_minor
-                + Payment.refund_pending_minor
-                + Payment.charged_back_minor
-                + minor
-                <= Payment.captured_minor,
-            )
-            .values(refund_pending_minor=Payment.refund_pending_minor + minor, updated_at=utcnow())
-            .returning(Payment.id)
-        ).one_or_none()
-        if reserved is None:
-            fresh = get_payment(session, payment.id)
-            raise ValidationProblem.field(
-                "body.amount",
-                f"exceeds what payment {payment.id} can refund "
-                f"({_money(refundable_minor(fresh), payment.currency)} {payment.currency})",
-            )
+        _reserve_refund(session, payment, minor, split=split)
         refund_row = Refund(
             payment_id=payment.id,
             reference=payment.reference,
@@ -1378,15 +1412,10 @@ def _begin_refunds(
         session.flush()
         if payment.method in BALANCE_METHODS:
             _credit_back(session, payment, minor, "refund", actor)
-            _finish(
-                session,
-                txn.id,
-                ProviderResult(
-                    Outcome.SUCCEEDED,
-                    payment.provider_reference,
-                    f"{payment.method}_refund_{refund_row.id}",
-                ),
+            done = ProviderResult(
+                Outcome.SUCCEEDED, payment.provider_reference, f"{payment.method}_refund_{txn.id}"
             )
+            _finish(session, txn.id, done)
         refunds.append(refund_row)
     audit(
         session,

@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
@@ -166,20 +166,16 @@ def set_prices(session: Session, actor: Principal, code: str, prices: Sequence[P
     replaced = [row[0] for row in existing if tuple(row[1:]) in seen]
     for start in range(0, len(replaced), 500):
         session.execute(delete(Price).where(Price.id.in_(replaced[start : start + 500])))
-    for p in prices:
-        session.add(
-            Price(
-                price_list_id=price_list.id,
-                variant_id=p.variant_id,
-                currency=p.currency,
-                amount=check_precision(p.amount, p.currency),
-                country=p.country,
-                customer_group=p.customer_group,
-                starts_at=p.starts_at,
-                ends_at=p.ends_at,
-                updated_at=now,
-            )
-        )
+    session.execute(
+        insert(Price),
+        [
+            {"price_list_id": price_list.id, "variant_id": p.variant_id, "currency": p.currency,
+             "amount": check_precision(p.amount, p.currency), "country": p.country,
+             "customer_group": p.customer_group, "starts_at": p.starts_at,
+             "ends_at": p.ends_at, "updated_at": now}
+            for p in prices
+        ],
+    )
     session.flush()
     audit(session, actor, "prices.set", "price_list", price_list.id, {"count": len(prices)})
     publish(

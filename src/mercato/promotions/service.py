@@ -1284,10 +1284,9 @@ class _Locked:
     ends_at: datetime | None
     max_uses: int | None
     max_uses_per_customer: int | None
-    has_budget: bool
 
 
-def _key_share(session: Session, promotion_ids: Iterable[int], currency: str) -> dict[int, _Locked]:
+def _key_share(session: Session, promotion_ids: Iterable[int]) -> dict[int, _Locked]:
     """The promotions' limits, locked FOR KEY SHARE: checkouts never wait on each other,
     but a limit change (FOR UPDATE) waits for them and they for it."""
     rows = session.execute(
@@ -1298,22 +1297,28 @@ def _key_share(session: Session, promotion_ids: Iterable[int], currency: str) ->
             Promotion.ends_at,
             Promotion.max_uses,
             Promotion.max_uses_per_customer,
-            PromotionBudget.limit_minor,
-        )
-        .outerjoin(
-            PromotionBudget,
-            and_(
-                PromotionBudget.promotion_id == Promotion.id,
-                PromotionBudget.currency == currency,
-            ),
         )
         .where(Promotion.id.in_(sorted(set(promotion_ids))))
-        .with_for_update(read=True, key_share=True, of=Promotion)
+        .with_for_update(read=True, key_share=True)
     )
     return {
-        pid: _Locked(status, starts, ends, max_uses, per_customer, limit is not None)
-        for pid, status, starts, ends, max_uses, per_customer, limit in rows
+        pid: _Locked(status, starts, ends, max_uses, per_customer)
+        for pid, status, starts, ends, max_uses, per_customer in rows
     }
+
+
+def _budgeted(session: Session, promotion_ids: Iterable[int], currency: str) -> set[int]:
+    """Promotions with a budget in ``currency``. A statement of its own, after the lock:
+    PostgreSQL re-reads a row it waited for, but not the rows joined to it, so a budget
+    created by the limit change just waited for would be missed by a join."""
+    return set(
+        session.scalars(
+            select(PromotionBudget.promotion_id).where(
+                PromotionBudget.promotion_id.in_(sorted(set(promotion_ids))),
+                PromotionBudget.currency == currency,
+            )
+        )
+    )
 
 
 def _unavailable(
@@ -1451,7 +1456,9 @@ def reserve_redemptions(
                 f"redemptions for {reference} exist; release them first",
                 code="redemptions-exist",
             )
-        states = _key_share(session, [a.promotion_id for a in applied], currency)
+        ids = [a.promotion_id for a in applied]
+        states = _key_share(session, ids)
+        budgeted = _budgeted(session, ids, currency)
         codes = _codes_by_value(session, [a.code for a in applied if a.code])
         rows = []
         # Promotion order is the lock order, so two checkouts never deadlock.
@@ -1465,7 +1472,7 @@ def reserve_redemptions(
             if state.max_uses_per_customer is not None:
                 _claim_customer(session, a, customer_id, state.max_uses_per_customer)
             amount = to_minor(a.amount, currency)
-            if state.has_budget:
+            if a.promotion_id in budgeted:
                 _claim_budget(session, a, amount, currency)
             rows.append(
                 Redemption(
@@ -1528,7 +1535,7 @@ def release_redemptions(session: Session, reference: str) -> list[Redemption]:
     released = _transition(session, reference, RedemptionStatus.RELEASED, "released_at")
     if not released:
         return []
-    limits = _key_share(session, (r.promotion_id for r in released), released[0].currency)
+    limits = _key_share(session, (r.promotion_id for r in released))
     for r in sorted(released, key=lambda r: (r.promotion_id, r.id)):
         _give_back(session, r, limits[r.promotion_id])
     publish(
