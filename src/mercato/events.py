@@ -105,21 +105,64 @@ def publish(
     aggregate_type: str | None = None,
     aggregate_id: str | int | None = None,
 ) -> Event:
-    """Record an event in the caller's transaction. It is dispatched only after commit."""
-    row = OutboxEvent(
-        event_id=str(uuid.uuid4()),
-        type=type,
-        version=ENVELOPE_VERSION,
-        occurred_at=utcnow(),
-        aggregate_type=aggregate_type,
-        aggregate_id=None if aggregate_id is None else str(aggregate_id),
-        data=data,
-        attempts=0,
-    )
-    session.add(row)
-    session.info.setdefault("mercato_published", 0)
-    session.info["mercato_published"] += 1
-    return Event.from_row(row)
+    """Record an event in the caller's transaction. It is dispatched only after commit.
+
+    Events wait in the session and are written in one INSERT just before the transaction
+    commits (a request publishing ten events costs one statement, not ten); events
+    published inside a savepoint that rolls back are dropped with it.
+    """
+    row = {
+        "event_id": str(uuid.uuid4()),
+        "type": type,
+        "version": ENVELOPE_VERSION,
+        "occurred_at": utcnow(),
+        "aggregate_type": aggregate_type,
+        "aggregate_id": None if aggregate_id is None else str(aggregate_id),
+        "data": data,
+        "attempts": 0,
+    }
+    session.info.setdefault(_PENDING, []).append(row)
+    session.info["mercato_published"] = session.info.get("mercato_published", 0) + 1
+    return Event(row["event_id"], type, row["occurred_at"], ENVELOPE_VERSION, data,
+                 aggregate_type, row["aggregate_id"])
+
+
+def flush_events(session: Session) -> None:
+    """Write the waiting events now (before reading the outbox in the same transaction)."""
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.execute(insert(OutboxEvent), pending)
+
+
+_PENDING = "mercato_outbox"
+_MARKS = "mercato_outbox_marks"
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction: Any) -> None:
+    if transaction.nested:
+        session.info.setdefault(_MARKS, {})[transaction] = len(session.info.get(_PENDING, ()))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous_transaction: Any) -> None:
+    mark = session.info.get(_MARKS, {}).pop(previous_transaction, None)
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        return
+    if previous_transaction.nested and mark is not None:
+        removed = len(pending) - mark
+        del pending[mark:]
+        session.info["mercato_published"] = max(0, session.info.get("mercato_published", 0)
+                                                - removed)
+    elif not previous_transaction.nested:
+        session.info.pop(_PENDING, None)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    flush_events(session)
+    session.info.pop(_MARKS, None)
 
 
 def publish_many(

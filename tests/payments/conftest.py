@@ -83,6 +83,13 @@ def gateway(db: Database) -> SimulatedGateway:
     return SimulatedGateway(db)
 
 
+def charge(db: Database, reference: str | None) -> dict[str, Any]:
+    """The gateway's own record of a charge."""
+    state = gateway(db).charge_state(reference or "")
+    assert state is not None, reference
+    return state
+
+
 def card(db: Database, number: str = SUCCESS) -> str:
     return gateway(db).tokenize(number, 12, 2099, "123").token
 

@@ -52,13 +52,11 @@ def test_payments_by_reference_capture_and_refund(
         "succeeded",
         "damaged",
     )
-    split = created(
-        client.post(
-            "/v1/payments/refunds",
-            json={"reference": "CO-1", "amount": "89.99"},
-            headers=owner_headers,
-        )
+    response = client.post(
+        "/v1/payments/refunds", json={"reference": "CO-1", "amount": "89.99"}, headers=owner_headers
     )
+    assert response.status_code == 201, response.text
+    split: list[dict[str, Any]] = response.json()
     assert [(r["payment_id"], r["amount"]) for r in split] == [(p.id, "89.99")]
     beyond = client.post(
         f"/v1/payments/{p.id}/refunds", json={"amount": "0.01"}, headers=owner_headers
@@ -119,10 +117,25 @@ def test_gift_card_issue_replay_get_disable_and_balance(
     assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
     assert replay.json()["id"] == issued["id"] and replay.json()["code"] == issued["code"]
     assert issued["balance"] == "5000" and issued["masked_code"].endswith(issued["code"][-4:])
-    bad = client.post(
-        "/v1/gift-cards", json={"currency": "JPY", "amount": "1.5"}, headers=owner_headers
-    )
-    assert assert_problem(bad, 422)["errors"][0]["field"] == "body.amount"
+    for wrong, field in [
+        ({"currency": "JPY", "amount": "1.5"}, "body.amount"),
+        ({"currency": "EUR", "amount": 1e30}, "body.amount"),
+        ({"currency": "EUR", "amount": "NaN"}, "body.amount"),
+        ({"currency": "XYZ", "amount": "5"}, "body.currency"),
+        (
+            {"currency": "EUR", "amount": "5", "expires_at": "2030-01-01T00:00:00"},
+            "body.expires_at",
+        ),
+        (
+            {"currency": "EUR", "amount": "5", "expires_at": "2001-01-01T00:00:00Z"},
+            "body.expires_at",
+        ),
+        ({"currency": "EUR", "amount": "5", "code": "MINE"}, "body.code"),
+    ]:
+        bad = client.post("/v1/gift-cards", json=wrong, headers=owner_headers)
+        assert assert_problem(bad, 422)["errors"][0]["field"] == field, wrong
+    listed = ok(client.get("/v1/gift-cards?status=active", headers=owner_headers))
+    assert [c["id"] for c in listed["items"]] == [issued["id"]]
     fetched = ok(client.get(f"/v1/gift-cards/{issued['id']}", headers=owner_headers))
     assert "code" not in fetched and [t["kind"] for t in fetched["transactions"]] == ["issue"]
 

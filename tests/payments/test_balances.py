@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mercato.auth.principal import Principal
 from mercato.db import Database, utcnow
@@ -52,7 +52,7 @@ def test_unknown_disabled_and_expired_codes_look_the_same(db: Database) -> None:
         card = balances.find_usable_gift_card(session, disabled)
         balances.set_gift_card_status(session, Principal.system("tests"), card.id, "disabled")
         session.execute(
-            GiftCard.__table__.update()
+            update(GiftCard)
             .where(GiftCard.last4 == expired[-4:])
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )

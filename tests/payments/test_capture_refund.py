@@ -28,6 +28,7 @@ from tests.payments.conftest import (
     World,
     assert_balances_match_ledgers,
     card_tender,
+    charge,
     count_rows,
     gateway,
     gift_balance,
@@ -60,8 +61,7 @@ def test_partial_captures_up_to_the_authorised_amount(db: Database, world: World
     )
     rest = payments.capture(db, pid)
     assert (rest.status, rest.captured) == ("captured", Decimal("100.00"))
-    charge = gateway(db).charge_state(rest.provider_reference or "")
-    assert charge is not None and charge["captured"] == Decimal("100.00")
+    assert charge(db, rest.provider_reference)["captured"] == Decimal("100.00")
     assert [k for k, s, _ in ledger(db, pid) if s == "succeeded"] == [
         "authorize",
         "capture",
@@ -76,7 +76,7 @@ def test_capture_more_than_authorised_changes_nothing(db: Database, world: World
     before = (
         _state(db, pid),
         ledger(db, pid),
-        gateway(db).charge_state(payment(db, pid).provider_reference or ""),
+        charge(db, payment(db, pid).provider_reference),
     )
     for amount in ("30.01", "1000", "0", "-5", "1.001"):
         with pytest.raises(ValidationProblem) as problem:
@@ -85,7 +85,7 @@ def test_capture_more_than_authorised_changes_nothing(db: Database, world: World
     after = (
         _state(db, pid),
         ledger(db, pid),
-        gateway(db).charge_state(payment(db, pid).provider_reference or ""),
+        charge(db, payment(db, pid).provider_reference),
     )
     assert after == before
 
@@ -110,16 +110,16 @@ def test_refund_more_than_captured_changes_nothing(db: Database, world: World) -
 def test_the_gateway_enforces_its_own_limits(db: Database, world: World) -> None:
     """Even if Mercato asked for too much, the gateway refuses (it is a separate service)."""
     pid = _authorised(db, world, "10.00")
-    charge = payment(db, pid).provider_reference
+    charge_id = payment(db, pid).provider_reference
 
     def request(amount: str, key: str) -> ChargeRequest:
-        return ChargeRequest(pid, Decimal(amount), "EUR", key, charge, "unused")
+        return ChargeRequest(pid, Decimal(amount), "EUR", key, charge_id, "unused")
 
     gw = gateway(db)
     assert gw.capture(request("10.01", "k1")).code == "amount_exceeds_authorized"
     assert gw.capture(request("10.00", "k2")).outcome is Outcome.SUCCEEDED
     assert gw.capture(request("10.00", "k2")).outcome is Outcome.SUCCEEDED  # same key: replay
-    assert gw.charge_state(charge or "")["captured"] == Decimal("10.00")
+    assert charge(db, charge_id)["captured"] == Decimal("10.00")
     assert gw.refund(request("10.01", "k3")).code == "amount_exceeds_captured"
     assert gw.void(request("10.00", "k4")).code == "charge_captured"
 
@@ -137,7 +137,7 @@ def test_capture_refused_by_the_provider_is_recorded_and_released(
         payments.capture(db, pid, Decimal("40.00"))
     assert (declined.value.status, declined.value.code) == (402, "payment-declined")
     p = payment(db, pid)
-    assert (p.status, p.captured, p.capture_pending_minor) == ("authorized", 0, 0)
+    assert (p.status, p.captured, p.capture_pending_minor) == ("authorized", Decimal(0), 0)
     assert ledger(db, pid)[-1] == ("capture", "failed", Decimal("40.00"))
     assert [e.type for e in outbox(db, "payment.capture_failed")] == ["payment.capture_failed"]
 
@@ -170,6 +170,14 @@ def test_refund_split_over_gift_card_and_card(db: Database, world: World) -> Non
     payments.capture(db, card_payment.id)
     assert gift_balance(db, code) == Decimal("10.00")
 
+    with db.read() as session:
+        totals = payments.totals_for_reference(session, "CO-1")
+    assert totals is not None
+    assert (totals.amount, totals.captured, totals.refundable) == (
+        Decimal("70.00"),
+        Decimal("70.00"),
+        Decimal("70.00"),
+    )
     first = payments.refund_reference(db, "CO-1", Decimal("30.00"), reason="one item back")
     assert [(r.payment_id, r.amount, r.status) for r in first] == [
         (card_payment.id, Decimal("30.00"), "succeeded")
@@ -181,8 +189,7 @@ def test_refund_split_over_gift_card_and_card(db: Database, world: World) -> Non
     ]
     assert all(r.status == "succeeded" for r in second)
     assert gift_balance(db, code) == Decimal("25.00")
-    charge = gateway(db).charge_state(card_payment.provider_reference or "")
-    assert charge is not None and charge["refunded"] == Decimal("50.00")
+    assert charge(db, card_payment.provider_reference)["refunded"] == Decimal("50.00")
     with pytest.raises(ValidationProblem):
         payments.refund_reference(db, "CO-1", Decimal("5.01"))
     last = payments.refund_reference(db, "CO-1", Decimal("5.00"))
@@ -244,9 +251,8 @@ def test_many_threads_capturing_then_refunding(db: Database, world: World) -> No
         0,
         0,
     )
-    charge = gateway(db).charge_state(p.provider_reference or "")
-    assert charge is not None
-    assert (charge["captured"], charge["refunded"]) == (Decimal("90.00"), Decimal("80.00"))
+    state = charge(db, p.provider_reference)
+    assert (state["captured"], state["refunded"]) == (Decimal("90.00"), Decimal("80.00"))
     assert count_rows(db, Refund) == 4 and pending_rows(db) == 0
 
 
@@ -268,7 +274,7 @@ def test_crash_between_a_and_b_is_visible_and_reconciled(
     assert (unavailable.value.status, unavailable.value.code) == (503, "provider-unavailable")
     p = payment(db, pid)
     # The amount stays reserved while the outcome is unknown: nothing can over-capture.
-    assert (p.captured, p.capture_pending_minor, p.capturable) == (0, 2500, Decimal("75.00"))
+    assert (p.captured, p.capture_pending_minor, p.capturable) == (Decimal(0), 2500, Decimal(75))
     assert pending_rows(db) == 1
     with pytest.raises(ValidationProblem):
         payments.capture(db, pid, Decimal("75.01"))
@@ -281,8 +287,7 @@ def test_crash_between_a_and_b_is_visible_and_reconciled(
         Decimal("25.00"),
         0,
     )
-    charge = gateway(db).charge_state(p.provider_reference or "")
-    assert charge is not None and charge["captured"] == Decimal("25.00")  # captured once
+    assert charge(db, p.provider_reference)["captured"] == Decimal("25.00")  # captured once
     assert pending_rows(db) == 0
     assert payments.reconcile(db, older_than=timedelta(0)) == 0
 

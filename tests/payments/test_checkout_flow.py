@@ -3,6 +3,8 @@ the answers, compensate. Every built-in provider's happy and failure paths."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
@@ -21,6 +23,7 @@ from tests.payments.conftest import (
     assert_balances_match_ledgers,
     card,
     card_tender,
+    charge,
     count_rows,
     create,
     gateway,
@@ -37,7 +40,7 @@ def test_card_is_authorised_and_recorded(db: Database, world: World) -> None:
     assert p.status == "authorized" and p.authorized == Decimal("49.90")
     assert p.captured == 0 and p.card_brand == "visa" and p.card_last4 == "4242"
     assert p.provider_reference and p.provider_reference.startswith("ch_")
-    assert gateway(db).charge_state(p.provider_reference)["authorized"] == Decimal("49.90")
+    assert charge(db, p.provider_reference)["authorized"] == Decimal("49.90")
     assert ledger(db, p.id) == [("authorize", "succeeded", Decimal("49.90"))]
     assert [e.data["payment_id"] for e in outbox(db, "payment.authorized")] == [p.id]
 
@@ -86,9 +89,26 @@ def test_retried_authorise_never_charges_twice(db: Database, world: World) -> No
     assert payments.authorize_pending(db, ids) == []  # no longer pending: no provider call
 
 
+def test_concurrent_retries_of_one_authorisation_make_one_charge(
+    db: Database, world: World
+) -> None:
+    ids = create(db, world, [card_tender(db, "30.00")])
+    start = threading.Barrier(8)
+
+    def authorise(_: int) -> list[payments.ProviderOutcome]:
+        start.wait()
+        return payments.authorize_pending(db, ids)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(authorise, range(8)))
+    assert all(a == answers[0] for a in answers) and answers[0][0].status == "authorized"
+    assert gateway(db).count_charges() == 1
+
+
 def test_three_d_secure_completed_by_the_shopper(db: Database, world: World) -> None:
     [p] = pay(db, world, [card_tender(db, "80.00", THREE_DS)])
-    assert p.status == "requires_action" and p.action_url and p.provider_reference in p.action_url
+    assert p.status == "requires_action"
+    assert p.action_url and p.provider_reference and p.provider_reference in p.action_url
     with pytest.raises(Problem) as wrong:
         payments.complete_action(db, p.id, channel_id=world.web, client_secret="pcs_guess")
     assert wrong.value.status == 404
@@ -107,7 +127,7 @@ def test_three_d_secure_completed_by_the_shopper(db: Database, world: World) -> 
         data={"outcome": "failed"},
     )
     assert done.status == "declined" and done.failure_code == "authentication_failed"
-    assert gateway(db).charge_state(failing.provider_reference or "")["status"] == "declined"
+    assert charge(db, failing.provider_reference)["status"] == "declined"
 
 
 def test_cash_on_delivery_and_store_terminal(db: Database, world: World) -> None:
@@ -217,8 +237,7 @@ def test_compensation_releases_everything(db: Database, world: World) -> None:
     voided = payments.void_payments(db, ids)
     assert [p.status for p in voided] == ["voided", "voided", "voided", "declined"]
     assert gift_balance(db, code) == Decimal("50.00")
-    charge = made[1].provider_reference or ""
-    assert gateway(db).charge_state(charge)["status"] == "voided"
+    assert charge(db, made[1].provider_reference)["status"] == "voided"
     assert [e.data["payment_id"] for e in outbox(db, "payment.voided")] == ids[:3]
     again = payments.void_payments(db, ids)  # compensating twice is harmless
     assert [p.status for p in again] == [p.status for p in voided]
@@ -232,7 +251,7 @@ def test_compensation_before_the_answer_was_recorded(db: Database, world: World)
     [outcome] = payments.authorize_pending(db, ids)
     [p] = payments.void_payments(db, ids)
     assert p.status == "voided"
-    assert gateway(db).charge_state(outcome.result.provider_reference or "")["status"] == "voided"
+    assert charge(db, outcome.result.provider_reference)["status"] == "voided"
 
 
 def test_compensation_refunds_a_captured_card_and_reverses_pos(db: Database, world: World) -> None:

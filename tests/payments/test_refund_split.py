@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mercato.errors import ValidationProblem
 from mercato.money import from_minor, has_valid_precision, quantum
+from mercato.payments.balances import checked_amount
 from mercato.payments.service import RefundSource, allocate_refund, refund_order, split_refund
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -79,3 +81,26 @@ def test_order_is_money_first_then_most_recent() -> None:
         allocate_refund(Decimal("1.001"), "EUR", [gift])
     with pytest.raises(ValueError):
         split_refund(0, [gift])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    amount=st.decimals(allow_nan=True, allow_infinity=True),
+    currency=st.sampled_from(["EUR", "JPY", "KWD"]),
+)
+def test_amount_validation_accepts_exact_amounts_and_refuses_the_rest(
+    amount: Decimal, currency: str
+) -> None:
+    try:
+        minor = checked_amount(amount, currency, "body.amount")
+    except ValidationProblem as refused:
+        assert refused.errors[0]["field"] == "body.amount"
+        # (magnitude first: quantizing a huge Decimal overflows its context)
+        assert (
+            not amount.is_finite()
+            or amount <= 0
+            or abs(amount) >= 10**12
+            or not has_valid_precision(amount, currency)
+        )
+        return
+    assert minor > 0 and from_minor(minor, currency) == amount

@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from mercato.db import Database, utcnow
 from mercato.errors import ValidationProblem
 from mercato.promotions import service
-from mercato.promotions.schemas import PromotionPatch
+from mercato.promotions.schemas import PromotionPatch, PromotionStatus
 from tests.promotions.conftest import (
     ACTOR,
     FIVE_OFF,
@@ -28,6 +28,7 @@ from tests.promotions.conftest import (
 )
 
 Make = Callable[..., int]
+PAUSE = PromotionPatch(status=PromotionStatus.PAUSED)
 
 
 def test_automatic_promotion_applies_without_a_code(
@@ -75,7 +76,7 @@ def test_inactive_and_out_of_schedule_automatic_promotions_do_not_apply(
     make_promotion(PERCENT_10, status="draft")
     paused = make_promotion(PERCENT_10)
     with db.transaction() as session:
-        service.update_promotion(session, ACTOR, paused, PromotionPatch(status="paused"))  # type: ignore[arg-type]
+        service.update_promotion(session, ACTOR, paused, PAUSE)
     now = utcnow()
     make_promotion(PERCENT_10, starts_at=(now + timedelta(days=1)).isoformat())
     make_promotion(
@@ -109,7 +110,7 @@ def test_every_code_gets_one_reason(db: Database, world: World, make_promotion: 
     personal = make_promotion(PERCENT_10, requires_code=True)
     make_promotion(FIVE_OFF, requires_code=True, codes=("ONCE",), max_uses_per_customer=1)
     with db.transaction() as session:
-        service.update_promotion(session, ACTOR, paused, PromotionPatch(status="paused"))  # type: ignore[arg-type]
+        service.update_promotion(session, ACTOR, paused, PAUSE)
         mine = service.issue_personal_code(session, ACTOR, personal, a, None)
         service.create_code(session, ACTOR, later, "SOON", expires_at=now + timedelta(days=1))
         disabled = service.create_code(session, ACTOR, big, "OFF")

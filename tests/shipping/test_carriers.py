@@ -62,6 +62,7 @@ def test_s10_check_digit_matches_the_upu_example() -> None:
         carriers.s10_tracking_number("RA", 0, "GB")
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=1, max_value=carriers.MAX_S10_SERIAL))
 def test_every_generated_tracking_number_validates(serial: int) -> None:
     number = carriers.s10_tracking_number("PD", serial, "DE")
@@ -238,6 +239,7 @@ def test_registry_plugs_in_an_integration_by_name() -> None:
         carriers.register_carrier("Bad Name", Fixed)
 
 
+@settings(deadline=None)
 @given(st.dates(min_value=date(2020, 1, 1), max_value=date(2035, 1, 1)), st.integers(0, 60))
 def test_business_days_skip_weekends(start: date, days: int) -> None:
     end = service.add_business_days(start, days)

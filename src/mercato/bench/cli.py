@@ -64,3 +64,24 @@ def availability(
     from mercato.bench.availability import run
 
     typer.echo(json.dumps(run(variants, locations, stocked, samples, database_url, seed)))
+
+
+@bench_app.command("checkout")
+def checkout(
+    concurrency: Annotated[
+        list[int] | None, typer.Option(help="Concurrency levels (repeat the option)")
+    ] = None,
+    flows: Annotated[int | None, typer.Option(min=1, help="Flows per level")] = None,
+    processes: Annotated[int, typer.Option(min=1, max=32, help="API processes")] = 2,
+    database_url: Annotated[
+        str | None, typer.Option(help="Default: a new SQLite file; PostgreSQL: postgresql://...")
+    ] = None,
+    statements: Annotated[bool, typer.Option(help="List the checkout's SQL statements")] = False,
+) -> None:
+    """The full shopper flow over HTTP; orders/s and checkout latency per concurrency level."""
+    from mercato.bench.checkout import run
+
+    result = run(concurrency or [1, 8, 32], flows, processes, database_url)
+    if not statements:
+        result.pop("statements")
+    typer.echo(json.dumps(result))

@@ -410,6 +410,7 @@ def _write(
     created: list[Product] = []
     updated: list[Product] = []
     now = utcnow()
+    parents = service.category_parents(session)
     for r in records:
         product = existing.get(r.code)
         if product is None:
@@ -421,6 +422,7 @@ def _write(
         product.name, product.description = r.name, r.description
         product.status, product.tax_class = r.status, r.tax_class
         product.category_id = categories.get(r.category_code) if r.category_code else None
+        product.category_path = service.category_path(session, product.category_id, parents)
         product.media_urls = list(r.media_urls)
         if r.attributes is not None:
             product.attributes = dict(r.attributes)

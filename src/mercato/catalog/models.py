@@ -50,6 +50,9 @@ class Product(Base):
     category_id: Mapped[int | None] = mapped_column(
         ForeignKey("categories.id", ondelete="SET NULL"), index=True
     )
+    # The category and its ancestors, nearest first: promotions and assortments match on any
+    # of them, and reading them must not cost a walk of the tree per cart.
+    category_path: Mapped[list[int]] = mapped_column(JSONType, default=list)
     media_urls: Mapped[list[str]] = mapped_column(JSONType, default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Lower-cased codes, names in every language, SKUs and barcodes: what text search scans.

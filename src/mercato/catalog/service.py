@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from mercato.auth.principal import Principal
@@ -35,7 +35,7 @@ from mercato.catalog.schemas import (
 from mercato.db import utcnow
 from mercato.errors import Conflict, FieldError, NotFound, ValidationProblem
 from mercato.events import publish
-from mercato.i18n import pick_translation
+from mercato.i18n import fallback_chain, pick_translation
 from mercato.pagination import Page, decode_cursor, page_of
 
 VARIANT_FIELDS = (
@@ -84,6 +84,25 @@ def ancestors(parents: dict[int, int | None], category_id: int | None) -> list[i
         chain.append(node)
         node = parents.get(node)
     return chain
+
+
+def category_path(
+    session: Session, category_id: int | None, parents: dict[int, int | None] | None = None
+) -> list[int]:
+    if category_id is None:
+        return []
+    return ancestors(parents if parents is not None else category_parents(session), category_id)
+
+
+def _refresh_paths(session: Session, root_id: int) -> None:
+    """After a category moved: every product below it gets its new ancestor path."""
+    parents = category_parents(session)
+    for category_id in sorted(descendants(parents, [root_id])):
+        session.execute(
+            update(Product)
+            .where(Product.category_id == category_id)
+            .values(category_path=ancestors(parents, category_id))
+        )
 
 
 def category_with_descendants(session: Session, category_ids: Iterable[int]) -> set[int]:
@@ -182,6 +201,8 @@ def update_category(
     if "parent_id" in changes:
         _check_parent(session, category.id, patch.parent_id)
         category.parent_id = patch.parent_id
+        session.flush()
+        _refresh_paths(session, category.id)
     if patch.name is not None:
         category.name = patch.name
     if patch.position is not None:
@@ -321,6 +342,7 @@ def create_product(session: Session, actor: Principal, data: ProductIn) -> Produ
         status=data.status.value,
         tax_class=data.tax_class,
         category_id=data.category_id,
+        category_path=category_path(session, data.category_id),
         media_urls=list(data.media_urls),
         attributes=dict(data.attributes),
         created_at=now,
@@ -363,6 +385,8 @@ def update_product(
     changes = patch.model_dump(exclude_unset=True, mode="json")
     if "category_id" in changes and patch.category_id is not None:
         require_categories(session, [patch.category_id], field="body.category_id")
+    if "category_id" in changes:
+        product.category_path = category_path(session, patch.category_id)
     for name in ("name", "description", "tax_class", "category_id", "media_urls", "attributes"):
         if name in changes:
             value = getattr(patch, name)
@@ -542,9 +566,7 @@ class VariantInfo:
         return self.active and self.product_status == ProductStatus.ACTIVE.value
 
 
-def variant_infos(
-    session: Session, variant_ids: Iterable[int], parents: dict[int, int | None] | None = None
-) -> dict[int, VariantInfo]:
+def variant_infos(session: Session, variant_ids: Iterable[int]) -> dict[int, VariantInfo]:
     """Variants by id in one query (unknown ids are simply absent)."""
     ids = sorted(set(variant_ids))
     if not ids:
@@ -559,6 +581,7 @@ def variant_infos(
             Product.status,
             Product.tax_class,
             Product.category_id,
+            Product.category_path,
             Variant.active,
             Variant.options,
             Variant.weight_g,
@@ -568,10 +591,9 @@ def variant_infos(
         .join(Product, Product.id == Variant.product_id)
         .where(Variant.id.in_(ids))
     ).all()
-    if parents is None and any(r[7] is not None for r in rows):
-        parents = category_parents(session)
     found: dict[int, VariantInfo] = {}
-    for vid, sku, pid, pcode, pname, status, tax, cat, active, options, weight, hs, origin in rows:
+    for (vid, sku, pid, pcode, pname, status, tax, cat, path, active, options, weight, hs,
+         origin) in rows:
         found[vid] = VariantInfo(
             id=vid,
             sku=sku,
@@ -581,7 +603,7 @@ def variant_infos(
             product_status=status,
             tax_class=tax,
             category_id=cat,
-            category_ids=frozenset(ancestors(parents or {}, cat)),
+            category_ids=frozenset(path or ()),
             active=active,
             options=dict(options or {}),
             weight_g=weight,
@@ -602,24 +624,30 @@ def variant_ids_by_sku(session: Session, skus: Iterable[str]) -> dict[str, int]:
 
 def variant_names(session: Session, variant_ids: Iterable[int], locale: str) -> dict[int, str]:
     """Localised product names (with the variant's options) for display on carts and orders."""
-    ids = sorted(set(variant_ids))
-    if not ids:
+    return variant_labels(session, variant_infos(session, variant_ids), locale)
+
+
+def variant_labels(
+    session: Session, infos: dict[int, VariantInfo], locale: str
+) -> dict[int, str]:
+    """As ``variant_names`` for variants already read: one query for the translations."""
+    if not infos:
         return {}
-    variants = list(session.scalars(select(Variant).where(Variant.id.in_(ids))))
-    product_ids = {v.product_id for v in variants}
-    products = {
-        p.id: p
-        for p in session.scalars(
-            select(Product)
-            .where(Product.id.in_(product_ids))
-            .options(selectinload(Product.translations))
-        )
-    }
+    chain = fallback_chain(locale)
+    product_ids = sorted({i.product_id for i in infos.values()})
+    translated: dict[int, dict[str, str]] = {}
+    for product_id, found_locale, name in session.execute(
+        select(ProductTranslation.product_id, ProductTranslation.locale, ProductTranslation.name)
+        .where(ProductTranslation.product_id.in_(product_ids),
+               ProductTranslation.locale.in_(chain))
+    ):
+        translated.setdefault(product_id, {})[found_locale] = name
     names: dict[int, str] = {}
-    for v in variants:
-        name, _ = localized(products[v.product_id], locale)
-        options = " / ".join(v.options.values())
-        names[v.id] = f"{name} ({options})" if options else name
+    for variant_id, info in infos.items():
+        options = translated.get(info.product_id, {})
+        best = next((options[c] for c in chain if c in options), info.product_name)
+        values = " / ".join(info.options.values())
+        names[variant_id] = f"{best} ({values})" if values else best
     return names
 
 

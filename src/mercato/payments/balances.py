@@ -46,7 +46,7 @@ from mercato.payments.models import (
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 16
 # Large enough for any real amount in any currency, small enough for a 64-bit minor unit.
-MAX_AMOUNT = Decimal(10) ** 13
+MAX_AMOUNT = Decimal(10) ** 12
 
 
 class GiftCardNotUsable(Problem):
@@ -82,15 +82,17 @@ def checked_amount(
     amount: Decimal, currency: str, field: str, *, allow_negative: bool = False
 ) -> int:
     """The amount in minor units; 422 naming ``field`` when it is not a valid amount."""
+    value = Decimal(amount)
+    if value.is_finite() and abs(value) >= MAX_AMOUNT:
+        # Checked first: quantizing a huge value overflows Decimal's precision.
+        raise ValidationProblem.field(field, f"must be less than {MAX_AMOUNT}")
     try:
-        exact = check_precision(Decimal(amount), currency)
+        exact = check_precision(value, currency)
     except ValueError as exc:
         raise ValidationProblem.field(field, str(exc)) from exc
     if exact == 0 or (exact < 0 and not allow_negative):
         reason = "must not be zero" if allow_negative else "must be greater than zero"
         raise ValidationProblem.field(field, reason)
-    if abs(exact) >= MAX_AMOUNT:
-        raise ValidationProblem.field(field, f"must be less than {MAX_AMOUNT}")
     return to_minor(exact, currency)
 
 
@@ -294,8 +296,9 @@ def redeem_gift_card(
     payment_id: int,
     reference: str,
     field: str,
-) -> GiftCard:
-    """Take ``minor`` from the card, or raise without changing anything."""
+) -> tuple[int, str]:
+    """Take ``minor`` from the card, or raise without changing anything; the card's id and
+    last four characters."""
     row = session.execute(
         update(GiftCard)
         .where(
@@ -306,11 +309,11 @@ def redeem_gift_card(
             GiftCard.balance_minor >= minor,
         )
         .values(balance_minor=GiftCard.balance_minor - minor, updated_at=utcnow())
-        .returning(GiftCard.id, GiftCard.balance_minor)
+        .returning(GiftCard.id, GiftCard.balance_minor, GiftCard.last4)
     ).one_or_none()
     if row is None:
         raise _redeem_refusal(session, code, currency, minor, field)
-    card_id, balance = row
+    card_id, balance, last4 = row
     _gift_ledger(
         session,
         card_id,
@@ -321,7 +324,7 @@ def redeem_gift_card(
         payment_id=payment_id,
         reference=reference,
     )
-    return get_gift_card(session, card_id)
+    return int(card_id), str(last4)
 
 
 def _redeem_refusal(session: Session, code: str, currency: str, minor: int, field: str) -> Problem:

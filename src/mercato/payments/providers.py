@@ -13,13 +13,13 @@ Built in:
   charges, idempotency keys) lives in its own tables, changed in short transactions of its
   own, and it enforces capture and refund limits itself. Test card numbers:
 
-  ===================  ========================================================
-  4242424242424242     authorised
-  4000000000000002     declined (``card_declined``)
-  4000000000009995     declined (``insufficient_funds``)
-  4000000000003220     3-D Secure: ``requires_action`` with an action URL
-  any other Luhn-valid authorised
-  ===================  ========================================================
+  ======================  =====================================================
+  4242424242424242        authorised
+  4000000000000002        declined (``card_declined``)
+  4000000000009995        declined (``insufficient_funds``)
+  4000000000003220        3-D Secure: ``requires_action`` with an action URL
+  any other Luhn-valid    authorised
+  ======================  =====================================================
 
 * ``cash_on_delivery``: authorised for the amount at checkout, captured when the courier
   or staff records the collection.
@@ -363,6 +363,10 @@ _WEBHOOK_KINDS = {
 }
 
 
+def _text(value: Any, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
 class SimulatedGateway:
     """The ``test_gateway`` provider: a card gateway simulated in its own tables."""
 
@@ -389,13 +393,6 @@ class SimulatedGateway:
         with self.database.transaction() as session:
             session.add(token)
         return CardToken(token.token, brand, token.last4, exp_month, exp_year)
-
-    def token_details(self, token: str) -> CardToken | None:
-        with self.database.read() as session:
-            row = session.get(GatewayToken, token)
-            if row is None:
-                return None
-            return CardToken(row.token, row.brand, row.last4, row.exp_month, row.exp_year)
 
     # -- the provider protocol
 
@@ -429,16 +426,18 @@ class SimulatedGateway:
             kind = _WEBHOOK_KINDS[payload["type"]]
             data = payload["data"]
             amount = data.get("amount")
+            if len(str(payload["id"])) > 100 or len(str(data["charge"])) > 100:
+                raise ValueError("identifier too long")
             return WebhookEvent(
                 event_id=str(payload["id"]),
                 type=str(payload["type"]),
                 kind=kind,
                 provider_reference=str(data["charge"]),
                 amount=None if amount is None else Decimal(str(amount)),
-                currency=data.get("currency"),
-                transaction_key=data.get("idempotency_key"),
-                transaction_reference=data.get("id"),
-                reason=data.get("reason"),
+                currency=_text(data.get("currency"), 3),
+                transaction_key=_text(data.get("idempotency_key"), 120),
+                transaction_reference=_text(data.get("id"), 100),
+                reason=_text(data.get("reason"), 200),
             )
         except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
             raise InvalidWebhook(f"unexpected webhook payload: {exc}") from exc

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field
 
+from mercato.payments.service import TenderRequest
 from mercato.schemas import ResponseModel, StrictModel
 
 Amount = Annotated[
@@ -37,6 +38,16 @@ class TenderIn(StrictModel):
         default=None, max_length=20, description="pos_card: the terminal's approval code"
     )
     location_id: int | None = Field(default=None, description="POS tenders: the store")
+
+    def to_request(self) -> TenderRequest:
+        return TenderRequest(
+            method=self.method,
+            amount=self.amount,
+            token=self.token,
+            gift_card_code=self.gift_card_code,
+            approval_code=self.approval_code,
+            location_id=self.location_id,
+        )
 
 
 class CaptureIn(StrictModel):

@@ -22,7 +22,10 @@ over-refund meanwhile. :func:`reconcile` finds pending rows older than a few min
 calls the provider again with the *same* idempotency key (the provider answers with the
 first result, or performs the operation once if it never got it), then runs B. The
 provider's webhook for the same operation carries that key too, so whichever arrives
-first completes the row and the other finds nothing left to do.
+first completes the row and the other finds nothing left to do; a retry of the request
+with the same ``Idempotency-Key`` also asks the provider again. Operations run
+:func:`reconcile` from a scheduler through ``POST /v1/payments/reconcile`` (it must run
+with no transaction open, so it is not an in-process periodic job, which gets a session).
 
 **Refunding a split tender** (:func:`split_refund`): money tenders (cards, cash, cash on
 delivery) are refunded before balance tenders (gift card, store credit), and within each
@@ -300,6 +303,49 @@ def list_payments(
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda p: p.id)
 
 
+@dataclass(frozen=True)
+class ReferenceTotals:
+    """Where the money of one reference (an order) stands, over all its tenders."""
+
+    currency: str
+    amount: Decimal
+    authorized: Decimal
+    captured: Decimal
+    refunded: Decimal
+    refundable: Decimal
+    pending: bool  # a tender still waits for its provider or the shopper
+
+
+def totals_for_reference(session: Session, reference: str) -> ReferenceTotals | None:
+    payments = [
+        p
+        for p in payments_for_reference(session, reference)
+        if p.status
+        not in (
+            PaymentStatus.DECLINED.value,
+            PaymentStatus.FAILED.value,
+            PaymentStatus.VOIDED.value,
+        )
+    ]
+    if not payments:
+        return None
+    currency = payments[0].currency
+
+    def total(minors: Sequence[int]) -> Decimal:
+        return from_minor(sum(minors), currency)
+
+    waiting = (PaymentStatus.PENDING.value, PaymentStatus.REQUIRES_ACTION.value)
+    return ReferenceTotals(
+        currency=currency,
+        amount=total([p.amount_minor for p in payments]),
+        authorized=total([p.authorized_minor for p in payments]),
+        captured=total([p.captured_minor for p in payments]),
+        refunded=total([p.refunded_minor for p in payments]),
+        refundable=total([refundable_minor(p) for p in payments]),
+        pending=any(p.status in waiting for p in payments),
+    )
+
+
 def payment_transactions(session: Session, payment_ids: Sequence[int]) -> list[PaymentTransaction]:
     return list(
         session.scalars(
@@ -331,6 +377,11 @@ def get_refunds(session: Session, refund_ids: Sequence[int]) -> list[Refund]:
             .execution_options(populate_existing=True)
         )
     )
+
+
+def get_payments(session: Session, payment_ids: Sequence[int]) -> list[Payment]:
+    """The payments with these ids, in tender order."""
+    return _fetch_payments(session, payment_ids)
 
 
 def _fetch_payments(session: Session, payment_ids: Sequence[int]) -> list[Payment]:
@@ -398,18 +449,21 @@ def create_payments(
     total: Decimal,
     tenders: Sequence[TenderRequest],
     field: str = "body.payments",
+    channel_type: str | None = None,
 ) -> list[Payment]:
     """Record one ``pending`` payment per tender (in the caller's transaction).
 
     The tenders must add up to ``total`` exactly. Gift cards and store credit are redeemed
     here, so two checkouts can never spend the same balance twice; every other tender waits
     for :func:`authorize_pending`. Raises (and writes nothing the caller would keep) on any
-    invalid tender, an unusable gift card or an insufficient balance.
+    invalid tender, an unusable gift card or an insufficient balance. ``channel_type``
+    (web, pos...) saves looking the channel up when the caller knows it.
     """
     currency = checked_currency(currency, "body.currency")
     if not 1 <= len(reference) <= 64:
         raise ValidationProblem.field("body.reference", "1 to 64 characters")
-    channel_type = channels.get_channel(session, channel_id).type if channel_id else None
+    if channel_type is None and channel_id is not None:
+        channel_type = channels.get_channel(session, channel_id).type
     minors = [
         _check_tender(
             t, i, field, currency=currency, channel_type=channel_type, customer_id=customer_id
@@ -462,7 +516,7 @@ def create_payments(
 def _redeem(session: Session, payment: Payment, tender: TenderRequest, at: str) -> None:
     """Take a balance tender's amount now; the payment is then authorised and captured."""
     if payment.method == Method.GIFT_CARD.value:
-        card = balances.redeem_gift_card(
+        card_id, last4 = balances.redeem_gift_card(
             session,
             tender.gift_card_code or "",
             payment.currency,
@@ -471,8 +525,8 @@ def _redeem(session: Session, payment: Payment, tender: TenderRequest, at: str) 
             reference=payment.reference,
             field=f"{at}.gift_card_code",
         )
-        payment.gift_card_id = card.id
-        payment.card_last4 = card.last4
+        payment.gift_card_id = card_id
+        payment.card_last4 = last4
     else:
         entry = balances.debit_store_credit(
             session,
@@ -522,7 +576,7 @@ def _ledger(
         refund_id=refund_id,
         provider_key=provider_key,
         provider_reference=provider_reference,
-        failure_code=failure[0],
+        failure_code=(failure[0] or "")[:50] or None,
         failure_message=(failure[1] or "")[:300] or None,
         detail=detail or {},
         created_at=now,
@@ -620,7 +674,7 @@ def _apply_authorization(
         "authorized_minor": Payment.amount_minor if holds else 0,
         "captured_minor": Payment.amount_minor if captured else 0,
         "action_url": result.action_url,
-        "failure_code": result.code if failed else None,
+        "failure_code": ((result.code or "")[:50] or None) if failed else None,
         "failure_message": ((result.message or "")[:300] or None) if failed else None,
         "updated_at": now,
     }
@@ -944,7 +998,7 @@ def _finish(session: Session, txn_id: int, result: ProviderResult) -> bool:
             completed_at=utcnow(),
             provider_reference=result.transaction_reference
             or PaymentTransaction.provider_reference,
-            failure_code=None if ok else result.code,
+            failure_code=None if ok else (result.code or "")[:50] or None,
             failure_message=None if ok else (result.message or "")[:300] or None,
         )
         .returning(
@@ -1042,7 +1096,7 @@ def _finish_refund(
                 status=TxnStatus.SUCCEEDED.value if ok else TxnStatus.FAILED.value,
                 completed_at=utcnow(),
                 provider_reference=result.transaction_reference,
-                failure_code=None if ok else result.code,
+                failure_code=None if ok else (result.code or "")[:50] or None,
                 failure_message=None if ok else (result.message or "")[:300] or None,
             )
         )
@@ -1514,11 +1568,13 @@ def _apply_event(session: Session, payment: Payment, event: WebhookEvent) -> boo
             Outcome.SUCCEEDED, payment.provider_reference, event.transaction_reference
         )
         return _finish(session, txn_id, result)
-    if event.amount is None:
+    if event.amount is None or (event.currency or payment.currency).upper() != payment.currency:
         return False
     try:
-        minor = to_minor(event.amount, payment.currency)
+        minor = to_minor(check_precision(event.amount, payment.currency), payment.currency)
     except ValueError:
+        return False
+    if minor <= 0:
         return False
     if event.kind is WebhookKind.CAPTURED:
         return _external_capture(session, payment, minor, event)

@@ -51,6 +51,13 @@ class ResolvedPrice:
 
 
 @dataclass(frozen=True)
+class _ListSettings:
+    code: str
+    base_currency: str
+    tax_inclusive: bool
+
+
+@dataclass(frozen=True)
 class PriceInput:
     variant_id: int
     currency: str
@@ -261,23 +268,27 @@ def resolve_prices(
     """Prices for ``variant_ids``; variants without a price are absent from the answer."""
     ids = sorted(set(variant_ids))
     when = at or utcnow()
-    row = session.scalar(
-        select(PriceList).where(PriceList.code == price_list, PriceList.active.is_(True))
-    )
-    if row is None or not ids:
+    if not ids:
         return {}
-    wanted = {currency, row.base_currency}
-    rows = session.scalars(
-        select(Price).where(
-            Price.price_list_id == row.id,
+    # One statement: the list's settings come with its prices.
+    result = session.execute(
+        select(Price, PriceList.code, PriceList.base_currency, PriceList.tax_inclusive)
+        .join(PriceList, PriceList.id == Price.price_list_id)
+        .where(
+            PriceList.code == price_list,
+            PriceList.active.is_(True),
             Price.variant_id.in_(ids),
-            Price.currency.in_(sorted(wanted)),
+            or_(Price.currency == currency, Price.currency == PriceList.base_currency),
             or_(Price.country.is_(None), Price.country == country),
             or_(Price.customer_group.is_(None), Price.customer_group == customer_group),
             or_(Price.ends_at.is_(None), Price.ends_at > when),
             or_(Price.starts_at.is_(None), Price.starts_at <= when),
         )
     ).all()
+    if not result:
+        return {}
+    row = _ListSettings(result[0][1], result[0][2], result[0][3])
+    rows = [r[0] for r in result]
     by_key: dict[tuple[int, str], list[Price]] = {}
     for p in rows:
         by_key.setdefault((p.variant_id, p.currency), []).append(p)

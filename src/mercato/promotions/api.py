@@ -20,8 +20,7 @@ from mercato.promotions.engine import PromotionResult, StackingMode
 from mercato.promotions.models import Promotion, PromotionCode
 from mercato.promotions.schemas import (
     ActionIn,
-    AppliedPromotionOut,
-    CodeIn,
+    AppliedDiscountOut,
     CodeOut,
     CodeRejectionOut,
     ConditionsIn,
@@ -32,6 +31,7 @@ from mercato.promotions.schemas import (
     LineDiscountOut,
     LineResultOut,
     PersonalCodeIn,
+    PromotionCodeIn,
     PromotionIn,
     PromotionOut,
     PromotionPatch,
@@ -113,7 +113,7 @@ def evaluation_out(result: PromotionResult) -> EvaluationOut:
             )
             for line in result.lines
         ],
-        applied=[AppliedPromotionOut.model_validate(a) for a in result.applied],
+        applied=[AppliedDiscountOut.model_validate(a) for a in result.applied],
         rejected_codes=[CodeRejectionOut.model_validate(r) for r in result.rejected_codes],
         subtotal=result.subtotal,
         line_discount=result.line_discount,
@@ -229,7 +229,9 @@ def list_codes(
 
 
 @api.post("/{promotion_id}/codes", response_model=CodeOut, status_code=201)
-def create_code(promotion_id: int, body: CodeIn, session: DbSession, principal: Writer) -> CodeOut:
+def create_code(
+    promotion_id: int, body: PromotionCodeIn, session: DbSession, principal: Writer
+) -> CodeOut:
     """A code the merchant chose (stored upper-case; unique across all promotions)."""
     code = service.create_code(
         session,

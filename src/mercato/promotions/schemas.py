@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field
 
 from mercato.promotions.engine import DiscountKind, Reason, StackingMode
 from mercato.schemas import ResponseModel, StrictModel
@@ -43,6 +43,10 @@ class RedemptionStatus(StrEnum):
     RESERVED = "reserved"
     CONFIRMED = "confirmed"
     RELEASED = "released"
+
+
+def _unset(value: Any) -> bool:
+    return value is None
 
 
 def _ids() -> Any:
@@ -92,21 +96,18 @@ class ActionIn(StrictModel):
     """
 
     type: ActionType
-    percent: Decimal | None = Field(default=None, gt=0, le=100)
-    amounts: dict[str, Decimal] | None = None
-    items: ItemSelectorIn | None = None
-    buy_quantity: int | None = Field(default=None, ge=1, le=1000)
-    get_quantity: int | None = Field(default=None, ge=1, le=1000)
-    max_repeats: int | None = Field(default=None, ge=1, le=MAX_QUANTITY)
-    components: list[BundleComponentIn] | None = Field(default=None, min_length=1, max_length=50)
-    prices: dict[str, Decimal] | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Each type uses a few of the fields; answering the others as null would suggest
-        # they could apply.
-        data: dict[str, Any] = handler(self)
-        return {key: value for key, value in data.items() if value is not None}
+    # Each type uses a few of the fields; answering the others as null would suggest they
+    # could apply, so unused fields are left out of answers.
+    percent: Decimal | None = Field(default=None, gt=0, le=100, exclude_if=_unset)
+    amounts: dict[str, Decimal] | None = Field(default=None, exclude_if=_unset)
+    items: ItemSelectorIn | None = Field(default=None, exclude_if=_unset)
+    buy_quantity: int | None = Field(default=None, ge=1, le=1000, exclude_if=_unset)
+    get_quantity: int | None = Field(default=None, ge=1, le=1000, exclude_if=_unset)
+    max_repeats: int | None = Field(default=None, ge=1, le=MAX_QUANTITY, exclude_if=_unset)
+    components: list[BundleComponentIn] | None = Field(
+        default=None, min_length=1, max_length=50, exclude_if=_unset
+    )
+    prices: dict[str, Decimal] | None = Field(default=None, exclude_if=_unset)
 
 
 class PromotionIn(StrictModel):
@@ -175,7 +176,7 @@ class PromotionOut(ResponseModel):
 # --- codes ----------------------------------------------------------------------------------
 
 
-class CodeIn(StrictModel):
+class PromotionCodeIn(StrictModel):
     code: str = Field(min_length=1, max_length=64, description="Normalised to upper case")
     max_uses: int | None = Field(default=None, ge=1)
     expires_at: datetime | None = None
@@ -271,7 +272,7 @@ class LineResultOut(ResponseModel):
     total: Decimal
 
 
-class AppliedPromotionOut(ResponseModel):
+class AppliedDiscountOut(ResponseModel):
     promotion_id: int
     name: str
     code: str | None
@@ -288,7 +289,7 @@ class CodeRejectionOut(ResponseModel):
 class EvaluationOut(ResponseModel):
     currency: str
     lines: list[LineResultOut]
-    applied: list[AppliedPromotionOut]
+    applied: list[AppliedDiscountOut]
     rejected_codes: list[CodeRejectionOut]
     subtotal: Decimal
     line_discount: Decimal

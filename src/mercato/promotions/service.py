@@ -75,7 +75,8 @@ _CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{2,63}")
 _PREFIX = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,19}")
 _LOOKUP_CHUNK = 500
 
-ACTIVE_REDEMPTION = (RedemptionStatus.RESERVED.value, RedemptionStatus.CONFIRMED.value)
+ACTIVE_STATUSES = (RedemptionStatus.RESERVED, RedemptionStatus.CONFIRMED)
+ACTIVE_REDEMPTION = tuple(s.value for s in ACTIVE_STATUSES)
 
 _TRANSITIONS: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
     PromotionStatus.DRAFT: frozenset({PromotionStatus.ACTIVE, PromotionStatus.ARCHIVED}),
@@ -647,10 +648,17 @@ def update_promotion(
 
 
 def _apply_patch(promotion: Promotion, patch: PromotionPatch, sent: Collection[str]) -> None:
-    for name in ("name", "priority", "requires_code"):
-        if name in sent:
-            setattr(promotion, name, getattr(patch, name))
-    for name in ("description", "starts_at", "ends_at", "max_uses", "max_uses_per_customer"):
+    plain = (
+        "name",
+        "description",
+        "priority",
+        "requires_code",
+        "starts_at",
+        "ends_at",
+        "max_uses",
+        "max_uses_per_customer",
+    )
+    for name in plain:
         if name in sent:
             setattr(promotion, name, getattr(patch, name))
     if patch.status is not None:
@@ -948,7 +956,10 @@ def issue_personal_offer(
         raise UnprocessableState(
             f"promotion {template_promotion_id} is {template.status}, not active"
         )
-    expires_at = utcnow() + timedelta(days=valid_days)
+    now = utcnow()
+    if template.ends_at is not None and template.ends_at <= now:
+        raise UnprocessableState(f"promotion {template_promotion_id} has ended")
+    expires_at = now + timedelta(days=valid_days)
     if template.ends_at is not None:
         expires_at = min(expires_at, template.ends_at)
     return issue_personal_code(session, actor, template_promotion_id, customer_id, expires_at)
@@ -1493,16 +1504,20 @@ def reserve_redemptions(
 
 
 def _transition(
-    session: Session, reference: str, target: RedemptionStatus, stamp: str
+    session: Session,
+    reference: str,
+    sources: Collection[RedemptionStatus],
+    target: RedemptionStatus,
+    stamp: str,
 ) -> list[Redemption]:
-    """Reserved redemptions of ``reference`` moved to ``target`` by one conditional UPDATE:
-    of two racing calls only one gets the rows."""
+    """Redemptions of ``reference`` moved from ``sources`` to ``target`` by one conditional
+    UPDATE: of two racing calls only one gets the rows."""
     _check_reference(reference)
     rows = session.scalars(
         update(Redemption)
         .where(
             Redemption.reference == reference,
-            Redemption.status == RedemptionStatus.RESERVED.value,
+            Redemption.status.in_([s.value for s in sources]),
         )
         .values({"status": target.value, stamp: utcnow()})
         .returning(Redemption),
@@ -1529,10 +1544,13 @@ def _redemptions_event(reference: str, rows: Sequence[Redemption]) -> dict[str, 
 
 
 def release_redemptions(session: Session, reference: str) -> list[Redemption]:
-    """Give back what ``reference`` reserved (payment failed, order cancelled before
-    fulfilment): counters, code uses and budget, exactly once. Confirmed redemptions are
-    final and stay; a second call releases nothing."""
-    released = _transition(session, reference, RedemptionStatus.RELEASED, "released_at")
+    """Give back what ``reference`` used, reserved or confirmed (payment failed, order
+    cancelled before fulfilment): counters, code uses and budget, exactly once; a second
+    call releases nothing. After fulfilment nothing calls it: a returned order does not
+    make a one-time code usable again."""
+    released = _transition(
+        session, reference, ACTIVE_STATUSES, RedemptionStatus.RELEASED, "released_at"
+    )
     if not released:
         return []
     limits = _key_share(session, (r.promotion_id for r in released))
@@ -1588,8 +1606,15 @@ def _give_back(session: Session, r: Redemption, state: _Locked) -> None:
 
 
 def confirm_redemptions(session: Session, reference: str) -> list[Redemption]:
-    """Make the reserved redemptions of ``reference`` final (they are never given back)."""
-    confirmed = _transition(session, reference, RedemptionStatus.CONFIRMED, "confirmed_at")
+    """Mark the reserved redemptions of ``reference`` final: the order is placed and paid.
+    Released ones stay released."""
+    confirmed = _transition(
+        session,
+        reference,
+        (RedemptionStatus.RESERVED,),
+        RedemptionStatus.CONFIRMED,
+        "confirmed_at",
+    )
     if confirmed:
         publish(
             session,

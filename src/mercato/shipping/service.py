@@ -1019,7 +1019,7 @@ def _rate_request(
     return RateRequest(origin, dest, weights, value, cur)
 
 
-def option_id(rate: Rate) -> str:
+def _option_id(rate: Rate) -> str:
     """Stable for the same carrier, service, price source and amount: a price change
     gives another id, so a stored option never silently costs something else."""
     fingerprint = f"{rate.source}|{rate.amount}|{rate.currency}".encode()
@@ -1029,7 +1029,7 @@ def option_id(rate: Rate) -> str:
 def _option(config: CarrierConfig, rate: Rate, at: datetime) -> ShippingOption:
     handed_over = at.astimezone(ZoneInfo(config.timezone)).date()
     return ShippingOption(
-        option_id=option_id(rate),
+        option_id=_option_id(rate),
         carrier_code=rate.carrier_code,
         carrier_name=config.name,
         service_code=rate.service_code,
@@ -1153,17 +1153,16 @@ def _check_customs(request: LabelRequest) -> list[dict[str, Any]]:
             "body.customs_items",
             f"a customs declaration is required from {origin} to {destination}",
         )
-    declared = []
-    currency = request.customs[0].currency if request.customs else None
+    declared: list[dict[str, Any]] = []
     for i, item in enumerate(request.customs):
         field = f"body.customs_items[{i}]"
-        if not item.description.strip():
-            raise ValidationProblem.field(f"{field}.description", "describe the goods")
+        if not item.description.strip() or len(item.description) > 200:
+            raise ValidationProblem.field(f"{field}.description", "1 to 200 characters")
         hs = _hs_digits(item.hs_code, f"{field}.hs_code", 6)
         country = _country(item.origin_country, f"{field}.origin_country")
-        if item.currency != currency:
-            raise ValidationProblem.field(f"{field}.currency", "all items in one currency")
         cur = _currency(item.currency, f"{field}.currency")
+        if declared and cur != declared[0]["currency"]:
+            raise ValidationProblem.field(f"{field}.currency", "all items in one currency")
         value = _money(item.value, cur, f"{field}.value")
         if item.quantity <= 0:
             raise ValidationProblem.field(f"{field}.quantity", "at least 1")
@@ -1185,6 +1184,8 @@ def _label_route(session: Session, request: LabelRequest) -> tuple[ShippingCarri
     destination = _country(request.ship_to.country, "body.ship_to.country")
     if isinstance(request.weight_g, bool) or not 0 < request.weight_g <= MAX_WEIGHT_G:
         raise ValidationProblem.field("body.weight_g", f"1 to {MAX_WEIGHT_G} grams")
+    if request.reference is not None and len(request.reference) > 64:
+        raise ValidationProblem.field("body.reference", "at most 64 characters")
     carrier = carrier_by_code(session, request.carrier_code)
     if carrier is None or not carrier.active:
         raise ValidationProblem.field("body.carrier_code", "no active carrier with this code")
@@ -1512,7 +1513,7 @@ def receive_webhook(
     recorded = duplicates = 0
     ignored: list[str] = []
     for event in events:
-        label = labels.get(event.tracking_number.upper())
+        label = labels.get(event.tracking_number.strip().upper())
         if label is None or label.voided_at is not None:
             ignored.append(event.tracking_number)
             continue
