@@ -510,112 +510,143 @@ def hold(
     """Hold stock for every line or for none (raises InsufficientStock, caller rolls back).
 
     A line with a location holds there; a line without one is sourced from
-    ``candidate_locations`` in order (the channel's priority), split across them when
-    ``allow_split`` and no single location has enough.
+    ``candidate_locations`` in order (the channel's priority): the first location that has
+    all of it, else split across them in order when ``allow_split``.
+
+    Whatever the number of lines it costs a fixed number of statements: one locking read
+    of the rows involved (in primary-key order, so concurrent holds never deadlock), one
+    conditional UPDATE of all of them, one INSERT of the ledger rows, one of the
+    reservations. The UPDATE still carries every guard, so even without the lock no row
+    can go below what is free.
     """
     for i, line in enumerate(lines):
         check_quantity(line.quantity, f"body.lines[{i}].quantity")
+    wanted = _aggregate(lines)
+    if not wanted:
+        return []
+    plan, short = _plan_holds(session, wanted, candidate_locations, allow_split)
+    if short and expire_holds(session, variant_ids=[v for v, _ in short]):
+        plan, short = _plan_holds(session, wanted, candidate_locations, allow_split)
+    if short:
+        (variant_id, location_id), missing = next(iter(short.items()))
+        free = missing[1]
+        where = f" at location {location_id}" if location_id is not None else ""
+        raise InsufficientStock(
+            f"variant {variant_id}{where}: {missing[0]} wanted, {free} available",
+            extra={"variant_id": variant_id, "location_id": location_id,
+                   "requested": missing[0], "available": free},
+        )
+    _apply_holds(session, ctx, plan)
     now = utcnow()
     expires = None if ttl is None or status is not ReservationStatus.HELD else now + ttl
-    made: list[Reservation] = []
-    for (variant_id, location_id), quantity in _aggregate(lines).items():
-        if location_id is not None:
-            pieces = [(location_id, quantity)]
-            if not _try_hold(session, ctx, variant_id, location_id, quantity):
-                raise _shortage(session, variant_id, location_id, quantity)
-        else:
-            pieces = _hold_anywhere(
-                session, ctx, variant_id, quantity, candidate_locations, allow_split
-            )
-        for loc, qty in pieces:
-            made.append(
-                Reservation(
-                    variant_id=variant_id,
-                    location_id=loc,
-                    quantity=qty,
-                    status=status.value,
-                    channel_id=ctx.channel_id,
-                    reference_type=ctx.reference_type,
-                    reference_id=ctx.reference_id,
-                    expires_at=expires,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+    made = [
+        Reservation(
+            variant_id=variant_id, location_id=location_id, quantity=quantity,
+            status=status.value, channel_id=ctx.channel_id, reference_type=ctx.reference_type,
+            reference_id=ctx.reference_id, expires_at=expires, created_at=now, updated_at=now,
+        )
+        for (variant_id, location_id), quantity in plan.items()
+    ]
     session.add_all(made)
     session.flush()
     return made
 
 
-def _try_hold(session: Session, ctx: Context, variant_id: int, location_id: int, qty: int) -> bool:
-    snap = change(session, ctx, variant_id, location_id, Reason.RESERVATION, reserved_delta=qty)
-    if snap is None and expire_holds(session, variant_id=variant_id, location_id=location_id):
-        snap = change(session, ctx, variant_id, location_id, Reason.RESERVATION, reserved_delta=qty)
-    return snap is not None
-
-
-def _hold_anywhere(
+def _plan_holds(
     session: Session,
-    ctx: Context,
-    variant_id: int,
-    quantity: int,
+    wanted: dict[tuple[int, int | None], int],
     candidates: Sequence[int],
     allow_split: bool,
-) -> list[tuple[int, int]]:
-    if not candidates:
-        raise InsufficientStock(
-            f"variant {variant_id}: no location to sell from",
-            extra={"variant_id": variant_id, "requested": quantity, "available": 0},
-        )
-    for attempt in range(2):
-        free = availability_by_location(session, [variant_id], candidates).get(variant_id, {})
-        order = sorted(
-            (loc for loc in candidates if free.get(loc, 0) > 0),
-            key=lambda loc: candidates.index(loc),
-        )
-        for loc in order:
-            if free[loc] >= quantity and change(
-                session, ctx, variant_id, loc, Reason.RESERVATION, reserved_delta=quantity
-            ):
-                return [(loc, quantity)]
-        if allow_split and sum(free.get(loc, 0) for loc in order) >= quantity:
-            pieces = _hold_split(session, ctx, variant_id, quantity, order, free)
-            if pieces is not None:
-                return pieces
-        if attempt == 0 and not expire_holds(session, variant_id=variant_id):
-            break
-    total = sum(
-        availability_by_location(session, [variant_id], candidates).get(variant_id, {}).values()
-    )
-    raise InsufficientStock(
-        f"variant {variant_id}: {quantity} wanted, {total} available",
-        extra={"variant_id": variant_id, "requested": quantity, "available": total},
-    )
+) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int | None], tuple[int, int]]]:
+    """Where each unit comes from, read under lock; and what cannot be had (wanted, free)."""
+    variants = sorted({v for v, _ in wanted})
+    places = sorted({loc for _, loc in wanted if loc is not None} | set(candidates))
+    free: dict[tuple[int, int], int] = {}
+    if places:
+        rows = session.execute(
+            select(StockLevel.variant_id, StockLevel.location_id, _FREE)
+            .where(StockLevel.variant_id.in_(variants), StockLevel.location_id.in_(places))
+            .order_by(StockLevel.variant_id, StockLevel.location_id)
+            .with_for_update()
+        ).all()
+        free = {(v, loc): max(0, int(n)) for v, loc, n in rows}
+    plan: dict[tuple[int, int], int] = defaultdict(int)
+    short: dict[tuple[int, int | None], tuple[int, int]] = {}
+    # Fixed locations first: they have no alternative.
+    for (variant_id, location_id), quantity in sorted(
+        wanted.items(), key=lambda kv: (kv[0][1] is None, kv[0][0], kv[0][1] or 0)
+    ):
+        if location_id is not None:
+            have = free.get((variant_id, location_id), 0)
+            if have < quantity:
+                short[(variant_id, location_id)] = (quantity, have)
+                continue
+            free[(variant_id, location_id)] = have - quantity
+            plan[(variant_id, location_id)] += quantity
+            continue
+        pieces = _source(variant_id, quantity, candidates, free, allow_split)
+        if pieces is None:
+            total = sum(free.get((variant_id, c), 0) for c in candidates)
+            short[(variant_id, None)] = (quantity, total)
+            continue
+        for loc, qty in pieces:
+            free[(variant_id, loc)] -= qty
+            plan[(variant_id, loc)] += qty
+    return dict(plan), short
 
 
-def _hold_split(
-    session: Session,
-    ctx: Context,
-    variant_id: int,
-    quantity: int,
-    order: list[int],
-    free: dict[int, int],
+def _source(
+    variant_id: int, quantity: int, candidates: Sequence[int], free: dict[tuple[int, int], int],
+    allow_split: bool,
 ) -> list[tuple[int, int]] | None:
+    for loc in candidates:
+        if free.get((variant_id, loc), 0) >= quantity:
+            return [(loc, quantity)]
+    if not allow_split:
+        return None
     pieces: list[tuple[int, int]] = []
     left = quantity
-    for loc in order:
-        take = min(left, free[loc])
-        if take and change(session, ctx, variant_id, loc, Reason.RESERVATION, reserved_delta=take):
+    for loc in candidates:
+        take = min(left, free.get((variant_id, loc), 0))
+        if take > 0:
             pieces.append((loc, take))
             left -= take
         if left == 0:
             return pieces
-    # Another buyer won some of the units between our read and our writes: undo ours.
-    for loc, qty in pieces:
-        change(
-            session, ctx, variant_id, loc, Reason.RELEASE, reserved_delta=-qty, guard=Guard.PHYSICAL
-        )
     return None
+
+
+def _apply_holds(session: Session, ctx: Context, plan: dict[tuple[int, int], int]) -> None:
+    pairs = sorted(plan.items())
+    match = [and_(StockLevel.variant_id == v, StockLevel.location_id == loc)
+             for (v, loc), _ in pairs]
+    amount = case(*[(m, q) for m, (_, q) in zip(match, pairs, strict=True)], else_=0)
+    guard = or_(*[and_(m, _FREE >= q) for m, (_, q) in zip(match, pairs, strict=True)])
+    rows = session.execute(
+        update(StockLevel)
+        .where(guard)
+        .values(reserved=StockLevel.reserved + amount, updated_at=utcnow())
+        .returning(StockLevel.variant_id, StockLevel.location_id, StockLevel.on_hand,
+                   StockLevel.reserved, StockLevel.safety_stock, StockLevel.incoming,
+                   StockLevel.low_stock_threshold)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if len(rows) != len(pairs):
+        # Only reachable if another writer got in without the lock: nothing may stay.
+        raise InsufficientStock("stock changed while holding; try again",
+                                extra={"requested": len(pairs), "held": len(rows)})
+    now = utcnow()
+    session.execute(insert(StockMovement), [
+        {"variant_id": v, "location_id": loc, "reason": Reason.RESERVATION.value,
+         "on_hand_delta": 0, "reserved_delta": plan[(v, loc)], "actor_type": ctx.actor.kind,
+         "actor_id": None if ctx.actor.id is None else str(ctx.actor.id),
+         "channel_id": ctx.channel_id, "reference_type": ctx.reference_type,
+         "reference_id": ctx.reference_id, "note": ctx.note, "created_at": now}
+        for (v, loc), _ in pairs
+    ])
+    for v, loc, on_hand, reserved, safety, incoming, threshold in rows:
+        snap = LevelSnapshot(v, loc, on_hand, reserved, safety, incoming, threshold)
+        _publish_change(session, snap, Reason.RESERVATION, 0, plan[(v, loc)])
 
 
 def _transition(
@@ -623,24 +654,14 @@ def _transition(
 ) -> list[Reservation]:
     if not ids:
         return []
-    rows = (
-        session.execute(
+    return list(
+        session.scalars(
             update(Reservation)
             .where(Reservation.id.in_(list(ids)), Reservation.status.in_(list(from_statuses)))
             .values({**values, "updated_at": utcnow()})
-            .returning(Reservation.id)
-        )
-        .scalars()
-        .all()
-    )
-    if not rows:
-        return []
-    return list(
-        session.scalars(
-            select(Reservation)
-            .where(Reservation.id.in_(rows))
-            .execution_options(populate_existing=True)
-        )
+            .returning(Reservation)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        ).all()
     )
 
 
@@ -755,6 +776,7 @@ def expire_holds(
     *,
     now: datetime | None = None,
     variant_id: int | None = None,
+    variant_ids: Sequence[int] | None = None,
     location_id: int | None = None,
     limit: int = 1000,
 ) -> int:
@@ -765,6 +787,8 @@ def expire_holds(
     )
     if variant_id is not None:
         query = query.where(Reservation.variant_id == variant_id)
+    if variant_ids is not None:
+        query = query.where(Reservation.variant_id.in_(sorted(set(variant_ids))))
     if location_id is not None:
         query = query.where(Reservation.location_id == location_id)
     ids = list(session.scalars(query.order_by(Reservation.id).limit(limit)))
