@@ -33,6 +33,8 @@ def _reset(database: Database) -> None:
             names = ", ".join(f'"{t.name}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
+            # The category tree references itself (ON DELETE RESTRICT): cut it first.
+            conn.execute(text("UPDATE categories SET parent_id = NULL"))
             for table in tables:
                 conn.execute(table.delete())
             if _has_sequence(conn):

@@ -11,12 +11,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 from swagger_ui_bundle import swagger_ui_path
 
 from mercato import __version__, migrate
 from mercato.db import Database
 from mercato.errors import install_error_handlers
-from mercato.events import Dispatcher
+from mercato.events import Dispatcher, Event
 from mercato.inventory.stream import StockStream
 from mercato.middleware import RequestIdMiddleware, WriterGate
 from mercato.settings import Settings, get_settings
@@ -35,12 +36,12 @@ promotion engine, one real-time stock ledger, one order system, one customer pro
 
 def _register_domains(app: FastAPI) -> None:
     from mercato.auth.api import api as auth_api
+    from mercato.carts.api import api as carts_api
     from mercato.catalog.api import api as catalog_api
     from mercato.channels.api import api as channels_api
+    from mercato.checkout.api import api as checkout_api
     from mercato.customers.api import api as customers_api
     from mercato.inventory.api import api as inventory_api
-    from mercato.carts.api import api as carts_api
-    from mercato.checkout.api import api as checkout_api
     from mercato.locations.api import api as locations_api
     from mercato.orders.api import api as orders_api
     from mercato.payments.api import api as payments_api
@@ -74,9 +75,16 @@ def _register_domains(app: FastAPI) -> None:
 
 def _register_subscribers(dispatcher: Dispatcher) -> None:
     """Cross-domain reactions go through events; domains add their handlers here."""
+    from mercato.channels import service as channels
     from mercato.inventory import service as inventory
 
     dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
+
+    def location_changed(session: Session, event: Event) -> None:
+        channels.refresh_ship_origins(session, int(event.data["id"]))
+
+    dispatcher.subscribe("location.created", location_changed)
+    dispatcher.subscribe("location.updated", location_changed)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:

@@ -123,8 +123,15 @@ def publish(
     }
     session.info.setdefault(_PENDING, []).append(row)
     session.info["mercato_published"] = session.info.get("mercato_published", 0) + 1
-    return Event(row["event_id"], type, row["occurred_at"], ENVELOPE_VERSION, data,
-                 aggregate_type, row["aggregate_id"])
+    return Event(
+        row["event_id"],
+        type,
+        row["occurred_at"],
+        ENVELOPE_VERSION,
+        data,
+        aggregate_type,
+        row["aggregate_id"],
+    )
 
 
 def flush_events(session: Session) -> None:
@@ -153,8 +160,9 @@ def _drop_rolled_back(session: Session, previous_transaction: Any) -> None:
     if previous_transaction.nested and mark is not None:
         removed = len(pending) - mark
         del pending[mark:]
-        session.info["mercato_published"] = max(0, session.info.get("mercato_published", 0)
-                                                - removed)
+        session.info["mercato_published"] = max(
+            0, session.info.get("mercato_published", 0) - removed
+        )
     elif not previous_transaction.nested:
         session.info.pop(_PENDING, None)
 
@@ -183,9 +191,16 @@ def publish_many(
     session.execute(
         insert(OutboxEvent),
         [
-            {"event_id": str(uuid.uuid4()), "type": type, "version": ENVELOPE_VERSION,
-             "occurred_at": now, "aggregate_type": aggregate_type,
-             "aggregate_id": None if agg is None else str(agg), "data": data, "attempts": 0}
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": type,
+                "version": ENVELOPE_VERSION,
+                "occurred_at": now,
+                "aggregate_type": aggregate_type,
+                "aggregate_id": None if agg is None else str(agg),
+                "data": data,
+                "attempts": 0,
+            }
             for data, agg in items
         ],
     )

@@ -18,7 +18,9 @@ from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Integer, String, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -82,6 +84,46 @@ def lookup(session: Session, scope: str, key: str, fingerprint: str) -> Idempote
             code="idempotency-key-in-use",
         )
     return record
+
+
+def try_claim(session: Session, scope: str, key: str, fingerprint: str) -> bool:
+    """Claim the key in one statement; False when it was claimed before (by anyone).
+
+    On PostgreSQL a concurrent claim of the same key waits for the first transaction to
+    finish, then sees the key as taken.
+    """
+    dialect = session.get_bind().dialect.name
+    maker = pg_insert if dialect == "postgresql" else sqlite_insert
+    inserted = session.execute(
+        maker(IdempotencyRecord)
+        .values(
+            scope=scope,
+            key=key,
+            request_hash=fingerprint,
+            status_code=IN_PROGRESS,
+            response=None,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["scope", "key"])
+        .returning(IdempotencyRecord.key)
+    ).first()
+    return inserted is not None
+
+
+def record_for(session: Session, scope: str, key: str) -> IdempotencyRecord | None:
+    return session.scalar(
+        select(IdempotencyRecord)
+        .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+        .execution_options(populate_existing=True)
+    )
+
+
+def finish(session: Session, scope: str, key: str, status_code: int, response: Any) -> None:
+    session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+        .values(status_code=status_code, response=jsonable_encoder(response))
+    )
 
 
 def claim(session: Session, scope: str, key: str, fingerprint: str) -> IdempotencyRecord:

@@ -2,15 +2,15 @@
 
 from mercato import events  # noqa: F401
 from mercato.auth import models as auth_models  # noqa: F401
+from mercato.carts import models as cart_models  # noqa: F401
 from mercato.catalog import models as catalog_models  # noqa: F401
 from mercato.channels import models as channel_models  # noqa: F401
 from mercato.customers import models as customer_models  # noqa: F401
 from mercato.idempotency import IdempotencyRecord  # noqa: F401
 from mercato.inventory import models as inventory_models  # noqa: F401
 from mercato.locations import models as location_models  # noqa: F401
+from mercato.orders import models as order_models  # noqa: F401
 from mercato.payments import models as payment_models  # noqa: F401
 from mercato.pricing import models as pricing_models  # noqa: F401
 from mercato.promotions import models as promotion_models  # noqa: F401
 from mercato.shipping import models as shipping_models  # noqa: F401
-from mercato.orders import models as order_models  # noqa: F401
-from mercato.carts import models as cart_models  # noqa: F401

@@ -61,9 +61,13 @@ def quantize(amount: Decimal | int | str, currency: str, rounding: str = "half_u
     return Decimal(amount).quantize(quantum(currency), rounding=ROUNDING_MODES[rounding])
 
 
+# Far above any real price or order total, far below where Decimal's 28 digits run out.
+MAX_AMOUNT = Decimal(10) ** 15
+
+
 def has_valid_precision(amount: Decimal, currency: str) -> bool:
-    """True when ``amount`` has no more decimals than the currency allows."""
-    if not amount.is_finite():
+    """True when ``amount`` is a sane amount with no more decimals than the currency allows."""
+    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
         return False
     return amount == amount.quantize(quantum(currency), rounding=ROUND_DOWN)
 
@@ -71,11 +75,12 @@ def has_valid_precision(amount: Decimal, currency: str) -> bool:
 def check_precision(amount: Decimal, currency: str) -> Decimal:
     """The amount, quantized, or ValueError when it has more decimals than the currency."""
     if not has_valid_precision(amount, currency):
-        decimals = minor_units(currency)
+        if not amount.is_finite():
+            raise ValueError("not a finite amount")
+        if abs(amount) >= MAX_AMOUNT:
+            raise ValueError(f"{amount} is beyond the largest amount Mercato accepts")
         raise ValueError(
-            f"{amount} has more decimals than {currency} allows ({decimals})"
-            if amount.is_finite()
-            else "not a finite amount"
+            f"{amount} has more decimals than {currency} allows ({minor_units(currency)})"
         )
     return amount.quantize(quantum(currency))
 

@@ -55,8 +55,8 @@ def test_one_cart_across_channels_and_countries(demo_world: DemoWorld) -> None:
     assert order["channel_id"] != cart.get("channel_id")
     staff = demo_world.staff()
     placed = ok(client.get(f"/v1/orders/{order['id']}", headers=staff))
-    assert [t["to_status"] for t in placed["timeline"]] == [
-        "pending_payment", "placed", "confirmed"]
+    assert [(t["from_status"], t["to_status"]) for t in placed["timeline"]] == [
+        ("pending_payment", "placed"), ("placed", "confirmed")]
 
 
 def test_a_channel_that_cannot_sell_a_line_says_why(demo_world: DemoWorld) -> None:

@@ -58,56 +58,95 @@ def cart_view(session: Session, computed: service.CartComputation) -> CartOut:
 
     number = orders.get_order(session, cart.order_id).number if cart.order_id else None
     return CartOut(
-        token=cart.token, status=cart.status, channel=computed.channel.code, locale=locale,
-        currency=currency, price_list=cart.price_list, customer_id=cart.customer_id,
-        email=cart.email, shipping_address=cart.shipping_address,
+        token=cart.token,
+        status=cart.status,
+        channel=computed.channel.code,
+        locale=locale,
+        currency=currency,
+        price_list=cart.price_list,
+        customer_id=cart.customer_id,
+        email=cart.email,
+        shipping_address=cart.shipping_address,
         billing_address=cart.billing_address,
         lines=[
             CartLineOut(
-                id=x.line.id, variant_id=x.line.variant_id, sku=x.sku, name=x.name,
-                options=x.options, quantity=x.line.quantity,
+                id=x.line.id,
+                variant_id=x.line.variant_id,
+                sku=x.sku,
+                name=x.name,
+                options=x.options,
+                quantity=x.line.quantity,
                 delivery_mode=DeliveryMode(x.line.delivery_mode),
                 pickup_location_id=x.line.pickup_location_id,
                 unit_price=None if x.unit_price is None else m(x.unit_price),
-                subtotal=m(x.subtotal), discount=m(x.discount), tax=m(x.tax),
-                tax_rate=x.tax_rate, total=m(x.total),
+                subtotal=m(x.subtotal),
+                discount=m(x.discount),
+                tax=m(x.tax),
+                tax_rate=x.tax_rate,
+                total=m(x.total),
                 discounts=[LineDiscountOut(promotion_id=p, amount=a) for p, a in x.discounts],
-                available=x.available, issues=x.issues,
+                available=x.available,
+                issues=x.issues,
             )
             for x in computed.lines
         ],
-        codes=[CodeStatusOut(code=c.code, applied=c.applied, reason=c.reason)
-               for c in computed.codes],
+        codes=[
+            CodeStatusOut(code=c.code, applied=c.applied, reason=c.reason) for c in computed.codes
+        ],
         promotions=[
-            AppliedPromotionOut(promotion_id=p.promotion_id, name=p.name, code=p.code,
-                                kind=p.kind.value, amount=m(p.amount))
+            AppliedPromotionOut(
+                promotion_id=p.promotion_id,
+                name=p.name,
+                code=p.code,
+                kind=p.kind.value,
+                amount=m(p.amount),
+            )
             for p in computed.promotions
         ],
         shipping_options=[_option(o, currency, locale) for o in computed.shipping_options],
-        shipping_option_id=computed.shipping_option.option_id
-        if computed.shipping_option else None,
-        subtotal=m(computed.subtotal), discount_total=m(computed.discount_total),
-        shipping_total=m(computed.shipping_total), tax_total=m(computed.tax_total),
-        grand_total=m(computed.grand_total), tax_included=computed.tax_included,
+        shipping_option_id=computed.shipping_option.option_id if computed.shipping_option else None,
+        subtotal=m(computed.subtotal),
+        discount_total=m(computed.discount_total),
+        shipping_total=m(computed.shipping_total),
+        tax_total=m(computed.tax_total),
+        grand_total=m(computed.grand_total),
+        tax_included=computed.tax_included,
         taxes=[
-            TaxLineOut(name=t["name"], jurisdiction=t["jurisdiction"], rate=t["rate"],
-                       taxable=t["taxable"], tax=m(t["tax"]))
+            TaxLineOut(
+                name=t["name"],
+                jurisdiction=t["jurisdiction"],
+                rate=t["rate"],
+                taxable=t["taxable"],
+                tax=m(t["tax"]),
+            )
             for t in computed.taxes
         ],
-        issues=computed.issues, can_checkout=computed.can_checkout and cart.status == "open",
-        order_number=number, updated_at=cart.updated_at,
+        issues=computed.issues,
+        can_checkout=computed.can_checkout and cart.status == "open",
+        order_number=number,
+        updated_at=cart.updated_at,
     )
 
 
 def _option(o: service.ShippingChoice, currency: str, locale: str) -> ShippingOptionOut:
-    return ShippingOptionOut(option_id=o.option_id, carrier=o.carrier, service=o.service,
-                             name=o.name, amount=_money(o.amount, currency, locale),
-                             min_days=o.min_days, max_days=o.max_days)
+    return ShippingOptionOut(
+        option_id=o.option_id,
+        carrier=o.carrier,
+        service=o.service,
+        name=o.name,
+        amount=_money(o.amount, currency, locale),
+        min_days=o.min_days,
+        max_days=o.max_days,
+    )
 
 
 def _view(
-    session: Session, token: str, channel: ChannelContext, customer_id: int | None,
-    locale: str | None, accept_language: str | None,
+    session: Session,
+    token: str,
+    channel: ChannelContext,
+    customer_id: int | None,
+    locale: str | None,
+    accept_language: str | None,
 ) -> CartOut:
     cart = service.get_cart(session, token, customer_id)
     chosen = resolve_locale(channel, locale, accept_language)
@@ -116,8 +155,12 @@ def _view(
 
 @api.post("", response_model=CartOut, status_code=201)
 def create_cart(
-    body: CartIn, session: DbSession, channel: ChannelCtx, customer_id: CustomerId,
-    locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    body: CartIn,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     """A new cart in the channel's (or the given) currency. Keep its ``token``."""
     cart = service.create_cart(session, channel, customer_id, body.currency)
@@ -127,8 +170,11 @@ def create_cart(
 
 @api.get("/mine", response_model=CartOut)
 def my_cart(
-    session: DbSession, channel: ChannelCtx, customer_id: CustomerId,
-    locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     """The logged-in customer's open cart, from whichever channel it was started in."""
     if customer_id is None:
@@ -141,8 +187,12 @@ def my_cart(
 
 @api.get("/{token}", response_model=CartOut)
 def get_cart(
-    token: Token, session: DbSession, channel: ChannelCtx, customer_id: CustomerId,
-    locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    token: Token,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     """The cart with every total, in this channel's language; lines it cannot sell say why."""
     return _view(session, token, channel, customer_id, locale, accept_language)
@@ -150,31 +200,60 @@ def get_cart(
 
 @api.patch("/{token}", response_model=CartOut)
 def update_cart(
-    token: Token, body: CartPatch, session: DbSession, channel: ChannelCtx,
-    customer_id: CustomerId, locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    token: Token,
+    body: CartPatch,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     """Email, addresses, chosen shipping option, currency."""
     cart = service.get_cart(session, token, customer_id)
-    service.update_cart(session, cart, channel, body.model_dump(exclude_unset=True),
-                        body.shipping_address, body.billing_address)
+    service.update_cart(
+        session,
+        cart,
+        channel,
+        body.model_dump(exclude_unset=True),
+        body.shipping_address,
+        body.billing_address,
+    )
     return _view(session, token, channel, customer_id, locale, accept_language)
 
 
 @api.post("/{token}/lines", response_model=CartOut)
 def add_line(
-    token: Token, body: LineIn, session: DbSession, channel: ChannelCtx,
-    customer_id: CustomerId, locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    token: Token,
+    body: LineIn,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     cart = service.get_cart(session, token, customer_id)
-    service.add_line(session, cart, channel, body.variant_id, body.quantity, body.delivery_mode,
-                     body.pickup_location_id)
+    service.add_line(
+        session,
+        cart,
+        channel,
+        body.variant_id,
+        body.quantity,
+        body.delivery_mode,
+        body.pickup_location_id,
+    )
     return _view(session, token, channel, customer_id, locale, accept_language)
 
 
 @api.patch("/{token}/lines/{line_id}", response_model=CartOut)
 def update_line(
-    token: Token, line_id: int, body: LinePatch, session: DbSession, channel: ChannelCtx,
-    customer_id: CustomerId, locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    token: Token,
+    line_id: int,
+    body: LinePatch,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     """Change quantity (0 removes the line) or delivery (ship, or pickup at a store)."""
     cart = service.get_cart(session, token, customer_id)
@@ -184,8 +263,13 @@ def update_line(
 
 @api.delete("/{token}/lines/{line_id}", response_model=CartOut)
 def remove_line(
-    token: Token, line_id: int, session: DbSession, channel: ChannelCtx,
-    customer_id: CustomerId, locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    token: Token,
+    line_id: int,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     cart = service.get_cart(session, token, customer_id)
     service.update_line(session, cart, channel, line_id, {"quantity": 0})
@@ -194,8 +278,13 @@ def remove_line(
 
 @api.post("/{token}/codes", response_model=CartOut)
 def apply_code(
-    token: Token, body: CodeIn, session: DbSession, channel: ChannelCtx,
-    customer_id: CustomerId, locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    token: Token,
+    body: CodeIn,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     """Apply a discount code; a code that can never work here is a 422 with its reason."""
     cart = service.get_cart(session, token, customer_id)
@@ -205,8 +294,12 @@ def apply_code(
 
 @api.delete("/{token}/codes/{code}", response_model=CartOut)
 def remove_code(
-    token: Token, code: Annotated[str, Path(max_length=64)], session: DbSession,
-    channel: ChannelCtx, customer_id: CustomerId, locale: LocaleQuery = None,
+    token: Token,
+    code: Annotated[str, Path(max_length=64)],
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
     accept_language: AcceptLanguage = None,
 ) -> CartOut:
     cart = service.get_cart(session, token, customer_id)
@@ -216,8 +309,12 @@ def remove_code(
 
 @api.post("/{token}/customer", response_model=CartOut)
 def attach_customer(
-    token: Token, session: DbSession, channel: ChannelCtx, customer_id: CustomerId,
-    locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    token: Token,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> CartOut:
     """After login: the guest cart joins the customer's open cart (the answer has its token)."""
     if customer_id is None:
@@ -229,10 +326,14 @@ def attach_customer(
 
 @api.get("/{token}/delivery-options", response_model=DeliveryOptionsOut)
 def delivery_options(
-    token: Token, session: DbSession, channel: ChannelCtx, customer_id: CustomerId,
+    token: Token,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
     latitude: Annotated[float | None, Query(ge=-90, le=90)] = None,
     longitude: Annotated[float | None, Query(ge=-180, le=180)] = None,
-    locale: LocaleQuery = None, accept_language: AcceptLanguage = None,
+    locale: LocaleQuery = None,
+    accept_language: AcceptLanguage = None,
 ) -> DeliveryOptionsOut:
     """Per line: ship to the address, pick up at a store with stock (nearest first), or ship
     from a store; plus the carriers' shipping options for the address."""
@@ -243,28 +344,36 @@ def delivery_options(
     lat = latitude if latitude is not None else address.get("latitude")
     lng = longitude if longitude is not None else address.get("longitude")
     variant_ids = [x.line.variant_id for x in computed.lines]
-    nearby = inventory.nearby_stock(session, variant_ids, channel.location_ids, lat, lng,
-                                    limit=50)
+    nearby = inventory.nearby_stock(session, variant_ids, channel.location_ids, lat, lng, limit=50)
     stores = [n for n in nearby if n.can_pickup]
     ship_country_ok = not address or channel.ships_to(address.get("country", ""))
     lines = []
     for x in computed.lines:
         holding = [n for n in stores if n.available.get(x.line.variant_id, 0) >= x.line.quantity]
-        lines.append(LineDeliveryOut(
-            line_id=x.line.id, variant_id=x.line.variant_id,
-            ship=ship_country_ok and x.available >= x.line.quantity,
-            ship_from_store=ship_country_ok and any(
-                n.can_ship_from_store and n.available.get(x.line.variant_id, 0) >= x.line.quantity
-                for n in nearby),
-            pickup_stores=[
-                PickupStoreOut(location_id=n.location_id, code=n.code, name=n.name,
-                               distance_km=n.distance_km,
-                               available=n.available.get(x.line.variant_id, 0))
-                for n in holding[:10]
-            ],
-        ))
+        lines.append(
+            LineDeliveryOut(
+                line_id=x.line.id,
+                variant_id=x.line.variant_id,
+                ship=ship_country_ok and x.available >= x.line.quantity,
+                ship_from_store=ship_country_ok
+                and any(
+                    n.can_ship_from_store
+                    and n.available.get(x.line.variant_id, 0) >= x.line.quantity
+                    for n in nearby
+                ),
+                pickup_stores=[
+                    PickupStoreOut(
+                        location_id=n.location_id,
+                        code=n.code,
+                        name=n.name,
+                        distance_km=n.distance_km,
+                        available=n.available.get(x.line.variant_id, 0),
+                    )
+                    for n in holding[:10]
+                ],
+            )
+        )
     return DeliveryOptionsOut(
-        shipping_options=[_option(o, computed.currency, chosen)
-                          for o in computed.shipping_options],
+        shipping_options=[_option(o, computed.currency, chosen) for o in computed.shipping_options],
         lines=lines,
     )

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import BigIntPK, Base, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 
 
 class Cart(Base):

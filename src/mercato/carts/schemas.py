@@ -43,8 +43,9 @@ class LineIn(StrictModel):
 
 
 class LinePatch(StrictModel):
-    quantity: int | None = Field(default=None, ge=0, le=MAX_LINE_QUANTITY,
-                                 description="0 removes the line")
+    quantity: int | None = Field(
+        default=None, ge=0, le=MAX_LINE_QUANTITY, description="0 removes the line"
+    )
     delivery_mode: DeliveryMode | None = None
     pickup_location_id: int | None = None
 

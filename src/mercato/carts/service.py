@@ -55,8 +55,21 @@ CART_TOKEN_PREFIX = "crt"
 MAX_LINES = 100
 SHIPPING_LINE = "shipping"
 # Codes that can never work are refused when applied; others stay (they may work later).
-HARD_CODE_REASONS = frozenset({"unknown-code", "expired", "customer-not-eligible",
-                               "duplicate-code", "not-started"})
+HARD_CODE_REASONS = frozenset(
+    {
+        "unknown-code",
+        "expired",
+        "customer-not-eligible",
+        "duplicate-code",
+        "not-started",
+        "not-your-code",
+        "inactive",
+        "usage-limit-reached",
+        "customer-limit-reached",
+        "budget-exhausted",
+        "sign-in-required",
+    }
+)
 
 _tax_provider: TaxProvider = TableTaxProvider()
 
@@ -80,14 +93,17 @@ def get_cart(session: Session, token: str, customer_id: int | None) -> Cart:
     if cart is None or cart.status == "merged":
         raise NotFound("cart not found", code="cart-not-found")
     if cart.customer_id is not None and cart.customer_id != customer_id:
-        raise Forbidden("this cart belongs to another customer; log in as that customer",
-                        code="cart-of-another-customer")
+        raise Forbidden(
+            "this cart belongs to another customer; log in as that customer",
+            code="cart-of-another-customer",
+        )
     return cart
 
 
 def lines_of(session: Session, cart_id: int) -> list[CartLine]:
-    return list(session.scalars(
-        select(CartLine).where(CartLine.cart_id == cart_id).order_by(CartLine.id)))
+    return list(
+        session.scalars(select(CartLine).where(CartLine.cart_id == cart_id).order_by(CartLine.id))
+    )
 
 
 def _require_open(cart: Cart) -> None:
@@ -109,23 +125,40 @@ def create_cart(
 ) -> Cart:
     chosen = currency or channel.default_currency
     if not channel.sells_in(chosen):
-        raise ValidationProblem.field("body.currency",
-                                      f"{channel.code} sells in {', '.join(channel.currencies)}")
+        raise ValidationProblem.field(
+            "body.currency", f"{channel.code} sells in {', '.join(channel.currencies)}"
+        )
     if not channel.price_list:
         raise UnprocessableState(f"channel {channel.code} has no price list", code="no-price-list")
     now = utcnow()
     cart = Cart(
-        token=f"{CART_TOKEN_PREFIX}_{secrets.token_urlsafe(24)}", customer_id=customer_id,
-        status="open", currency=chosen, price_list=channel.price_list,
-        created_channel_id=channel.id, last_channel_id=channel.id, codes=[], version=1,
+        token=f"{CART_TOKEN_PREFIX}_{secrets.token_urlsafe(24)}",
+        customer_id=customer_id,
+        status="open",
+        currency=chosen,
+        price_list=channel.price_list,
+        created_channel_id=channel.id,
+        last_channel_id=channel.id,
+        codes=[],
+        version=1,
         tax_country=channel.country,
-        created_at=now, updated_at=now,
+        created_at=now,
+        updated_at=now,
     )
     session.add(cart)
     session.flush()
-    publish(session, "cart.created", {"cart_id": cart.id, "channel_id": channel.id,
-                                      "customer_id": customer_id, "currency": chosen},
-            aggregate_type="cart", aggregate_id=cart.id)
+    publish(
+        session,
+        "cart.created",
+        {
+            "cart_id": cart.id,
+            "channel_id": channel.id,
+            "customer_id": customer_id,
+            "currency": chosen,
+        },
+        aggregate_type="cart",
+        aggregate_id=cart.id,
+    )
     return cart
 
 
@@ -140,8 +173,13 @@ def _check_pickup(session: Session, channel: ChannelContext, location_id: int, f
 
 
 def add_line(
-    session: Session, cart: Cart, channel: ChannelContext, variant_id: int, quantity: int,
-    mode: DeliveryMode, pickup_location_id: int | None,
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    variant_id: int,
+    quantity: int,
+    mode: DeliveryMode,
+    pickup_location_id: int | None,
 ) -> CartLine:
     """Add units; a line of the same variant and delivery grows instead of doubling."""
     _require_open(cart)
@@ -150,20 +188,34 @@ def add_line(
     if pickup_location_id is not None:
         _check_pickup(session, channel, pickup_location_id, "body.pickup_location_id")
     existing = lines_of(session, cart.id)
-    same = next((x for x in existing if x.variant_id == variant_id and x.delivery_mode == mode
-                 and x.pickup_location_id == pickup_location_id), None)
+    same = next(
+        (
+            x
+            for x in existing
+            if x.variant_id == variant_id
+            and x.delivery_mode == mode
+            and x.pickup_location_id == pickup_location_id
+        ),
+        None,
+    )
     if same is not None:
         if same.quantity + quantity > MAX_LINE_QUANTITY:
-            raise ValidationProblem.field("body.quantity",
-                                          f"a line holds at most {MAX_LINE_QUANTITY} units")
+            raise ValidationProblem.field(
+                "body.quantity", f"a line holds at most {MAX_LINE_QUANTITY} units"
+            )
         same.quantity += quantity
         line = same
     else:
         if len(existing) >= MAX_LINES:
             raise ValidationProblem.field("body", f"a cart holds at most {MAX_LINES} lines")
-        line = CartLine(cart_id=cart.id, variant_id=variant_id, quantity=quantity,
-                        delivery_mode=mode.value, pickup_location_id=pickup_location_id,
-                        added_at=utcnow())
+        line = CartLine(
+            cart_id=cart.id,
+            variant_id=variant_id,
+            quantity=quantity,
+            delivery_mode=mode.value,
+            pickup_location_id=pickup_location_id,
+            added_at=utcnow(),
+        )
         session.add(line)
     _touch(session, cart, channel)
     session.flush()
@@ -171,7 +223,10 @@ def add_line(
 
 
 def update_line(
-    session: Session, cart: Cart, channel: ChannelContext, line_id: int,
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    line_id: int,
     changes: dict[str, Any],
 ) -> None:
     _require_open(cart)
@@ -188,7 +243,8 @@ def update_line(
             pickup = changes.get("pickup_location_id")
             if (mode is DeliveryMode.PICKUP) != (pickup is not None):
                 raise ValidationProblem.field(
-                    "body.pickup_location_id", "required for pickup, and only for pickup")
+                    "body.pickup_location_id", "required for pickup, and only for pickup"
+                )
             if pickup is not None:
                 _check_pickup(session, channel, int(pickup), "body.pickup_location_id")
             line.delivery_mode, line.pickup_location_id = mode.value, pickup
@@ -197,25 +253,32 @@ def update_line(
 
 
 def update_cart(
-    session: Session, cart: Cart, channel: ChannelContext, changes: dict[str, Any],
-    shipping_address: AddressIn | None, billing_address: AddressIn | None,
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    changes: dict[str, Any],
+    shipping_address: AddressIn | None,
+    billing_address: AddressIn | None,
 ) -> None:
     _require_open(cart)
     if "email" in changes:
         cart.email = changes["email"].lower() if changes["email"] else None
     if "shipping_address" in changes:
-        cart.shipping_address = (None if shipping_address is None
-                                 else shipping_address.model_dump(mode="json"))
+        cart.shipping_address = (
+            None if shipping_address is None else shipping_address.model_dump(mode="json")
+        )
         cart.shipping_option_id = None  # options depend on the destination
     if "billing_address" in changes:
-        cart.billing_address = (None if billing_address is None
-                                else billing_address.model_dump(mode="json"))
+        cart.billing_address = (
+            None if billing_address is None else billing_address.model_dump(mode="json")
+        )
     if "shipping_option_id" in changes:
         cart.shipping_option_id = changes["shipping_option_id"]
     if changes.get("currency"):
         if not channel.sells_in(changes["currency"]):
             raise ValidationProblem.field(
-                "body.currency", f"{channel.code} sells in {', '.join(channel.currencies)}")
+                "body.currency", f"{channel.code} sells in {', '.join(channel.currencies)}"
+            )
         cart.currency = changes["currency"]
         cart.shipping_option_id = None
     _touch(session, cart, channel)
@@ -232,12 +295,14 @@ def apply_code(
         return compute(session, cart, channel, locale)
     cart.codes = [*cart.codes, normalised]
     result = compute(session, cart, channel, locale)
-    reason = next((c.reason for c in result.codes if c.code == normalised and not c.applied),
-                  None)
+    reason = next((c.reason for c in result.codes if c.code == normalised and not c.applied), None)
     if reason in HARD_CODE_REASONS:
         cart.codes = [c for c in cart.codes if c != normalised]
-        raise ValidationProblem(f"code {normalised}: {reason}", code="code-not-applicable",
-                                errors=[FieldError("body.code", str(reason))])
+        raise ValidationProblem(
+            f"code {normalised}: {reason}",
+            code="code-not-applicable",
+            errors=[FieldError("body.code", str(reason))],
+        )
     _touch(session, cart, channel)
     return result
 
@@ -259,14 +324,18 @@ def attach_customer(
     if cart.customer_id == customer_id:
         return cart
     mine = session.scalar(
-        select(Cart).where(Cart.customer_id == customer_id, Cart.status == "open",
-                           Cart.id != cart.id).order_by(Cart.updated_at.desc()).limit(1))
+        select(Cart)
+        .where(Cart.customer_id == customer_id, Cart.status == "open", Cart.id != cart.id)
+        .order_by(Cart.updated_at.desc())
+        .limit(1)
+    )
     if mine is None:
         cart.customer_id = customer_id
         _touch(session, cart, channel)
         return cart
-    theirs = {(x.variant_id, x.delivery_mode, x.pickup_location_id): x
-              for x in lines_of(session, mine.id)}
+    theirs = {
+        (x.variant_id, x.delivery_mode, x.pickup_location_id): x for x in lines_of(session, mine.id)
+    }
     for line in lines_of(session, cart.id):
         key = (line.variant_id, line.delivery_mode, line.pickup_location_id)
         if key in theirs:
@@ -280,36 +349,81 @@ def attach_customer(
     cart.status = "merged"
     _touch(session, mine, channel)
     session.flush()
-    publish(session, "cart.merged", {"from_cart_id": cart.id, "into_cart_id": mine.id,
-                                     "customer_id": customer_id},
-            aggregate_type="cart", aggregate_id=mine.id)
+    publish(
+        session,
+        "cart.merged",
+        {"from_cart_id": cart.id, "into_cart_id": mine.id, "customer_id": customer_id},
+        aggregate_type="cart",
+        aggregate_id=mine.id,
+    )
     return mine
 
 
 def open_cart_of(session: Session, customer_id: int) -> Cart | None:
     return session.scalar(
-        select(Cart).where(Cart.customer_id == customer_id, Cart.status == "open")
-        .order_by(Cart.updated_at.desc()).limit(1))
+        select(Cart)
+        .where(Cart.customer_id == customer_id, Cart.status == "open")
+        .order_by(Cart.updated_at.desc())
+        .limit(1)
+    )
+
+
+def claim_by_token(session: Session, token: str, customer_id: int | None) -> Cart:
+    """open -> checking_out in one statement, returning the cart; 409 if it is not open."""
+    cart = session.scalars(
+        update(Cart)
+        .where(Cart.token == token, Cart.status == "open")
+        .values(status="checking_out", updated_at=utcnow(), version=Cart.version + 1)
+        .returning(Cart)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).one_or_none()
+    if cart is None:
+        get_cart(session, token, customer_id)  # 404 / 403 before "not open"
+        raise CartClosed(
+            "this cart is already being checked out or is closed", code="cart-checkout-in-progress"
+        )
+    if cart.customer_id is not None and cart.customer_id != customer_id:
+        raise Forbidden(
+            "this cart belongs to another customer; log in as that customer",
+            code="cart-of-another-customer",
+        )
+    return cart
+
+
+def pending_order_of(session: Session, token: str) -> Any:
+    """The order a checkout of this cart created and has not finished (if any)."""
+    cart_id = session.scalar(select(Cart.id).where(Cart.token == token))
+    if cart_id is None:
+        return None
+    return orders.pending_for_cart(session, cart_id)
 
 
 def claim_for_checkout(session: Session, cart: Cart) -> None:
     """open -> checking_out, once: a second concurrent checkout of one cart gets a 409."""
     done = session.execute(
-        update(Cart).where(Cart.id == cart.id, Cart.status == "open")
-        .values(status="checking_out", updated_at=utcnow(), version=Cart.version + 1))
+        update(Cart)
+        .where(Cart.id == cart.id, Cart.status == "open")
+        .values(status="checking_out", updated_at=utcnow(), version=Cart.version + 1)
+    )
     if not getattr(done, "rowcount", 0):
-        raise CartClosed("this cart is already being checked out or is closed",
-                         code="cart-checkout-in-progress")
+        raise CartClosed(
+            "this cart is already being checked out or is closed", code="cart-checkout-in-progress"
+        )
     session.refresh(cart)
 
 
 def finish_checkout(session: Session, cart_id: int, order_id: int, *, completed: bool) -> None:
     """After payment: completed with its order, or back to open for another attempt."""
     session.execute(
-        update(Cart).where(Cart.id == cart_id, Cart.status == "checking_out")
-        .values(status="completed" if completed else "open",
-                order_id=order_id if completed else None, updated_at=utcnow(),
-                version=Cart.version + 1))
+        update(Cart)
+        .where(Cart.id == cart_id, Cart.status == "checking_out")
+        .values(
+            status="completed" if completed else "open",
+            order_id=order_id if completed else None,
+            updated_at=utcnow(),
+            version=Cart.version + 1,
+        )
+    )
 
 
 # --- totals -------------------------------------------------------------------------------
@@ -385,38 +499,40 @@ def _weight(lines: Sequence[LineComputation]) -> int:
     return sum(x.weight_g * x.line.quantity for x in lines)
 
 
-def _ship_origin(session: Session, channel: ChannelContext, destination_country: str) -> str | None:
-    """Ship domestically when the channel has a shipping location in the destination country."""
-    places = [p for p in locations.get_locations(session, list(channel.location_order))
-              if p.active and (p.can_ship or p.can_ship_from_store)]
-    order = {loc: i for i, loc in enumerate(channel.location_order)}
-    places.sort(key=lambda p: order.get(p.id, 0))
-    for place in places:
-        if place.country == destination_country:
-            return place.country
-    return places[0].country if places else None
-
-
 def _quote(
-    session: Session, cart: Cart, channel: ChannelContext, ship_lines: list[LineComputation],
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    ship_lines: list[LineComputation],
     value: Decimal,
 ) -> list[ShippingChoice]:
     address = cart.shipping_address
     if not ship_lines or not address:
         return []
-    origin = _ship_origin(session, channel, address["country"])
+    origin = channel.ship_origin(address["country"])
     if origin is None:
         return []
     options = shipping.quote(
-        session, origin_country=origin,
-        destination=Destination(address["country"], address.get("region"),
-                                address.get("postal_code")),
-        total_weight_g=max(1, _weight(ship_lines)), order_value=value, currency=cart.currency,
+        session,
+        origin_country=origin,
+        destination=Destination(
+            address["country"], address.get("region"), address.get("postal_code")
+        ),
+        total_weight_g=max(1, _weight(ship_lines)),
+        order_value=value,
+        currency=cart.currency,
         at=utcnow(),
     )
     return [
-        ShippingChoice(o.option_id, o.carrier_code, o.service_code,
-                       f"{o.carrier_name} {o.service_name}", o.amount, o.min_days, o.max_days)
+        ShippingChoice(
+            o.option_id,
+            o.carrier_code,
+            o.service_code,
+            f"{o.carrier_name} {o.service_name}",
+            o.amount,
+            o.min_days,
+            o.max_days,
+        )
         for o in options
     ]
 
@@ -429,8 +545,12 @@ def _tax_address(cart: Cart) -> TaxAddress | None:
 
 
 def _line_issues(
-    session: Session, cart: Cart, channel: ChannelContext, lines: list[LineComputation],
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    lines: list[LineComputation],
     infos: dict[int, catalog.VariantInfo],
+    check_stock: bool = True,
 ) -> list[str]:
     issues: list[str] = []
     if not channel.sells_in(cart.currency):
@@ -439,12 +559,26 @@ def _line_issues(
     if address and not channel.ships_to(address["country"]):
         issues.append("cannot-ship-to-country")
     ship_ids = {x.line.variant_id for x in lines if x.line.delivery_mode == "ship"}
-    ship_free = inventory.availability(session, ship_ids, channel.location_ids)
     pickups: dict[int, set[int]] = defaultdict(set)
     for x in lines:
         if x.line.pickup_location_id is not None:
             pickups[x.line.pickup_location_id].add(x.line.variant_id)
-    pickup_free = {loc: inventory.availability(session, ids, [loc]) for loc, ids in pickups.items()}
+    by_location = (
+        inventory.availability_by_location(
+            session,
+            ship_ids | {v for ids in pickups.values() for v in ids},
+            channel.location_ids | set(pickups),
+        )
+        if check_stock
+        else {}
+    )
+    ship_free = {
+        v: sum(n for loc, n in by_location.get(v, {}).items() if loc in channel.location_ids)
+        for v in ship_ids
+    }
+    pickup_free = {
+        loc: {v: by_location.get(v, {}).get(loc, 0) for v in ids} for loc, ids in pickups.items()
+    }
     wanted: dict[tuple[int, int | None], int] = defaultdict(int)
     for x in lines:
         wanted[(x.line.variant_id, x.line.pickup_location_id)] += x.line.quantity
@@ -457,8 +591,10 @@ def _line_issues(
             x.available = pickup_free[x.line.pickup_location_id].get(x.line.variant_id, 0)
         if info is None or not info.sellable:
             x.issues.append("unavailable")
-        elif (channel.assortment_category_ids is not None
-              and info.category_id not in channel.assortment_category_ids):
+        elif (
+            channel.assortment_category_ids is not None
+            and info.category_id not in channel.assortment_category_ids
+        ):
             x.issues.append("not-in-assortment")
         if x.unit_price is None:
             x.issues.append("no-price")
@@ -466,24 +602,38 @@ def _line_issues(
             x.issues.append("currency-not-sold")
         if x.line.delivery_mode == "ship" and "cannot-ship-to-country" in issues:
             x.issues.append("cannot-ship-to-country")
-        if (x.line.pickup_location_id is not None
-                and x.line.pickup_location_id not in channel.location_ids):
+        if (
+            x.line.pickup_location_id is not None
+            and x.line.pickup_location_id not in channel.location_ids
+        ):
             x.issues.append("pickup-location-not-in-channel")
-        if x.available < wanted[key]:
+        if check_stock and x.available < wanted[key]:
             x.issues.append("insufficient-stock")
     return issues
 
 
 def compute(
-    session: Session, cart: Cart, channel: ChannelContext, locale: str
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    locale: str,
+    *,
+    check_stock: bool = True,
 ) -> CartComputation:
-    """Every figure of the cart, deterministic for the same cart, prices and rules."""
+    """Every figure of the cart, deterministic for the same cart, prices and rules.
+
+    ``check_stock=False`` skips the availability read: checkout holds the stock itself
+    (under lock) a moment later, so reading it twice would only cost a statement.
+    """
     cart_lines = lines_of(session, cart.id)
     infos = catalog.variant_infos(session, [x.variant_id for x in cart_lines])
-    names = catalog.variant_names(session, infos, locale) if infos else {}
+    names = catalog.variant_labels(session, infos, locale)
     groups = customers.customer_groups(session, cart.customer_id)
     prices = pricing.resolve_prices(
-        session, infos, price_list=cart.price_list, currency=cart.currency,
+        session,
+        infos,
+        price_list=cart.price_list,
+        currency=cart.currency,
         country=(cart.shipping_address or {}).get("country"),
         customer_group=sorted(groups)[0] if groups else None,
     )
@@ -492,16 +642,21 @@ def compute(
         info = infos.get(x.variant_id)
         price = prices.get(x.variant_id)
         unit = None if price is None else price.amount
-        lines.append(LineComputation(
-            line=x, sku=info.sku if info else "?", name=names.get(x.variant_id, "?"),
-            options=dict(info.options) if info else {},
-            tax_class=info.tax_class if info else "standard",
-            weight_g=(info.weight_g or 0) if info else 0,
-            product_id=info.product_id if info else 0,
-            category_ids=info.category_ids if info else frozenset(), unit_price=unit,
-            subtotal=ZERO if unit is None else quantize(unit * x.quantity, cart.currency),
-        ))
-    issues = _line_issues(session, cart, channel, lines, infos)
+        lines.append(
+            LineComputation(
+                line=x,
+                sku=info.sku if info else "?",
+                name=names.get(x.variant_id, "?"),
+                options=dict(info.options) if info else {},
+                tax_class=info.tax_class if info else "standard",
+                weight_g=(info.weight_g or 0) if info else 0,
+                product_id=info.product_id if info else 0,
+                category_ids=info.category_ids if info else frozenset(),
+                unit_price=unit,
+                subtotal=ZERO if unit is None else quantize(unit * x.quantity, cart.currency),
+            )
+        )
+    issues = _line_issues(session, cart, channel, lines, infos, check_stock)
     priced = [x for x in lines if x.unit_price is not None]
     subtotal = sum((x.subtotal for x in priced), ZERO)
     ship_lines = [x for x in priced if x.line.delivery_mode == "ship"]
@@ -524,35 +679,61 @@ def compute(
     inclusive = next((p.tax_inclusive for p in prices.values()), True)
     taxed = _taxes(cart, priced, shipping_amount - shipping_discount, inclusive)
     return CartComputation(
-        cart=cart, channel=channel, locale=locale, currency=cart.currency, lines=lines,
-        subtotal=subtotal, discount_total=sum((x.discount for x in priced), ZERO),
-        shipping_total=shipping_amount - shipping_discount, shipping_discount=shipping_discount,
-        tax_total=taxed.total_tax, grand_total=taxed.grand_total,
-        tax_included=taxed.included, taxes=taxed.breakdown, shipping_options=options,
-        shipping_option=chosen, promotions=list(result.applied) if result else [],
-        promotion_result=result, codes=_code_statuses(cart, result), issues=issues,
+        cart=cart,
+        channel=channel,
+        locale=locale,
+        currency=cart.currency,
+        lines=lines,
+        subtotal=subtotal,
+        discount_total=sum((x.discount for x in priced), ZERO),
+        shipping_total=shipping_amount - shipping_discount,
+        shipping_discount=shipping_discount,
+        tax_total=taxed.total_tax,
+        grand_total=taxed.grand_total,
+        tax_included=taxed.included,
+        taxes=taxed.breakdown,
+        shipping_options=options,
+        shipping_option=chosen,
+        promotions=list(result.applied) if result else [],
+        promotion_result=result,
+        codes=_code_statuses(cart, result),
+        issues=issues,
     )
 
 
 def _promotions(
-    session: Session, cart: Cart, channel: ChannelContext, priced: list[LineComputation],
-    shipping_amount: Decimal, groups: frozenset[str],
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    priced: list[LineComputation],
+    shipping_amount: Decimal,
+    groups: frozenset[str],
 ) -> engine.PromotionResult | None:
     if not priced:
         return None
-    first_order = (cart.customer_id is not None
-                   and orders.count_orders(session, cart.customer_id) == 0)
+    first_order = (
+        cart.customer_id is not None and orders.count_orders(session, cart.customer_id) == 0
+    )
     lines = [
-        engine.CartLine(line_id=str(x.line.id), variant_id=x.line.variant_id,
-                        product_id=x.product_id, category_ids=x.category_ids,
-                        quantity=x.line.quantity, unit_price=x.unit_price or ZERO)
+        engine.CartLine(
+            line_id=str(x.line.id),
+            variant_id=x.line.variant_id,
+            product_id=x.product_id,
+            category_ids=x.category_ids,
+            quantity=x.line.quantity,
+            unit_price=x.unit_price or ZERO,
+        )
         for x in priced
     ]
     context = promotions.CartEvaluationContext(
-        currency=cart.currency, channel_id=channel.id, now=utcnow(),
+        currency=cart.currency,
+        channel_id=channel.id,
+        now=utcnow(),
         customer_id=cart.customer_id,
         customer_groups=groups,
-        first_order=first_order, shipping=shipping_amount, codes=list(cart.codes),
+        first_order=first_order,
+        shipping=shipping_amount,
+        codes=list(cart.codes),
     )
     return promotions.evaluate(session, lines=lines, context=context)
 
@@ -560,8 +741,10 @@ def _promotions(
 def _code_statuses(cart: Cart, result: engine.PromotionResult | None) -> list[CodeStatus]:
     used = {a.code for a in result.applied if a.code} if result else set()
     rejected = {r.code: r.reason.value for r in result.rejected_codes} if result else {}
-    return [CodeStatus(code, code in used, None if code in used else rejected.get(code))
-            for code in cart.codes]
+    return [
+        CodeStatus(code, code in used, None if code in used else rejected.get(code))
+        for code in cart.codes
+    ]
 
 
 @dataclass
@@ -592,8 +775,13 @@ def _taxes(
         x.tax, x.tax_rate = t.tax, t.rate
         x.total = t.gross
     breakdown = [
-        {"name": b.tax_name, "jurisdiction": b.jurisdiction_name, "rate": b.rate,
-         "taxable": b.taxable, "tax": b.tax}
+        {
+            "name": b.tax_name,
+            "jurisdiction": b.jurisdiction_name,
+            "rate": b.rate,
+            "taxable": b.taxable,
+            "tax": b.tax,
+        }
         for b in result.breakdown
     ]
     return _Taxed(result.total_tax, result.total_gross, result.tax_included, breakdown)
@@ -604,18 +792,22 @@ def view_problem(computation: CartComputation) -> Problem:
     errors = [FieldError("cart", i) for i in computation.issues]
     errors += [
         FieldError(f"lines[{n}]", f"{x.sku}: {', '.join(x.issues)}")
-        for n, x in enumerate(computation.lines) if x.issues
+        for n, x in enumerate(computation.lines)
+        if x.issues
     ]
     if not computation.lines:
         errors.append(FieldError("lines", "the cart is empty"))
-    only_stock = all(
-        set(x.issues) <= {"insufficient-stock"} for x in computation.lines
-    ) and not computation.issues and computation.lines
+    only_stock = (
+        all(set(x.issues) <= {"insufficient-stock"} for x in computation.lines)
+        and not computation.issues
+        and computation.lines
+    )
     if only_stock:
         # Sold out meanwhile: the same answer a lost race for the last unit gets.
         return inventory.InsufficientStock(
             "not enough stock for: " + ", ".join(x.sku for x in computation.lines if x.issues),
             errors=errors,
         )
-    return ValidationProblem("the cart cannot be checked out as it is", code="cart-not-ready",
-                             errors=errors)
+    return ValidationProblem(
+        "the cart cannot be checked out as it is", code="cart-not-ready", errors=errors
+    )

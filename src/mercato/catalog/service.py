@@ -592,8 +592,22 @@ def variant_infos(session: Session, variant_ids: Iterable[int]) -> dict[int, Var
         .where(Variant.id.in_(ids))
     ).all()
     found: dict[int, VariantInfo] = {}
-    for (vid, sku, pid, pcode, pname, status, tax, cat, path, active, options, weight, hs,
-         origin) in rows:
+    for (
+        vid,
+        sku,
+        pid,
+        pcode,
+        pname,
+        status,
+        tax,
+        cat,
+        path,
+        active,
+        options,
+        weight,
+        hs,
+        origin,
+    ) in rows:
         found[vid] = VariantInfo(
             id=vid,
             sku=sku,
@@ -627,9 +641,7 @@ def variant_names(session: Session, variant_ids: Iterable[int], locale: str) -> 
     return variant_labels(session, variant_infos(session, variant_ids), locale)
 
 
-def variant_labels(
-    session: Session, infos: dict[int, VariantInfo], locale: str
-) -> dict[int, str]:
+def variant_labels(session: Session, infos: dict[int, VariantInfo], locale: str) -> dict[int, str]:
     """As ``variant_names`` for variants already read: one query for the translations."""
     if not infos:
         return {}
@@ -637,9 +649,11 @@ def variant_labels(
     product_ids = sorted({i.product_id for i in infos.values()})
     translated: dict[int, dict[str, str]] = {}
     for product_id, found_locale, name in session.execute(
-        select(ProductTranslation.product_id, ProductTranslation.locale, ProductTranslation.name)
-        .where(ProductTranslation.product_id.in_(product_ids),
-               ProductTranslation.locale.in_(chain))
+        select(
+            ProductTranslation.product_id, ProductTranslation.locale, ProductTranslation.name
+        ).where(
+            ProductTranslation.product_id.in_(product_ids), ProductTranslation.locale.in_(chain)
+        )
     ):
         translated.setdefault(product_id, {})[found_locale] = name
     names: dict[int, str] = {}

@@ -22,6 +22,14 @@ class ChannelContext:
     ship_to_countries: tuple[str, ...] = ()
     # The sell-from locations in priority order (``location_ids`` as a sequence).
     location_order: tuple[int, ...] = ()
+    # Countries it ships from, priority order (carts quote shipping from these).
+    ship_origins: tuple[str, ...] = ()
+
+    def ship_origin(self, destination_country: str) -> str | None:
+        """Domestic shipping when the channel ships from the destination country."""
+        if destination_country in self.ship_origins:
+            return destination_country
+        return self.ship_origins[0] if self.ship_origins else None
 
     def ships_to(self, country: str) -> bool:
         allowed = self.ship_to_countries or ((self.country,) if self.country else ())

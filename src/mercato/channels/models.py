@@ -29,6 +29,9 @@ class Channel(Base):
     # The sell-from locations in priority order, kept in step with ``channel_locations`` so
     # that resolving a channel key is one query however many locations the channel has.
     location_order: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    # Countries the channel ships from (its active shipping locations, priority order):
+    # carts quote shipping from here. Refreshed when a location changes (events).
+    ship_origins: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # None: every active product; a list: only products in these categories and below.
     assortment_category_ids: Mapped[list[int] | None] = mapped_column(JSONType)
     active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -58,6 +59,38 @@ def _set_locations(session: Session, channel: Channel, items: list[ChannelLocati
     )
     ordered = sorted(items, key=lambda i: (i.priority, i.location_id))
     channel.location_order = [i.location_id for i in ordered]
+    channel.ship_origins = _ship_origins(session, channel.location_order)
+
+
+def _ship_origins(session: Session, location_order: list[int]) -> list[str]:
+    by_id = {p.id: p for p in locations.get_locations(session, location_order)}
+    countries: list[str] = []
+    for location_id in location_order:
+        place = by_id.get(location_id)
+        if place is None or not place.active or not (place.can_ship or place.can_ship_from_store):
+            continue
+        if place.country not in countries:
+            countries.append(place.country)
+    return countries
+
+
+def refresh_ship_origins(session: Session, location_id: int) -> int:
+    """A location changed (capabilities, country, active): its channels' origins follow."""
+    changed = 0
+    for channel in session.scalars(
+        select(Channel).where(
+            Channel.id.in_(
+                select(ChannelLocation.channel_id).where(ChannelLocation.location_id == location_id)
+            )
+        )
+    ):
+        origins = _ship_origins(session, list(channel.location_order))
+        if origins != list(channel.ship_origins or []):
+            channel.ship_origins = origins
+            changed += 1
+    if changed:
+        forget_cached_contexts()
+    return changed
 
 
 def _check_assortment(session: Session, ids: list[int] | None) -> None:
@@ -115,6 +148,7 @@ def create_channel(session: Session, actor: Principal, data: ChannelIn) -> Chann
 def update_channel(
     session: Session, actor: Principal, channel_id: int, patch: ChannelPatch
 ) -> Channel:
+    forget_cached_contexts()
     channel = get_channel(session, channel_id)
     changes = patch.model_dump(exclude_unset=True, mode="json")
     for name in ("name", "currencies", "locales", "default_locale", "active", "ship_to_countries"):
@@ -196,6 +230,7 @@ def list_keys(session: Session, channel_id: int) -> list[ChannelApiKey]:
 
 
 def revoke_key(session: Session, actor: Principal, channel_id: int, key_id: int) -> ChannelApiKey:
+    forget_cached_contexts()
     key = session.get(ChannelApiKey, key_id)
     if key is None or key.channel_id != channel_id:
         raise NotFound(f"key {key_id} not found on channel {channel_id}")
@@ -226,10 +261,35 @@ def _context(session: Session, channel: Channel) -> ChannelContext:
         country=channel.country,
         ship_to_countries=tuple(channel.ship_to_countries or ()),
         location_order=location_ids,
+        ship_origins=tuple(channel.ship_origins or ()),
     )
 
 
+# Every shopper request resolves its channel key; channels change rarely. Each process
+# keeps what it resolved for a few seconds (a change made through this process clears it
+# at once; other processes see it within ``KEY_CACHE_SECONDS``).
+KEY_CACHE_SECONDS = 5.0
+_key_cache: dict[str, tuple[float, ChannelContext]] = {}
+
+
+def forget_cached_contexts() -> None:
+    _key_cache.clear()
+
+
 def context_for_key(session: Session, secret: str) -> ChannelContext:
+    digest = token_hash(secret)
+    now = time.monotonic()
+    hit = _key_cache.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    context = _resolve_key(session, secret)
+    if len(_key_cache) > 10_000:
+        _key_cache.clear()
+    _key_cache[digest] = (now + KEY_CACHE_SECONDS, context)
+    return context
+
+
+def _resolve_key(session: Session, secret: str) -> ChannelContext:
     row = session.execute(
         select(ChannelApiKey, Channel)
         .join(Channel, Channel.id == ChannelApiKey.channel_id)

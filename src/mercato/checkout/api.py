@@ -57,7 +57,8 @@ def checkout(
         locale=resolve_locale(channel, locale, accept_language),
         request=service.CheckoutRequest(
             tenders=[TenderRequest(**t.model_dump()) for t in body.payments],
-            email=body.email, note=body.note,
+            email=body.email,
+            note=body.note,
         ),
         key=key,
         payload=_payload(token, body),
@@ -78,5 +79,6 @@ def complete(
     customer_id: StandaloneCustomerId,
 ) -> JSONResponse:
     """After the shopper finished 3-D Secure: place the order if the payment went through."""
-    return _response(service.finish_after_action(get_database(request), number, channel,
-                                                 customer_id))
+    return _response(
+        service.finish_after_action(get_database(request), number, channel, customer_id)
+    )

@@ -9,12 +9,15 @@ from mercato.schemas import StrictModel
 
 
 class TenderIn(StrictModel):
-    method: str = Field(min_length=1, max_length=30,
-                        description="test_gateway, cash_on_delivery, gift_card, store_credit, "
-                                    "pos_cash, pos_card")
+    method: str = Field(
+        min_length=1,
+        max_length=30,
+        description="test_gateway, cash_on_delivery, gift_card, store_credit, pos_cash, pos_card",
+    )
     amount: Decimal = Field(gt=0, le=Decimal("1e12"), allow_inf_nan=False)
-    token: str | None = Field(default=None, max_length=200,
-                              description="Card token from the test gateway")
+    token: str | None = Field(
+        default=None, max_length=200, description="Card token from the test gateway"
+    )
     gift_card_code: str | None = Field(default=None, max_length=64)
     approval_code: str | None = Field(default=None, max_length=64)
     location_id: int | None = None

@@ -422,16 +422,26 @@ def receive_bulk(
         ],
     )
     rows = session.execute(
-        select(StockLevel.variant_id, StockLevel.on_hand, StockLevel.reserved,
-               StockLevel.safety_stock, StockLevel.incoming, StockLevel.low_stock_threshold)
-        .where(StockLevel.location_id == location_id, StockLevel.variant_id.in_(sorted(totals)))
+        select(
+            StockLevel.variant_id,
+            StockLevel.on_hand,
+            StockLevel.reserved,
+            StockLevel.safety_stock,
+            StockLevel.incoming,
+            StockLevel.low_stock_threshold,
+        ).where(StockLevel.location_id == location_id, StockLevel.variant_id.in_(sorted(totals)))
     ).all()
     events = []
     for variant_id, on_hand, reserved, safety, incoming, threshold in rows:
-        snap = LevelSnapshot(variant_id, location_id, on_hand, reserved, safety, incoming,
-                             threshold)
-        events.append((_change_event(snap, Reason.RECEIPT, totals[variant_id], 0),
-                       f"{variant_id}:{location_id}"))
+        snap = LevelSnapshot(
+            variant_id, location_id, on_hand, reserved, safety, incoming, threshold
+        )
+        events.append(
+            (
+                _change_event(snap, Reason.RECEIPT, totals[variant_id], 0),
+                f"{variant_id}:{location_id}",
+            )
+        )
     publish_many(session, "stock.changed", events, aggregate_type="stock")
     return len(totals)
 
@@ -533,22 +543,41 @@ def hold(
         where = f" at location {location_id}" if location_id is not None else ""
         raise InsufficientStock(
             f"variant {variant_id}{where}: {missing[0]} wanted, {free} available",
-            extra={"variant_id": variant_id, "location_id": location_id,
-                   "requested": missing[0], "available": free},
+            extra={
+                "variant_id": variant_id,
+                "location_id": location_id,
+                "requested": missing[0],
+                "available": free,
+            },
         )
     _apply_holds(session, ctx, plan)
     now = utcnow()
     expires = None if ttl is None or status is not ReservationStatus.HELD else now + ttl
-    made = [
-        Reservation(
-            variant_id=variant_id, location_id=location_id, quantity=quantity,
-            status=status.value, channel_id=ctx.channel_id, reference_type=ctx.reference_type,
-            reference_id=ctx.reference_id, expires_at=expires, created_at=now, updated_at=now,
-        )
+    rows = [
+        {
+            "variant_id": variant_id,
+            "location_id": location_id,
+            "quantity": quantity,
+            "status": status.value,
+            "channel_id": ctx.channel_id,
+            "reference_type": ctx.reference_type,
+            "reference_id": ctx.reference_id,
+            "expires_at": expires,
+            "created_at": now,
+            "updated_at": now,
+        }
         for (variant_id, location_id), quantity in plan.items()
     ]
-    session.add_all(made)
-    session.flush()
+    # One multi-row INSERT (the ORM would send one per row on SQLite to keep RETURNING
+    # in order; the caller needs the rows, not their order).
+    made = list(
+        session.scalars(
+            insert(Reservation)
+            .values(rows)
+            .returning(Reservation)
+            .execution_options(populate_existing=True)
+        ).all()
+    )
     return made
 
 
@@ -596,7 +625,10 @@ def _plan_holds(
 
 
 def _source(
-    variant_id: int, quantity: int, candidates: Sequence[int], free: dict[tuple[int, int], int],
+    variant_id: int,
+    quantity: int,
+    candidates: Sequence[int],
+    free: dict[tuple[int, int], int],
     allow_split: bool,
 ) -> list[tuple[int, int]] | None:
     for loc in candidates:
@@ -618,32 +650,53 @@ def _source(
 
 def _apply_holds(session: Session, ctx: Context, plan: dict[tuple[int, int], int]) -> None:
     pairs = sorted(plan.items())
-    match = [and_(StockLevel.variant_id == v, StockLevel.location_id == loc)
-             for (v, loc), _ in pairs]
+    match = [
+        and_(StockLevel.variant_id == v, StockLevel.location_id == loc) for (v, loc), _ in pairs
+    ]
     amount = case(*[(m, q) for m, (_, q) in zip(match, pairs, strict=True)], else_=0)
-    guard = or_(*[and_(m, _FREE >= q) for m, (_, q) in zip(match, pairs, strict=True)])
+    guard = or_(*[and_(m, q <= _FREE) for m, (_, q) in zip(match, pairs, strict=True)])
     rows = session.execute(
         update(StockLevel)
         .where(guard)
         .values(reserved=StockLevel.reserved + amount, updated_at=utcnow())
-        .returning(StockLevel.variant_id, StockLevel.location_id, StockLevel.on_hand,
-                   StockLevel.reserved, StockLevel.safety_stock, StockLevel.incoming,
-                   StockLevel.low_stock_threshold)
+        .returning(
+            StockLevel.variant_id,
+            StockLevel.location_id,
+            StockLevel.on_hand,
+            StockLevel.reserved,
+            StockLevel.safety_stock,
+            StockLevel.incoming,
+            StockLevel.low_stock_threshold,
+        )
         .execution_options(synchronize_session=False)
     ).all()
     if len(rows) != len(pairs):
         # Only reachable if another writer got in without the lock: nothing may stay.
-        raise InsufficientStock("stock changed while holding; try again",
-                                extra={"requested": len(pairs), "held": len(rows)})
+        raise InsufficientStock(
+            "stock changed while holding; try again",
+            extra={"requested": len(pairs), "held": len(rows)},
+        )
     now = utcnow()
-    session.execute(insert(StockMovement), [
-        {"variant_id": v, "location_id": loc, "reason": Reason.RESERVATION.value,
-         "on_hand_delta": 0, "reserved_delta": plan[(v, loc)], "actor_type": ctx.actor.kind,
-         "actor_id": None if ctx.actor.id is None else str(ctx.actor.id),
-         "channel_id": ctx.channel_id, "reference_type": ctx.reference_type,
-         "reference_id": ctx.reference_id, "note": ctx.note, "created_at": now}
-        for (v, loc), _ in pairs
-    ])
+    session.execute(
+        insert(StockMovement),
+        [
+            {
+                "variant_id": v,
+                "location_id": loc,
+                "reason": Reason.RESERVATION.value,
+                "on_hand_delta": 0,
+                "reserved_delta": plan[(v, loc)],
+                "actor_type": ctx.actor.kind,
+                "actor_id": None if ctx.actor.id is None else str(ctx.actor.id),
+                "channel_id": ctx.channel_id,
+                "reference_type": ctx.reference_type,
+                "reference_id": ctx.reference_id,
+                "note": ctx.note,
+                "created_at": now,
+            }
+            for (v, loc), _ in pairs
+        ],
+    )
     for v, loc, on_hand, reserved, safety, incoming, threshold in rows:
         snap = LevelSnapshot(v, loc, on_hand, reserved, safety, incoming, threshold)
         _publish_change(session, snap, Reason.RESERVATION, 0, plan[(v, loc)])

@@ -42,14 +42,22 @@ def search_orders(
     """One order list for every channel: web, app, POS, marketplace, call centre."""
     cursor, limit = page
     flt = service.OrderFilter(
-        customer_id=customer_id, channel_id=channel_id,
-        status=status.value if status else None, number=number, external_id=external_id,
-        placed_from=placed_from, placed_to=placed_to, min_total=min_total, max_total=max_total,
+        customer_id=customer_id,
+        channel_id=channel_id,
+        status=status.value if status else None,
+        number=number,
+        external_id=external_id,
+        placed_from=placed_from,
+        placed_to=placed_to,
+        min_total=min_total,
+        max_total=max_total,
         location_id=location_id,
     )
     result = service.search(session, flt, cursor, limit)
-    return PageOut(items=[OrderSummaryOut.model_validate(o) for o in result.items],
-                   next_cursor=result.next_cursor)
+    return PageOut(
+        items=[OrderSummaryOut.model_validate(o) for o in result.items],
+        next_cursor=result.next_cursor,
+    )
 
 
 @api.get("/{order_id}", response_model=OrderOut)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import BigIntPK, Base, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
 
 
 class Order(Base):

@@ -70,6 +70,8 @@ class OrderDraft:
     tax_breakdown: list[dict[str, Any]] = field(default_factory=list)
     promotions: list[dict[str, Any]] = field(default_factory=list)
     status: OrderStatus = OrderStatus.PENDING_PAYMENT
+    fraud: dict[str, Any] | None = None
+    note: str | None = None
 
 
 def check_totals(draft: OrderDraft) -> None:
@@ -94,45 +96,105 @@ def check_totals(draft: OrderDraft) -> None:
 
 
 def create_order(session: Session, actor: Principal, draft: OrderDraft) -> Order:
+    return create_order_with_lines(session, actor, draft)[0]
+
+
+def create_order_with_lines(
+    session: Session, actor: Principal, draft: OrderDraft
+) -> tuple[Order, list[OrderLine]]:
+    """The new order and its lines (callers that answer with the order need no re-read)."""
     check_totals(draft)
     now = utcnow()
     order = Order(
-        number=new_order_number(), channel_id=draft.channel_id, customer_id=draft.customer_id,
-        cart_id=draft.cart_id, external_id=draft.external_id, source=draft.source,
-        status=draft.status.value, currency=draft.currency, price_list=draft.price_list,
-        tax_included=draft.tax_included, locale=draft.locale, subtotal=draft.subtotal,
-        discount_total=draft.discount_total, shipping_total=draft.shipping_total,
-        tax_total=draft.tax_total, grand_total=draft.grand_total, email=draft.email,
-        shipping_address=draft.shipping_address, billing_address=draft.billing_address,
-        shipping_option=draft.shipping_option, tax_breakdown=draft.tax_breakdown,
-        promotions=draft.promotions, created_at=now, updated_at=now,
+        number=new_order_number(),
+        channel_id=draft.channel_id,
+        customer_id=draft.customer_id,
+        cart_id=draft.cart_id,
+        external_id=draft.external_id,
+        source=draft.source,
+        status=draft.status.value,
+        currency=draft.currency,
+        price_list=draft.price_list,
+        tax_included=draft.tax_included,
+        locale=draft.locale,
+        subtotal=draft.subtotal,
+        discount_total=draft.discount_total,
+        shipping_total=draft.shipping_total,
+        tax_total=draft.tax_total,
+        grand_total=draft.grand_total,
+        email=draft.email,
+        shipping_address=draft.shipping_address,
+        billing_address=draft.billing_address,
+        shipping_option=draft.shipping_option,
+        tax_breakdown=draft.tax_breakdown,
+        promotions=draft.promotions,
+        fraud=draft.fraud,
+        note=draft.note,
+        created_at=now,
+        updated_at=now,
         placed_at=None if draft.status is OrderStatus.PENDING_PAYMENT else now,
     )
     session.add(order)
     session.flush()
-    session.execute(insert(OrderLine), [
-        {"order_id": order.id, "line_no": n, "variant_id": x.variant_id, "sku": x.sku,
-         "name": x.name, "tax_class": x.tax_class, "quantity": x.quantity,
-         "unit_price": x.unit_price, "subtotal": x.subtotal, "discount": x.discount,
-         "tax": x.tax, "tax_rate": x.tax_rate, "total": x.total,
-         "delivery_mode": x.delivery_mode, "pickup_location_id": x.pickup_location_id,
-         "status": "open", "cancelled_quantity": 0, "fulfilled_quantity": 0,
-         "returned_quantity": 0}
-        for n, x in enumerate(draft.lines, start=1)
-    ])
-    _record(session, actor, order.id, None, draft.status, "created", now)
-    return order
+    lines = session.scalars(
+        insert(OrderLine)
+        .values(
+            [
+                {
+                    "order_id": order.id,
+                    "line_no": n,
+                    "variant_id": x.variant_id,
+                    "sku": x.sku,
+                    "name": x.name,
+                    "tax_class": x.tax_class,
+                    "quantity": x.quantity,
+                    "unit_price": x.unit_price,
+                    "subtotal": x.subtotal,
+                    "discount": x.discount,
+                    "tax": x.tax,
+                    "tax_rate": x.tax_rate,
+                    "total": x.total,
+                    "delivery_mode": x.delivery_mode,
+                    "pickup_location_id": x.pickup_location_id,
+                    "status": "open",
+                    "cancelled_quantity": 0,
+                    "fulfilled_quantity": 0,
+                    "returned_quantity": 0,
+                }
+                for n, x in enumerate(draft.lines, start=1)
+            ]
+        )
+        .returning(OrderLine)
+        .execution_options(populate_existing=True)
+    ).all()
+    created = sorted(lines, key=lambda x: x.line_no)
+    if draft.status is not OrderStatus.PENDING_PAYMENT:
+        # Orders created in a state (staff, imports) say so; a checkout's order enters the
+        # timeline with its first transition, from pending_payment, once paid or declined.
+        _record(session, actor, order.id, None, draft.status, "created", now)
+    return order, created
 
 
 def _record(
-    session: Session, actor: Principal, order_id: int, frm: OrderStatus | None, to: OrderStatus,
-    reason: str | None, at: datetime,
+    session: Session,
+    actor: Principal,
+    order_id: int,
+    frm: OrderStatus | None,
+    to: OrderStatus,
+    reason: str | None,
+    at: datetime,
 ) -> None:
-    session.execute(insert(OrderTransition).values(
-        order_id=order_id, from_status=None if frm is None else frm.value, to_status=to.value,
-        actor_type=actor.kind, actor_id=None if actor.id is None else str(actor.id),
-        reason=reason, at=at,
-    ))
+    session.execute(
+        insert(OrderTransition).values(
+            order_id=order_id,
+            from_status=None if frm is None else frm.value,
+            to_status=to.value,
+            actor_type=actor.kind,
+            actor_id=None if actor.id is None else str(actor.id),
+            reason=reason,
+            at=at,
+        )
+    )
 
 
 def transition(
@@ -146,38 +208,94 @@ def transition(
     event_data: dict[str, Any] | None = None,
 ) -> Order:
     """Move an order along the state machine; an illegal move is a 409 and changes nothing."""
-    order = get_order(session, order_id)
-    current = OrderStatus(order.status)
-    if expected is not None and current is not expected:
-        raise UnprocessableState(f"order {order.number} is {current}, not {expected}",
-                                 code="order-state-changed")
-    if target not in TRANSITIONS[current]:
-        raise UnprocessableState(
-            f"order {order.number} cannot go from {current} to {target}",
-            code="illegal-transition", extra={"from": current.value, "to": target.value},
-        )
+    current = expected
+    if current is None:
+        current = OrderStatus(get_order(session, order_id).status)
+    return advance(session, actor, order_id, current, [(target, reason)], event_data=event_data)
+
+
+def advance(
+    session: Session,
+    actor: Principal,
+    order_id: int,
+    current: OrderStatus,
+    steps: Sequence[tuple[OrderStatus, str | None]],
+    *,
+    event_data: dict[str, Any] | None = None,
+) -> Order:
+    """Take one or more legal steps at once (``placed`` then ``confirmed`` after payment).
+
+    One conditional UPDATE (the order must still be in ``current``: two concurrent
+    changes cannot both win) and one INSERT of every step into the timeline; each step is
+    published as ``order.<status>``.
+    """
+    position = current
+    for target, _ in steps:
+        if target not in TRANSITIONS[position]:
+            raise UnprocessableState(
+                f"order {order_id} cannot go from {position} to {target}",
+                code="illegal-transition",
+                extra={"from": position.value, "to": target.value},
+            )
+        position = target
     now = utcnow()
-    values: dict[str, Any] = {"status": target.value, "updated_at": now}
-    if target is OrderStatus.PLACED:
+    values: dict[str, Any] = {"status": position.value, "updated_at": now}
+    if any(target is OrderStatus.PLACED for target, _ in steps):
         values["placed_at"] = now
-    done = session.execute(
-        update(Order).where(Order.id == order_id, Order.status == current.value).values(values)
-    )
-    if not getattr(done, "rowcount", 0):
-        raise UnprocessableState(f"order {order.number} changed meanwhile; reload it",
-                                 code="order-state-changed")
-    _record(session, actor, order_id, current, target, reason, now)
-    session.refresh(order)
-    publish(session, f"order.{target.value}", {**order_event(order), **(event_data or {})},
-            aggregate_type="order", aggregate_id=order.id)
+    order = session.scalars(
+        update(Order)
+        .where(Order.id == order_id, Order.status == current.value)
+        .values(values)
+        .returning(Order)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).one_or_none()
+    if order is None:
+        found = session.get(Order, order_id)
+        if found is None:
+            raise NotFound(f"order {order_id} not found")
+        raise UnprocessableState(
+            f"order {found.number} is {found.status}, not {current}; reload it",
+            code="illegal-transition" if found.status == current.value else "order-state-changed",
+            extra={"from": found.status, "to": steps[-1][0].value},
+        )
+    previous = current
+    rows = []
+    for target, reason in steps:
+        rows.append(
+            {
+                "order_id": order_id,
+                "from_status": previous.value,
+                "to_status": target.value,
+                "actor_type": actor.kind,
+                "actor_id": None if actor.id is None else str(actor.id),
+                "reason": reason,
+                "at": now,
+            }
+        )
+        previous = target
+    session.execute(insert(OrderTransition), rows)
+    data = {**order_event(order), **(event_data or {})}
+    for target, _ in steps:
+        publish(
+            session,
+            f"order.{target.value}",
+            {**data, "status": target.value},
+            aggregate_type="order",
+            aggregate_id=order.id,
+        )
     return order
 
 
 def order_event(order: Order) -> dict[str, Any]:
     return {
-        "order_id": order.id, "number": order.number, "channel_id": order.channel_id,
-        "customer_id": order.customer_id, "status": order.status, "currency": order.currency,
-        "grand_total": str(order.grand_total), "source": order.source,
+        "order_id": order.id,
+        "number": order.number,
+        "channel_id": order.channel_id,
+        "customer_id": order.customer_id,
+        "status": order.status,
+        "currency": order.currency,
+        "grand_total": str(order.grand_total),
+        "source": order.source,
     }
 
 
@@ -195,22 +313,44 @@ def get_by_number(session: Session, number: str) -> Order:
     return order
 
 
+def pending_for_cart(session: Session, cart_id: int) -> Order | None:
+    return session.scalar(
+        select(Order)
+        .where(Order.cart_id == cart_id, Order.status == OrderStatus.PENDING_PAYMENT.value)
+        .order_by(Order.id.desc())
+        .limit(1)
+    )
+
+
 def order_lines(session: Session, order_id: int) -> list[OrderLine]:
-    return list(session.scalars(
-        select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)))
+    return list(
+        session.scalars(
+            select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
+        )
+    )
 
 
 def timeline(session: Session, order_id: int) -> list[OrderTransition]:
-    return list(session.scalars(
-        select(OrderTransition).where(OrderTransition.order_id == order_id)
-        .order_by(OrderTransition.id)))
+    return list(
+        session.scalars(
+            select(OrderTransition)
+            .where(OrderTransition.order_id == order_id)
+            .order_by(OrderTransition.id)
+        )
+    )
 
 
 def count_orders(session: Session, customer_id: int, *, exclude_order_id: int | None = None) -> int:
     """Orders the customer actually placed (not abandoned payments)."""
-    query = select(func.count()).select_from(Order).where(
-        Order.customer_id == customer_id,
-        Order.status.not_in([OrderStatus.PENDING_PAYMENT.value, OrderStatus.PAYMENT_FAILED.value]),
+    query = (
+        select(func.count())
+        .select_from(Order)
+        .where(
+            Order.customer_id == customer_id,
+            Order.status.not_in(
+                [OrderStatus.PENDING_PAYMENT.value, OrderStatus.PAYMENT_FAILED.value]
+            ),
+        )
     )
     if exclude_order_id is not None:
         query = query.where(Order.id != exclude_order_id)
@@ -233,8 +373,13 @@ class OrderFilter:
 
 def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -> Page[Order]:
     query = select(Order).order_by(Order.id.desc())
-    exact = {"customer_id": Order.customer_id, "channel_id": Order.channel_id,
-             "status": Order.status, "number": Order.number, "external_id": Order.external_id}
+    exact = {
+        "customer_id": Order.customer_id,
+        "channel_id": Order.channel_id,
+        "status": Order.status,
+        "number": Order.number,
+        "external_id": Order.external_id,
+    }
     for name, column in exact.items():
         value = getattr(flt, name)
         if value is not None:
@@ -248,8 +393,11 @@ def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -
     if flt.max_total is not None:
         query = query.where(Order.grand_total <= flt.max_total)
     if flt.location_id is not None:
-        query = query.where(Order.id.in_(
-            select(OrderLine.order_id).where(OrderLine.pickup_location_id == flt.location_id)))
+        query = query.where(
+            Order.id.in_(
+                select(OrderLine.order_id).where(OrderLine.pickup_location_id == flt.location_id)
+            )
+        )
     after = decode_cursor(cursor)
     if after is not None:
         if not isinstance(after, int):

@@ -590,13 +590,26 @@ def _ledger(
 # --- 2. checkout: ask the providers (no transaction open) -----------------------------------------
 
 
-def authorize_pending(database: Database, payment_ids: Sequence[int]) -> list[ProviderOutcome]:
+def authorize_pending(
+    database: Database, payment_ids: Sequence[int], *, known: Sequence[Payment] | None = None
+) -> list[ProviderOutcome]:
     """Call the provider of every pending payment among ``payment_ids``; write nothing.
 
     Must be called with no transaction open. Each call carries :func:`authorization_key`,
     so calling this again for the same payments (a retried checkout) gets the same answers
-    and never a second charge.
+    and never a second charge. ``known`` are the rows just committed by the caller (as
+    ``create_payments`` returned them), which saves reading them again.
     """
+    if known is not None and {p.id for p in known} == set(payment_ids):
+        pending = [
+            p
+            for p in known
+            if p.status == PaymentStatus.PENDING.value and p.method not in BALANCE_METHODS
+        ]
+        return [
+            ProviderOutcome(p.id, _call_authorize(database, p.method, _authorize_request(p)))
+            for p in sorted(pending, key=lambda p: (p.position, p.id))
+        ]
     with _reading(database) as session:
         rows = session.scalars(
             select(Payment)
@@ -607,26 +620,24 @@ def authorize_pending(database: Database, payment_ids: Sequence[int]) -> list[Pr
             )
             .order_by(Payment.position, Payment.id)
         ).all()
-        requests = [
-            (
-                p.method,
-                AuthorizeRequest(
-                    payment_id=p.id,
-                    reference=p.reference,
-                    amount=p.amount,
-                    currency=p.currency,
-                    idempotency_key=authorization_key(p.id),
-                    token=p.card_token,
-                    approval_code=p.approval_code,
-                    customer_id=p.customer_id,
-                ),
-            )
-            for p in rows
-        ]
+        requests = [(p.method, _authorize_request(p)) for p in rows]
     return [
         ProviderOutcome(request.payment_id, _call_authorize(database, method, request))
         for method, request in requests
     ]
+
+
+def _authorize_request(p: Payment) -> AuthorizeRequest:
+    return AuthorizeRequest(
+        payment_id=p.id,
+        reference=p.reference,
+        amount=p.amount,
+        currency=p.currency,
+        idempotency_key=authorization_key(p.id),
+        token=p.card_token,
+        approval_code=p.approval_code,
+        customer_id=p.customer_id,
+    )
 
 
 def _call_authorize(database: Database, method: str, request: AuthorizeRequest) -> ProviderResult:
@@ -656,14 +667,25 @@ def record_outcomes(session: Session, outcomes: Sequence[ProviderOutcome]) -> li
     A payment that is no longer pending (recorded already, by a retry or a webhook) is left
     as it is, so recording the same outcomes twice changes nothing the second time.
     """
-    for outcome in outcomes:
-        _apply_authorization(session, outcome.payment_id, outcome.result, PaymentStatus.PENDING)
+    changed = {
+        payment.id: payment
+        for outcome in outcomes
+        if (
+            payment := _apply_authorization(
+                session, outcome.payment_id, outcome.result, PaymentStatus.PENDING
+            )
+        )
+        is not None
+    }
+    if len(changed) == len(outcomes):
+        return [changed[o.payment_id] for o in outcomes]
     return _fetch_payments(session, [o.payment_id for o in outcomes])
 
 
 def _apply_authorization(
     session: Session, payment_id: int, result: ProviderResult, from_status: PaymentStatus
-) -> bool:
+) -> Payment | None:
+    """The payment as recorded, or None when it had left ``from_status`` already."""
     status = _AUTH_STATUS.get(result.outcome, PaymentStatus.FAILED)
     holds = status in (PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED)
     captured = status is PaymentStatus.CAPTURED
@@ -683,15 +705,15 @@ def _apply_authorization(
     for name in ("provider_reference", "card_brand", "card_last4", "approval_code"):
         if getattr(result, name):
             values[name] = getattr(result, name)
-    changed = session.execute(
+    payment = session.scalars(
         _update_payments()
         .where(Payment.id == payment_id, Payment.status == from_status.value)
         .values(values)
-        .returning(Payment.id)
+        .returning(Payment)
+        .execution_options(populate_existing=True)
     ).one_or_none()
-    if changed is None:
-        return False
-    payment = get_payment(session, payment_id)
+    if payment is None:
+        return None
     txn_status = {
         PaymentStatus.REQUIRES_ACTION: TxnStatus.REQUIRES_ACTION,
         PaymentStatus.DECLINED: TxnStatus.FAILED,
@@ -724,7 +746,7 @@ def _apply_authorization(
     if status is PaymentStatus.REQUIRES_ACTION:
         extra["action_url"] = result.action_url
     _publish(session, f"payment.{status.value}", payment, **extra)
-    return True
+    return payment
 
 
 def complete_action(
@@ -1559,7 +1581,8 @@ def _apply_event(session: Session, payment: Payment, event: WebhookEvent) -> boo
             code=None if ok else "authentication_failed",
             message=None if ok else "3-D Secure authentication failed",
         )
-        return _apply_authorization(session, payment.id, result, PaymentStatus.REQUIRES_ACTION)
+        recorded = _apply_authorization(session, payment.id, result, PaymentStatus.REQUIRES_ACTION)
+        return recorded is not None
     txn_id = _known_transaction(session, payment.id, event)
     if txn_id is not None:
         # An operation Mercato started: the webhook may complete it before B does, or

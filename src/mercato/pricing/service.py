@@ -176,10 +176,17 @@ def set_prices(session: Session, actor: Principal, code: str, prices: Sequence[P
     session.execute(
         insert(Price),
         [
-            {"price_list_id": price_list.id, "variant_id": p.variant_id, "currency": p.currency,
-             "amount": check_precision(p.amount, p.currency), "country": p.country,
-             "customer_group": p.customer_group, "starts_at": p.starts_at,
-             "ends_at": p.ends_at, "updated_at": now}
+            {
+                "price_list_id": price_list.id,
+                "variant_id": p.variant_id,
+                "currency": p.currency,
+                "amount": check_precision(p.amount, p.currency),
+                "country": p.country,
+                "customer_group": p.customer_group,
+                "starts_at": p.starts_at,
+                "ends_at": p.ends_at,
+                "updated_at": now,
+            }
             for p in prices
         ],
     )

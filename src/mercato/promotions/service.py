@@ -1144,10 +1144,11 @@ def _codes_by_value(session: Session, codes: Sequence[str]) -> dict[str, Promoti
 
 
 def _load_candidates(
-    session: Session, context: CartEvaluationContext, code_promotion_ids: Collection[int]
-) -> dict[int, _Candidate]:
+    session: Session, context: CartEvaluationContext, codes: Sequence[str]
+) -> tuple[dict[int, _Candidate], dict[str, PromotionCode]]:
     """Active automatic promotions running now, plus the promotions of the applied codes
-    whatever their state (so a code gets a reason), with their counters: one query."""
+    whatever their state (so a code gets a reason), with their counters and the code rows
+    themselves: one query."""
     now = context.now
     automatic = and_(
         Promotion.status == PromotionStatus.ACTIVE.value,
@@ -1155,7 +1156,7 @@ def _load_candidates(
         or_(Promotion.starts_at.is_(None), Promotion.starts_at <= now),
         or_(Promotion.ends_at.is_(None), Promotion.ends_at > now),
     )
-    wanted = or_(automatic, Promotion.id.in_(sorted(code_promotion_ids)))
+    wanted = [c for c in codes if len(c) <= 64]
     # A guest has no usage row: the join condition is then simply false.
     own_usage = (
         PromotionCustomerUsage.customer_id == context.customer_id
@@ -1168,6 +1169,7 @@ def _load_candidates(
             PromotionBudget.limit_minor,
             PromotionBudget.spent_minor,
             PromotionCustomerUsage.uses,
+            PromotionCode,
         )
         .outerjoin(
             PromotionBudget,
@@ -1180,15 +1182,25 @@ def _load_candidates(
             PromotionCustomerUsage,
             and_(PromotionCustomerUsage.promotion_id == Promotion.id, own_usage),
         )
-        .where(wanted if code_promotion_ids else automatic)
+        .outerjoin(
+            PromotionCode,
+            and_(PromotionCode.promotion_id == Promotion.id, PromotionCode.code.in_(wanted))
+            if wanted
+            else false(),
+        )
+        .where(or_(automatic, PromotionCode.id.is_not(None)) if wanted else automatic)
         .execution_options(populate_existing=True)
     )
     found: dict[int, _Candidate] = {}
-    for promotion, limit, spent, customer_uses in session.execute(query):
-        found[promotion.id] = _Candidate(
-            promotion, customer_uses or 0, None if limit is None else limit - spent
+    code_rows: dict[str, PromotionCode] = {}
+    for promotion, limit, spent, customer_uses, code in session.execute(query):
+        found.setdefault(
+            promotion.id,
+            _Candidate(promotion, customer_uses or 0, None if limit is None else limit - spent),
         )
-    return found
+        if code is not None:
+            code_rows[code.code] = code
+    return found, code_rows
 
 
 def _code_problem(
@@ -1216,14 +1228,13 @@ def evaluate(
 ) -> PromotionResult:
     """The discounts of a cart: its automatic promotions and the promotions of its codes.
 
-    At most two queries however many promotions exist. Every code that gives no discount
+    One query however many promotions and codes exist. Every code that gives no discount
     has one reason in ``rejected_codes``. A promotion whose limits are reached does not
     apply; one whose remaining budget is below the discount it would give does not apply
     either (the cart is evaluated again without it).
     """
     codes = _normalised_codes(context.codes)
-    code_rows = _codes_by_value(session, codes)
-    candidates = _load_candidates(session, context, {c.promotion_id for c in code_rows.values()})
+    candidates, code_rows = _load_candidates(session, context, codes)
     blocked = {
         pid: reason
         for pid, candidate in candidates.items()
@@ -1355,29 +1366,36 @@ def _check_state(applied: engine.AppliedPromotion, state: _Locked | None, now: d
 def _claim_code(
     session: Session,
     applied: engine.AppliedPromotion,
-    code: PromotionCode | None,
     customer_id: int | None,
     now: datetime,
-) -> None:
+) -> int:
+    """Use the code once, if it is still usable by this customer: one conditional UPDATE."""
+    assert applied.code is not None
+    code_id = session.scalar(
+        update(PromotionCode)
+        .where(
+            PromotionCode.code == applied.code,
+            PromotionCode.promotion_id == applied.promotion_id,
+            PromotionCode.disabled_at.is_(None),
+            or_(PromotionCode.customer_id.is_(None), PromotionCode.customer_id == customer_id),
+            or_(PromotionCode.expires_at.is_(None), PromotionCode.expires_at > now),
+            or_(PromotionCode.max_uses.is_(None), PromotionCode.uses < PromotionCode.max_uses),
+        )
+        .values(uses=PromotionCode.uses + 1)
+        .returning(PromotionCode.id),
+        execution_options={"synchronize_session": False},
+    )
+    if code_id is not None:
+        return int(code_id)
+    # Why not: read the code only on this (rare) path.
+    code = _codes_by_value(session, [applied.code]).get(applied.code)
     if code is None or code.promotion_id != applied.promotion_id:
         raise _unavailable(applied, Reason.UNKNOWN_CODE, "unknown code")
     if code.customer_id is not None and code.customer_id != customer_id:
         raise _unavailable(applied, Reason.NOT_YOUR_CODE, "a personal code of another customer")
-    done = session.execute(
-        update(PromotionCode)
-        .where(
-            PromotionCode.id == code.id,
-            PromotionCode.disabled_at.is_(None),
-            or_(PromotionCode.expires_at.is_(None), PromotionCode.expires_at > now),
-            or_(PromotionCode.max_uses.is_(None), PromotionCode.uses < PromotionCode.max_uses),
-        )
-        .values(uses=PromotionCode.uses + 1),
-        execution_options={"synchronize_session": False},
+    raise _unavailable(
+        applied, Reason.USAGE_LIMIT_REACHED, "the code is used up, expired or disabled"
     )
-    if not getattr(done, "rowcount", 0):
-        raise _unavailable(
-            applied, Reason.USAGE_LIMIT_REACHED, "the code is used up, expired or disabled"
-        )
 
 
 def _claim_total(session: Session, applied: engine.AppliedPromotion) -> None:
@@ -1443,8 +1461,12 @@ def reserve_redemptions(
     reference: str,
     customer_id: int | None,
     currency: str,
+    new_reference: bool = False,
 ) -> list[Redemption]:
     """Count every applied promotion and code of ``result`` against its limits, atomically.
+
+    ``new_reference=True`` tells that ``reference`` was created in this transaction (a new
+    order), so it cannot have redemptions yet and the check for them is skipped.
 
     Runs in checkout's transaction. Each limit is one conditional UPDATE (or upsert); if any
     is reached a 409 ``promotion-unavailable`` names the code or promotion and nothing of
@@ -1458,7 +1480,7 @@ def reserve_redemptions(
         return []
     now = utcnow()
     with session.begin_nested():
-        if session.scalar(
+        if not new_reference and session.scalar(
             select(Redemption.id)
             .where(Redemption.reference == reference, Redemption.status.in_(ACTIVE_REDEMPTION))
             .limit(1)
@@ -1470,14 +1492,11 @@ def reserve_redemptions(
         ids = [a.promotion_id for a in applied]
         states = _key_share(session, ids)
         budgeted = _budgeted(session, ids, currency)
-        codes = _codes_by_value(session, [a.code for a in applied if a.code])
         rows = []
         # Promotion order is the lock order, so two checkouts never deadlock.
         for a in applied:
             state = _check_state(a, states.get(a.promotion_id), now)
-            code = codes.get(a.code) if a.code else None
-            if a.code:
-                _claim_code(session, a, code, customer_id, now)
+            code_id = _claim_code(session, a, customer_id, now) if a.code else None
             if state.max_uses is not None:
                 _claim_total(session, a)
             if state.max_uses_per_customer is not None:
@@ -1488,7 +1507,7 @@ def reserve_redemptions(
             rows.append(
                 Redemption(
                     promotion_id=a.promotion_id,
-                    code_id=code.id if code else None,
+                    code_id=code_id,
                     code=a.code,
                     customer_id=customer_id,
                     reference=reference,

@@ -830,49 +830,120 @@ def _route_carriers(
     return list(session.scalars(query))
 
 
+def _route_with_services(
+    session: Session, origin: str, destination: str
+) -> tuple[list[ShippingCarrier], list[ShippingService]]:
+    """The carriers on the route and their active services, in one query."""
+    ships_from = aliased(CarrierCountry)
+    ships_to = aliased(CarrierCountry)
+    rows = session.execute(
+        select(ShippingCarrier, ShippingService)
+        .join(
+            ships_from,
+            and_(
+                ships_from.carrier_id == ShippingCarrier.id,
+                ships_from.direction == "from",
+                ships_from.country == origin,
+            ),
+        )
+        .join(
+            ships_to,
+            and_(
+                ships_to.carrier_id == ShippingCarrier.id,
+                ships_to.direction == "to",
+                ships_to.country == destination,
+            ),
+        )
+        .outerjoin(
+            ShippingService,
+            and_(
+                ShippingService.carrier_id == ShippingCarrier.id, ShippingService.active.is_(True)
+            ),
+        )
+        .where(ShippingCarrier.active.is_(True))
+        .order_by(ShippingCarrier.code, ShippingService.code)
+    ).all()
+    carriers: dict[int, ShippingCarrier] = {}
+    services: list[ShippingService] = []
+    for carrier, service in rows:
+        carriers.setdefault(carrier.id, carrier)
+        if service is not None:
+            services.append(service)
+    return list(carriers.values()), services
+
+
+def _services_of(session: Session, carrier_ids: Sequence[int]) -> list[ShippingService]:
+    if not carrier_ids:
+        return []
+    return list(
+        session.scalars(
+            select(ShippingService)
+            .where(ShippingService.carrier_id.in_(carrier_ids), ShippingService.active.is_(True))
+            .order_by(ShippingService.carrier_id, ShippingService.code)
+        )
+    )
+
+
 def _rate_cards(
     session: Session,
     carrier_ids: Sequence[int],
     origin: str,
     destination_country: str,
     currency: str | None,
+    services: Sequence[ShippingService] | None = None,
 ) -> dict[int, RateCard]:
     """Active services and the rate tables that could price a parcel on this route.
 
-    Four queries whatever the number of carriers, services and tables.
+    Two queries (three without ``services``) whatever the number of carriers, services,
+    zones and tables.
     """
     cards: dict[int, RateCard] = {i: RateCard() for i in carrier_ids}
-    services = (
-        []
-        if not carrier_ids
-        else list(
-            session.scalars(
-                select(ShippingService)
-                .where(
-                    ShippingService.carrier_id.in_(carrier_ids), ShippingService.active.is_(True)
-                )
-                .order_by(ShippingService.carrier_id, ShippingService.code)
-            )
-        )
-    )
+    if services is None:
+        services = _services_of(session, carrier_ids)
     if not services:
         return cards
     by_id = {s.id: s for s in services}
-    zones_here = select(ZoneMember.zone_id).where(ZoneMember.country == destination_country)
+    # The tables with the zone members that can match the destination: one row per member.
     query = (
-        select(RateTable, ShippingZone.code)
+        select(
+            RateTable, ShippingZone.code, ZoneMember, RateBracket.up_to_g, RateBracket.price_minor
+        )
         .join(ShippingZone, ShippingZone.id == RateTable.zone_id)
+        .join(
+            ZoneMember,
+            and_(
+                ZoneMember.zone_id == RateTable.zone_id, ZoneMember.country == destination_country
+            ),
+        )
+        .outerjoin(RateBracket, RateBracket.rate_table_id == RateTable.id)
         .where(
             RateTable.service_id.in_(list(by_id)),
             RateTable.origin_country.in_([origin, ANY_ORIGIN]),
-            RateTable.zone_id.in_(zones_here),
         )
-        .order_by(RateTable.id)
+        .order_by(RateTable.id, ZoneMember.id, RateBracket.up_to_g)
     )
     if currency is not None:
         query = query.where(RateTable.currency == currency)
-    tables = [(table, zone_code) for table, zone_code in session.execute(query)]
-    rules, brackets = _zone_rules_and_brackets(session, tables, destination_country)
+    # Tables, their zone members in the destination country and their brackets, in one
+    # statement: the rows repeat per member and bracket, so each is taken once.
+    tables: list[tuple[RateTable, str]] = []
+    rules: dict[int, list[ZoneRule]] = defaultdict(list)
+    brackets: dict[int, list[Bracket]] = defaultdict(list)
+    seen_tables: set[int] = set()
+    seen_members: set[int] = set()
+    seen_brackets: set[tuple[int, int]] = set()
+    for table, zone_code, member, up_to_g, price_minor in session.execute(query):
+        if table.id not in seen_tables:
+            seen_tables.add(table.id)
+            tables.append((table, zone_code))
+        if member.id not in seen_members:
+            seen_members.add(member.id)
+            rules[member.zone_id].append(
+                ZoneRule(member.country, member.region, member.postal_prefix)
+            )
+        if up_to_g is not None and (table.id, up_to_g) not in seen_brackets:
+            seen_brackets.add((table.id, up_to_g))
+            brackets[table.id].append(Bracket(up_to_g, from_minor(price_minor, table.currency)))
     per_carrier: dict[int, list[TableRates]] = defaultdict(list)
     for table, zone_code in tables:
         service = by_id[table.service_id]
@@ -883,32 +954,6 @@ def _rate_cards(
         configs = tuple(_service_config(s) for s in services if s.carrier_id == carrier_id)
         cards[carrier_id] = RateCard(configs, tuple(per_carrier[carrier_id]))
     return cards
-
-
-def _zone_rules_and_brackets(
-    session: Session, tables: Sequence[tuple[RateTable, str]], destination_country: str
-) -> tuple[dict[int, list[ZoneRule]], dict[int, list[Bracket]]]:
-    rules: dict[int, list[ZoneRule]] = defaultdict(list)
-    brackets: dict[int, list[Bracket]] = defaultdict(list)
-    if not tables:
-        return rules, brackets
-    zone_ids = {t.zone_id for t, _ in tables}
-    # Only the members in the destination country can match it.
-    for member in session.scalars(
-        select(ZoneMember).where(
-            ZoneMember.zone_id.in_(zone_ids), ZoneMember.country == destination_country
-        )
-    ):
-        rules[member.zone_id].append(ZoneRule(member.country, member.region, member.postal_prefix))
-    currency_of = {t.id: t.currency for t, _ in tables}
-    for row in session.scalars(
-        select(RateBracket)
-        .where(RateBracket.rate_table_id.in_(list(currency_of)))
-        .order_by(RateBracket.rate_table_id, RateBracket.up_to_g)
-    ):
-        cur = currency_of[row.rate_table_id]
-        brackets[row.rate_table_id].append(Bracket(row.up_to_g, from_minor(row.price_minor, cur)))
-    return rules, brackets
 
 
 def _service_config(service: ShippingService) -> ServiceConfig:
@@ -1078,13 +1123,16 @@ def quote(
         origin_country, destination, parcels, total_weight_g, order_value, currency
     )
     at = _aware(at, "body.at")
-    carriers = _route_carriers(session, request.origin_country, request.destination.country)
+    carriers, services = _route_with_services(
+        session, request.origin_country, request.destination.country
+    )
     cards = _rate_cards(
         session,
         [c.id for c in carriers],
         request.origin_country,
         request.destination.country,
         request.currency,
+        services,
     )
     options = []
     for carrier in carriers:
