@@ -36,8 +36,13 @@ from mercato.promotions import service as promotions
 from mercato.promotions.schemas import ActionIn, PromotionIn
 
 CODE = "BENCH10"
-ADDRESS = {"name": "Aiko Tanaka", "line1": "1-2-3 Jingumae", "city": "Shibuya-ku",
-           "postal_code": "150-0001", "country": "JP"}
+ADDRESS = {
+    "name": "Aiko Tanaka",
+    "line1": "1-2-3 Jingumae",
+    "city": "Shibuya-ku",
+    "postal_code": "150-0001",
+    "country": "JP",
+}
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}
 POOL = 40  # variants shoppers pick from (hot rows, as in a real sale)
 
@@ -52,12 +57,22 @@ def _setup(database: Database) -> dict[str, Any]:
 
         priced = pricing.resolve_prices(session, list(free), price_list="JP", currency="JPY")
         pool = [v for v in sorted(free) if v in priced][:POOL]
-        inventory.receive_bulk(session, inventory.Context(actor, reference_type="bench"),
-                               warehouse, [(v, 1_000_000) for v in pool])
-        promotion = promotions.create_promotion(session, actor, PromotionIn(
-            name="Bench 10%", status="active", requires_code=True,  # type: ignore[arg-type]
-            action=ActionIn(type="percent_off_items", percent=Decimal(10)),  # type: ignore[arg-type]
-        ))
+        inventory.receive_bulk(
+            session,
+            inventory.Context(actor, reference_type="bench"),
+            warehouse,
+            [(v, 1_000_000) for v in pool],
+        )
+        promotion = promotions.create_promotion(
+            session,
+            actor,
+            PromotionIn(
+                name="Bench 10%",
+                status="active",
+                requires_code=True,  # type: ignore[arg-type]
+                action=ActionIn(type="percent_off_items", percent=Decimal(10)),  # type: ignore[arg-type]
+            ),
+        )
         promotions.create_code(session, actor, promotion.id, CODE)
     return {"key": credentials.channel_keys["web-jp"], "pool": pool}
 
@@ -67,11 +82,14 @@ async def _flow(client: httpx.AsyncClient, pool: list[int], rng: random.Random) 
     cart = (await client.post("/v1/store/carts", json={})).json()
     token = cart["token"]
     for variant_id in rng.sample(pool, 3):
-        r = await client.post(f"/v1/store/carts/{token}/lines",
-                              json={"variant_id": variant_id, "quantity": rng.randint(1, 2)})
+        r = await client.post(
+            f"/v1/store/carts/{token}/lines",
+            json={"variant_id": variant_id, "quantity": rng.randint(1, 2)},
+        )
         r.raise_for_status()
-    r = await client.patch(f"/v1/store/carts/{token}",
-                           json={"email": "bench@example.jp", "shipping_address": ADDRESS})
+    r = await client.patch(
+        f"/v1/store/carts/{token}", json={"email": "bench@example.jp", "shipping_address": ADDRESS}
+    )
     option = r.json()["shipping_options"][0]["option_id"]
     r = await client.patch(f"/v1/store/carts/{token}", json={"shipping_option_id": option})
     r.raise_for_status()
@@ -90,11 +108,13 @@ async def _flow(client: httpx.AsyncClient, pool: list[int], rng: random.Random) 
     return elapsed
 
 
-async def _level(base: str, key: str, pool: list[int], concurrency: int,
-                 flows: int) -> dict[str, Any]:
+async def _level(
+    base: str, key: str, pool: list[int], concurrency: int, flows: int
+) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency * 2)
-    async with httpx.AsyncClient(base_url=base, headers={"X-Channel-Key": key}, timeout=120,
-                                 limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"X-Channel-Key": key}, timeout=120, limits=limits
+    ) as client:
         queue = list(range(flows))
         latencies: list[float] = []
         errors: list[str] = []
@@ -122,7 +142,9 @@ async def _level(base: str, key: str, pool: list[int], concurrency: int,
     }
 
 
-def _count_queries(database: Database, data_dir: Path, key: str, pool: list[int]) -> tuple[int, int, list[str]]:
+def _count_queries(
+    database: Database, data_dir: Path, key: str, pool: list[int]
+) -> tuple[int, int, list[str]]:
     from fastapi.testclient import TestClient
 
     from mercato.app import create_app
@@ -137,28 +159,38 @@ def _count_queries(database: Database, data_dir: Path, key: str, pool: list[int]
     with TestClient(app, headers={"X-Channel-Key": key}) as client:
         cart = client.post("/v1/store/carts", json={}).json()["token"]
         for variant_id in pool[:3]:
-            client.post(f"/v1/store/carts/{cart}/lines", json={"variant_id": variant_id,
-                                                               "quantity": 1})
-        r = client.patch(f"/v1/store/carts/{cart}",
-                         json={"email": "count@example.jp", "shipping_address": ADDRESS})
+            client.post(
+                f"/v1/store/carts/{cart}/lines", json={"variant_id": variant_id, "quantity": 1}
+            )
+        r = client.patch(
+            f"/v1/store/carts/{cart}",
+            json={"email": "count@example.jp", "shipping_address": ADDRESS},
+        )
         option = r.json()["shipping_options"][0]["option_id"]
         client.patch(f"/v1/store/carts/{cart}", json={"shipping_option_id": option})
-        total = client.post(f"/v1/store/carts/{cart}/codes",
-                            json={"code": CODE}).json()["grand_total"]["amount"]
+        total = client.post(f"/v1/store/carts/{cart}/codes", json={"code": CODE}).json()[
+            "grand_total"
+        ]["amount"]
         card = client.post("/v1/store/payments/test-gateway/tokens", json=CARD).json()["token"]
         event.listen(database.engine, "before_cursor_execute", listener)
         try:
-            r = client.post(f"/v1/store/carts/{cart}/checkout",
-                            headers={"Idempotency-Key": str(uuid.uuid4())},
-                            json={"payments": [{"method": "test_gateway", "amount": total,
-                                                "token": card}]})
+            r = client.post(
+                f"/v1/store/carts/{cart}/checkout",
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+                json={"payments": [{"method": "test_gateway", "amount": total, "token": card}]},
+            )
         finally:
             event.remove(database.engine, "before_cursor_execute", listener)
         if r.status_code != 201:
             raise RuntimeError(f"checkout answered {r.status_code}: {r.text[:300]}")
     # Transaction control is not work; PostgreSQL's driver does not even show it.
-    work = [s for s in seen if not s.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK",
-                                                                   "SAVEPOINT", "RELEASE"))]
+    work = [
+        s
+        for s in seen
+        if not s.lstrip()
+        .upper()
+        .startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"))
+    ]
     provider = [s for s in work if "test_gateway_" in s]
     mercato = [s for s in work if "test_gateway_" not in s]
     return len(mercato), len(provider), mercato
@@ -174,48 +206,81 @@ def _baseline(database: Database, orders: int, threads: int, pool: list[int]) ->
     def one(n: int) -> None:
         now = utcnow()
         rng = random.Random(n)
-        lines = rng.sample(pool, 3)
+        lines = sorted(rng.sample(pool, 3))  # lock order, as the service does
         number = f"B{uuid.uuid4().hex[:12]}"
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response, "
-                "created_at) VALUES (:s, :k, 'x', 201, '{}', :now)"),
-                {"s": "bench", "k": number, "now": now})
-            order_id = conn.execute(text(
-                "INSERT INTO orders (number, channel_id, source, status, currency, tax_included, "
-                "subtotal, discount_total, shipping_total, tax_total, grand_total, tax_breakdown,"
-                " promotions, created_at, updated_at) VALUES (:n, :c, 'checkout', 'confirmed', "
-                "'JPY', true, 1, 0, 0, 0, 1, '[]', '[]', :now, :now) RETURNING id"),
-                {"n": number, "c": channel, "now": now}).scalar()
+            conn.execute(
+                text(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response, "
+                    "created_at) VALUES (:s, :k, 'x', 201, '{}', :now)"
+                ),
+                {"s": "bench", "k": number, "now": now},
+            )
+            order_id = conn.execute(
+                text(
+                    "INSERT INTO orders (number, channel_id, source, status, currency, tax_included, "
+                    "subtotal, discount_total, shipping_total, tax_total, grand_total, tax_breakdown,"
+                    " promotions, created_at, updated_at) VALUES (:n, :c, 'checkout', 'confirmed', "
+                    "'JPY', true, 1, 0, 0, 0, 1, '[]', '[]', :now, :now) RETURNING id"
+                ),
+                {"n": number, "c": channel, "now": now},
+            ).scalar()
             for i, v in enumerate(lines):
-                conn.execute(text(
-                    "UPDATE stock_levels SET reserved = reserved + 1 WHERE variant_id = :v AND "
-                    "location_id = :l AND on_hand - reserved - safety_stock >= 1"),
-                    {"v": v, "l": warehouse})
-                conn.execute(text(
-                    "INSERT INTO stock_movements (variant_id, location_id, reason, on_hand_delta,"
-                    " reserved_delta, actor_type, created_at) VALUES (:v, :l, 'reservation', 0, "
-                    "1, 'bench', :now)"), {"v": v, "l": warehouse, "now": now})
-                conn.execute(text(
-                    "INSERT INTO stock_reservations (variant_id, location_id, quantity, status, "
-                    "created_at, updated_at) VALUES (:v, :l, 1, 'allocated', :now, :now)"),
-                    {"v": v, "l": warehouse, "now": now})
-                conn.execute(text(
-                    "INSERT INTO order_lines (order_id, line_no, variant_id, sku, name, tax_class,"
-                    " quantity, unit_price, subtotal, discount, tax, tax_rate, total, "
-                    "delivery_mode, status, cancelled_quantity, fulfilled_quantity, "
-                    "returned_quantity) VALUES (:o, :i, :v, 'SKU', 'Name', 'standard', 1, 1, 1, "
-                    "0, 0, 0, 1, 'ship', 'open', 0, 0, 0)"), {"o": order_id, "i": i, "v": v})
+                conn.execute(
+                    text(
+                        "UPDATE stock_levels SET reserved = reserved + 1 WHERE variant_id = :v AND "
+                        "location_id = :l AND on_hand - reserved - safety_stock >= 1"
+                    ),
+                    {"v": v, "l": warehouse},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO stock_movements (variant_id, location_id, reason, on_hand_delta,"
+                        " reserved_delta, actor_type, created_at) VALUES (:v, :l, 'reservation', 0, "
+                        "1, 'bench', :now)"
+                    ),
+                    {"v": v, "l": warehouse, "now": now},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO stock_reservations (variant_id, location_id, quantity, status, "
+                        "created_at, updated_at) VALUES (:v, :l, 1, 'allocated', :now, :now)"
+                    ),
+                    {"v": v, "l": warehouse, "now": now},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO order_lines (order_id, line_no, variant_id, sku, name, tax_class,"
+                        " quantity, unit_price, subtotal, discount, tax, tax_rate, total, "
+                        "delivery_mode, status, cancelled_quantity, fulfilled_quantity, "
+                        "returned_quantity) VALUES (:o, :i, :v, 'SKU', 'Name', 'standard', 1, 1, 1, "
+                        "0, 0, 0, 1, 'ship', 'open', 0, 0, 0)"
+                    ),
+                    {"o": order_id, "i": i, "v": v},
+                )
             for status in ("pending_payment", "placed", "confirmed"):
-                conn.execute(text(
-                    "INSERT INTO order_transitions (order_id, to_status, actor_type, at) VALUES "
-                    "(:o, :s, 'bench', :now)"), {"o": order_id, "s": status, "now": now})
-            for kind in ("order.placed", "order.confirmed", "stock.changed", "stock.changed",
-                         "stock.changed", "payment.authorized"):
-                conn.execute(text(
-                    "INSERT INTO outbox_events (event_id, type, version, occurred_at, data, "
-                    "attempts) VALUES (:e, :t, 1, :now, '{}', 0)"),
-                    {"e": str(uuid.uuid4()), "t": kind, "now": now})
+                conn.execute(
+                    text(
+                        "INSERT INTO order_transitions (order_id, to_status, actor_type, at) VALUES "
+                        "(:o, :s, 'bench', :now)"
+                    ),
+                    {"o": order_id, "s": status, "now": now},
+                )
+            for kind in (
+                "order.placed",
+                "order.confirmed",
+                "stock.changed",
+                "stock.changed",
+                "stock.changed",
+                "payment.authorized",
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO outbox_events (event_id, type, version, occurred_at, data, "
+                        "attempts) VALUES (:e, :t, 1, :now, '{}', 0)"
+                    ),
+                    {"e": str(uuid.uuid4()), "t": kind, "now": now},
+                )
 
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool_:
@@ -223,25 +288,28 @@ def _baseline(database: Database, orders: int, threads: int, pool: list[int]) ->
     return orders / (time.perf_counter() - started)
 
 
-def run(levels: list[int], flows_per_level: int | None, processes: int,
-        database_url: str | None) -> dict[str, Any]:
+def run(
+    levels: list[int], flows_per_level: int | None, processes: int, database_url: str | None
+) -> dict[str, Any]:
     with scratch_database(database_url) as (database, url, tmp):
         world = _setup(database)
-        queries, provider_queries, statements = _count_queries(database, tmp, world["key"],
-                                                               world["pool"])
+        queries, provider_queries, statements = _count_queries(
+            database, tmp, world["key"], world["pool"]
+        )
         results = []
         with api_server(url, tmp, workers=processes) as base:
             # Warm-up: imports, statement caches, connection pools.
             asyncio.run(_level(base, world["key"], world["pool"], 2, 6))
             for concurrency in levels:
                 flows = flows_per_level or max(40, concurrency * 6)
-                results.append(asyncio.run(_level(base, world["key"], world["pool"],
-                                                  concurrency, flows)))
+                results.append(
+                    asyncio.run(_level(base, world["key"], world["pool"], concurrency, flows))
+                )
         with database.read() as session:
             _, mismatches = inventory.verify(session)
-            oversold = session.execute(text(
-                "SELECT COUNT(*) FROM stock_levels WHERE reserved > on_hand OR on_hand < 0"
-            )).scalar()
+            oversold = session.execute(
+                text("SELECT COUNT(*) FROM stock_levels WHERE reserved > on_hand OR on_hand < 0")
+            ).scalar()
         baseline = _baseline(database, 200, 8, world["pool"])
         return {
             "benchmark": "checkout",
@@ -256,8 +324,13 @@ def run(levels: list[int], flows_per_level: int | None, processes: int,
             "baseline": "the rows of one checkout written as bare SQL, 8 threads",
             "baseline_orders_per_s": round(baseline, 1),
             "ratio_to_baseline_at_8": next(
-                (round(level["orders_per_s"] / baseline, 3) for level in results
-                 if level["concurrency"] == 8), None),
+                (
+                    round(level["orders_per_s"] / baseline, 3)
+                    for level in results
+                    if level["concurrency"] == 8
+                ),
+                None,
+            ),
             "machine": machine(),
             "statements": [s.split("\n")[0][:120] for s in statements],
         }

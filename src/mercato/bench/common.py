@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,15 +34,50 @@ def machine() -> dict[str, object]:
 
 @contextmanager
 def scratch_database(database_url: str | None) -> Iterator[tuple[Database, str, Path]]:
-    """A migrated database: a new SQLite file by default, or the one at ``database_url``."""
+    """A new, migrated database for one benchmark run, dropped afterwards.
+
+    SQLite by default (a file in a temporary directory). With a PostgreSQL URL the
+    benchmark creates a database of its own next to the one named (the role needs
+    CREATEDB) so that runs never mix with each other or with real data.
+    """
     with tempfile.TemporaryDirectory(prefix="mercato-bench-") as tmp:
-        url = database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
-        database = Database(url)
-        try:
-            migrate.upgrade(database.engine)
+        if database_url is None:
+            url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+            with _migrated(url) as database:
+                yield database, url, Path(tmp)
+            return
+        with _postgres_scratch(database_url) as url, _migrated(url) as database:
             yield database, url, Path(tmp)
-        finally:
-            database.dispose()
+
+
+@contextmanager
+def _migrated(url: str) -> Iterator[Database]:
+    database = Database(url)
+    try:
+        migrate.upgrade(database.engine)
+        yield database
+    finally:
+        database.dispose()
+
+
+@contextmanager
+def _postgres_scratch(database_url: str) -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"mercato_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False).replace(
+            "postgresql+psycopg://", "postgresql://", 1
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def free_port() -> int:

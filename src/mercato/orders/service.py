@@ -404,3 +404,112 @@ def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -
             raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(Order.id < after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda o: o.id)
+
+
+def returnable_quantities(session: Session, order_id: int) -> dict[int, int]:
+    """Per order line id: units delivered or handed over and not yet returned."""
+    return {
+        line.id: line.fulfilled_quantity - line.returned_quantity
+        for line in order_lines(session, order_id)
+    }
+
+
+def record_returned(
+    session: Session, actor: Principal, order_id: int, quantities: dict[int, int],
+    *, reference: str,
+) -> list[OrderLine]:
+    """Count returned units on the order's lines (never more than were fulfilled).
+
+    Each line is one conditional UPDATE, so two returns processed at once cannot return
+    the same unit twice; a line without enough fulfilled units left is a 409.
+    """
+    changed: list[OrderLine] = []
+    for line_id, quantity in sorted(quantities.items()):
+        if quantity <= 0:
+            raise ValidationProblem.field("body.lines", "returned quantities are positive")
+        line = session.scalars(
+            update(OrderLine)
+            .where(
+                OrderLine.id == line_id,
+                OrderLine.order_id == order_id,
+                OrderLine.returned_quantity + quantity <= OrderLine.fulfilled_quantity,
+            )
+            .values(returned_quantity=OrderLine.returned_quantity + quantity)
+            .returning(OrderLine)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        ).one_or_none()
+        if line is None:
+            raise UnprocessableState(
+                f"order line {line_id}: {quantity} more units cannot be returned",
+                code="return-exceeds-fulfilled",
+                extra={"order_line_id": line_id},
+            )
+        changed.append(line)
+    order = get_order(session, order_id)
+    publish(session, "order.lines_returned",
+            {**order_event(order), "reference": reference,
+             "lines": [{"order_line_id": k, "quantity": v} for k, v in sorted(quantities.items())]},
+            aggregate_type="order", aggregate_id=order_id)
+    return changed
+
+
+def record_fulfilled(
+    session: Session, actor: Principal, order_id: int, quantities: dict[int, int],
+    *, reason: str | None = None,
+) -> Order:
+    """Count shipped or handed-over units; the order moves to partially_fulfilled or
+    fulfilled accordingly (from allocated, confirmed or partially_fulfilled)."""
+    for line_id, quantity in sorted(quantities.items()):
+        if quantity <= 0:
+            raise ValidationProblem.field("body.lines", "fulfilled quantities are positive")
+        done = session.execute(
+            update(OrderLine)
+            .where(
+                OrderLine.id == line_id,
+                OrderLine.order_id == order_id,
+                OrderLine.fulfilled_quantity + OrderLine.cancelled_quantity + quantity
+                <= OrderLine.quantity,
+            )
+            .values(fulfilled_quantity=OrderLine.fulfilled_quantity + quantity)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(done, "rowcount", 0):
+            raise UnprocessableState(
+                f"order line {line_id}: {quantity} more units cannot be fulfilled",
+                code="fulfilment-exceeds-ordered",
+                extra={"order_line_id": line_id},
+            )
+    return sync_fulfilment_status(session, actor, order_id, reason=reason)
+
+
+def sync_fulfilment_status(
+    session: Session, actor: Principal, order_id: int, *, reason: str | None = None
+) -> Order:
+    """Move the order to what its lines say: fulfilled when every unit is shipped, handed
+    over or cancelled, partially fulfilled when some are."""
+    order = get_order(session, order_id)
+    lines = order_lines(session, order_id)
+    open_units = sum(x.quantity - x.fulfilled_quantity - x.cancelled_quantity for x in lines)
+    shipped = sum(x.fulfilled_quantity for x in lines)
+    current = OrderStatus(order.status)
+    if open_units == 0 and shipped > 0:
+        target = OrderStatus.FULFILLED
+    elif shipped > 0:
+        target = OrderStatus.PARTIALLY_FULFILLED
+    else:
+        return order
+    if current is target:
+        return order
+    steps: list[tuple[OrderStatus, str | None]] = []
+    position = current
+    if position is OrderStatus.CONFIRMED:
+        steps.append((OrderStatus.ALLOCATED, "allocated at fulfilment"))
+        position = OrderStatus.ALLOCATED
+    if target not in TRANSITIONS[position]:
+        raise UnprocessableState(
+            f"order {order.number} is {current}: it cannot be fulfilled",
+            code="illegal-transition",
+            extra={"from": current.value, "to": target.value},
+        )
+    steps.append((target, reason))
+    return advance(session, actor, order_id, current, steps)
