@@ -42,7 +42,9 @@ def _register_domains(app: FastAPI) -> None:
     from mercato.checkout.api import api as checkout_api
     from mercato.customers.api import api as customers_api
     from mercato.inventory.api import api as inventory_api
+    from mercato.fulfillment.api import api as fulfillment_api
     from mercato.locations.api import api as locations_api
+    from mercato.marketing.api import api as marketing_api
     from mercato.orders.api import api as orders_api
     from mercato.payments.api import api as payments_api
     from mercato.payments.store_api import api as payments_store_api
@@ -51,6 +53,9 @@ def _register_domains(app: FastAPI) -> None:
     from mercato.shipping.api import api as shipping_api
     from mercato.storefront.api import api as storefront_api
     from mercato.storefront.stock_api import api as storefront_stock_api
+    from mercato.support.api import api as support_api
+    from mercato.support.api import store_api as support_store_api
+    from mercato.webhooks.api import api as webhooks_api
 
     for router in (
         auth_api,
@@ -69,6 +74,11 @@ def _register_domains(app: FastAPI) -> None:
         carts_api,
         checkout_api,
         orders_api,
+        marketing_api,
+        support_api,
+        support_store_api,
+        fulfillment_api,
+        webhooks_api,
     ):
         app.include_router(router)
 
@@ -76,7 +86,11 @@ def _register_domains(app: FastAPI) -> None:
 def _register_subscribers(dispatcher: Dispatcher) -> None:
     """Cross-domain reactions go through events; domains add their handlers here."""
     from mercato.channels import service as channels
+    from mercato.fulfillment import events as fulfillment_events
     from mercato.inventory import service as inventory
+    from mercato.marketing import events as marketing_events
+    from mercato.support import events as support_events
+    from mercato.webhooks import events as webhook_events
 
     dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
 
@@ -85,6 +99,10 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
 
     dispatcher.subscribe("location.created", location_changed)
     dispatcher.subscribe("location.updated", location_changed)
+    marketing_events.register(dispatcher)
+    support_events.register(dispatcher)
+    fulfillment_events.register(dispatcher)
+    webhook_events.register(dispatcher)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:

@@ -106,3 +106,30 @@ def idempotency_key(
 
 
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
+
+
+def require_outside_transaction(permission: Permission) -> Callable[..., Principal]:
+    """As :func:`require`, authenticated in a short read transaction of its own.
+
+    For endpoints that run several transactions themselves and call outside services
+    (payment providers) between them: the request must not hold a transaction open.
+    """
+
+    def check(
+        request: Request,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Principal:
+        token = bearer_token(authorization)
+        if token is None:
+            raise Unauthorized(
+                "a staff bearer token is required",
+                code="missing-token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        with get_database(request).read() as session:
+            principal = auth_service.authenticate(session, token)
+        principal.require(permission)
+        return principal
+
+    check.__name__ = f"require_{permission.name.lower()}"
+    return check

@@ -93,8 +93,9 @@ Handler = Callable[[Session, Event], None]
 class _PeriodicJob:
     name: str
     every_seconds: float
-    job: Callable[[Session], object]
+    job: Callable[[Any], object]
     next_run: float = 0.0
+    raw: bool = False
 
 
 def publish(
@@ -257,12 +258,22 @@ class Dispatcher:
         """
         self._periodic.append(_PeriodicJob(name, every_seconds, job))
 
+    def add_periodic_work(
+        self, name: str, every_seconds: float, job: Callable[[Database], object]
+    ) -> None:
+        """Like :meth:`add_periodic` for jobs that open their own transactions because they
+        call outside services (payment captures, refunds): none is open around them."""
+        self._periodic.append(_PeriodicJob(name, every_seconds, job, raw=True))
+
     def run_periodic(self, force: bool = False) -> None:
         now = time.monotonic()
         for job in self._periodic:
             if force or now >= job.next_run:
                 job.next_run = now + job.every_seconds
                 try:
+                    if job.raw:
+                        job.job(self.database)  # type: ignore[arg-type]
+                        continue
                     with self.database.transaction() as session:
                         job.job(session)
                 except Exception:

@@ -14,3 +14,7 @@ from mercato.payments import models as payment_models  # noqa: F401
 from mercato.pricing import models as pricing_models  # noqa: F401
 from mercato.promotions import models as promotion_models  # noqa: F401
 from mercato.shipping import models as shipping_models  # noqa: F401
+from mercato.support import models as support_models  # noqa: F401
+from mercato.webhooks import models as webhook_models  # noqa: F401
+from mercato.fulfillment import models as fulfillment_models  # noqa: F401
+from mercato.marketing import models as marketing_models  # noqa: F401

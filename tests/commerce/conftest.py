@@ -42,8 +42,13 @@ class DemoWorld:
         return {"X-Channel-Key": self.credentials.channel_keys[channel]}
 
     def staff(self) -> dict[str, str]:
-        response = self.client.post("/v1/auth/login", json={
-            "email": self.credentials.staff_email, "password": self.credentials.staff_password})
+        response = self.client.post(
+            "/v1/auth/login",
+            json={
+                "email": self.credentials.staff_email,
+                "password": self.credentials.staff_password,
+            },
+        )
         assert response.status_code == 200, response.text
         return {"Authorization": f"Bearer {response.json()['token']}"}
 
@@ -55,25 +60,43 @@ class DemoWorld:
         assert found is not None
         return int(found)
 
-    def new_product(self, stock: dict[str, int], prices: dict[str, dict[str, str]],
-                    tax_class: str = "standard") -> int:
+    def new_product(
+        self, stock: dict[str, int], prices: dict[str, dict[str, str]], tax_class: str = "standard"
+    ) -> int:
         """A fresh active variant with stock at locations (by code) and prices per list."""
         code = f"T-{uuid.uuid4().hex[:8]}"
         with self.database.transaction() as session:
-            product = catalog.create_product(session, SYSTEM, ProductIn(
-                code=code, name=f"Test item {code}", status=ProductStatus.ACTIVE,
-                tax_class=tax_class, variants=[VariantIn(sku=code, weight_g=300)],
-                translations={"ja": TranslationIn(name=f"テスト商品 {code}"),
-                              "de": TranslationIn(name=f"Testartikel {code}")}))
+            product = catalog.create_product(
+                session,
+                SYSTEM,
+                ProductIn(
+                    code=code,
+                    name=f"Test item {code}",
+                    status=ProductStatus.ACTIVE,
+                    tax_class=tax_class,
+                    variants=[VariantIn(sku=code, weight_g=300)],
+                    translations={
+                        "ja": TranslationIn(name=f"テスト商品 {code}"),
+                        "de": TranslationIn(name=f"Testartikel {code}"),
+                    },
+                ),
+            )
             variant_id = product.variants[0].id
             ctx = inventory.Context(SYSTEM, reference_type="test")
             for location, units in stock.items():
-                inventory.receive_bulk(session, ctx, self.location_id(location),
-                                       [(variant_id, units)])
+                inventory.receive_bulk(
+                    session, ctx, self.location_id(location), [(variant_id, units)]
+                )
             for price_list, amounts in prices.items():
-                pricing.set_prices(session, SYSTEM, price_list, [
-                    pricing.PriceInput(variant_id, currency, _dec(amount))
-                    for currency, amount in amounts.items()])
+                pricing.set_prices(
+                    session,
+                    SYSTEM,
+                    price_list,
+                    [
+                        pricing.PriceInput(variant_id, currency, _dec(amount))
+                        for currency, amount in amounts.items()
+                    ],
+                )
         return int(variant_id)
 
 
@@ -91,8 +114,11 @@ def _postgres_database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield url.set(database=name).render_as_string(hide_password=False).replace(
-            "postgresql+psycopg://", "postgresql://", 1)
+        yield (
+            url.set(database=name)
+            .render_as_string(hide_password=False)
+            .replace("postgresql+psycopg://", "postgresql://", 1)
+        )
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -100,8 +126,9 @@ def _postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def demo_world(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
+def demo_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoWorld]:
     data_dir = Path(tmp_path_factory.mktemp("demo"))
     if request.param == "postgresql":
         urls = _postgres_database()

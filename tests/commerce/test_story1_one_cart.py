@@ -39,24 +39,37 @@ def test_one_cart_across_channels_and_countries(demo_world: DemoWorld) -> None:
     assert (mine["currency"], mine["locale"], mine["channel"]) == ("JPY", "en", "app")
     for name in AMOUNTS:
         assert mine[name]["amount"] == in_japan[name]["amount"], name
-    assert [(x["sku"], x["quantity"], x["unit_price"]["amount"], x["total"]["amount"])
-            for x in mine["lines"]] == [
+    assert [
         (x["sku"], x["quantity"], x["unit_price"]["amount"], x["total"]["amount"])
-        for x in in_japan["lines"]]
+        for x in mine["lines"]
+    ] == [
+        (x["sku"], x["quantity"], x["unit_price"]["amount"], x["total"]["amount"])
+        for x in in_japan["lines"]
+    ]
     # Names and formatting follow the channel's language, not the amounts.
     assert all(x["name"].isascii() for x in mine["lines"])
     assert not any(x["name"].isascii() for x in in_japan["lines"])
     assert mine["grand_total"]["formatted"].startswith("¥")
 
-    order = ok(pay(client, {**app, **customer_app}, token, mine["grand_total"]["amount"],
-                   idempotency_key=f"story1-{token}"), 201)
+    order = ok(
+        pay(
+            client,
+            {**app, **customer_app},
+            token,
+            mine["grand_total"]["amount"],
+            idempotency_key=f"story1-{token}",
+        ),
+        201,
+    )
     assert order["status"] == "confirmed" and order["currency"] == "JPY"
     assert order["grand_total"] == in_japan["grand_total"]["amount"]
     assert order["channel_id"] != cart.get("channel_id")
     staff = demo_world.staff()
     placed = ok(client.get(f"/v1/orders/{order['id']}", headers=staff))
     assert [(t["from_status"], t["to_status"]) for t in placed["timeline"]] == [
-        ("pending_payment", "placed"), ("placed", "confirmed")]
+        ("pending_payment", "placed"),
+        ("placed", "confirmed"),
+    ]
 
 
 def test_a_channel_that_cannot_sell_a_line_says_why(demo_world: DemoWorld) -> None:

@@ -28,7 +28,8 @@ def test_flash_sale_checkouts_never_oversell(demo_world: DemoWorld, tmp_path: Pa
         total = ship_to(client, key, token, TOKYO, f"buyer{n}@example.com")["grand_total"]
         carts.append((token, total["amount"], card_token(client, key)))
     url = demo_world.database.engine.url.render_as_string(hide_password=False).replace(
-        "+psycopg", "")
+        "+psycopg", ""
+    )
     gate = threading.Barrier(BUYERS)
     with api_processes(url, 2, tmp_path) as urls:
 
@@ -39,8 +40,10 @@ def test_flash_sale_checkouts_never_oversell(demo_world: DemoWorld, tmp_path: Pa
                 response = http.post(
                     f"/v1/store/carts/{token}/checkout",
                     headers={**key, "Idempotency-Key": str(uuid.uuid4())},
-                    json={"payments": [{"method": "test_gateway", "amount": amount,
-                                        "token": card}]})
+                    json={
+                        "payments": [{"method": "test_gateway", "amount": amount, "token": card}]
+                    },
+                )
                 return response.status_code
 
         with ThreadPoolExecutor(BUYERS) as pool:

@@ -662,6 +662,8 @@ def compute(
     ship_lines = [x for x in priced if x.line.delivery_mode == "ship"]
     options = _quote(session, cart, channel, ship_lines, subtotal)
     chosen = next((o for o in options if o.option_id == cart.shipping_option_id), None)
+    if cart.customer_id is None and not cart.email:
+        issues.append("email-required")
     if ship_lines and cart.shipping_address is None:
         issues.append("shipping-address-required")
     elif ship_lines and not options:

@@ -60,6 +60,9 @@ class CheckoutRequest:
     tenders: Sequence[payments.TenderRequest]
     email: str | None = None
     note: str | None = None
+    # A staff member checking out for a customer (call centre, endless aisle at the POS).
+    actor: Principal | None = None
+    source: str = "checkout"
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def checkout(
     payload: Any,
     request_id: str | None = None,
 ) -> Outcome:
-    actor = _actor(channel, customer_id)
+    actor = request.actor or _actor(channel, customer_id)
     fingerprint = idempotency.request_fingerprint(payload)
     try:
         started = _hold_and_commit(
@@ -292,7 +295,7 @@ def _draft(
     return orders.OrderDraft(
         channel_id=channel.id,
         currency=computed.currency,
-        source="checkout",
+        source=request.source,
         lines=[
             orders.LineDraft(
                 variant_id=x.line.variant_id,

@@ -741,6 +741,45 @@ def release(
     return released
 
 
+def release_quantity(
+    session: Session, ctx: Context, reservation_id: int, quantity: int
+) -> Reservation:
+    """Give back part of a reservation (a line cancelled or sent elsewhere); all of it
+    releases the reservation."""
+    reservation = get_reservation(session, reservation_id)
+    check_quantity(quantity, "body.quantity")
+    if reservation.status not in ACTIVE_RESERVATION:
+        raise UnprocessableState(
+            f"reservation {reservation_id} is {reservation.status}", code="reservation-closed"
+        )
+    if quantity > reservation.quantity:
+        raise ValidationProblem.field("body.quantity", f"only {reservation.quantity} reserved")
+    if quantity == reservation.quantity:
+        return release(session, ctx, [reservation_id])[0]
+    if not _shrink(session, reservation_id, quantity):
+        raise UnprocessableState(
+            f"reservation {reservation_id} changed meanwhile", code="reservation-closed"
+        )
+    snap = change(session, ctx, reservation.variant_id, reservation.location_id, Reason.RELEASE,
+                  reserved_delta=-quantity, guard=Guard.PHYSICAL)
+    if snap is None:
+        raise Conflict(f"reservation {reservation_id} does not match its stock row")
+    return get_reservation(session, reservation_id)
+
+
+def active_reservations_for(
+    session: Session, reference_type: str, reference_id: str
+) -> list[Reservation]:
+    return list(session.scalars(
+        select(Reservation)
+        .where(Reservation.reference_type == reference_type,
+               Reservation.reference_id == reference_id,
+               Reservation.status.in_(ACTIVE_RESERVATION))
+        .order_by(Reservation.id)
+        .execution_options(populate_existing=True)
+    ))
+
+
 def allocate(
     session: Session,
     ctx: Context,

@@ -4,15 +4,37 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
-from mercato.deps import DbSession, Pagination, require
-from mercato.orders import service
-from mercato.orders.schemas import OrderOut, OrderSummaryOut
+from mercato.deps import (
+    DbSession,
+    IdempotencyKey,
+    Pagination,
+    get_database,
+    require,
+    require_outside_transaction,
+)
+from mercato.errors import PROBLEM_CONTENT_TYPE, ValidationProblem
+from mercato.fulfillment import service as fulfillment
+from mercato.orders import service, workflows
+from mercato.orders.schemas import (
+    CancellationOut,
+    CancelLinesIn,
+    ImportOrderIn,
+    NoteIn,
+    NoteOut,
+    OrderOut,
+    OrderSummaryOut,
+    ReasonIn,
+    RoutingDecisionOut,
+    StaffOrderIn,
+    TransitionIn,
+)
 from mercato.orders.state import OrderStatus
 from mercato.orders.views import order_out
 from mercato.routing import router
@@ -69,3 +91,159 @@ def get_order(order_id: int, session: DbSession, principal: Reader) -> OrderOut:
 @api.get("/by-number/{number}", response_model=OrderOut)
 def get_order_by_number(number: str, session: DbSession, principal: Reader) -> OrderOut:
     return order_out(session, service.get_by_number(session, number), with_timeline=True)
+
+
+Writer = Annotated[Principal, Depends(require(Permission.ORDERS_WRITE))]
+WriterNoTx = Annotated[Principal, Depends(require_outside_transaction(Permission.ORDERS_WRITE))]
+
+
+def _outcome_response(outcome: Any) -> JSONResponse:
+    media = PROBLEM_CONTENT_TYPE if outcome.status_code >= 400 else "application/json"
+    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media)
+
+
+@api.post("", status_code=201, responses={201: {"model": OrderOut}})
+def create_order(
+    request: Request, body: StaffOrderIn, principal: WriterNoTx, key: IdempotencyKey
+) -> JSONResponse:
+    """Take an order for a customer (call centre; endless aisle: sold in store, shipped from
+    a warehouse). Same stock, codes and payment rules as a shopper's checkout."""
+    outcome = workflows.create_staff_order(
+        get_database(request),
+        principal,
+        body,
+        key=key,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return _outcome_response(outcome)
+
+
+@api.post("/import", response_model=OrderOut, status_code=201)
+def import_order(
+    body: ImportOrderIn, session: DbSession, principal: Writer, response: Response
+) -> OrderOut:
+    """An order sold on a marketplace or in an ERP, at its prices, paid there. The same
+    ``external_id`` in the same channel answers the existing order (200), never a second."""
+    order, created = workflows.import_order(
+        session,
+        principal,
+        workflows.ImportRequest(
+            channel_id=body.channel_id,
+            external_id=body.external_id,
+            currency=body.currency,
+            lines=[
+                workflows.ImportLine(x.sku, x.quantity, x.unit_price, x.discount, x.tax)
+                for x in body.lines
+            ],
+            shipping_total=body.shipping_total,
+            tax_included=body.tax_included,
+            email=body.email,
+            customer_id=body.customer_id,
+            shipping_address=body.shipping_address,
+            paid=body.paid,
+            locale=body.locale,
+        ),
+    )
+    if not created:
+        response.status_code = 200
+    return order_out(session, order)
+
+
+def _cancellation(request: Request, result: workflows.Cancellation) -> CancellationOut:
+    with get_database(request).read() as session:
+        order = service.get_order(session, result.order.id)
+        refunded = sum((r.amount for r in result.refunds), Decimal(0))
+        return CancellationOut(
+            order=order_out(session, order, with_timeline=True),
+            refund_due=result.refund_due,
+            refunded=refunded,
+        )
+
+
+@api.post("/{order_id}/cancel", response_model=CancellationOut)
+def cancel_order(
+    request: Request, order_id: int, body: ReasonIn, principal: WriterNoTx
+) -> CancellationOut:
+    """Cancel what is not yet shipped or collected: stock back, codes back, authorisations
+    voided, captured money refunded to the original payment methods."""
+    result = workflows.cancel_order(
+        get_database(request),
+        principal,
+        order_id,
+        body.reason,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return _cancellation(request, result)
+
+
+@api.post("/{order_id}/lines/cancel", response_model=CancellationOut)
+def cancel_lines(
+    request: Request, order_id: int, body: CancelLinesIn, principal: WriterNoTx
+) -> CancellationOut:
+    quantities: dict[int, int] = {}
+    for x in body.lines:
+        quantities[x.order_line_id] = quantities.get(x.order_line_id, 0) + x.quantity
+    result = workflows.cancel_lines(
+        get_database(request),
+        principal,
+        order_id,
+        quantities,
+        body.reason,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return _cancellation(request, result)
+
+
+@api.post("/{order_id}/hold", response_model=OrderOut)
+def hold(order_id: int, body: ReasonIn, session: DbSession, principal: Writer) -> OrderOut:
+    return order_out(session, workflows.hold(session, principal, order_id, body.reason))
+
+
+@api.post("/{order_id}/release", response_model=OrderOut)
+def release_hold(order_id: int, session: DbSession, principal: Writer) -> OrderOut:
+    return order_out(session, workflows.release_hold(session, principal, order_id))
+
+
+@api.post("/{order_id}/notes", response_model=NoteOut, status_code=201)
+def add_note(order_id: int, body: NoteIn, session: DbSession, principal: Writer) -> NoteOut:
+    return NoteOut.model_validate(service.add_note(session, principal, order_id, body.body))
+
+
+@api.get("/{order_id}/notes", response_model=list[NoteOut])
+def list_notes(order_id: int, session: DbSession, principal: Reader) -> list[NoteOut]:
+    service.get_order(session, order_id)
+    return [NoteOut.model_validate(n) for n in service.notes(session, order_id)]
+
+
+@api.post("/{order_id}/transitions", response_model=OrderOut)
+def transition(
+    order_id: int, body: TransitionIn, session: DbSession, principal: Writer
+) -> OrderOut:
+    """Move an order by hand where no stock or money moves: approve after fraud review
+    (``confirmed``), hold for review, mark delivered without tracking, close."""
+    try:
+        target = OrderStatus(body.to)
+    except ValueError as exc:
+        raise ValidationProblem.field("body.to", "not an order status") from exc
+    if target not in service.MANUAL_TARGETS:
+        raise ValidationProblem.field(
+            "body.to", "set by payment, routing, fulfilment or cancellation, not by hand"
+        )
+    order = service.transition(session, principal, order_id, target, reason=body.reason)
+    return order_out(session, order, with_timeline=True)
+
+
+@api.get("/{order_id}/routing", response_model=list[RoutingDecisionOut])
+def routing_decisions(
+    order_id: int, session: DbSession, principal: Reader
+) -> list[RoutingDecisionOut]:
+    """Every sourcing decision for the order, with the engine's explanation."""
+    service.get_order(session, order_id)
+    return [RoutingDecisionOut.model_validate(d) for d in fulfillment.decisions(session, order_id)]
+
+
+@api.post("/{order_id}/route", response_model=list[RoutingDecisionOut])
+def route(order_id: int, session: DbSession, principal: Writer) -> list[RoutingDecisionOut]:
+    """Source the open lines again (after stock arrived for a line that could not be)."""
+    fulfillment.route_order(session, principal, order_id, trigger="manual")
+    return [RoutingDecisionOut.model_validate(d) for d in fulfillment.decisions(session, order_id)]

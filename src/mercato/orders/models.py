@@ -45,6 +45,9 @@ class Order(Base):
     promotions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     fraud: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     note: Mapped[str | None] = mapped_column(Text)
+    # A hold stops fulfilment (fraud doubt, customer request) until staff release it.
+    on_hold: Mapped[bool] = mapped_column(default=False)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
     placed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -90,3 +93,18 @@ class OrderTransition(Base):
     actor_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrderNote(Base):
+    """A staff note on an order (call centre, store, support); part of its timeline."""
+
+    __tablename__ = "order_notes"
+    __table_args__ = (Index("ix_order_notes_order", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text)
+    author_type: Mapped[str] = mapped_column(String(20))
+    author_id: Mapped[str | None] = mapped_column(String(64))
+    author_label: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

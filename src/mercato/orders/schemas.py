@@ -4,10 +4,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from mercato.money import quantize
-from mercato.schemas import ResponseModel
+from mercato.schemas import ResponseModel, StrictModel
 
 _ORDER_AMOUNTS = ("subtotal", "discount_total", "shipping_total", "tax_total", "grand_total")
 _LINE_AMOUNTS = ("unit_price", "subtotal", "discount", "tax", "total")
@@ -95,4 +95,103 @@ class OrderSummaryOut(ResponseModel):
     currency: str
     grand_total: Decimal
     placed_at: datetime | None
+    created_at: datetime
+
+
+class NoteIn(StrictModel):
+    body: str = Field(min_length=1, max_length=5000)
+
+
+class NoteOut(ResponseModel):
+    id: int
+    body: str
+    author_type: str
+    author_id: str | None
+    author_label: str | None
+    created_at: datetime
+
+
+class ReasonIn(StrictModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class TransitionIn(StrictModel):
+    to: str = Field(description="confirmed, fraud_review, delivered or closed")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class CancelLineIn(StrictModel):
+    order_line_id: int
+    quantity: int = Field(ge=1, le=1_000_000)
+
+
+class CancelLinesIn(StrictModel):
+    lines: list[CancelLineIn] = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class CancellationOut(ResponseModel):
+    order: OrderOut
+    refund_due: Decimal
+    refunded: Decimal
+
+
+class StaffLineIn(StrictModel):
+    variant_id: int | None = None
+    sku: str | None = Field(default=None, max_length=80)
+    quantity: int = Field(ge=1, le=999)
+    delivery_mode: str = Field(default="ship", pattern="^(ship|pickup)$")
+    pickup_location_id: int | None = None
+
+
+class StaffOrderIn(StrictModel):
+    """An order taken by staff for a customer: call centre, endless aisle at the POS."""
+
+    channel_id: int
+    customer_id: int | None = None
+    email: str | None = Field(default=None, max_length=254)
+    currency: str | None = None
+    lines: list[StaffLineIn] = Field(min_length=1, max_length=100)
+    shipping_address: dict[str, Any] | None = None
+    shipping_option_id: str | None = Field(
+        default=None, max_length=200, description="Default: the cheapest option"
+    )
+    codes: list[str] = Field(default_factory=list, max_length=5)
+    payments: list[dict[str, Any]] = Field(min_length=1, max_length=5)
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class ImportLineIn(StrictModel):
+    sku: str = Field(min_length=1, max_length=80)
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price: Decimal = Field(ge=0, allow_inf_nan=False)
+    discount: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
+    tax: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
+
+
+class ImportOrderIn(StrictModel):
+    """An order sold elsewhere (marketplace, ERP), at its own prices, already paid there."""
+
+    channel_id: int
+    external_id: str = Field(min_length=1, max_length=64)
+    currency: str = Field(min_length=3, max_length=3)
+    lines: list[ImportLineIn] = Field(min_length=1, max_length=500)
+    shipping_total: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
+    tax_included: bool = True
+    email: str | None = Field(default=None, max_length=254)
+    customer_id: int | None = None
+    shipping_address: dict[str, Any] | None = None
+    paid: bool = True
+    locale: str | None = Field(default=None, max_length=20)
+
+
+class RoutingDecisionOut(ResponseModel):
+    id: int
+    trigger: str
+    excluded_location_ids: list[int]
+    plan: list[dict[str, Any]]
+    unfilled: list[dict[str, Any]]
+    cost: Decimal
+    shipments: int
+    explanation: str
     created_at: datetime

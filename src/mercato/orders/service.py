@@ -16,7 +16,7 @@ from mercato.auth.principal import Principal
 from mercato.db import utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
-from mercato.orders.models import Order, OrderLine, OrderTransition
+from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
 
@@ -172,6 +172,13 @@ def create_order_with_lines(
         # Orders created in a state (staff, imports) say so; a checkout's order enters the
         # timeline with its first transition, from pending_payment, once paid or declined.
         _record(session, actor, order.id, None, draft.status, "created", now)
+        publish(
+            session,
+            f"order.{draft.status.value}",
+            order_event(order),
+            aggregate_type="order",
+            aggregate_id=order.id,
+        )
     return order, created
 
 
@@ -313,6 +320,12 @@ def get_by_number(session: Session, number: str) -> Order:
     return order
 
 
+def by_external_id(session: Session, channel_id: int, external_id: str) -> Order | None:
+    return session.scalar(
+        select(Order).where(Order.channel_id == channel_id, Order.external_id == external_id)
+    )
+
+
 def pending_for_cart(session: Session, cart_id: int) -> Order | None:
     return session.scalar(
         select(Order)
@@ -415,8 +428,12 @@ def returnable_quantities(session: Session, order_id: int) -> dict[int, int]:
 
 
 def record_returned(
-    session: Session, actor: Principal, order_id: int, quantities: dict[int, int],
-    *, reference: str,
+    session: Session,
+    actor: Principal,
+    order_id: int,
+    quantities: dict[int, int],
+    *,
+    reference: str,
 ) -> list[OrderLine]:
     """Count returned units on the order's lines (never more than were fulfilled).
 
@@ -446,16 +463,27 @@ def record_returned(
             )
         changed.append(line)
     order = get_order(session, order_id)
-    publish(session, "order.lines_returned",
-            {**order_event(order), "reference": reference,
-             "lines": [{"order_line_id": k, "quantity": v} for k, v in sorted(quantities.items())]},
-            aggregate_type="order", aggregate_id=order_id)
+    publish(
+        session,
+        "order.lines_returned",
+        {
+            **order_event(order),
+            "reference": reference,
+            "lines": [{"order_line_id": k, "quantity": v} for k, v in sorted(quantities.items())],
+        },
+        aggregate_type="order",
+        aggregate_id=order_id,
+    )
     return changed
 
 
 def record_fulfilled(
-    session: Session, actor: Principal, order_id: int, quantities: dict[int, int],
-    *, reason: str | None = None,
+    session: Session,
+    actor: Principal,
+    order_id: int,
+    quantities: dict[int, int],
+    *,
+    reason: str | None = None,
 ) -> Order:
     """Count shipped or handed-over units; the order moves to partially_fulfilled or
     fulfilled accordingly (from allocated, confirmed or partially_fulfilled)."""
@@ -513,3 +541,40 @@ def sync_fulfilment_status(
         )
     steps.append((target, reason))
     return advance(session, actor, order_id, current, steps)
+
+
+def add_note(session: Session, actor: Principal, order_id: int, body: str) -> OrderNote:
+    order = get_order(session, order_id)
+    note = OrderNote(
+        order_id=order.id,
+        body=body,
+        author_type=actor.kind,
+        author_id=None if actor.id is None else str(actor.id),
+        author_label=actor.label,
+        created_at=utcnow(),
+    )
+    session.add(note)
+    session.flush()
+    publish(
+        session,
+        "order.note_added",
+        {**order_event(order), "note_id": note.id},
+        aggregate_type="order",
+        aggregate_id=order.id,
+    )
+    return note
+
+
+def notes(session: Session, order_id: int) -> list[OrderNote]:
+    return list(
+        session.scalars(
+            select(OrderNote).where(OrderNote.order_id == order_id).order_by(OrderNote.id)
+        )
+    )
+
+
+# Statuses staff may set by hand: the others come from payment, routing, fulfilment,
+# cancellation and returns, which do the stock and money work that goes with them.
+MANUAL_TARGETS = frozenset(
+    {OrderStatus.CONFIRMED, OrderStatus.FRAUD_REVIEW, OrderStatus.DELIVERED, OrderStatus.CLOSED}
+)

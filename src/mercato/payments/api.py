@@ -25,11 +25,12 @@ from mercato.deps import (
     get_database,
     get_settings_dep,
     require,
+    require_outside_transaction,
 )
 from mercato.errors import NotFound, Unauthorized, ValidationProblem
 from mercato.idempotency import Idempotent, scope_for
 from mercato.payments import balances, keys, service
-from mercato.payments.deps import RequestId, require_outside_transaction
+from mercato.payments.deps import RequestId
 from mercato.payments.models import GiftCard, Payment, StoreCreditTransaction
 from mercato.payments.providers import (
     InvalidSignature,

@@ -10,38 +10,16 @@ the same single permission (the dependency keeps the ``require_<permission>`` na
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from mercato.auth import service as auth_service
-from mercato.auth.permissions import Permission
-from mercato.auth.principal import Principal
 from mercato.channels import service as channels
 from mercato.channels.context import ChannelContext
-from mercato.deps import bearer_token, get_database
+from mercato.deps import get_database
 from mercato.errors import Unauthorized
 
 Authorization = Annotated[str | None, Header(include_in_schema=False)]
-
-
-def require_outside_transaction(permission: Permission) -> Callable[..., Principal]:
-    def check(request: Request, authorization: Authorization = None) -> Principal:
-        token = bearer_token(authorization)
-        if token is None:
-            raise Unauthorized(
-                "a staff bearer token is required",
-                code="missing-token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        with get_database(request).read() as session:
-            principal = auth_service.authenticate(session, token)
-        principal.require(permission)
-        return principal
-
-    check.__name__ = f"require_{permission.name.lower()}"
-    return check
 
 
 def channel_outside_transaction(

@@ -257,6 +257,21 @@ class PosCard(_Offline):
         )
 
 
+class PaidElsewhere(_Offline):
+    """Orders imported from a marketplace or an ERP: the money was taken there, refunds
+    are settled there too; Mercato records the amounts so totals and refunds add up."""
+
+    name = "paid_elsewhere"
+
+    def __init__(self, database: Database | None = None) -> None:
+        self.database = database
+
+    def authorize(self, request: AuthorizeRequest) -> ProviderResult:
+        return ProviderResult(
+            Outcome.CAPTURED, f"external_{request.payment_id}", amount=request.amount
+        )
+
+
 # --- the simulated card gateway -------------------------------------------------------------
 
 TEST_CARD_SCENARIOS = {
@@ -671,6 +686,7 @@ _FACTORIES: dict[str, ProviderFactory] = {
     CashOnDelivery.name: CashOnDelivery,
     PosCash.name: PosCash,
     PosCard.name: PosCard,
+    PaidElsewhere.name: PaidElsewhere,
 }
 
 

@@ -513,6 +513,38 @@ def create_payments(
     return payments
 
 
+def record_external_payment(
+    session: Session,
+    *,
+    reference: str,
+    customer_id: int | None,
+    channel_id: int | None,
+    currency: str,
+    amount: Decimal,
+    external_reference: str,
+) -> Payment:
+    """Money taken outside Mercato (a marketplace, an ERP): recorded as captured by the
+    ``paid_elsewhere`` method so the order's totals, captures and refunds add up."""
+    minor = checked_amount(amount, currency, "body.amount")
+    now = utcnow()
+    payment = Payment(
+        reference=reference, position=0, method="paid_elsewhere",
+        status=PaymentStatus.CAPTURED.value, currency=currency, amount_minor=minor,
+        authorized_minor=minor, captured_minor=minor, capture_pending_minor=0,
+        refunded_minor=0, refund_pending_minor=0, charged_back_minor=0,
+        customer_id=customer_id, channel_id=channel_id,
+        provider_reference=f"external:{external_reference}"[:100],
+        client_secret=f"pcs_{secrets.token_urlsafe(24)}", created_at=now, captured_at=now,
+        updated_at=now,
+    )
+    session.add(payment)
+    session.flush()
+    _ledger(session, payment, TxnKind.CAPTURE, TxnStatus.SUCCEEDED, minor,
+            provider_reference=payment.provider_reference)
+    _publish(session, "payment.captured", payment, status=PaymentStatus.CAPTURED.value)
+    return payment
+
+
 def _redeem(session: Session, payment: Payment, tender: TenderRequest, at: str) -> None:
     """Take a balance tender's amount now; the payment is then authorised and captured."""
     if payment.method == Method.GIFT_CARD.value:

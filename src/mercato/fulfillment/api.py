@@ -1,0 +1,256 @@
+"""Stores and warehouses at work: pick lists, packing, shipping, click & collect."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from mercato.auth.permissions import Permission
+from mercato.auth.principal import Principal
+from mercato.deps import DbSession, get_database, require, require_outside_transaction
+from mercato.fulfillment import service
+from mercato.fulfillment.models import FulfillmentOrder, Shipment
+from mercato.orders import service as orders
+from mercato.orders import workflows
+from mercato.routing import router
+from mercato.schemas import ResponseModel, StrictModel
+
+api = router("/v1/fulfillment", tags=["fulfillment"])
+
+Reader = Annotated[Principal, Depends(require(Permission.ORDERS_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.ORDERS_WRITE))]
+WriterNoTx = Annotated[Principal, Depends(require_outside_transaction(Permission.ORDERS_WRITE))]
+SettingsWriter = Annotated[Principal, Depends(require(Permission.SHIPPING_WRITE))]
+
+
+class TaskLineOut(ResponseModel):
+    id: int
+    order_line_id: int
+    variant_id: int
+    sku: str
+    name: str
+    quantity: int
+    status: str
+
+
+class ShipmentOut(ResponseModel):
+    id: int
+    carrier_code: str
+    service_code: str
+    tracking_number: str
+    status: str
+    packages: list[dict[str, Any]]
+    customs: list[dict[str, Any]] | None
+    duty_estimate: dict[str, Any] | None
+    lines: list[dict[str, Any]]
+
+
+class TaskOut(ResponseModel):
+    id: int
+    order_id: int
+    order_number: str
+    location_id: int
+    kind: str
+    status: str
+    destination_location_id: int | None
+    on_hold: bool
+    shipping_address: dict[str, Any] | None
+    ready_at: Any = None
+    expires_at: Any = None
+    lines: list[TaskLineOut]
+    shipments: list[ShipmentOut] = []
+    pickup_code: str | None = Field(
+        default=None, description="Only in the answer to /ready: give it to the customer"
+    )
+    transfer_id: int | None = None
+
+
+class PackageIn(StrictModel):
+    weight_g: int = Field(ge=1, le=1_000_000)
+    length_mm: int | None = Field(default=None, ge=1, le=10_000)
+    width_mm: int | None = Field(default=None, ge=1, le=10_000)
+    height_mm: int | None = Field(default=None, ge=1, le=10_000)
+
+
+class PackIn(StrictModel):
+    packages: list[PackageIn] = Field(min_length=1, max_length=50)
+
+
+class ShipIn(StrictModel):
+    carrier_code: str | None = Field(default=None, max_length=40)
+    service_code: str | None = Field(default=None, max_length=40)
+    packages: list[PackageIn] = Field(default_factory=list, max_length=50)
+
+
+class HandoverIn(StrictModel):
+    code: str = Field(min_length=6, max_length=6, pattern=r"^\d{6}$")
+
+
+class RejectIn(StrictModel):
+    order_line_ids: list[int] = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReceiveTransferIn(StrictModel):
+    transfer_id: int
+
+
+class PolicyIn(StrictModel):
+    policy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="SourcingPolicy fields: cost_per_shipment, cost_per_km, "
+        "store_unit_penalty, min_store_units, allow_split, max_shipments, "
+        "domestic_only, cross_border_penalty",
+    )
+    pickup_days: int | None = Field(default=None, ge=1, le=60)
+
+
+class PolicyOut(ResponseModel):
+    policy: dict[str, Any]
+    pickup_days: int
+
+
+def task_out(session: Session, task: FulfillmentOrder, **extra: Any) -> TaskOut:
+    order = orders.get_order(session, task.order_id)
+    by_line = {x.id: x for x in orders.order_lines(session, task.order_id)}
+    shipments: list[Shipment] = [
+        s
+        for s in service.shipments_for_order(session, task.order_id)
+        if s.fulfillment_order_id == task.id
+    ]
+    return TaskOut(
+        id=task.id,
+        order_id=order.id,
+        order_number=order.number,
+        location_id=task.location_id,
+        kind=task.kind,
+        status=task.status,
+        destination_location_id=task.destination_location_id,
+        on_hold=order.on_hold,
+        shipping_address=order.shipping_address if task.kind == "ship" else None,
+        ready_at=task.ready_at,
+        expires_at=task.expires_at,
+        lines=[
+            TaskLineOut(
+                id=x.id,
+                order_line_id=x.order_line_id,
+                variant_id=x.variant_id,
+                sku=by_line[x.order_line_id].sku,
+                name=by_line[x.order_line_id].name,
+                quantity=x.quantity,
+                status=x.status,
+            )
+            for x in service.task_lines(session, task.id)
+        ],
+        shipments=[ShipmentOut.model_validate(s) for s in shipments],
+        **extra,
+    )
+
+
+@api.get("/orders", response_model=list[TaskOut])
+def list_tasks(
+    session: DbSession,
+    principal: Reader,
+    location_id: int | None = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    kind: Annotated[str | None, Query(pattern="^(ship|pickup|transfer)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+) -> list[TaskOut]:
+    """The pick list of a location (store staff see their own locations only)."""
+    places = principal.location_ids
+    if location_id is not None:
+        principal.require_location(location_id)
+        places = frozenset({location_id})
+    tasks = service.list_tasks(session, location_ids=places, status=status, kind=kind, limit=limit)
+    return [task_out(session, t) for t in tasks]
+
+
+@api.get("/orders/{task_id}", response_model=TaskOut)
+def get_task(task_id: int, session: DbSession, principal: Reader) -> TaskOut:
+    task = service.get_task(session, task_id)
+    principal.require_location(task.location_id)
+    return task_out(session, task)
+
+
+@api.post("/orders/{task_id}/pick", response_model=TaskOut)
+def pick(task_id: int, session: DbSession, principal: Writer) -> TaskOut:
+    return task_out(session, service.start_picking(session, principal, task_id))
+
+
+@api.post("/orders/{task_id}/pack", response_model=TaskOut)
+def pack(task_id: int, body: PackIn, session: DbSession, principal: Writer) -> TaskOut:
+    packages = [service.Package(**p.model_dump()) for p in body.packages]
+    return task_out(session, service.pack(session, principal, task_id, packages))
+
+
+@api.post("/orders/{task_id}/ship", response_model=TaskOut)
+def ship(request: Request, task_id: int, body: ShipIn, principal: WriterNoTx) -> TaskOut:
+    """Labels bought, units out of stock (a sale here), the order's lines fulfilled; then
+    the payment for what shipped is captured (no transaction open around that call)."""
+    database = get_database(request)
+    with database.transaction() as session:
+        session.info["request_id"] = getattr(request.state, "request_id", None)
+        result = service.ship(
+            session,
+            principal,
+            task_id,
+            packages=[service.Package(**p.model_dump()) for p in body.packages],
+            carrier_code=body.carrier_code,
+            service_code=body.service_code,
+        )
+        order_id = result.task.order_id
+        transfer_id = result.transfer_id
+    workflows.capture_due(database, order_id, actor=principal)
+    with database.read() as session:
+        return task_out(session, service.get_task(session, task_id), transfer_id=transfer_id)
+
+
+@api.post("/orders/{task_id}/ready", response_model=TaskOut)
+def ready(task_id: int, session: DbSession, principal: Writer) -> TaskOut:
+    """On the pickup shelf. The answer carries the code the customer shows at the counter
+    (stored only as a hash: send it to the customer now)."""
+    result = service.ready_for_pickup(session, principal, task_id)
+    return task_out(session, result.task, pickup_code=result.code)
+
+
+@api.post("/orders/{task_id}/handover", response_model=TaskOut)
+def handover(request: Request, task_id: int, body: HandoverIn, principal: WriterNoTx) -> TaskOut:
+    database = get_database(request)
+    with database.transaction() as session:
+        order = service.hand_over(session, principal, task_id, body.code)
+        order_id = order.id
+    workflows.capture_due(database, order_id, on_delivery=True, actor=principal)
+    with database.read() as session:
+        return task_out(session, service.get_task(session, task_id))
+
+
+@api.post("/orders/{task_id}/reject", response_model=TaskOut)
+def reject(task_id: int, body: RejectIn, session: DbSession, principal: Writer) -> TaskOut:
+    """This location cannot supply these lines: they are sourced again elsewhere."""
+    service.reject_lines(session, principal, task_id, body.order_line_ids, body.reason)
+    return task_out(session, service.get_task(session, task_id))
+
+
+@api.post("/orders/{task_id}/receive-transfer", response_model=TaskOut)
+def receive_transfer(
+    task_id: int, body: ReceiveTransferIn, session: DbSession, principal: Writer
+) -> TaskOut:
+    """The pickup store received the stock sent for this order: it is held for the customer."""
+    store_task = service.receive_transfer_for_pickup(session, principal, task_id, body.transfer_id)
+    return task_out(session, store_task)
+
+
+@api.get("/policy", response_model=PolicyOut)
+def get_policy(session: DbSession, principal: Reader) -> PolicyOut:
+    return PolicyOut(policy=vars(service.policy(session)), pickup_days=service.pickup_days(session))
+
+
+@api.put("/policy", response_model=PolicyOut)
+def put_policy(body: PolicyIn, session: DbSession, principal: SettingsWriter) -> PolicyOut:
+    """The routing weights and rules (prefer warehouses, never ship from a store with fewer
+    than N units, splits, distance cost) and how long pickups wait."""
+    row = service.set_policy(session, principal, body.policy, body.pickup_days)
+    return PolicyOut(policy=vars(service.policy(session)), pickup_days=row.pickup_days)
