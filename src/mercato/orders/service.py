@@ -338,7 +338,10 @@ def pending_for_cart(session: Session, cart_id: int) -> Order | None:
 def order_lines(session: Session, order_id: int) -> list[OrderLine]:
     return list(
         session.scalars(
-            select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
+            select(OrderLine)
+            .where(OrderLine.order_id == order_id)
+            .order_by(OrderLine.line_no)
+            .execution_options(populate_existing=True)
         )
     )
 

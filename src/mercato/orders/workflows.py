@@ -181,10 +181,10 @@ def _cancel_in(
             .execution_options(synchronize_session=False)
         )
         if not getattr(done, "rowcount", 0):
+            line = by_id[line_id]
+            still_open = line.quantity - line.fulfilled_quantity - line.cancelled_quantity
             raise UnprocessableState(
-                f"line {by_id[line_id].sku}: only "
-                f"{by_id[line_id].quantity - by_id[line_id].fulfilled_quantity - by_id[line_id].cancelled_quantity}"
-                " units are still open",
+                f"line {line.sku}: only {still_open} units are still open",
                 code="cancel-exceeds-open",
                 extra={"order_line_id": line_id},
             )
