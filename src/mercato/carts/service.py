@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mercato.carts import totals
 from mercato.carts.models import Cart, CartLine
 from mercato.carts.schemas import MAX_LINE_QUANTITY, AddressIn, DeliveryMode
 from mercato.catalog import service as catalog
@@ -45,7 +46,7 @@ from mercato.locations import service as locations
 from mercato.money import ZERO, quantize
 from mercato.orders import service as orders
 from mercato.pricing import service as pricing
-from mercato.pricing.tax import TableTaxProvider, TaxAddress, TaxLine, TaxProvider, TaxRequest
+from mercato.pricing.tax import TableTaxProvider, TaxAddress, TaxProvider
 from mercato.promotions import engine
 from mercato.promotions import service as promotions
 from mercato.shipping import service as shipping
@@ -679,7 +680,17 @@ def compute(
             x.discount = applied.discount
             x.discounts = [(d.promotion_id, d.amount) for d in applied.discounts]
     inclusive = next((p.tax_inclusive for p in prices.values()), True)
-    taxed = _taxes(cart, priced, shipping_amount - shipping_discount, inclusive)
+    taxed = totals.assemble(
+        cart.currency,
+        inclusive,
+        _tax_address(cart),
+        [totals.LineAmounts(str(x.line.id), x.tax_class, x.subtotal, x.discount) for x in priced],
+        shipping_amount - shipping_discount,
+        _tax_provider,
+    )
+    for x in priced:
+        line_tax = taxed.lines[str(x.line.id)]
+        x.tax, x.tax_rate, x.total = line_tax.tax, line_tax.rate, line_tax.total
     return CartComputation(
         cart=cart,
         channel=channel,
@@ -690,9 +701,9 @@ def compute(
         discount_total=sum((x.discount for x in priced), ZERO),
         shipping_total=shipping_amount - shipping_discount,
         shipping_discount=shipping_discount,
-        tax_total=taxed.total_tax,
+        tax_total=taxed.tax_total,
         grand_total=taxed.grand_total,
-        tax_included=taxed.included,
+        tax_included=taxed.tax_included,
         taxes=taxed.breakdown,
         shipping_options=options,
         shipping_option=chosen,
@@ -747,46 +758,6 @@ def _code_statuses(cart: Cart, result: engine.PromotionResult | None) -> list[Co
         CodeStatus(code, code in used, None if code in used else rejected.get(code))
         for code in cart.codes
     ]
-
-
-@dataclass
-class _Taxed:
-    total_tax: Decimal
-    grand_total: Decimal
-    included: bool
-    breakdown: list[dict[str, Any]]
-
-
-def _taxes(
-    cart: Cart, priced: list[LineComputation], shipping_net: Decimal, inclusive: bool
-) -> _Taxed:
-    currency = cart.currency
-    goods = sum((x.subtotal - x.discount for x in priced), ZERO)
-    address = _tax_address(cart)
-    if address is None or not priced:
-        for x in priced:
-            x.total = x.subtotal - x.discount
-        return _Taxed(ZERO, goods + shipping_net, inclusive, [])
-    tax_lines = [TaxLine(str(x.line.id), x.tax_class, x.subtotal - x.discount) for x in priced]
-    if shipping_net > 0:
-        tax_lines.append(TaxLine(SHIPPING_LINE, "shipping", shipping_net))
-    result = _tax_provider.calculate(TaxRequest(currency, inclusive, address, tax_lines))
-    by_id = {t.id: t for t in result.lines}
-    for x in priced:
-        t = by_id[str(x.line.id)]
-        x.tax, x.tax_rate = t.tax, t.rate
-        x.total = t.gross
-    breakdown = [
-        {
-            "name": b.tax_name,
-            "jurisdiction": b.jurisdiction_name,
-            "rate": b.rate,
-            "taxable": b.taxable,
-            "tax": b.tax,
-        }
-        for b in result.breakdown
-    ]
-    return _Taxed(result.total_tax, result.total_gross, result.tax_included, breakdown)
 
 
 def view_problem(computation: CartComputation) -> Problem:
