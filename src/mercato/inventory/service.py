@@ -46,6 +46,8 @@ from mercato.locations import service as locations
 from mercato.pagination import Page, decode_cursor, page_of
 
 DEFAULT_HOLD_TTL = timedelta(minutes=15)
+# A hold re-plans this often when concurrent buyers take the units it had planned on.
+HOLD_ATTEMPTS = 5
 MAX_QUANTITY = 1_000_000
 
 
@@ -523,34 +525,48 @@ def hold(
     ``candidate_locations`` in order (the channel's priority): the first location that has
     all of it, else split across them in order when ``allow_split``.
 
-    Whatever the number of lines it costs a fixed number of statements: one locking read
-    of the rows involved (in primary-key order, so concurrent holds never deadlock), one
-    conditional UPDATE of all of them, one INSERT of the ledger rows, one of the
-    reservations. The UPDATE still carries every guard, so even without the lock no row
-    can go below what is free.
+    Whatever the number of lines it costs a fixed number of statements: one read of the
+    rows involved, one conditional UPDATE of all the rows chosen (every guard is in its
+    WHERE clause, so no row can go below what is free whatever happened since the read),
+    one INSERT of the ledger rows, one of the reservations. Nothing is locked before the
+    UPDATE, so buyers of the same item at different locations do not wait on each other;
+    if a buyer took planned units meanwhile, the UPDATE is undone (a savepoint) and the
+    hold plans again on fresh figures.
     """
     for i, line in enumerate(lines):
         check_quantity(line.quantity, f"body.lines[{i}].quantity")
     wanted = _aggregate(lines)
     if not wanted:
         return []
-    plan, short = _plan_holds(session, wanted, candidate_locations, allow_split)
-    if short and expire_holds(session, variant_ids=[v for v, _ in short]):
+    for _attempt in range(HOLD_ATTEMPTS):
         plan, short = _plan_holds(session, wanted, candidate_locations, allow_split)
-    if short:
-        (variant_id, location_id), missing = next(iter(short.items()))
-        free = missing[1]
-        where = f" at location {location_id}" if location_id is not None else ""
+        if short and expire_holds(session, variant_ids=[v for v, _ in short]):
+            plan, short = _plan_holds(session, wanted, candidate_locations, allow_split)
+        if short:
+            (variant_id, location_id), missing = next(iter(short.items()))
+            free = missing[1]
+            where = f" at location {location_id}" if location_id is not None else ""
+            raise InsufficientStock(
+                f"variant {variant_id}{where}: {missing[0]} wanted, {free} available",
+                extra={
+                    "variant_id": variant_id,
+                    "location_id": location_id,
+                    "requested": missing[0],
+                    "available": free,
+                },
+            )
+        # Another buyer may take units between the read and the update: the update's
+        # guards refuse them, the savepoint undoes the rows it did take, and the plan is
+        # made again on fresh figures.
+        with session.begin_nested() as savepoint:
+            if _apply_holds(session, ctx, plan):
+                break
+            savepoint.rollback()
+    else:
         raise InsufficientStock(
-            f"variant {variant_id}{where}: {missing[0]} wanted, {free} available",
-            extra={
-                "variant_id": variant_id,
-                "location_id": location_id,
-                "requested": missing[0],
-                "available": free,
-            },
+            "the stock kept changing while holding; try again",
+            extra={"variant_ids": sorted({v for v, _ in wanted})},
         )
-    _apply_holds(session, ctx, plan)
     now = utcnow()
     expires = None if ttl is None or status is not ReservationStatus.HELD else now + ttl
     rows = [
@@ -596,7 +612,6 @@ def _plan_holds(
             select(StockLevel.variant_id, StockLevel.location_id, _FREE)
             .where(StockLevel.variant_id.in_(variants), StockLevel.location_id.in_(places))
             .order_by(StockLevel.variant_id, StockLevel.location_id)
-            .with_for_update()
         ).all()
         free = {(v, loc): max(0, int(n)) for v, loc, n in rows}
     plan: dict[tuple[int, int], int] = defaultdict(int)
@@ -648,7 +663,7 @@ def _source(
     return None
 
 
-def _apply_holds(session: Session, ctx: Context, plan: dict[tuple[int, int], int]) -> None:
+def _apply_holds(session: Session, ctx: Context, plan: dict[tuple[int, int], int]) -> bool:
     pairs = sorted(plan.items())
     match = [
         and_(StockLevel.variant_id == v, StockLevel.location_id == loc) for (v, loc), _ in pairs
@@ -671,11 +686,7 @@ def _apply_holds(session: Session, ctx: Context, plan: dict[tuple[int, int], int
         .execution_options(synchronize_session=False)
     ).all()
     if len(rows) != len(pairs):
-        # Only reachable if another writer got in without the lock: nothing may stay.
-        raise InsufficientStock(
-            "stock changed while holding; try again",
-            extra={"requested": len(pairs), "held": len(rows)},
-        )
+        return False
     now = utcnow()
     session.execute(
         insert(StockMovement),
@@ -700,6 +711,7 @@ def _apply_holds(session: Session, ctx: Context, plan: dict[tuple[int, int], int
     for v, loc, on_hand, reserved, safety, incoming, threshold in rows:
         snap = LevelSnapshot(v, loc, on_hand, reserved, safety, incoming, threshold)
         _publish_change(session, snap, Reason.RESERVATION, 0, plan[(v, loc)])
+    return True
 
 
 def _transition(
