@@ -112,27 +112,21 @@ def publish(
     commits (a request publishing ten events costs one statement, not ten); events
     published inside a savepoint that rolls back are dropped with it.
     """
-    row = {
-        "event_id": str(uuid.uuid4()),
+    event_id, occurred_at = str(uuid.uuid4()), utcnow()
+    key = None if aggregate_id is None else str(aggregate_id)
+    row: dict[str, Any] = {
+        "event_id": event_id,
         "type": type,
         "version": ENVELOPE_VERSION,
-        "occurred_at": utcnow(),
+        "occurred_at": occurred_at,
         "aggregate_type": aggregate_type,
-        "aggregate_id": None if aggregate_id is None else str(aggregate_id),
+        "aggregate_id": key,
         "data": data,
         "attempts": 0,
     }
     session.info.setdefault(_PENDING, []).append(row)
     session.info["mercato_published"] = session.info.get("mercato_published", 0) + 1
-    return Event(
-        row["event_id"],
-        type,
-        row["occurred_at"],
-        ENVELOPE_VERSION,
-        data,
-        aggregate_type,
-        row["aggregate_id"],
-    )
+    return Event(event_id, type, occurred_at, ENVELOPE_VERSION, data, aggregate_type, key)
 
 
 def flush_events(session: Session) -> None:
@@ -272,7 +266,7 @@ class Dispatcher:
                 job.next_run = now + job.every_seconds
                 try:
                     if job.raw:
-                        job.job(self.database)  # type: ignore[arg-type]
+                        job.job(self.database)
                         continue
                     with self.database.transaction() as session:
                         job.job(session)

@@ -69,8 +69,8 @@ def _setup(database: Database) -> dict[str, Any]:
             PromotionIn(
                 name="Bench 10%",
                 status="active",
-                requires_code=True,  # type: ignore[arg-type]
-                action=ActionIn(type="percent_off_items", percent=Decimal(10)),  # type: ignore[arg-type]
+                requires_code=True,
+                action=ActionIn(type="percent_off_items", percent=Decimal(10)),
             ),
         )
         promotions.create_code(session, actor, promotion.id, CODE)
@@ -196,95 +196,83 @@ def _count_queries(
     return len(mercato), len(provider), mercato
 
 
+_BASELINE_SQL = {
+    "key": """
+        INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response,
+                                      created_at)
+        VALUES (:s, :k, 'x', 201, '{}', :now)""",
+    "order": """
+        INSERT INTO orders (number, channel_id, source, status, currency, tax_included,
+                            subtotal, discount_total, shipping_total, tax_total, grand_total,
+                            tax_breakdown, promotions, created_at, updated_at)
+        VALUES (:n, :c, 'checkout', 'confirmed', 'JPY', true, 1, 0, 0, 0, 1, '[]', '[]',
+                :now, :now)
+        RETURNING id""",
+    "hold": """
+        UPDATE stock_levels SET reserved = reserved + 1
+        WHERE variant_id = :v AND location_id = :l
+          AND on_hand - reserved - safety_stock >= 1""",
+    "movement": """
+        INSERT INTO stock_movements (variant_id, location_id, reason, on_hand_delta,
+                                     reserved_delta, actor_type, created_at)
+        VALUES (:v, :l, 'reservation', 0, 1, 'bench', :now)""",
+    "reservation": """
+        INSERT INTO stock_reservations (variant_id, location_id, quantity, status,
+                                        created_at, updated_at)
+        VALUES (:v, :l, 1, 'allocated', :now, :now)""",
+    "line": """
+        INSERT INTO order_lines (order_id, line_no, variant_id, sku, name, tax_class,
+                                 quantity, unit_price, subtotal, discount, tax, tax_rate,
+                                 total, delivery_mode, status, cancelled_quantity,
+                                 fulfilled_quantity, returned_quantity)
+        VALUES (:o, :i, :v, 'SKU', 'Name', 'standard', 1, 1, 1, 0, 0, 0, 1, 'ship', 'open',
+                0, 0, 0)""",
+    "transition": """
+        INSERT INTO order_transitions (order_id, to_status, actor_type, at)
+        VALUES (:o, :s, 'bench', :now)""",
+    "event": """
+        INSERT INTO outbox_events (event_id, type, version, occurred_at, data, attempts)
+        VALUES (:e, :t, 1, :now, '{}', 0)""",
+}
+_EVENTS = (
+    "order.placed",
+    "order.confirmed",
+    "stock.changed",
+    "stock.changed",
+    "stock.changed",
+    "payment.authorized",
+)
+
+
 def _baseline(database: Database, orders: int, threads: int, pool: list[int]) -> float:
     """The rows one checkout writes, as bare SQL statements in one transaction per order."""
     engine = database.engine.execution_options(sqlite_begin="IMMEDIATE")
+    sql = {name: text(statement) for name, statement in _BASELINE_SQL.items()}
     with engine.begin() as conn:
         channel = conn.execute(text("SELECT id FROM channels WHERE code = 'web-jp'")).scalar()
         warehouse = conn.execute(text("SELECT id FROM locations WHERE code = 'WH-TYO'")).scalar()
 
     def one(n: int) -> None:
         now = utcnow()
-        rng = random.Random(n)
-        lines = sorted(rng.sample(pool, 3))  # lock order, as the service does
+        lines = sorted(random.Random(n).sample(pool, 3))  # lock order, as the service does
         number = f"B{uuid.uuid4().hex[:12]}"
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response, "
-                    "created_at) VALUES (:s, :k, 'x', 201, '{}', :now)"
-                ),
-                {"s": "bench", "k": number, "now": now},
-            )
-            order_id = conn.execute(
-                text(
-                    "INSERT INTO orders (number, channel_id, source, status, currency, tax_included, "
-                    "subtotal, discount_total, shipping_total, tax_total, grand_total, tax_breakdown,"
-                    " promotions, created_at, updated_at) VALUES (:n, :c, 'checkout', 'confirmed', "
-                    "'JPY', true, 1, 0, 0, 0, 1, '[]', '[]', :now, :now) RETURNING id"
-                ),
-                {"n": number, "c": channel, "now": now},
-            ).scalar()
+            conn.execute(sql["key"], {"s": "bench", "k": number, "now": now})
+            order_id = conn.execute(sql["order"], {"n": number, "c": channel, "now": now}).scalar()
             for i, v in enumerate(lines):
-                conn.execute(
-                    text(
-                        "UPDATE stock_levels SET reserved = reserved + 1 WHERE variant_id = :v AND "
-                        "location_id = :l AND on_hand - reserved - safety_stock >= 1"
-                    ),
-                    {"v": v, "l": warehouse},
-                )
-                conn.execute(
-                    text(
-                        "INSERT INTO stock_movements (variant_id, location_id, reason, on_hand_delta,"
-                        " reserved_delta, actor_type, created_at) VALUES (:v, :l, 'reservation', 0, "
-                        "1, 'bench', :now)"
-                    ),
-                    {"v": v, "l": warehouse, "now": now},
-                )
-                conn.execute(
-                    text(
-                        "INSERT INTO stock_reservations (variant_id, location_id, quantity, status, "
-                        "created_at, updated_at) VALUES (:v, :l, 1, 'allocated', :now, :now)"
-                    ),
-                    {"v": v, "l": warehouse, "now": now},
-                )
-                conn.execute(
-                    text(
-                        "INSERT INTO order_lines (order_id, line_no, variant_id, sku, name, tax_class,"
-                        " quantity, unit_price, subtotal, discount, tax, tax_rate, total, "
-                        "delivery_mode, status, cancelled_quantity, fulfilled_quantity, "
-                        "returned_quantity) VALUES (:o, :i, :v, 'SKU', 'Name', 'standard', 1, 1, 1, "
-                        "0, 0, 0, 1, 'ship', 'open', 0, 0, 0)"
-                    ),
-                    {"o": order_id, "i": i, "v": v},
-                )
-            for status in ("pending_payment", "placed", "confirmed"):
-                conn.execute(
-                    text(
-                        "INSERT INTO order_transitions (order_id, to_status, actor_type, at) VALUES "
-                        "(:o, :s, 'bench', :now)"
-                    ),
-                    {"o": order_id, "s": status, "now": now},
-                )
-            for kind in (
-                "order.placed",
-                "order.confirmed",
-                "stock.changed",
-                "stock.changed",
-                "stock.changed",
-                "payment.authorized",
-            ):
-                conn.execute(
-                    text(
-                        "INSERT INTO outbox_events (event_id, type, version, occurred_at, data, "
-                        "attempts) VALUES (:e, :t, 1, :now, '{}', 0)"
-                    ),
-                    {"e": str(uuid.uuid4()), "t": kind, "now": now},
-                )
+                params = {"v": v, "l": warehouse, "now": now}
+                conn.execute(sql["hold"], params)
+                conn.execute(sql["movement"], params)
+                conn.execute(sql["reservation"], params)
+                conn.execute(sql["line"], {"o": order_id, "i": i, "v": v})
+            for status in ("placed", "confirmed"):
+                conn.execute(sql["transition"], {"o": order_id, "s": status, "now": now})
+            for kind in _EVENTS:
+                conn.execute(sql["event"], {"e": str(uuid.uuid4()), "t": kind, "now": now})
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool_:
-        list(pool_.map(one, range(orders)))
+    with ThreadPoolExecutor(threads) as workers:
+        list(workers.map(one, range(orders)))
     return orders / (time.perf_counter() - started)
 
 

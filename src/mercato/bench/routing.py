@@ -254,7 +254,7 @@ def solve_exact(
 ) -> Optimum:
     """The optimal plan by integer programming: as many lines as possible, then the least
     cost (then the fewest shipments), under the engine's rules and cost function."""
-    import pulp  # type: ignore[import-untyped]
+    import pulp
 
     problem = pulp.LpProblem("sourcing", pulp.LpMinimize)
     # (line, origin, target): units; target None is the customer, -1 the pickup store's shelf

@@ -32,7 +32,7 @@ from mercato.channels.context import ChannelContext
 from mercato.channels.deps import ChannelCtx
 from mercato.customers.deps import CustomerId
 from mercato.deps import DbSession
-from mercato.errors import Unauthorized
+from mercato.errors import NotFound, Unauthorized
 from mercato.inventory import service as inventory
 from mercato.money import format_money
 from mercato.orders import service as orders
@@ -181,7 +181,7 @@ def my_cart(
         raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
     cart = service.open_cart_of(session, customer_id)
     if cart is None:
-        raise service.NotFound("no open cart", code="cart-not-found")
+        raise NotFound("no open cart", code="cart-not-found")
     return _view(session, cart.token, channel, customer_id, locale, accept_language)
 
 

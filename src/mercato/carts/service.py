@@ -674,23 +674,23 @@ def compute(
     shipping_amount = chosen.amount if chosen else ZERO
     result = _promotions(session, cart, channel, priced, shipping_amount, groups)
     shipping_discount = result.shipping_discount if result else ZERO
-    for x in priced:
+    for item in priced:
         if result is not None:
-            applied = result.line(str(x.line.id))
-            x.discount = applied.discount
-            x.discounts = [(d.promotion_id, d.amount) for d in applied.discounts]
+            applied = result.line(str(item.line.id))
+            item.discount = applied.discount
+            item.discounts = [(d.promotion_id, d.amount) for d in applied.discounts]
     inclusive = next((p.tax_inclusive for p in prices.values()), True)
     taxed = totals.assemble(
         cart.currency,
         inclusive,
         _tax_address(cart),
-        [totals.LineAmounts(str(x.line.id), x.tax_class, x.subtotal, x.discount) for x in priced],
+        [totals.LineAmounts(str(i.line.id), i.tax_class, i.subtotal, i.discount) for i in priced],
         shipping_amount - shipping_discount,
         _tax_provider,
     )
-    for x in priced:
-        line_tax = taxed.lines[str(x.line.id)]
-        x.tax, x.tax_rate, x.total = line_tax.tax, line_tax.rate, line_tax.total
+    for item in priced:
+        line_tax = taxed.lines[str(item.line.id)]
+        item.tax, item.tax_rate, item.total = line_tax.tax, line_tax.rate, line_tax.total
     return CartComputation(
         cart=cart,
         channel=channel,

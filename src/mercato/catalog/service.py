@@ -234,19 +234,24 @@ def localized_category_name(category: Category, translations: dict[str, str], lo
 # --- products and variants ----------------------------------------------------------------
 
 
-def _with_children(query: Select[tuple[Product]]) -> Select[tuple[Product]]:
+def _with_children(query: Select[Any]) -> Select[Any]:
     return query.options(selectinload(Product.variants), selectinload(Product.translations))
 
 
 def get_product(session: Session, product_id: int) -> Product:
-    product = session.scalar(_with_children(select(Product).where(Product.id == product_id)))
+    product: Product | None = session.scalar(
+        _with_children(select(Product).where(Product.id == product_id))
+    )
     if product is None:
         raise NotFound(f"product {product_id} not found")
     return product
 
 
 def product_by_code(session: Session, code: str) -> Product | None:
-    return session.scalar(_with_children(select(Product).where(Product.code == code)))
+    found: Product | None = session.scalar(
+        _with_children(select(Product).where(Product.code == code))
+    )
+    return found
 
 
 def check_unique_variants(
@@ -520,7 +525,7 @@ def search_products(
         if not isinstance(after, int) or isinstance(after, bool):
             raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(Product.id > after)
-    rows = list(session.scalars(query.limit(limit + 1)))
+    rows: list[Product] = list(session.scalars(query.limit(limit + 1)))
     return page_of(rows, limit, key=lambda p: p.id)
 
 

@@ -33,7 +33,7 @@ from mercato.carts import service as carts
 from mercato.channels.context import ChannelContext
 from mercato.checkout.fraud import FraudDecision, OrderScreening, fraud_check
 from mercato.db import Database
-from mercato.errors import Forbidden, Problem, UnprocessableState
+from mercato.errors import Forbidden, NotFound, Problem, UnprocessableState, ValidationProblem
 from mercato.inventory import service as inventory
 from mercato.money import from_minor
 from mercato.orders import service as orders
@@ -151,7 +151,7 @@ def _replay_or_resume(
         if record is None:  # claimed by a transaction that then rolled back: start afresh
             raise UnprocessableState("retry this request", code="idempotency-key-in-use")
         if record.request_hash != fingerprint:
-            raise idempotency.ValidationProblem(
+            raise ValidationProblem(
                 "this Idempotency-Key was used with a different request body",
                 code="idempotency-key-reused",
             )
@@ -208,7 +208,7 @@ def _hold_and_commit(
         if not computed.can_checkout:
             raise carts.view_problem(computed)
         if customer_id is None and not cart.email:
-            raise carts.ValidationProblem.field("body.email", "a guest checkout needs an email")
+            raise ValidationProblem.field("body.email", "a guest checkout needs an email")
         decision = fraud_check().screen(_screening(computed, customer_id))
         if decision.action == "deny":
             raise Forbidden(
@@ -505,7 +505,7 @@ def finish_after_action(
         if order.channel_id != channel.id or (
             order.customer_id is not None and order.customer_id != customer_id
         ):
-            raise orders.NotFound(f"order {order_number} not found")
+            raise NotFound(f"order {order_number} not found")
         started = _started_from(session, order)
         if order.status != OrderStatus.PENDING_PAYMENT.value:
             return _answer(session, order)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -104,8 +104,8 @@ def set_policy(
 def _engine_location(place: Location, capacity: int | None) -> sourcing.Location:
     return sourcing.Location(
         id=place.id,
-        type=place.type,
-        country=place.country,  # type: ignore[arg-type]
+        type=cast(sourcing.LocationType, place.type),
+        country=place.country,
         lat=place.latitude,
         lng=place.longitude,
         can_ship=place.can_ship,
@@ -294,7 +294,8 @@ def _releasable(
             FulfillmentLine.reservation_id.is_not(None),
         )
     ):
-        tied[int(reservation_id)] += qty
+        if reservation_id is not None:
+            tied[int(reservation_id)] += qty
     wanted: dict[int, int] = defaultdict(int)
     for n in needs:
         wanted[n.line.variant_id] += n.quantity

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -397,6 +397,7 @@ def receive_bulk(
     _ensure_rows(session, [(v, location_id) for v in totals])
     now = utcnow()
     table = StockLevel.__table__
+    assert isinstance(table, Table)
     session.connection().execute(
         update(table)
         .where(table.c.variant_id == bindparam("v"), table.c.location_id == location_id)
@@ -1030,7 +1031,7 @@ def list_levels(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[StockLevel]:
-    query: Select[tuple[StockLevel]] = select(StockLevel).order_by(
+    query: Select[Any] = select(StockLevel).order_by(
         StockLevel.variant_id, StockLevel.location_id
     )
     if variant_id is not None:
@@ -1057,7 +1058,7 @@ def list_levels(
                 and_(StockLevel.variant_id == v, StockLevel.location_id > loc),
             )
         )
-    rows = list(session.scalars(query.limit(limit + 1)))
+    rows: list[StockLevel] = list(session.scalars(query.limit(limit + 1)))
     return page_of(rows, limit, key=lambda r: [r.variant_id, r.location_id])
 
 
