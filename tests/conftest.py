@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,11 @@ from mercato.auth.permissions import Role
 from mercato.auth.principal import Principal
 from mercato.db import Base, Database
 from mercato.settings import Settings
+from tests.backends import BACKENDS, POSTGRES_URL
 
-POSTGRES_URL = os.environ.get("MERCATO_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+# The demo business, seeded once per backend for every end-to-end test that asks for it.
+from tests.demo_world import demo_world  # noqa: F401
+
 OWNER_EMAIL = "owner@example.com"
 PASSWORD = "correct horse battery"
 

@@ -41,15 +41,20 @@ def _register_domains(app: FastAPI) -> None:
     from mercato.channels.api import api as channels_api
     from mercato.checkout.api import api as checkout_api
     from mercato.customers.api import api as customers_api
-    from mercato.inventory.api import api as inventory_api
     from mercato.fulfillment.api import api as fulfillment_api
+    from mercato.inventory.api import api as inventory_api
     from mercato.locations.api import api as locations_api
+    from mercato.loyalty.api import api as loyalty_api
+    from mercato.loyalty.api import store_api as loyalty_store_api
     from mercato.marketing.api import api as marketing_api
     from mercato.orders.api import api as orders_api
     from mercato.payments.api import api as payments_api
     from mercato.payments.store_api import api as payments_store_api
     from mercato.pricing.api import api as pricing_api
+    from mercato.privacy.api import api as privacy_api
     from mercato.promotions.api import api as promotions_api
+    from mercato.returns.api import api as returns_api
+    from mercato.returns.api import store_api as returns_store_api
     from mercato.shipping.api import api as shipping_api
     from mercato.storefront.api import api as storefront_api
     from mercato.storefront.stock_api import api as storefront_stock_api
@@ -79,16 +84,31 @@ def _register_domains(app: FastAPI) -> None:
         support_store_api,
         fulfillment_api,
         webhooks_api,
+        privacy_api,
+        loyalty_api,
+        loyalty_store_api,
+        returns_api,
+        returns_store_api,
     ):
         app.include_router(router)
 
 
 def _register_subscribers(dispatcher: Dispatcher) -> None:
     """Cross-domain reactions go through events; domains add their handlers here."""
+    from mercato.carts import customer_links as cart_links
     from mercato.channels import service as channels
+    from mercato.customers import subscribers as customer_subscribers
     from mercato.fulfillment import events as fulfillment_events
     from mercato.inventory import service as inventory
+    from mercato.loyalty import customer_links as loyalty_links
+    from mercato.loyalty import events as loyalty_events
+    from mercato.marketing import customer_links as marketing_links
     from mercato.marketing import events as marketing_events
+    from mercato.orders import customer_links as order_links
+    from mercato.payments import customer_links as payment_links
+    from mercato.returns import customer_links as return_links
+    from mercato.returns import subscribers as return_subscribers
+    from mercato.support import customer_links as support_links
     from mercato.support import events as support_events
     from mercato.webhooks import events as webhook_events
 
@@ -99,10 +119,23 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
 
     dispatcher.subscribe("location.created", location_changed)
     dispatcher.subscribe("location.updated", location_changed)
+    customer_subscribers.register(dispatcher)
+    for links in (
+        order_links,
+        cart_links,
+        payment_links,
+        marketing_links,
+        support_links,
+        loyalty_links,
+        return_links,
+    ):
+        links.register_subscribers(dispatcher)
     marketing_events.register(dispatcher)
     support_events.register(dispatcher)
     fulfillment_events.register(dispatcher)
     webhook_events.register(dispatcher)
+    loyalty_events.register(dispatcher)
+    return_subscribers.register(dispatcher)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:

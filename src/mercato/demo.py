@@ -570,6 +570,50 @@ def _prices(session: Session, actor: Principal) -> None:
         pricing.set_rounding(session, actor, currency, rule)
 
 
+def _loyalty(session: Session, actor: Principal) -> None:
+    """A points programme every channel earns and spends in: 1 point per 100 JPY or per
+    euro, dollar or 20,000 dong; a point pays 1 JPY / 0.01 EUR; two tiers above members."""
+    from mercato.loyalty import service as loyalty
+    from mercato.loyalty.schemas import CurrencyRuleIn, ProgrammeIn, TierIn
+
+    def rule(currency: str, per: str, value: str) -> CurrencyRuleIn:
+        return CurrencyRuleIn(
+            currency=currency, earn_points=1, earn_amount=Decimal(per), point_value=Decimal(value)
+        )
+
+    loyalty.configure(
+        session,
+        actor,
+        ProgrammeIn(
+            name="Mercato Rewards",
+            expiry_months=24,
+            currencies=[
+                rule("JPY", "100", "1"),
+                rule("EUR", "1", "0.01"),
+                rule("USD", "1", "0.01"),
+                rule("SGD", "1", "0.01"),
+                rule("VND", "20000", "200"),
+            ],
+            tiers=[
+                TierIn(
+                    code="silver",
+                    name="Silver",
+                    threshold=500,
+                    earn_multiplier=Decimal("1.25"),
+                    customer_group="silver",
+                ),
+                TierIn(
+                    code="gold",
+                    name="Gold",
+                    threshold=2000,
+                    earn_multiplier=Decimal("1.5"),
+                    customer_group="gold",
+                ),
+            ],
+        ),
+    )
+
+
 def seed(database: Database) -> DemoCredentials:
     """Load the demo business in one transaction; refuses a database that already has it."""
     password = secrets.token_urlsafe(12)
@@ -586,6 +630,7 @@ def seed(database: Database) -> DemoCredentials:
         seed_demo_shipping(session, actor)
         keys = _channels(session, actor, location_ids)
         others = _staff(session, actor, location_ids, password)
+        _loyalty(session, actor)
     return DemoCredentials(
         staff_email=OWNER_EMAIL, staff_password=password, channel_keys=keys, other_staff=others
     )

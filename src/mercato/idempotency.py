@@ -25,8 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.auth.principal import Principal
-from mercato.db import Base, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, UTCDateTime, utcnow
 from mercato.errors import Conflict, ValidationProblem
+from mercato.privacy.crypto import EncryptedJSON
 
 MAX_KEY_LENGTH = 200
 IN_PROGRESS = 0
@@ -39,7 +40,9 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
-    response: Mapped[Any] = mapped_column(JSONType)
+    # The stored answer repeats what the request created (an order with its addresses):
+    # personal data, so encrypted at rest.
+    response: Mapped[Any] = mapped_column(EncryptedJSON(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -123,6 +126,8 @@ def finish(session: Session, scope: str, key: str, status_code: int, response: A
         update(IdempotencyRecord)
         .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
         .values(status_code=status_code, response=jsonable_encoder(response))
+        # Readers load the record afresh (populate_existing); nothing to evaluate in Python.
+        .execution_options(synchronize_session=False)
     )
 
 

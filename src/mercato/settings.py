@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     port: int = 8000
     # Secret used to derive token hashes and the cursor signature. Override in production.
     secret_key: str = "mercato-development-secret-change-me"
+    # Fernet keys for personal data at rest, comma-separated, current first (privacy.crypto).
+    encryption_keys: str | None = None
     token_ttl_hours: int = 12
     customer_token_ttl_hours: int = 24 * 30
     sql_echo: bool = False
@@ -29,6 +31,15 @@ class Settings(BaseSettings):
     dispatcher_enabled: bool = True
     # Unsafe requests one process lets run at once on SQLite (see middleware.WriterGate).
     sqlite_concurrent_writers: int = 1
+    # Outgoing email (the notifier's SMTP sender); messages stay queued while no host is set.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "Mercato <no-reply@mercato.example>"
+    smtp_starttls: bool = True
+    smtp_ssl: bool = False
+    smtp_timeout_seconds: float = 10.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:

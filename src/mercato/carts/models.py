@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.privacy.crypto import EncryptedJSON, EncryptedString
 
 
 class Cart(Base):
@@ -26,9 +27,10 @@ class Cart(Base):
     last_channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     # Where taxes are estimated before an address is known: the creating channel's market.
     tax_country: Mapped[str | None] = mapped_column(String(2))
-    email: Mapped[str | None] = mapped_column(String(254))
-    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    billing_address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Personal data, encrypted at rest (see mercato.privacy.crypto).
+    email: Mapped[str | None] = mapped_column(EncryptedString())
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
+    billing_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     shipping_option_id: Mapped[str | None] = mapped_column(String(200))
     codes: Mapped[list[str]] = mapped_column(JSONType, default=list)
     order_id: Mapped[int | None] = mapped_column(Integer)

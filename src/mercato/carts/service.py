@@ -360,6 +360,11 @@ def attach_customer(
     return mine
 
 
+def owner_of(session: Session, token: str) -> int | None:
+    """The customer a cart belongs to (None for a guest's or an unknown cart)."""
+    return session.scalar(select(Cart.customer_id).where(Cart.token == token))
+
+
 def open_cart_of(session: Session, customer_id: int) -> Cart | None:
     return session.scalar(
         select(Cart)

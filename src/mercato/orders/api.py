@@ -142,6 +142,8 @@ def import_order(
             shipping_address=body.shipping_address,
             paid=body.paid,
             locale=body.locale,
+            identities=[(i.type.value, i.value, i.verified) for i in body.identities],
+            customer_name=body.customer_name,
         ),
     )
     if not created:

@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.privacy.crypto import EncryptedJSON, EncryptedString
 
 
 class Order(Base):
@@ -37,9 +38,10 @@ class Order(Base):
     shipping_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
     tax_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
     grand_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
-    email: Mapped[str | None] = mapped_column(String(254))
-    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    billing_address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Personal data, encrypted at rest (see mercato.privacy.crypto).
+    email: Mapped[str | None] = mapped_column(EncryptedString())
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
+    billing_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     shipping_option: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     tax_breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     promotions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)

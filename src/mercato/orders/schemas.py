@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from mercato.customers.schemas import IdentityIn
 from mercato.money import quantize
 from mercato.schemas import ResponseModel, StrictModel
 
@@ -149,6 +150,10 @@ class StaffOrderIn(StrictModel):
 
     channel_id: int
     customer_id: int | None = None
+    # Without customer_id: who the buyer is (a phone number at the POS, a loyalty card),
+    # resolved to a profile (see customers identity resolution).
+    identities: list[IdentityIn] = Field(default_factory=list, max_length=10)
+    customer_name: str | None = Field(default=None, max_length=200)
     email: str | None = Field(default=None, max_length=254)
     currency: str | None = None
     lines: list[StaffLineIn] = Field(min_length=1, max_length=100)
@@ -180,6 +185,10 @@ class ImportOrderIn(StrictModel):
     tax_included: bool = True
     email: str | None = Field(default=None, max_length=254)
     customer_id: int | None = None
+    # Without customer_id: the buyer as the marketplace knows them (buyer id, email, phone),
+    # resolved to one profile across channels (see customers identity resolution).
+    identities: list[IdentityIn] = Field(default_factory=list, max_length=10)
+    customer_name: str | None = Field(default=None, max_length=200)
     shipping_address: dict[str, Any] | None = None
     paid: bool = True
     locale: str | None = Field(default=None, max_length=20)

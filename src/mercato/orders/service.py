@@ -346,6 +346,30 @@ def order_lines(session: Session, order_id: int) -> list[OrderLine]:
     )
 
 
+def lines_of_orders(session: Session, order_ids: Sequence[int]) -> dict[int, list[OrderLine]]:
+    """The lines of many orders in one query, by order id, in line order."""
+    grouped: dict[int, list[OrderLine]] = {order_id: [] for order_id in order_ids}
+    if not order_ids:
+        return grouped
+    for line in session.scalars(
+        select(OrderLine)
+        .where(OrderLine.order_id.in_(list(order_ids)))
+        .order_by(OrderLine.order_id, OrderLine.line_no)
+    ):
+        grouped[line.order_id].append(line)
+    return grouped
+
+
+def order_refs_of_customers(session: Session, customer_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """(id, number) of every order of these customers, oldest first."""
+    rows = session.execute(
+        select(Order.id, Order.number)
+        .where(Order.customer_id.in_(list(customer_ids)))
+        .order_by(Order.id)
+    ).all()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
 def timeline(session: Session, order_id: int) -> list[OrderTransition]:
     return list(
         session.scalars(

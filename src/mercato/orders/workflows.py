@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.catalog import service as catalog
+from mercato.customers import service as customers
 from mercato.db import Database, utcnow
 from mercato.errors import FieldError, Problem, UnprocessableState, ValidationProblem
 from mercato.events import publish
@@ -437,6 +438,33 @@ class ImportRequest:
     shipping_address: dict[str, Any] | None = None
     paid: bool = True
     locale: str | None = None
+    # (type, value, verified) of the buyer, resolved to a profile when customer_id is None.
+    identities: Sequence[tuple[str, str, bool]] = ()
+    customer_name: str | None = None
+
+
+def resolve_buyer(
+    session: Session,
+    channel_id: int,
+    customer_id: int | None,
+    identities: Sequence[tuple[str, str, bool]],
+    name: str | None,
+    address: dict[str, Any] | None,
+) -> int | None:
+    """The customer an order is for: the given id, else the profile its identifiers
+    resolve to (created when none matches), else none (a guest)."""
+    if customer_id is not None or not identities:
+        return customer_id
+    resolved = customers.resolve_identity(
+        session,
+        channel_id=channel_id,
+        identities=identities,
+        name=name,
+        address=address,
+        field="body.identities",
+        address_field="body.shipping_address",
+    )
+    return int(resolved.id)
 
 
 def import_order(session: Session, actor: Principal, data: ImportRequest) -> tuple[Order, bool]:
@@ -494,6 +522,14 @@ def import_order(session: Session, actor: Principal, data: ImportRequest) -> tup
         errors.append(FieldError("body.shipping_total", str(exc)))
     if errors:
         raise ValidationProblem(errors[0]["reason"], errors=errors)
+    customer_id = resolve_buyer(
+        session,
+        data.channel_id,
+        data.customer_id,
+        data.identities,
+        data.customer_name,
+        data.shipping_address,
+    )
     goods = sum((d.total for d in drafts), ZERO)
     tax = sum((d.tax for d in drafts), ZERO)
     draft = orders.OrderDraft(
@@ -507,7 +543,7 @@ def import_order(session: Session, actor: Principal, data: ImportRequest) -> tup
         tax_total=tax,
         grand_total=goods + data.shipping_total,
         tax_included=data.tax_included,
-        customer_id=data.customer_id,
+        customer_id=customer_id,
         external_id=data.external_id,
         locale=data.locale,
         email=data.email,
@@ -523,7 +559,7 @@ def import_order(session: Session, actor: Principal, data: ImportRequest) -> tup
         payments.record_external_payment(
             session,
             reference=order.number,
-            customer_id=data.customer_id,
+            customer_id=customer_id,
             channel_id=data.channel_id,
             currency=currency,
             amount=order.grand_total,
@@ -584,8 +620,17 @@ def create_staff_order(
                 raise UnprocessableState(
                     "this order is being taken; retry in a moment", code="idempotency-key-in-use"
                 )
+            customer_id = carts.owner_of(session, token)
         else:
-            cart = carts.create_cart(session, channel, data.customer_id, data.currency)
+            customer_id = resolve_buyer(
+                session,
+                data.channel_id,
+                data.customer_id,
+                [(i.type.value, i.value, i.verified) for i in data.identities],
+                data.customer_name,
+                data.shipping_address,
+            )
+            cart = carts.create_cart(session, channel, customer_id, data.currency)
             ids = catalog.variant_ids_by_sku(session, [x.sku for x in data.lines if x.sku])
             for i, x in enumerate(data.lines):
                 variant_id = x.variant_id if x.variant_id is not None else ids.get(x.sku or "")
@@ -624,7 +669,7 @@ def create_staff_order(
         database,
         cart_token=token,
         channel=channel,
-        customer_id=data.customer_id,
+        customer_id=customer_id,
         locale=channel.default_locale,
         request=checkout.CheckoutRequest(
             tenders=[payments.TenderRequest(**t.model_dump()) for t in tenders],

@@ -690,9 +690,22 @@ _FACTORIES: dict[str, ProviderFactory] = {
 }
 
 
-def register_provider(name: str, factory: ProviderFactory) -> None:
+# Providers that hold a balance the shop controls (points): refunds reach them last, after
+# the tenders that moved real money, like gift cards and store credit.
+_REFUND_LAST: set[str] = set()
+
+
+def register_provider(name: str, factory: ProviderFactory, *, refund_last: bool = False) -> None:
     """Add (or replace) a provider, e.g. a real gateway's adapter."""
     _FACTORIES[name] = factory
+    if refund_last:
+        _REFUND_LAST.add(name)
+    else:
+        _REFUND_LAST.discard(name)
+
+
+def refund_last_methods() -> frozenset[str]:
+    return frozenset(_REFUND_LAST)
 
 
 def provider_names() -> frozenset[str]:

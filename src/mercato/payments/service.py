@@ -110,6 +110,7 @@ from mercato.payments.providers import (
     WebhookKind,
     get_provider,
     provider_names,
+    refund_last_methods,
 )
 
 __all__ = [
@@ -528,19 +529,36 @@ def record_external_payment(
     minor = checked_amount(amount, currency, "body.amount")
     now = utcnow()
     payment = Payment(
-        reference=reference, position=0, method="paid_elsewhere",
-        status=PaymentStatus.CAPTURED.value, currency=currency, amount_minor=minor,
-        authorized_minor=minor, captured_minor=minor, capture_pending_minor=0,
-        refunded_minor=0, refund_pending_minor=0, charged_back_minor=0,
-        customer_id=customer_id, channel_id=channel_id,
+        reference=reference,
+        position=0,
+        method="paid_elsewhere",
+        status=PaymentStatus.CAPTURED.value,
+        currency=currency,
+        amount_minor=minor,
+        authorized_minor=minor,
+        captured_minor=minor,
+        capture_pending_minor=0,
+        refunded_minor=0,
+        refund_pending_minor=0,
+        charged_back_minor=0,
+        customer_id=customer_id,
+        channel_id=channel_id,
         provider_reference=f"external:{external_reference}"[:100],
-        client_secret=f"pcs_{secrets.token_urlsafe(24)}", created_at=now, captured_at=now,
+        client_secret=f"pcs_{secrets.token_urlsafe(24)}",
+        created_at=now,
+        captured_at=now,
         updated_at=now,
     )
     session.add(payment)
     session.flush()
-    _ledger(session, payment, TxnKind.CAPTURE, TxnStatus.SUCCEEDED, minor,
-            provider_reference=payment.provider_reference)
+    _ledger(
+        session,
+        payment,
+        TxnKind.CAPTURE,
+        TxnStatus.SUCCEEDED,
+        minor,
+        provider_reference=payment.provider_reference,
+    )
     _publish(session, "payment.captured", payment, status=PaymentStatus.CAPTURED.value)
     return payment
 
@@ -1434,9 +1452,9 @@ def _split_for(session: Session, reference: str, amount: Decimal) -> list[tuple[
         raise UnprocessableState(f"{reference} was paid in several currencies; refund each payment")
     currency = currencies.pop()
     minor = _amount_field(amount, currency, "body.amount")
+    last = BALANCE_METHODS | refund_last_methods()
     sources = [
-        RefundSource(p.id, refundable_minor(p), p.method in BALANCE_METHODS, p.captured_at)
-        for p in payments
+        RefundSource(p.id, refundable_minor(p), p.method in last, p.captured_at) for p in payments
     ]
     try:
         parts = split_refund(minor, sources)

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.privacy.crypto import EncryptedString
 
 # ``origin_country`` of a rate table that applies to parcels from any origin.
 ANY_ORIGIN = "*"
@@ -217,7 +218,8 @@ class ShippingLabel(Base):
     destination_country: Mapped[str] = mapped_column(String(2))
     weight_g: Mapped[int] = mapped_column(Integer)
     format: Mapped[str] = mapped_column(String(8))
-    content: Mapped[str | None] = mapped_column(Text)
+    # The printable label names the recipient: personal data, encrypted at rest.
+    content: Mapped[str | None] = mapped_column(EncryptedString())
     url: Mapped[str | None] = mapped_column(String(500))
     customs: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     status: Mapped[str] = mapped_column(String(24))

@@ -1349,6 +1349,19 @@ def list_labels(
     return list(session.scalars(query))
 
 
+def forget_label_contents(session: Session, references: Sequence[str]) -> int:
+    """Drop the printable content (it carries the recipient's name, address and phone) of
+    the labels for these references; tracking and customs data stay. For erasure."""
+    if not references:
+        return 0
+    result = session.execute(
+        update(ShippingLabel)
+        .where(ShippingLabel.reference.in_(list(references)), ShippingLabel.content.is_not(None))
+        .values(content=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def void_label(session: Session, actor: Principal, label_id: int) -> ShippingLabel:
     """Cancel a label no carrier has scanned yet."""
     label = get_label(session, label_id)

@@ -1,0 +1,86 @@
+"""Carts follow a customer merge; what carts export and erase about a person.
+
+A merge moves B's carts to A as they are (A may then have two open carts; the most
+recently used one is A's cart, nothing in the other is lost). Erasure removes the carts'
+contact details and addresses and empties open carts, whose lines say what the person
+was about to buy; carts that became orders keep their lines for the order's history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.orm import Session
+
+from mercato.carts.models import Cart, CartLine
+from mercato.events import Dispatcher, Event
+from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.privacy.registry import Subject, record, register
+
+
+def _carts_table() -> Table:
+    table = Cart.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _merged(session: Session, event: Event) -> None:
+    merge_id, from_id, into_id = merge_ids(event)
+    move_rows(session, _carts_table(), merge_id, from_id, into_id)
+
+
+def _undone(session: Session, event: Event) -> None:
+    merge_id, _, _ = merge_ids(event)
+    restore_rows(session, _carts_table(), merge_id)
+
+
+def register_subscribers(dispatcher: Dispatcher) -> None:
+    dispatcher.subscribe("customer.merged", _merged)
+    dispatcher.subscribe("customer.merge_undone", _undone)
+
+
+def _carts_of(session: Session, subject: Subject) -> list[Cart]:
+    return list(
+        session.scalars(
+            select(Cart).where(Cart.customer_id.in_(subject.customer_ids)).order_by(Cart.id)
+        )
+    )
+
+
+def _collect(session: Session, subject: Subject) -> None:
+    for cart in _carts_of(session, subject):
+        subject.identifiers.add_email(cart.email)
+        subject.identifiers.add_address(cart.shipping_address)
+        subject.identifiers.add_address(cart.billing_address)
+
+
+def _export(session: Session, subject: Subject) -> list[dict[str, Any]]:
+    carts = _carts_of(session, subject)
+    if not carts:
+        return []
+    lines: dict[int, list[CartLine]] = {}
+    for line in session.scalars(
+        select(CartLine).where(CartLine.cart_id.in_([c.id for c in carts])).order_by(CartLine.id)
+    ):
+        lines.setdefault(line.cart_id, []).append(line)
+    return [
+        {**record(cart, exclude={"token"}), "lines": [record(x) for x in lines.get(cart.id, [])]}
+        for cart in carts
+    ]
+
+
+def _erase(session: Session, subject: Subject) -> int:
+    carts = _carts_of(session, subject)
+    for cart in carts:
+        cart.email = None
+        cart.shipping_address = None
+        cart.billing_address = None
+        if cart.status == "open":
+            session.execute(delete(CartLine).where(CartLine.cart_id == cart.id))
+            cart.status = "erased"
+            cart.codes = []
+    return len(carts)
+
+
+register("carts", export=_export, erase=_erase, collect=_collect)

@@ -1,0 +1,12 @@
+"""The customers domain's reactions to other domains' events."""
+
+from __future__ import annotations
+
+from mercato.customers import figures
+from mercato.events import Dispatcher
+
+
+def register(dispatcher: Dispatcher) -> None:
+    """Keep profile figures current from orders (merges move them in their own transaction)."""
+    dispatcher.subscribe("order.placed", figures.on_order_placed)
+    dispatcher.subscribe("order.cancelled", figures.on_order_cancelled)

@@ -1,0 +1,1 @@
+"""Loyalty across channels: points earned on any purchase, redeemable in any channel, tiers."""

@@ -1,0 +1,99 @@
+"""Consents and messages follow a customer merge; what marketing exports and erases.
+
+**Merge policy for consent.** Both profiles are one person, so their decisions form one
+history: B's consent records move to A and, records being in the order they were made,
+the person's latest decision for each purpose and channel is the one that counts. A
+withdrawal made on either profile after a grant on the other therefore wins; an older
+withdrawal does not cancel a newer grant. Undo moves exactly B's records back.
+
+**Erasure** keeps the consent history (proof of what the person agreed to, holding no
+personal data beyond the customer id) and empties the messages' address and content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from mercato.events import Dispatcher, Event
+from mercato.marketing.models import ConsentRecord, Message, RunResult
+from mercato.marketing.notifier import MessageStatus
+from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.privacy.registry import Subject, record, register
+
+ERASED = "[erased]"
+_MOVED: tuple[Any, ...] = (ConsentRecord, Message)
+
+
+def _table(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _merged(session: Session, event: Event) -> None:
+    merge_id, from_id, into_id = merge_ids(event)
+    for model in _MOVED:
+        move_rows(session, _table(model), merge_id, from_id, into_id)
+
+
+def _undone(session: Session, event: Event) -> None:
+    merge_id, _, _ = merge_ids(event)
+    for model in _MOVED:
+        restore_rows(session, _table(model), merge_id)
+
+
+def register_subscribers(dispatcher: Dispatcher) -> None:
+    dispatcher.subscribe("customer.merged", _merged)
+    dispatcher.subscribe("customer.merge_undone", _undone)
+
+
+def _messages(session: Session, subject: Subject) -> list[Message]:
+    return list(
+        session.scalars(
+            select(Message)
+            .where(Message.customer_id.in_(subject.customer_ids))
+            .order_by(Message.id)
+        )
+    )
+
+
+def _collect(session: Session, subject: Subject) -> None:
+    for message in _messages(session, subject):
+        if message.channel == "email":
+            subject.identifiers.add_email(message.recipient)
+        else:
+            subject.identifiers.add_phone(message.recipient)
+
+
+def _export(session: Session, subject: Subject) -> dict[str, Any]:
+    ids = subject.customer_ids
+    consents = session.scalars(
+        select(ConsentRecord).where(ConsentRecord.customer_id.in_(ids)).order_by(ConsentRecord.id)
+    )
+    results = session.scalars(
+        select(RunResult).where(RunResult.customer_id.in_(ids)).order_by(RunResult.run_id)
+    )
+    return {
+        "consents": [record(c) for c in consents],
+        "messages": [record(m, exclude={"claimed_until"}) for m in _messages(session, subject)],
+        "offer_selections": [record(r) for r in results],
+    }
+
+
+def _erase(session: Session, subject: Subject) -> int:
+    messages = _messages(session, subject)
+    for message in messages:
+        message.recipient = subject.reference
+        message.subject = ERASED
+        message.body_text = ERASED
+        message.body_html = None
+        if message.status == MessageStatus.QUEUED.value:
+            message.status = MessageStatus.FAILED.value
+            message.last_error = "the recipient's data was erased"
+    return len(messages)
+
+
+register("marketing", export=_export, erase=_erase, collect=_collect)

@@ -1,0 +1,1 @@
+"""Personal data protection shared by every domain: field encryption, blind indexes."""

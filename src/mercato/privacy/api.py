@@ -1,0 +1,98 @@
+"""Data subject requests over HTTP: staff export and erase; a shopper exports their own data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Query
+from pydantic import ConfigDict, Field
+
+from mercato.auth.permissions import Permission
+from mercato.auth.principal import Principal
+from mercato.channels.deps import ChannelCtx
+from mercato.customers.deps import CustomerId
+from mercato.deps import DbSession, require
+from mercato.errors import Unauthorized, ValidationProblem
+from mercato.privacy import service
+from mercato.routing import router
+from mercato.schemas import StrictModel
+
+api = router("/v1", tags=["privacy"])
+
+PrivacyOfficer = Annotated[Principal, Depends(require(Permission.PRIVACY_WRITE))]
+
+
+class PrivacyRequestIn(StrictModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ErasureIn(StrictModel):
+    reason: str = Field(min_length=1, max_length=500)
+    # The customer id again: erasure cannot be undone, so the caller says it twice.
+    confirm_customer_id: int
+
+
+class PrivacyRequestOut(StrictModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    customer_id: int
+    reference: str | None
+    actor_type: str
+    actor_id: str | None
+    reason: str | None
+    summary: dict[str, Any]
+    requested_at: datetime
+    completed_at: datetime | None
+
+
+@api.post("/customers/{customer_id}/privacy/export")
+def export_customer(
+    customer_id: int, session: DbSession, principal: PrivacyOfficer, body: PrivacyRequestIn
+) -> dict[str, Any]:
+    """Everything held about the person, from every domain, as one JSON document (DSAR)."""
+    return service.export_customer(session, principal, customer_id, body.reason)
+
+
+@api.post(
+    "/customers/{customer_id}/privacy/erase", response_model=PrivacyRequestOut, status_code=201
+)
+def erase_customer(
+    customer_id: int, body: ErasureIn, session: DbSession, principal: PrivacyOfficer
+) -> PrivacyRequestOut:
+    """Erase the person's personal data everywhere; orders keep amounts and a reference."""
+    if body.confirm_customer_id != customer_id:
+        raise ValidationProblem.field(
+            "body.confirm_customer_id", "must repeat the customer id of the path"
+        )
+    request = service.erase_customer(session, principal, customer_id, body.reason)
+    return PrivacyRequestOut.model_validate(request)
+
+
+@api.get("/privacy/requests", response_model=list[PrivacyRequestOut])
+def list_requests(
+    session: DbSession,
+    principal: PrivacyOfficer,
+    customer_id: Annotated[int | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[PrivacyRequestOut]:
+    """The log of export and erasure requests: who asked, for whom, when, what changed."""
+    return [
+        PrivacyRequestOut.model_validate(r)
+        for r in service.list_requests(session, customer_id, limit)
+    ]
+
+
+@api.post("/store/customers/me/data-export")
+def export_my_data(
+    session: DbSession, channel: ChannelCtx, customer_id: CustomerId
+) -> dict[str, Any]:
+    """A signed-in shopper downloads everything held about them."""
+    if customer_id is None:
+        raise Unauthorized("sign in to export your data")
+    actor = Principal(
+        kind="customer", id=customer_id, customer_id=customer_id, channel_id=channel.id
+    )
+    return service.export_customer(session, actor, customer_id, "requested by the customer")

@@ -1,0 +1,127 @@
+"""What each domain knows about a person, and how it exports and erases it.
+
+Privacy requests cross every domain, but no domain may read another's tables, so each
+domain that holds personal data registers a :class:`DomainPrivacy` here from its own
+``privacy`` module: how to *collect* the person's identifiers it holds (an order keeps
+the email it was placed with even after the profile changed), how to *export* its data
+about them, and how to *erase* it. The privacy service runs them in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+
+@dataclass
+class Identifiers:
+    """Values that identify the person, gathered from every domain before an erasure."""
+
+    emails: set[str] = field(default_factory=set)
+    phones: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+    def add_email(self, value: str | None) -> None:
+        if value and "@" in value:
+            self.emails.add(value.strip().lower())
+
+    def add_phone(self, value: str | None) -> None:
+        if value and sum(ch.isdigit() for ch in value) >= 6:
+            self.phones.add(value.strip())
+
+    def add_name(self, *parts: str | None) -> None:
+        full = " ".join(p.strip() for p in parts if p and p.strip())
+        # A single short name ("An") would match unrelated text; whole names only.
+        if len(full) >= 5 and " " in full:
+            self.names.add(full)
+
+    def add_address(self, address: dict[str, Any] | None) -> None:
+        if not address:
+            return
+        self.add_phone(address.get("phone"))
+        self.add_email(address.get("email"))
+        self.add_name(address.get("first_name"), address.get("last_name"))
+        self.add_name(address.get("name"))
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The person a request is about: every profile id they had and what identifies them."""
+
+    customer_id: int
+    # The profile and every profile that was merged into it.
+    customer_ids: tuple[int, ...]
+    identifiers: Identifiers
+    # Replaces personal values where a record must stay (orders, invoices): it names the
+    # erasure request, never the person.
+    reference: str
+
+
+Collector = Callable[[Session, Subject], None]
+Exporter = Callable[[Session, Subject], Any]
+Eraser = Callable[[Session, Subject], int]
+
+
+@dataclass(frozen=True)
+class DomainPrivacy:
+    name: str
+    export: Exporter
+    erase: Eraser | None = None
+    collect: Collector | None = None
+
+
+_DOMAINS: dict[str, DomainPrivacy] = {}
+
+
+def register(
+    name: str, *, export: Exporter, erase: Eraser | None = None, collect: Collector | None = None
+) -> None:
+    """Declare a domain's part of export and erasure (idempotent per name)."""
+    _DOMAINS[name] = DomainPrivacy(name, export, erase, collect)
+
+
+def domains() -> Iterable[DomainPrivacy]:
+    _load_domain_modules()
+    return [_DOMAINS[name] for name in sorted(_DOMAINS)]
+
+
+def record(obj: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """A mapped row as JSON-ready values (for exports): dates ISO, decimals as strings."""
+    skipped = set(exclude)
+    out: dict[str, Any] = {}
+    for column in obj.__table__.columns:
+        if column.key in skipped:
+            continue
+        value = getattr(obj, column.key)
+        if isinstance(value, datetime | date):
+            value = value.isoformat()
+        elif isinstance(value, Decimal):
+            value = str(value)
+        out[column.key] = value
+    return out
+
+
+# Every domain module that registers a DomainPrivacy; importing them fills the registry.
+DOMAIN_MODULES = (
+    "mercato.customers.customer_links",
+    "mercato.carts.customer_links",
+    "mercato.orders.customer_links",
+    "mercato.payments.customer_links",
+    "mercato.fulfillment.customer_links",
+    "mercato.returns.customer_links",
+    "mercato.support.customer_links",
+    "mercato.marketing.customer_links",
+    "mercato.loyalty.customer_links",
+)
+
+
+def _load_domain_modules() -> None:
+    import importlib
+
+    for module in DOMAIN_MODULES:
+        importlib.import_module(module)

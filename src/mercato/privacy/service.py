@@ -1,0 +1,175 @@
+"""Data subject requests: export everything about a person, or erase it everywhere.
+
+Both run every domain's registered part (see :mod:`mercato.privacy.registry`) in one
+transaction, for the profile and every profile merged into it, and are logged in
+``privacy_requests`` with who asked and when.
+
+**Erasure** removes or irreversibly pseudonymises personal data: each domain erases what
+it keys by customer id, then a sweep replaces any remaining copy of the person's emails,
+phone numbers and names in free-form columns (event payloads, webhook bodies, notes,
+audit entries) with the request's reference. Orders and payments keep their amounts and
+the customer id (which now points at an emptied profile), so accounting still balances.
+An erased profile cannot be found by email or phone; a second erasure is a 409.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mercato.auth.principal import Principal
+from mercato.auth.service import audit
+from mercato.db import Base, utcnow
+from mercato.errors import Conflict, NotFound
+from mercato.events import publish
+from mercato.privacy import sweep
+from mercato.privacy.models import PrivacyRequest
+from mercato.privacy.registry import Identifiers, Subject, domains
+
+EXPORT = "export"
+ERASURE = "erasure"
+FORMAT_VERSION = 1
+
+
+def _subject(session: Session, customer_id: int, reference: str) -> Subject:
+    from mercato.customers import customer_links
+
+    ids = customer_links.profile_ids(session, customer_id)
+    if not ids:
+        raise NotFound(f"customer {customer_id} not found")
+    subject = Subject(customer_id, tuple(ids), Identifiers(), reference)
+    for domain in domains():
+        if domain.collect is not None:
+            domain.collect(session, subject)
+    return subject
+
+
+def _log(
+    session: Session,
+    actor: Principal,
+    kind: str,
+    customer_id: int,
+    *,
+    reference: str | None,
+    reason: str | None,
+    summary: dict[str, Any],
+    started: datetime,
+) -> PrivacyRequest:
+    request = PrivacyRequest(
+        kind=kind,
+        customer_id=customer_id,
+        reference=reference,
+        actor_type=actor.kind,
+        actor_id=None if actor.id is None else str(actor.id),
+        reason=reason,
+        summary=summary,
+        requested_at=started,
+        completed_at=utcnow(),
+    )
+    session.add(request)
+    session.flush()
+    return request
+
+
+def erased_reference(session: Session, customer_id: int) -> str | None:
+    """The reference of the erasure of this customer, if they were erased."""
+    return session.scalar(
+        select(PrivacyRequest.reference).where(
+            PrivacyRequest.customer_id == customer_id, PrivacyRequest.kind == ERASURE
+        )
+    )
+
+
+def export_customer(
+    session: Session, actor: Principal, customer_id: int, reason: str | None = None
+) -> dict[str, Any]:
+    """Everything Mercato holds about the person, one JSON-ready document by domain."""
+    started = utcnow()
+    subject = _subject(session, customer_id, reference="")
+    data: dict[str, Any] = {}
+    for domain in domains():
+        data[domain.name] = domain.export(session, subject)
+    summary = {name: _count(part) for name, part in data.items()}
+    request = _log(
+        session,
+        actor,
+        EXPORT,
+        customer_id,
+        reference=None,
+        reason=reason,
+        summary=summary,
+        started=started,
+    )
+    audit(session, actor, "privacy.export", "customer", customer_id, {"request_id": request.id})
+    return {
+        "format_version": FORMAT_VERSION,
+        "request_id": request.id,
+        "generated_at": request.completed_at.isoformat() if request.completed_at else None,
+        "customer_id": customer_id,
+        "profile_ids": list(subject.customer_ids),
+        "erased": erased_reference(session, customer_id) is not None,
+        "data": data,
+    }
+
+
+def erase_customer(
+    session: Session, actor: Principal, customer_id: int, reason: str | None = None
+) -> PrivacyRequest:
+    """Erase the person everywhere; the logged request (with per-domain counts)."""
+    started = utcnow()
+    if erased_reference(session, customer_id) is not None:
+        raise Conflict(f"customer {customer_id} was already erased", code="already-erased")
+    reference = f"erased-{secrets.token_hex(8)}"
+    subject = _subject(session, customer_id, reference)
+    summary: dict[str, Any] = {}
+    for domain in domains():
+        if domain.erase is not None:
+            summary[domain.name] = domain.erase(session, subject)
+    session.flush()
+    tables = list(Base.metadata.sorted_tables)
+    summary["sweep"] = sweep.sweep_plaintext(session, tables, subject.identifiers, reference)
+    for table in tables:
+        if table.name in sweep.DECRYPTING_SWEEP:
+            count = sweep.sweep_encrypted(session, table, subject.identifiers, reference)
+            if count:
+                summary["sweep"][table.name] = count
+    request = _log(
+        session,
+        actor,
+        ERASURE,
+        customer_id,
+        reference=reference,
+        reason=reason,
+        summary=summary,
+        started=started,
+    )
+    audit(session, actor, "privacy.erase", "customer", customer_id, {"request_id": request.id})
+    publish(
+        session,
+        "customer.erased",
+        {"customer_id": customer_id, "profile_ids": list(subject.customer_ids)},
+        aggregate_type="customer",
+        aggregate_id=customer_id,
+    )
+    return request
+
+
+def list_requests(
+    session: Session, customer_id: int | None = None, limit: int = 100
+) -> list[PrivacyRequest]:
+    query = select(PrivacyRequest).order_by(PrivacyRequest.id.desc()).limit(limit)
+    if customer_id is not None:
+        query = query.where(PrivacyRequest.customer_id == customer_id)
+    return list(session.scalars(query))
+
+
+def _count(part: Any) -> int:
+    if isinstance(part, list):
+        return len(part)
+    if isinstance(part, dict):
+        return sum(_count(v) if isinstance(v, list) else 1 for v in part.values())
+    return 0 if part is None else 1

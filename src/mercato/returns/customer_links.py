@@ -1,0 +1,102 @@
+"""Returns follow a customer merge; what returns export and erase about a person.
+
+Erasure keeps every return, line, inspection result and settlement (refunds must still
+reconcile with payments) and drops the free text the person or staff wrote about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from mercato.events import Dispatcher, Event
+from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.privacy.registry import Subject, record, register
+from mercato.returns.models import Return, ReturnLine, ReturnSettlement, ReturnTransition
+
+
+def _returns_table() -> Table:
+    table = Return.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _merged(session: Session, event: Event) -> None:
+    merge_id, from_id, into_id = merge_ids(event)
+    move_rows(session, _returns_table(), merge_id, from_id, into_id)
+
+
+def _undone(session: Session, event: Event) -> None:
+    merge_id, _, _ = merge_ids(event)
+    restore_rows(session, _returns_table(), merge_id)
+
+
+def register_subscribers(dispatcher: Dispatcher) -> None:
+    dispatcher.subscribe("customer.merged", _merged)
+    dispatcher.subscribe("customer.merge_undone", _undone)
+
+
+def _returns(session: Session, subject: Subject) -> list[Return]:
+    return list(
+        session.scalars(
+            select(Return).where(Return.customer_id.in_(subject.customer_ids)).order_by(Return.id)
+        )
+    )
+
+
+def _grouped(rows: Any) -> dict[int, list[dict[str, Any]]]:
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row.return_id, []).append(record(row))
+    return grouped
+
+
+def _export(session: Session, subject: Subject) -> list[dict[str, Any]]:
+    returns = _returns(session, subject)
+    ids = [r.id for r in returns]
+    if not ids:
+        return []
+    lines = _grouped(
+        session.scalars(
+            select(ReturnLine).where(ReturnLine.return_id.in_(ids)).order_by(ReturnLine.id)
+        )
+    )
+    moves = _grouped(
+        session.scalars(
+            select(ReturnTransition)
+            .where(ReturnTransition.return_id.in_(ids))
+            .order_by(ReturnTransition.id)
+        )
+    )
+    settlements = _grouped(
+        session.scalars(
+            select(ReturnSettlement)
+            .where(ReturnSettlement.return_id.in_(ids))
+            .order_by(ReturnSettlement.id)
+        )
+    )
+    return [
+        {
+            **record(r),
+            "lines": lines.get(r.id, []),
+            "transitions": moves.get(r.id, []),
+            "settlements": settlements.get(r.id, []),
+        }
+        for r in returns
+    ]
+
+
+def _erase(session: Session, subject: Subject) -> int:
+    returns = _returns(session, subject)
+    ids = [r.id for r in returns]
+    for ret in returns:
+        ret.note = None
+    if ids:
+        for line in session.scalars(select(ReturnLine).where(ReturnLine.return_id.in_(ids))):
+            line.note = None
+    return len(returns)
+
+
+register("returns", export=_export, erase=_erase)

@@ -1,0 +1,1 @@
+"""Customer support: one case history per customer, whatever channel it arrived on."""

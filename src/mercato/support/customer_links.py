@@ -1,0 +1,100 @@
+"""Support cases follow a customer merge; what support exports and erases about a person.
+
+Erasure keeps each case's number, dates, status, SLA figures and satisfaction score (the
+service-level and satisfaction KPIs stay true) and replaces everything the person or an
+agent wrote: the subject, every message, the rating comment, the guest email.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from mercato.events import Dispatcher, Event
+from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.privacy.registry import Subject, record, register
+from mercato.support.models import SupportCase, SupportCaseOrder, SupportMessage
+
+ERASED = "[erased]"
+
+
+def _cases_table() -> Table:
+    table = SupportCase.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _merged(session: Session, event: Event) -> None:
+    merge_id, from_id, into_id = merge_ids(event)
+    move_rows(session, _cases_table(), merge_id, from_id, into_id)
+
+
+def _undone(session: Session, event: Event) -> None:
+    merge_id, _, _ = merge_ids(event)
+    restore_rows(session, _cases_table(), merge_id)
+
+
+def register_subscribers(dispatcher: Dispatcher) -> None:
+    dispatcher.subscribe("customer.merged", _merged)
+    dispatcher.subscribe("customer.merge_undone", _undone)
+
+
+def _cases(session: Session, subject: Subject) -> list[SupportCase]:
+    return list(
+        session.scalars(
+            select(SupportCase)
+            .where(SupportCase.customer_id.in_(subject.customer_ids))
+            .order_by(SupportCase.id)
+        )
+    )
+
+
+def _collect(session: Session, subject: Subject) -> None:
+    for case in _cases(session, subject):
+        subject.identifiers.add_email(case.email)
+
+
+def _export(session: Session, subject: Subject) -> list[dict[str, Any]]:
+    cases = _cases(session, subject)
+    ids = [c.id for c in cases]
+    if not ids:
+        return []
+    messages: dict[int, list[dict[str, Any]]] = {}
+    for message in session.scalars(
+        select(SupportMessage)
+        .where(SupportMessage.case_id.in_(ids), SupportMessage.direction != "internal")
+        .order_by(SupportMessage.id)
+    ):
+        messages.setdefault(message.case_id, []).append(record(message, exclude={"author_id"}))
+    orders: dict[int, list[str]] = {}
+    for link in session.scalars(select(SupportCaseOrder).where(SupportCaseOrder.case_id.in_(ids))):
+        orders.setdefault(link.case_id, []).append(link.order_number)
+    return [
+        {
+            **record(case, exclude={"assignee_id"}),
+            "messages": messages.get(case.id, []),
+            "orders": orders.get(case.id, []),
+        }
+        for case in cases
+    ]
+
+
+def _erase(session: Session, subject: Subject) -> int:
+    cases = _cases(session, subject)
+    ids = [c.id for c in cases]
+    for case in cases:
+        case.subject = ERASED
+        case.satisfaction_comment = None
+        if case.email is not None:
+            case.email = subject.reference
+    for message in session.scalars(select(SupportMessage).where(SupportMessage.case_id.in_(ids))):
+        message.body = ERASED
+        message.attachments = []
+        if message.author_type in ("customer", "guest"):
+            message.author_name = None
+    return len(cases)
+
+
+register("support", export=_export, erase=_erase, collect=_collect)
