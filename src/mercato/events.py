@@ -50,6 +50,9 @@ class OutboxEvent(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Subscribers that already handled the event while another one failed: a retry runs
+    # only the rest, so one domain's failing handler neither blocks nor repeats the others.
+    handled: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,13 @@ def _after_rollback(session: Session) -> None:
     session.info.pop("mercato_published", None)
 
 
+def handler_name(handler: Handler) -> str:
+    """A subscriber's stable name (module and qualified name), recorded once it succeeded."""
+    module = getattr(handler, "__module__", None) or type(handler).__module__
+    qualname = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    return f"{module}.{qualname}"
+
+
 class Dispatcher:
     """Delivers committed outbox events to in-process subscribers."""
 
@@ -305,10 +315,11 @@ class Dispatcher:
         self._deliver_batch([event_pk])
 
     def _deliver_batch(self, event_pks: list[int]) -> None:
-        """Hand a claimed batch to the subscribers in one transaction, a savepoint per event.
+        """Hand a claimed batch to the subscribers in one transaction, a savepoint per handler.
 
-        A failing handler rolls back only its own event's writes; that event is retried
-        later with exponential back-off, the rest of the batch is marked dispatched.
+        A failing handler rolls back only its own writes; the handlers that succeeded are
+        remembered on the event, which is retried later (exponential back-off) for the
+        failed ones only. The rest of the batch is marked dispatched.
         """
         with self.database.transaction() as session:
             rows = session.scalars(
@@ -319,16 +330,28 @@ class Dispatcher:
                 if row.dispatched_at is not None:
                     continue
                 evt = Event.from_row(row)
-                handlers = self.handlers_for(evt.type)
-                try:
-                    if handlers:
+                done = set(row.handled or ())
+                failure: Exception | None = None
+                seen: dict[str, int] = {}
+                for handler in self.handlers_for(evt.type):
+                    base = handler_name(handler)
+                    seen[base] = seen.get(base, 0) + 1
+                    # Closures made by one factory share a name: number them in order.
+                    name = base if seen[base] == 1 else f"{base}#{seen[base]}"
+                    if name in done:
+                        continue
+                    try:
                         with session.begin_nested():
-                            for handler in handlers:
-                                handler(session, evt)
-                except Exception as exc:
-                    log.exception("event %s (%s) handler failed", evt.id, evt.type)
+                            handler(session, evt)
+                    except Exception as exc:
+                        log.exception("event %s (%s): %s failed", evt.id, evt.type, name)
+                        failure = exc
+                        continue
+                    done.add(name)
+                if failure is not None:
+                    row.handled = sorted(done)
                     row.attempts += 1
-                    row.last_error = repr(exc)[:2000]
+                    row.last_error = repr(failure)[:2000]
                     # Back off: the claim lease grows with the number of attempts.
                     row.claimed_until = utcnow() + timedelta(seconds=2 ** min(row.attempts, 8))
                     continue

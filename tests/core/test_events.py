@@ -81,6 +81,42 @@ def test_failing_subscriber_leaves_event_for_retry_and_rolls_back_its_writes(db:
     assert calls["n"] == 2
 
 
+def test_one_failing_subscriber_neither_blocks_nor_repeats_the_others(db: Database) -> None:
+    dispatcher = Dispatcher(db)
+    calls = {"steady": 0, "flaky": 0}
+
+    def steady(session: Session, event: Event) -> None:
+        calls["steady"] += 1
+        publish(session, "steady.done", {})
+
+    def flaky(session: Session, event: Event) -> None:
+        calls["flaky"] += 1
+        if calls["flaky"] == 1:
+            raise RuntimeError("downstream unavailable")
+
+    dispatcher.subscribe("order.placed", steady)
+    dispatcher.subscribe("order.*", flaky)
+    with db.transaction() as session:
+        publish(session, "order.placed", {"order_id": 8})
+    dispatcher.drain()
+    with db.read() as session:
+        row = session.scalars(select(OutboxEvent).where(OutboxEvent.type == "order.placed")).one()
+        assert row.dispatched_at is None and row.attempts == 1
+        assert row.handled == [f"{__name__}.{steady.__qualname__}"]
+        # The steady subscriber's writes stayed although its neighbour failed.
+        done = session.scalars(select(OutboxEvent).where(OutboxEvent.type == "steady.done"))
+        assert len(done.all()) == 1
+        row_id = row.id
+    with db.transaction() as session:
+        session.get(OutboxEvent, row_id).claimed_until = None  # type: ignore[union-attr]
+    dispatcher.drain()
+    with db.read() as session:
+        again = session.get(OutboxEvent, row_id)
+        assert again is not None and again.dispatched_at is not None
+    # The retry ran only the subscriber that had failed.
+    assert calls == {"steady": 1, "flaky": 2}
+
+
 def test_two_dispatchers_sharing_an_outbox_do_not_deliver_twice(db: Database) -> None:
     first, second = Dispatcher(db), Dispatcher(db)
     seen: list[str] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.commerce.conftest import DemoWorld, demo_world  # noqa: F401
+from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, add, new_cart, ok, pay, register, ship_to
 
 

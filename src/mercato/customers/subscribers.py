@@ -9,4 +9,7 @@ from mercato.events import Dispatcher
 def register(dispatcher: Dispatcher) -> None:
     """Keep profile figures current from orders (merges move them in their own transaction)."""
     dispatcher.subscribe("order.placed", figures.on_order_placed)
+    # Marketplace and ERP orders arrive confirmed, never "placed": they count all the same
+    # (a fact per order id, so an order seen twice counts once).
+    dispatcher.subscribe("order.imported", figures.on_order_placed)
     dispatcher.subscribe("order.cancelled", figures.on_order_cancelled)
