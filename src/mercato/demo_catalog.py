@@ -56,8 +56,21 @@ class DemoProduct:
 
 CATEGORIES = [
     DemoCategory("coffee", Word("Coffee", "コーヒー", "Kaffee", "Cà phê")),
-    DemoCategory("organic-coffee-beans", Word("Organic coffee beans", "オーガニックコーヒー豆", "Bio-Kaffeebohnen", "Cà phê hạt hữu cơ"), "coffee"),
-    DemoCategory("ground-coffee", Word("Ground coffee", "挽いたコーヒー", "Gemahlener Kaffee", "Cà phê xay"), "coffee"),
+    DemoCategory(
+        "organic-coffee-beans",
+        Word(
+            "Organic coffee beans",
+            "オーガニックコーヒー豆",
+            "Bio-Kaffeebohnen",
+            "Cà phê hạt hữu cơ",
+        ),
+        "coffee",
+    ),
+    DemoCategory(
+        "ground-coffee",
+        Word("Ground coffee", "挽いたコーヒー", "Gemahlener Kaffee", "Cà phê xay"),
+        "coffee",
+    ),
     DemoCategory("tea", Word("Tea", "お茶", "Tee", "Trà")),
     DemoCategory("apparel", Word("Apparel", "アパレル", "Bekleidung", "Thời trang")),
     DemoCategory("t-shirts", Word("T-shirts", "Tシャツ", "T-Shirts", "Áo thun"), "apparel"),
@@ -70,16 +83,33 @@ CATEGORIES = [
 ]
 
 ORIGINS = [
-    Word("Ethiopian Yirgacheffe", "エチオピア・イルガチェフェ", "Äthiopischer Yirgacheffe", "Ethiopia Yirgacheffe"),
+    Word(
+        "Ethiopian Yirgacheffe",
+        "エチオピア・イルガチェフェ",
+        "Äthiopischer Yirgacheffe",
+        "Ethiopia Yirgacheffe",
+    ),
     Word("Colombian Huila", "コロンビア・ウイラ", "Kolumbianischer Huila", "Colombia Huila"),
     Word("Vietnamese Da Lat", "ベトナム・ダラット", "Vietnamesischer Da Lat", "Đà Lạt Việt Nam"),
-    Word("Guatemalan Antigua", "グアテマラ・アンティグア", "Guatemaltekischer Antigua", "Guatemala Antigua"),
+    Word(
+        "Guatemalan Antigua",
+        "グアテマラ・アンティグア",
+        "Guatemaltekischer Antigua",
+        "Guatemala Antigua",
+    ),
     Word("Kenyan Nyeri", "ケニア・ニエリ", "Kenianischer Nyeri", "Kenya Nyeri"),
     Word("Sumatran Mandheling", "スマトラ・マンデリン", "Sumatra Mandheling", "Sumatra Mandheling"),
     Word("Brazilian Cerrado", "ブラジル・セラード", "Brasilianischer Cerrado", "Brazil Cerrado"),
     Word("Peruvian Cajamarca", "ペルー・カハマルカ", "Peruanischer Cajamarca", "Peru Cajamarca"),
-    Word("Honduran Marcala", "ホンジュラス・マルカラ", "Honduranischer Marcala", "Honduras Marcala"),
-    Word("Rwandan Nyamasheke", "ルワンダ・ニャマシェケ", "Ruandischer Nyamasheke", "Rwanda Nyamasheke"),
+    Word(
+        "Honduran Marcala", "ホンジュラス・マルカラ", "Honduranischer Marcala", "Honduras Marcala"
+    ),
+    Word(
+        "Rwandan Nyamasheke",
+        "ルワンダ・ニャマシェケ",
+        "Ruandischer Nyamasheke",
+        "Rwanda Nyamasheke",
+    ),
 ]
 ROASTS = [
     Word("Light Roast", "浅煎り", "Helle Röstung", "Rang nhạt"),
@@ -170,10 +200,22 @@ DESCRIPTIONS = {
     ),
 }
 NOTES = [
-    Word("chocolate and cherry", "チョコレートとチェリー", "Schokolade und Kirsche", "sô-cô-la và anh đào"),
+    Word(
+        "chocolate and cherry",
+        "チョコレートとチェリー",
+        "Schokolade und Kirsche",
+        "sô-cô-la và anh đào",
+    ),
     Word("citrus and jasmine", "柑橘とジャスミン", "Zitrus und Jasmin", "cam chanh và hoa nhài"),
-    Word("caramel and hazelnut", "キャラメルとヘーゼルナッツ", "Karamell und Haselnuss", "caramel và hạt phỉ"),
-    Word("blueberry and cocoa", "ブルーベリーとカカオ", "Blaubeere und Kakao", "việt quất và ca cao"),
+    Word(
+        "caramel and hazelnut",
+        "キャラメルとヘーゼルナッツ",
+        "Karamell und Haselnuss",
+        "caramel và hạt phỉ",
+    ),
+    Word(
+        "blueberry and cocoa", "ブルーベリーとカカオ", "Blaubeere und Kakao", "việt quất và ca cao"
+    ),
 ]
 
 
@@ -247,9 +289,12 @@ class _Builder:
     def tea(self) -> None:
         for n, tea in enumerate(TEAS * 3, start=1):
             grade = ["", "Premium ", "Ceremonial "][(n - 1) // len(TEAS)]
-            grade_word = Word(grade.strip() or "Daily", ["普段使い", "プレミアム", "特上"][(n - 1) // len(TEAS)],
-                              ["Alltags-", "Premium-", "Zeremonieller"][(n - 1) // len(TEAS)],
-                              ["Hằng ngày", "Cao cấp", "Thượng hạng"][(n - 1) // len(TEAS)])
+            grade_word = Word(
+                grade.strip() or "Daily",
+                ["普段使い", "プレミアム", "特上"][(n - 1) // len(TEAS)],
+                ["Alltags-", "Premium-", "Zeremonieller"][(n - 1) // len(TEAS)],
+                ["Hằng ngày", "Cao cấp", "Thượng hạng"][(n - 1) // len(TEAS)],
+            )
             code = f"TEA-{n:03d}"
             product = DemoProduct(
                 code=code,
@@ -263,8 +308,13 @@ class _Builder:
             )
             for label, grams in (("50g", 50), ("100g", 100)):
                 product.variants.append(
-                    DemoVariant(f"{code}-{label.upper()}", self.barcode(), {"weight": label},
-                                grams + 10, (70, 40, 120))
+                    DemoVariant(
+                        f"{code}-{label.upper()}",
+                        self.barcode(),
+                        {"weight": label},
+                        grams + 10,
+                        (70, 40, 120),
+                    )
                 )
             self.products.append(product)
 
@@ -281,7 +331,11 @@ class _Builder:
                         name=_names([style, garment]),
                         description=self.description("apparel"),
                         tax_class="standard",
-                        hs_code="610910" if category == "t-shirts" else "611020" if category == "hoodies" else "611595",
+                        hs_code="610910"
+                        if category == "t-shirts"
+                        else "611020"
+                        if category == "hoodies"
+                        else "611595",
                         origin=self.rng.choice(["PT", "VN", "BD", "TR"]),
                         base_price={"t-shirts": 2490, "hoodies": 5990, "socks": 990}[category],
                     )
@@ -293,7 +347,9 @@ class _Builder:
                                     sku=f"{code}-{colour.en[:3].upper()}-{size}",
                                     barcode=self.barcode(),
                                     options={"colour": colour.en, "size": size},
-                                    weight_g={"t-shirts": 180, "hoodies": 650, "socks": 60}[category],
+                                    weight_g={"t-shirts": 180, "hoodies": 650, "socks": 60}[
+                                        category
+                                    ],
                                     dimensions_mm=(300, 250, 30),
                                 )
                             )
@@ -306,23 +362,41 @@ class _Builder:
                 for edition in ("", "Studio ", "Limited "):
                     n += 1
                     code = f"HOM-{n:03d}"
-                    edition_word = Word(edition.strip() or "Everyday", ["デイリー", "スタジオ", "限定"][("", "Studio ", "Limited ").index(edition)],
-                                        ["Alltags-", "Studio-", "Limitierter"][("", "Studio ", "Limited ").index(edition)],
-                                        ["Hằng ngày", "Studio", "Giới hạn"][("", "Studio ", "Limited ").index(edition)])
+                    edition_word = Word(
+                        edition.strip() or "Everyday",
+                        ["デイリー", "スタジオ", "限定"][
+                            ("", "Studio ", "Limited ").index(edition)
+                        ],
+                        ["Alltags-", "Studio-", "Limitierter"][
+                            ("", "Studio ", "Limited ").index(edition)
+                        ],
+                        ["Hằng ngày", "Studio", "Giới hạn"][
+                            ("", "Studio ", "Limited ").index(edition)
+                        ],
+                    )
                     product = DemoProduct(
                         code=code,
                         category=category,
                         name=_names([edition_word, item]),
                         description=self.description("home"),
                         tax_class="standard",
-                        hs_code="691200" if category == "mugs" else "841981" if category == "brewing" else "420292",
+                        hs_code="691200"
+                        if category == "mugs"
+                        else "841981"
+                        if category == "brewing"
+                        else "420292",
                         origin=self.rng.choice(["JP", "DE", "VN", "CN"]),
                         base_price=self.rng.choice([1490, 2490, 3990, 7990]),
                     )
                     for colour in COLOURS[: self.rng.randint(1, 4)]:
                         product.variants.append(
-                            DemoVariant(f"{code}-{colour.en[:3].upper()}", self.barcode(),
-                                        {"colour": colour.en}, 400, (120, 120, 150))
+                            DemoVariant(
+                                f"{code}-{colour.en[:3].upper()}",
+                                self.barcode(),
+                                {"colour": colour.en},
+                                400,
+                                (120, 120, 150),
+                            )
                         )
                     self.products.append(product)
 
@@ -342,7 +416,12 @@ def build_catalog(seed: int = 42, copies: int = 2) -> tuple[list[DemoCategory], 
 
 
 def _renumber(products: list[DemoProduct], suffix: str) -> None:
-    season = {"en": "Season Edition", "ja": "シーズン限定", "de": "Saisonedition", "vi": "Phiên bản mùa"}
+    season = {
+        "en": "Season Edition",
+        "ja": "シーズン限定",
+        "de": "Saisonedition",
+        "vi": "Phiên bản mùa",
+    }
     for product in products:
         product.code = f"{product.code}-{suffix}"
         product.name = {loc: f"{name} ({season[loc]})" for loc, name in product.name.items()}

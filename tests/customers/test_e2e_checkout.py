@@ -9,7 +9,7 @@ from tests.commerce.helpers import BERLIN, add, new_cart, ok, pay, register, shi
 
 
 def test_a_checkout_shows_up_in_the_profile_and_the_timeline(
-    demo_world: DemoWorld,  # noqa: F811
+    demo_world: DemoWorld,
 ) -> None:
     world = demo_world
     key = {**world.key("web-de"), **register(world.client, world.key("web-de"), "c360@example.com")}

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from mercato.customers.models import Customer, MergeSuggestion
 from mercato.money import quantize
 from mercato.orders.models import Order
-from tests.customers.conftest import Shop
 from tests.commerce.helpers import ok
+from tests.customers.conftest import Shop
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "online_retail.csv.gz"
 # Buyers with invoices from more than one country (checked by hand against the file).

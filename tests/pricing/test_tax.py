@@ -35,8 +35,10 @@ def request(
         currency=currency,
         prices_include_tax=inclusive,
         ship_to=TaxAddress(country=country, region=region),
-        lines=[TaxLine(id=line_id, tax_class=tax_class, amount=D(amount))
-               for line_id, tax_class, amount in lines],
+        lines=[
+            TaxLine(id=line_id, tax_class=tax_class, amount=D(amount))
+            for line_id, tax_class, amount in lines
+        ],
     )
 
 
@@ -63,23 +65,36 @@ def summary(result: TaxResult) -> list[tuple[Decimal, Decimal, Decimal]]:
 
 
 def test_germany_gross_prices_food_standard_and_shipping() -> None:
-    result = calc("EUR", True, "DE", [
-        ("beans", "food", "25.80"),      # 2 x 12.90 coffee beans, 7%
-        ("mug", "standard", "14.99"),    # 19%
-        ("ship", "shipping", "4.90"),    # 19%, the standard rate
-    ])
+    result = calc(
+        "EUR",
+        True,
+        "DE",
+        [
+            ("beans", "food", "25.80"),  # 2 x 12.90 coffee beans, 7%
+            ("mug", "standard", "14.99"),  # 19%
+            ("ship", "shipping", "4.90"),  # 19%, the standard rate
+        ],
+    )
     assert result.tax_included
     assert {line.id: line.rate for line in result.lines} == {
-        "beans": D("0.07"), "mug": D("0.19"), "ship": D("0.19")}
+        "beans": D("0.07"),
+        "mug": D("0.19"),
+        "ship": D("0.19"),
+    }
     # 19%: 19.89 * 19/119 = 3.1757 -> 3.18, spread 2.40 + 0.78 (rounding each line would
     # give 2.39 + 0.78 = 3.17, one cent short of the invoice's per-rate total).
     assert taxes(result) == {"beans": D("1.69"), "mug": D("2.40"), "ship": D("0.78")}
-    assert summary(result) == [(D("0.19"), D("16.71"), D("3.18")),
-                               (D("0.07"), D("24.11"), D("1.69"))]
+    assert summary(result) == [
+        (D("0.19"), D("16.71"), D("3.18")),
+        (D("0.07"), D("24.11"), D("1.69")),
+    ]
     assert result.breakdown[0].jurisdiction_name == "Germany"
     assert result.breakdown[0].tax_name == "VAT"
     assert (result.total_net, result.total_tax, result.total_gross) == (
-        D("40.82"), D("4.87"), D("45.69"))
+        D("40.82"),
+        D("4.87"),
+        D("45.69"),
+    )
     assert [line.gross for line in result.lines] == [D("25.80"), D("14.99"), D("4.90")]
 
 
@@ -91,27 +106,43 @@ def test_germany_net_price_list_adds_vat() -> None:
 
 
 def test_france_books_and_food_share_the_5_5_rate() -> None:
-    result = calc("EUR", True, "FR", [
-        ("book", "books", "19.90"),
-        ("tea", "food", "8.50"),
-        ("mug", "standard", "30.00"),
-        ("ship", "shipping", "5.90"),
-    ])
+    result = calc(
+        "EUR",
+        True,
+        "FR",
+        [
+            ("book", "books", "19.90"),
+            ("tea", "food", "8.50"),
+            ("mug", "standard", "30.00"),
+            ("ship", "shipping", "5.90"),
+        ],
+    )
     # 5.5%: one rounding on 28.40 * 5.5/105.5 = 1.4806 -> 1.48 for book and tea together.
-    assert taxes(result) == {"book": D("1.04"), "tea": D("0.44"), "mug": D("5.00"),
-                             "ship": D("0.98")}
-    assert summary(result) == [(D("0.20"), D("29.92"), D("5.98")),
-                               (D("0.055"), D("26.92"), D("1.48"))]
+    assert taxes(result) == {
+        "book": D("1.04"),
+        "tea": D("0.44"),
+        "mug": D("5.00"),
+        "ship": D("0.98"),
+    }
+    assert summary(result) == [
+        (D("0.20"), D("29.92"), D("5.98")),
+        (D("0.055"), D("26.92"), D("1.48")),
+    ]
     assert result.total_tax == D("7.46")
 
 
 def test_japan_invoice_rounds_down_once_per_rate() -> None:
-    result = calc("JPY", True, "JP", [
-        ("tea", "food", "100"),
-        ("beans", "food", "100"),
-        ("cookies", "food", "100"),
-        ("mug", "standard", "1100"),
-    ])
+    result = calc(
+        "JPY",
+        True,
+        "JP",
+        [
+            ("tea", "food", "100"),
+            ("beans", "food", "100"),
+            ("cookies", "food", "100"),
+            ("mug", "standard", "1100"),
+        ],
+    )
     # 8%: 300 * 8/108 = 22.2 -> 22 yen on the invoice. Rounding each line down would give
     # 7 + 7 + 7 = 21: the qualified invoice rules ask for one rounding per rate.
     assert sum(taxes(result)[i] for i in ("tea", "beans", "cookies")) == D("22")
@@ -119,7 +150,10 @@ def test_japan_invoice_rounds_down_once_per_rate() -> None:
     assert summary(result) == [(D("0.10"), D("1000"), D("100")), (D("0.08"), D("278"), D("22"))]
     assert result.breakdown[0].tax_name == "JCT"
     assert (result.total_net, result.total_tax, result.total_gross) == (
-        D("1278"), D("122"), D("1400"))
+        D("1278"),
+        D("122"),
+        D("1400"),
+    )
 
 
 def test_japan_rounds_down_on_net_prices() -> None:
@@ -130,14 +164,21 @@ def test_japan_rounds_down_on_net_prices() -> None:
 
 
 def test_vietnam_vnd_rounds_each_line() -> None:
-    result = calc("VND", True, "VN", [
-        ("beans", "food", "250000"),
-        ("grinder", "standard", "1500000"),
-        ("ship", "shipping", "30000"),
-    ])
+    result = calc(
+        "VND",
+        True,
+        "VN",
+        [
+            ("beans", "food", "250000"),
+            ("grinder", "standard", "1500000"),
+            ("ship", "shipping", "30000"),
+        ],
+    )
     assert taxes(result) == {"beans": D("11905"), "grinder": D("136364"), "ship": D("2727")}
-    assert summary(result) == [(D("0.10"), D("1390909"), D("139091")),
-                               (D("0.05"), D("238095"), D("11905"))]
+    assert summary(result) == [
+        (D("0.10"), D("1390909"), D("139091")),
+        (D("0.05"), D("238095"), D("11905")),
+    ]
     assert result.total_gross == D("1780000")
 
 
@@ -229,7 +270,10 @@ def test_empty_cart() -> None:
     result = calc("EUR", True, "DE", [])
     assert (result.lines, result.breakdown) == ((), ())
     assert (result.total_net, result.total_tax, result.total_gross) == (
-        D("0.00"), D("0.00"), D("0.00"))
+        D("0.00"),
+        D("0.00"),
+        D("0.00"),
+    )
 
 
 # ----------------------------------------------------------------------- validation
@@ -251,8 +295,9 @@ def test_country_must_be_iso(country: str) -> None:
         TaxAddress(country=country)
 
 
-@pytest.mark.parametrize(("currency", "amount"), [("JPY", "100.5"), ("EUR", "1.001"),
-                                                  ("VND", "0.1"), ("KWD", "1.0001")])
+@pytest.mark.parametrize(
+    ("currency", "amount"), [("JPY", "100.5"), ("EUR", "1.001"), ("VND", "0.1"), ("KWD", "1.0001")]
+)
 def test_amount_with_too_many_decimals(currency: str, amount: str) -> None:
     with pytest.raises(ValueError, match="decimals"):
         request(currency, True, "DE", [("mug", "standard", amount)])
@@ -287,7 +332,8 @@ def test_refund_is_the_mirror_of_the_sale() -> None:
     refund = calc("EUR", True, "DE", [(i, c, f"-{a}") for i, c, a in lines])
     assert refund.total_tax == -sale.total_tax
     assert [(r.net, r.tax, r.gross) for r in refund.lines] == [
-        (-s.net, -s.tax, -s.gross) for s in sale.lines]
+        (-s.net, -s.tax, -s.gross) for s in sale.lines
+    ]
 
 
 def test_refund_of_exempt_line_has_unsigned_zero_tax() -> None:
@@ -304,11 +350,13 @@ def test_mixing_sale_and_refund_lines_is_refused() -> None:
 
 
 def test_rate_patches_from_configuration() -> None:
-    provider = TableTaxProvider(rates={
-        "US-CA": {"standard": "0.0875"},        # state plus a district rate
-        "vn": {"standard": D("0.08"), "shipping": "0.08"},
-        "DE": {"wine": "0.19"},
-    })
+    provider = TableTaxProvider(
+        rates={
+            "US-CA": {"standard": "0.0875"},  # state plus a district rate
+            "vn": {"standard": D("0.08"), "shipping": "0.08"},
+            "DE": {"wine": "0.19"},
+        }
+    )
     ca = calc("USD", False, "US", US_CART, region="CA", provider=provider)
     assert taxes(ca) == {"beans": D("0.00"), "mug": D("1.31"), "ship": D("0.00")}
     vn = calc("VND", True, "VN", [("mug", "standard", "108000")], provider=provider)
@@ -320,12 +368,21 @@ def test_rate_patches_from_configuration() -> None:
 
 
 def test_new_jurisdiction_rule() -> None:
-    gb = TaxRule(code="gb", name="United Kingdom", tax_name="VAT",
-                 rates={"standard": D("0.20"), "books": D("0"), "food": D("0")},
-                 rounding=RoundingPolicy("line", "half_up"))
+    gb = TaxRule(
+        code="gb",
+        name="United Kingdom",
+        tax_name="VAT",
+        rates={"standard": D("0.20"), "books": D("0"), "food": D("0")},
+        rounding=RoundingPolicy("line", "half_up"),
+    )
     provider = TableTaxProvider(rules=[gb])
-    result = calc("GBP", True, "GB", [("mug", "standard", "12.00"), ("book", "books", "8.99")],
-                  provider=provider)
+    result = calc(
+        "GBP",
+        True,
+        "GB",
+        [("mug", "standard", "12.00"), ("book", "books", "8.99")],
+        provider=provider,
+    )
     assert taxes(result) == {"mug": D("2.00"), "book": D("0.00")}
     assert result.breakdown[0].jurisdiction == "GB"
 
@@ -333,7 +390,7 @@ def test_new_jurisdiction_rule() -> None:
 @pytest.mark.parametrize(
     ("rates", "error"),
     [
-        ({"standard": "19"}, ValueError),             # a percentage, not a fraction
+        ({"standard": "19"}, ValueError),  # a percentage, not a fraction
         ({"standard": "-0.1"}, ValueError),
         ({"standard": "abc"}, ValueError),
         ({"standard": 0.19}, TypeError),
@@ -358,8 +415,35 @@ def test_rounding_policy_is_validated() -> None:
 
 
 def test_builtin_tables_cover_eu_us_and_asia() -> None:
-    eu = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
-          "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"}
+    eu = {
+        "AT",
+        "BE",
+        "BG",
+        "HR",
+        "CY",
+        "CZ",
+        "DK",
+        "EE",
+        "FI",
+        "FR",
+        "DE",
+        "GR",
+        "HU",
+        "IE",
+        "IT",
+        "LV",
+        "LT",
+        "LU",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SK",
+        "SI",
+        "ES",
+        "SE",
+    }
     us = {code for code in DEFAULT_RULES if code.startswith("US-")}
     assert eu <= DEFAULT_RULES.keys()
     assert len(us) == 51
@@ -386,9 +470,22 @@ def test_provider_protocol() -> None:
 
 CURRENCIES = ["JPY", "VND", "EUR", "USD", "KWD"]
 DESTINATIONS = [
-    ("DE", None), ("FR", None), ("IE", None), ("DK", None), ("HU", None), ("JP", None),
-    ("VN", None), ("SG", None), ("US", "CA"), ("US", "NY"), ("US", "OR"), ("US", "MS"),
-    ("US", "TX"), ("US", "MO"), ("BR", None), ("US", "PR"),
+    ("DE", None),
+    ("FR", None),
+    ("IE", None),
+    ("DK", None),
+    ("HU", None),
+    ("JP", None),
+    ("VN", None),
+    ("SG", None),
+    ("US", "CA"),
+    ("US", "NY"),
+    ("US", "OR"),
+    ("US", "MS"),
+    ("US", "TX"),
+    ("US", "MO"),
+    ("BR", None),
+    ("US", "PR"),
 ]
 
 
@@ -397,14 +494,17 @@ def tax_requests(draw: st.DrawFn) -> TaxRequest:
     currency = draw(st.sampled_from(CURRENCIES))
     country, region = draw(st.sampled_from(DESTINATIONS))
     units = draw(st.lists(st.one_of(st.integers(0, 500), st.integers(0, 10**11)), max_size=8))
-    classes = draw(st.lists(st.sampled_from(sorted(TAX_CLASSES)), min_size=len(units),
-                            max_size=len(units)))
+    classes = draw(
+        st.lists(st.sampled_from(sorted(TAX_CLASSES)), min_size=len(units), max_size=len(units))
+    )
     return TaxRequest(
         currency=currency,
         prices_include_tax=draw(st.booleans()),
         ship_to=TaxAddress(country=country, region=region),
-        lines=[TaxLine(f"line{i}", tax_class, from_minor(u, currency))
-               for i, (u, tax_class) in enumerate(zip(units, classes, strict=True))],
+        lines=[
+            TaxLine(f"line{i}", tax_class, from_minor(u, currency))
+            for i, (u, tax_class) in enumerate(zip(units, classes, strict=True))
+        ],
     )
 
 
@@ -454,8 +554,14 @@ def test_invariants_hold_for_any_cart(req: TaxRequest) -> None:
     else:
         # One rounding per rate: each breakdown row's tax is its rounded exact tax.
         for row in result.breakdown:
-            base = sum((g.amount for g, line in zip(req.lines, result.lines, strict=True)
-                        if line.rate == row.rate), D(0))
+            base = sum(
+                (
+                    g.amount
+                    for g, line in zip(req.lines, result.lines, strict=True)
+                    if line.rate == row.rate
+                ),
+                D(0),
+            )
             assert row.tax == quantize(exact_tax(base, row.rate, inclusive), req.currency, mode)
 
 
@@ -472,7 +578,8 @@ def test_refund_mirrors_sale_for_any_cart(req: TaxRequest) -> None:
     assert_invariants(refund_req, refund)
     assert refund.total_tax == -sale.total_tax
     assert [(r.net, r.tax, r.gross) for r in refund.lines] == [
-        (-s.net, -s.tax, -s.gross) for s in sale.lines]
+        (-s.net, -s.tax, -s.gross) for s in sale.lines
+    ]
 
 
 def test_builtin_rounding_policies() -> None:

@@ -773,8 +773,15 @@ def release_quantity(
         raise UnprocessableState(
             f"reservation {reservation_id} changed meanwhile", code="reservation-closed"
         )
-    snap = change(session, ctx, reservation.variant_id, reservation.location_id, Reason.RELEASE,
-                  reserved_delta=-quantity, guard=Guard.PHYSICAL)
+    snap = change(
+        session,
+        ctx,
+        reservation.variant_id,
+        reservation.location_id,
+        Reason.RELEASE,
+        reserved_delta=-quantity,
+        guard=Guard.PHYSICAL,
+    )
     if snap is None:
         raise Conflict(f"reservation {reservation_id} does not match its stock row")
     return get_reservation(session, reservation_id)
@@ -783,14 +790,18 @@ def release_quantity(
 def active_reservations_for(
     session: Session, reference_type: str, reference_id: str
 ) -> list[Reservation]:
-    return list(session.scalars(
-        select(Reservation)
-        .where(Reservation.reference_type == reference_type,
-               Reservation.reference_id == reference_id,
-               Reservation.status.in_(ACTIVE_RESERVATION))
-        .order_by(Reservation.id)
-        .execution_options(populate_existing=True)
-    ))
+    return list(
+        session.scalars(
+            select(Reservation)
+            .where(
+                Reservation.reference_type == reference_type,
+                Reservation.reference_id == reference_id,
+                Reservation.status.in_(ACTIVE_RESERVATION),
+            )
+            .order_by(Reservation.id)
+            .execution_options(populate_existing=True)
+        )
+    )
 
 
 def allocate(
@@ -1031,9 +1042,7 @@ def list_levels(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[StockLevel]:
-    query: Select[Any] = select(StockLevel).order_by(
-        StockLevel.variant_id, StockLevel.location_id
-    )
+    query: Select[Any] = select(StockLevel).order_by(StockLevel.variant_id, StockLevel.location_id)
     if variant_id is not None:
         query = query.where(StockLevel.variant_id == variant_id)
     if location_id is not None:
