@@ -19,7 +19,7 @@ from mercato.db import Database
 from mercato.errors import install_error_handlers
 from mercato.events import Dispatcher, Event
 from mercato.inventory.stream import StockStream
-from mercato.middleware import RequestIdMiddleware, WriterGate
+from mercato.middleware import RequestGate, RequestIdMiddleware, WriterGate
 from mercato.settings import Settings, get_settings
 
 API_DESCRIPTION = """
@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_error_handlers(app)
     if database.dialect == "sqlite":
         app.add_middleware(WriterGate, limit=settings.sqlite_concurrent_writers)
+    app.add_middleware(RequestGate, limit=settings.max_concurrent_requests)
 
     app.add_middleware(RequestIdMiddleware)
 

@@ -140,7 +140,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, echo=echo, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # Up to max_concurrent_requests requests, some holding two connections for a moment
+    # (a short read of their own beside the request's transaction), plus background jobs.
+    return create_engine(url, echo=echo, pool_size=20, max_overflow=50, pool_pre_ping=True)
 
 
 class Database:

@@ -11,6 +11,40 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def _semaphore(owner: RequestGate | WriterGate, limit: int) -> asyncio.Semaphore:
+    """The owner's semaphore for the running event loop (a test client may start another)."""
+    loop = asyncio.get_running_loop()
+    if owner._gate is None or owner._gate[0] is not loop:
+        owner._gate = (loop, asyncio.Semaphore(limit))
+    return owner._gate[1]
+
+
+class RequestGate:
+    """Lets at most ``limit`` requests of this process into the application at once.
+
+    A synchronous endpoint takes a worker thread for each dependency and again for its
+    body, and holds its database connection from the first query (authentication) to the
+    end. With more requests in flight than connections, requests that already hold a
+    connection wait for a worker thread that is taken by requests waiting for a
+    connection: nobody moves until the pool's timeout. Admitting fewer requests than
+    there are worker threads (40) and connections keeps every admitted request moving;
+    the others wait in the event loop, holding nothing. Server-Sent Event streams hold no
+    connection and are not counted.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].endswith("/stream"):
+            await self.app(scope, receive, send)
+            return
+        async with _semaphore(self, self.limit):
+            await self.app(scope, receive, send)
+
+
 class WriterGate:
     """Lets at most ``limit`` unsafe requests of this process run at once (SQLite only).
 
@@ -25,15 +59,13 @@ class WriterGate:
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
-        self._gate: asyncio.Semaphore | None = None
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
-        if self._gate is None:
-            self._gate = asyncio.Semaphore(self.limit)
-        async with self._gate:
+        async with _semaphore(self, self.limit):
             await self.app(scope, receive, send)
 
 

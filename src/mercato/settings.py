@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     sql_echo: bool = False
     # The in-process event dispatcher runs in a background thread unless disabled (tests drain it).
     dispatcher_enabled: bool = True
+    # Requests one process lets run at once (see middleware.RequestGate); the rest queue.
+    max_concurrent_requests: int = 32
     # Unsafe requests one process lets run at once on SQLite (see middleware.WriterGate).
     sqlite_concurrent_writers: int = 1
     # Outgoing email (the notifier's SMTP sender); messages stay queued while no host is set.

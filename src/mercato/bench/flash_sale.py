@@ -192,6 +192,10 @@ def run(
         sold = sum(1 for status, _ in results if status == 201)
         rejected = sum(1 for status, _ in results if status == 409)
         errors = len(results) - sold - rejected
+        error_statuses: dict[str, int] = {}
+        for status, _ in results:
+            if status not in (201, 409):
+                error_statuses[str(status)] = error_statuses.get(str(status), 0) + 1
         with database.read() as session:
             held = sum(
                 inventory.get_level(session, world["api_variant"], p).reserved
@@ -216,6 +220,7 @@ def run(
             "oversold": max(0, max(sold, held) - stock),
             "rejected": rejected,
             "errors": errors,
+            "error_statuses": error_statuses,
             "ledger_ok": not mismatches,
             "elapsed_s": round(elapsed, 3),
             "orders_per_s": round(orders_per_s, 1),
