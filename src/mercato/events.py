@@ -315,48 +315,51 @@ class Dispatcher:
         self._deliver_batch([event_pk])
 
     def _deliver_batch(self, event_pks: list[int]) -> None:
-        """Hand a claimed batch to the subscribers in one transaction, a savepoint per handler.
+        """Hand a claimed batch to the subscribers, one transaction per event and a savepoint
+        per handler.
 
-        A failing handler rolls back only its own writes; the handlers that succeeded are
-        remembered on the event, which is retried later (exponential back-off) for the
-        failed ones only. The rest of the batch is marked dispatched.
+        An event's reactions commit together, and no more: a transaction spanning a batch
+        would hold the stock rows of several orders at once, in no global order, and
+        deadlock with checkouts locking the same rows. A failing handler rolls back only
+        its own writes; the handlers that succeeded are remembered on the event, which is
+        retried later (exponential back-off) for the failed ones only.
         """
-        with self.database.transaction() as session:
-            rows = session.scalars(
-                select(OutboxEvent).where(OutboxEvent.id.in_(event_pks)).order_by(OutboxEvent.id)
-            ).all()
-            now = utcnow()
-            for row in rows:
-                if row.dispatched_at is not None:
+        for event_pk in event_pks:
+            with self.database.transaction() as session:
+                row = session.get(OutboxEvent, event_pk)
+                if row is None or row.dispatched_at is not None:
                     continue
-                evt = Event.from_row(row)
-                done = set(row.handled or ())
-                failure: Exception | None = None
-                seen: dict[str, int] = {}
-                for handler in self.handlers_for(evt.type):
-                    base = handler_name(handler)
-                    seen[base] = seen.get(base, 0) + 1
-                    # Closures made by one factory share a name: number them in order.
-                    name = base if seen[base] == 1 else f"{base}#{seen[base]}"
-                    if name in done:
-                        continue
-                    try:
-                        with session.begin_nested():
-                            handler(session, evt)
-                    except Exception as exc:
-                        log.exception("event %s (%s): %s failed", evt.id, evt.type, name)
-                        failure = exc
-                        continue
-                    done.add(name)
-                if failure is not None:
-                    row.handled = sorted(done)
-                    row.attempts += 1
-                    row.last_error = repr(failure)[:2000]
-                    # Back off: the claim lease grows with the number of attempts.
-                    row.claimed_until = utcnow() + timedelta(seconds=2 ** min(row.attempts, 8))
-                    continue
-                row.dispatched_at = now
-                row.claimed_until = None
+                self._deliver_one(session, row)
+
+    def _deliver_one(self, session: Session, row: OutboxEvent) -> None:
+        evt = Event.from_row(row)
+        done = set(row.handled or ())
+        failure: Exception | None = None
+        seen: dict[str, int] = {}
+        for handler in self.handlers_for(evt.type):
+            base = handler_name(handler)
+            seen[base] = seen.get(base, 0) + 1
+            # Closures made by one factory share a name: number them in order.
+            name = base if seen[base] == 1 else f"{base}#{seen[base]}"
+            if name in done:
+                continue
+            try:
+                with session.begin_nested():
+                    handler(session, evt)
+            except Exception as exc:
+                log.exception("event %s (%s): %s failed", evt.id, evt.type, name)
+                failure = exc
+                continue
+            done.add(name)
+        if failure is not None:
+            row.handled = sorted(done)
+            row.attempts += 1
+            row.last_error = repr(failure)[:2000]
+            # Back off: the claim lease grows with the number of attempts.
+            row.claimed_until = utcnow() + timedelta(seconds=2 ** min(row.attempts, 8))
+            return
+        row.dispatched_at = utcnow()
+        row.claimed_until = None
 
     def drain(self, limit: int = 500) -> int:
         """Dispatch every committed, undispatched event; returns how many were handled."""
