@@ -175,6 +175,17 @@ def _customer_with_history(world: DemoWorld, person: dict[str, str]) -> dict[str
                 purpose="marketing_email",
             ),
         )
+    # The outbox sends it (a notifier standing for the SMTP server).
+    notifier.deliver_queued(world.database, {notifier.MessageChannel.EMAIL: _Outbox()}, limit=1000)
+    # Goodwill points from the call centre.
+    ok(
+        client.post(
+            f"/v1/loyalty/accounts/{customer_id}/adjustments",
+            headers={**staff, "Idempotency-Key": f"goodwill-{customer_id}"},
+            json={"points": 150, "reason": "late parcel"},
+        ),
+        201,
+    )
     # A second profile from a POS sale with her phone, merged into hers by staff.
     with world.database.transaction() as session:
         pos_profile = customers.resolve_identity(
@@ -190,6 +201,13 @@ def _customer_with_history(world: DemoWorld, person: dict[str, str]) -> dict[str
         201,
     )
     return {"customer_id": customer_id, "pos_profile": pos_profile, "order": order, "me": me}
+
+
+class _Outbox:
+    """Accepts every message, as a mail server would."""
+
+    def send(self, message: notifier.OutgoingMessage) -> str:
+        return f"test-{message.id}"
 
 
 def _channel_id(session: Session, code: str) -> int:
@@ -215,6 +233,13 @@ def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: Demo
     _drain(demo_world)
     customer_id, order = setup["customer_id"], setup["order"]
     staff = demo_world.staff()
+
+    # Her timeline has every interaction, from every domain, each with its channel.
+    timeline = ok(client.get(f"/v1/customers/{customer_id}/timeline?limit=200", headers=staff))
+    kinds = {entry["kind"] for entry in timeline}
+    assert {"order", "cart", "support_message", "consent", "email", "points"} <= kinds, kinds
+    times = [entry["at"] for entry in timeline]
+    assert times == sorted(times, reverse=True)
 
     # Export: one document, every domain's part, both profiles.
     document = ok(
@@ -245,6 +270,7 @@ def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: Demo
     assert data["marketing"]["consents"][0]["purpose"] == "marketing_email"
     assert data["marketing"]["messages"][0]["recipient"] == person["email"]
     assert data["loyalty"]["orders"][0]["order_id"] == order["id"]
+    assert [e["points"] for e in data["loyalty"]["entries"]] == [150]
     # The shopper can download the same document herself.
     mine = ok(client.post("/v1/store/customers/me/data-export", headers=setup["me"]))
     assert [o["number"] for o in mine["data"]["orders"]] == [order["number"]]

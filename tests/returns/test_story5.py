@@ -94,6 +94,15 @@ def test_web_order_returned_in_a_shibuya_store(demo_world: DemoWorld) -> None:
     # A second refund of the same return is refused and moves no money.
     assert_problem(refund(demo_world, associate, ret), 409, "already-settled")
     assert Decimal(payments_of(demo_world, order.number)[0]["refunded"]) == paid_per_unit
+    # The return is on her customer timeline, with the store's channel of origin.
+    timeline = ok(
+        client.get(
+            f"/v1/customers/{order.body['customer_id']}/timeline",
+            headers=staff_login(demo_world),
+        )
+    )
+    (entry,) = [e for e in timeline if e["kind"] == "return"]
+    assert entry["ref_id"] == str(ret["id"]) and "refunded" in entry["summary"]
 
 
 def test_german_web_order_returned_in_the_berlin_store(demo_world: DemoWorld) -> None:

@@ -8,12 +8,14 @@ was about to buy; carts that became orders keep their lines for the order's hist
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from mercato.carts.models import Cart, CartLine
+from mercato.customers.timeline import TimelineEntry, register_timeline_source
 from mercato.events import Dispatcher, Event
 from mercato.merges import merge_ids, move_rows, restore_rows
 from mercato.privacy.registry import Subject, record, register
@@ -38,6 +40,44 @@ def _undone(session: Session, event: Event) -> None:
 def register_subscribers(dispatcher: Dispatcher) -> None:
     dispatcher.subscribe("customer.merged", _merged)
     dispatcher.subscribe("customer.merge_undone", _undone)
+    register_timeline_source("carts", _timeline)
+
+
+_CART_STATES = {
+    "open": "Cart open",
+    "checking_out": "Checking out",
+    "completed": "Cart checked out",
+    "merged": "Cart merged into another of the customer's carts",
+    "erased": "Cart emptied on request",
+}
+
+
+def _timeline(
+    session: Session, customer_id: int, since: datetime | None, limit: int
+) -> list[TimelineEntry]:
+    """The customer's carts, from the carts themselves: opened where, last used where."""
+    query = select(Cart).where(Cart.customer_id == customer_id)
+    if since is not None:
+        query = query.where(Cart.created_at >= since)
+    rows = session.scalars(query.order_by(Cart.created_at.desc()).limit(limit))
+    return [
+        TimelineEntry(
+            at=cart.created_at,
+            kind="cart",
+            channel_id=cart.created_channel_id,
+            summary=_CART_STATES.get(cart.status, f"Cart {cart.status}")
+            + (f" in {cart.currency}" if cart.status == "open" else ""),
+            ref_type="cart",
+            ref_id=str(cart.id),
+            data={
+                "status": cart.status,
+                "last_channel_id": cart.last_channel_id,
+                "order_id": cart.order_id,
+                "updated_at": cart.updated_at.isoformat(),
+            },
+        )
+        for cart in rows
+    ]
 
 
 def _carts_of(session: Session, subject: Subject) -> list[Cart]:

@@ -13,8 +13,10 @@ domain reading their tables::
 A source is called once for the profile and once for each profile merged into it, so
 entries still filed under a merged profile's id show up until their domain re-points
 them. Built in: ``orders`` (orders, and store visits for POS channels, from the orders
-service), ``carts`` (from ``cart.*`` events in the outbox) and ``profile`` (changes to
-the profile itself).
+service), ``carts`` (from ``cart.*`` events in the outbox, until the carts domain
+registers its own source from the carts themselves) and ``profile`` (changes to the
+profile itself). Each domain's ``customer_links`` module adds its own: ``returns``,
+``support`` (messages), ``emails`` and ``consents`` (marketing), ``points`` (loyalty).
 """
 
 from __future__ import annotations

@@ -13,11 +13,13 @@ spent after the merge stay spent by A.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
+from mercato.customers.timeline import TimelineEntry, register_timeline_source
 from mercato.db import utcnow
 from mercato.events import Dispatcher, Event
 from mercato.loyalty import service
@@ -95,6 +97,40 @@ def _undone(session: Session, event: Event) -> None:
 def register_subscribers(dispatcher: Dispatcher) -> None:
     dispatcher.subscribe("customer.merged", _merged)
     dispatcher.subscribe("customer.merge_undone", _undone)
+    register_timeline_source("points", _timeline)
+
+
+_POINTS = {
+    "earn": "earned",
+    "redeem": "spent",
+    "refund": "given back",
+    "reverse": "taken back (return)",
+    "expire": "expired",
+    "adjust": "adjusted",
+}
+
+
+def _timeline(
+    session: Session, customer_id: int, since: datetime | None, limit: int
+) -> list[TimelineEntry]:
+    query = select(Entry).where(Entry.customer_id == customer_id)
+    if since is not None:
+        query = query.where(Entry.created_at >= since)
+    rows = session.scalars(query.order_by(Entry.created_at.desc()).limit(limit))
+    return [
+        TimelineEntry(
+            at=e.created_at,
+            kind="points",
+            channel_id=e.channel_id,
+            summary=(
+                f"{e.points:+d} points {_POINTS.get(e.kind, e.kind)}, balance {e.balance_after}"
+            ),
+            ref_type=e.reference_type,
+            ref_id=e.reference_id,
+            data={"kind": e.kind, "points": e.points, "order_id": e.order_id},
+        )
+        for e in rows
+    ]
 
 
 def _export(session: Session, subject: Subject) -> dict[str, Any]:

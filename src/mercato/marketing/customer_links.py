@@ -12,11 +12,13 @@ personal data beyond the customer id) and empties the messages' address and cont
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from mercato.customers.timeline import TimelineEntry, register_timeline_source
 from mercato.events import Dispatcher, Event
 from mercato.marketing.models import ConsentRecord, Message, RunResult
 from mercato.marketing.notifier import MessageStatus
@@ -48,6 +50,55 @@ def _undone(session: Session, event: Event) -> None:
 def register_subscribers(dispatcher: Dispatcher) -> None:
     dispatcher.subscribe("customer.merged", _merged)
     dispatcher.subscribe("customer.merge_undone", _undone)
+    register_timeline_source("emails", _emails)
+    register_timeline_source("consents", _consents)
+
+
+def _emails(
+    session: Session, customer_id: int, since: datetime | None, limit: int
+) -> list[TimelineEntry]:
+    """Messages sent to the customer (the template, never the address or content)."""
+    query = select(Message).where(
+        Message.customer_id == customer_id, Message.status == MessageStatus.SENT.value
+    )
+    if since is not None:
+        query = query.where(Message.sent_at >= since)
+    rows = session.scalars(query.order_by(Message.sent_at.desc()).limit(limit))
+    return [
+        TimelineEntry(
+            at=m.sent_at or m.created_at,
+            kind="email" if m.channel == "email" else m.channel,
+            channel_id=None,
+            summary=f"{m.channel.upper() if m.channel == 'sms' else 'Email'} sent: {m.template}"
+            f" ({m.locale})",
+            ref_type="message",
+            ref_id=str(m.id),
+            data={"template": m.template, "purpose": m.purpose, "locale": m.locale},
+        )
+        for m in rows
+    ]
+
+
+def _consents(
+    session: Session, customer_id: int, since: datetime | None, limit: int
+) -> list[TimelineEntry]:
+    query = select(ConsentRecord).where(ConsentRecord.customer_id == customer_id)
+    if since is not None:
+        query = query.where(ConsentRecord.recorded_at >= since)
+    rows = session.scalars(query.order_by(ConsentRecord.recorded_at.desc()).limit(limit))
+    return [
+        TimelineEntry(
+            at=c.recorded_at,
+            kind="consent",
+            channel_id=c.source_channel_id,
+            summary=f"Consent to {c.purpose} {'given' if c.granted else 'withdrawn'}"
+            f" (wording {c.wording_version}, {c.source})",
+            ref_type="consent",
+            ref_id=str(c.id),
+            data={"purpose": c.purpose, "granted": c.granted, "channel_id": c.channel_id},
+        )
+        for c in rows
+    ]
 
 
 def _messages(session: Session, subject: Subject) -> list[Message]:

@@ -6,11 +6,13 @@ reconcile with payments) and drops the free text the person or staff wrote about
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from mercato.customers.timeline import TimelineEntry, register_timeline_source
 from mercato.events import Dispatcher, Event
 from mercato.merges import merge_ids, move_rows, restore_rows
 from mercato.privacy.registry import Subject, record, register
@@ -36,6 +38,29 @@ def _undone(session: Session, event: Event) -> None:
 def register_subscribers(dispatcher: Dispatcher) -> None:
     dispatcher.subscribe("customer.merged", _merged)
     dispatcher.subscribe("customer.merge_undone", _undone)
+    register_timeline_source("returns", _timeline)
+
+
+def _timeline(
+    session: Session, customer_id: int, since: datetime | None, limit: int
+) -> list[TimelineEntry]:
+    query = select(Return).where(Return.customer_id == customer_id)
+    if since is not None:
+        query = query.where(Return.created_at >= since)
+    rows = session.scalars(query.order_by(Return.created_at.desc()).limit(limit))
+    return [
+        TimelineEntry(
+            at=r.created_at,
+            kind="return",
+            channel_id=r.origin_channel_id or r.channel_id,
+            summary=f"Return {r.number} of order {r.order_number}: {r.status}"
+            + (f", {r.refunded_total.normalize():f} {r.currency} back" if r.refunded_total else ""),
+            ref_type="return",
+            ref_id=str(r.id),
+            data={"number": r.number, "status": r.status, "order_number": r.order_number},
+        )
+        for r in rows
+    ]
 
 
 def _returns(session: Session, subject: Subject) -> list[Return]:

@@ -7,11 +7,13 @@ agent wrote: the subject, every message, the rating comment, the guest email.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from mercato.customers.timeline import TimelineEntry, register_timeline_source
 from mercato.events import Dispatcher, Event
 from mercato.merges import merge_ids, move_rows, restore_rows
 from mercato.privacy.registry import Subject, record, register
@@ -39,6 +41,39 @@ def _undone(session: Session, event: Event) -> None:
 def register_subscribers(dispatcher: Dispatcher) -> None:
     dispatcher.subscribe("customer.merged", _merged)
     dispatcher.subscribe("customer.merge_undone", _undone)
+    register_timeline_source("support", _timeline)
+
+
+_WHO = {"inbound": "Message from the customer", "outbound": "Reply to the customer"}
+
+
+def _timeline(
+    session: Session, customer_id: int, since: datetime | None, limit: int
+) -> list[TimelineEntry]:
+    """Each message of the customer's cases (internal notes stay with the case); what was
+    written is not repeated here: the timeline is readable without personal-data rights."""
+    query = (
+        select(SupportMessage, SupportCase.number, SupportCase.channel_id, SupportCase.id)
+        .join(SupportCase, SupportCase.id == SupportMessage.case_id)
+        .where(SupportCase.customer_id == customer_id, SupportMessage.direction != "internal")
+    )
+    if since is not None:
+        query = query.where(SupportMessage.created_at >= since)
+    rows = session.execute(query.order_by(SupportMessage.created_at.desc()).limit(limit))
+    return [
+        TimelineEntry(
+            at=message.created_at,
+            kind="support_message",
+            channel_id=channel_id,
+            summary=(
+                f"{_WHO.get(message.direction, 'Message')} on case {number} ({message.channel})"
+            ),
+            ref_type="support_case",
+            ref_id=str(case_id),
+            data={"case": number, "direction": message.direction, "via": message.channel},
+        )
+        for message, number, channel_id, case_id in rows
+    ]
 
 
 def _cases(session: Session, subject: Subject) -> list[SupportCase]:
