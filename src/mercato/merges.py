@@ -11,13 +11,14 @@ redelivered event changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Column, Integer, String, Table, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.db import Base, JSONType, UTCDateTime, utcnow
-from mercato.events import Event
+from mercato.events import Dispatcher, Event
 
 
 class MergeMove(Base):
@@ -94,3 +95,32 @@ def restore_rows(session: Session, table: Table, merge_id: str, column: str = "c
 def moved_rows(session: Session, merge_id: str, table: Table) -> list[Any]:
     move = session.get(MergeMove, (merge_id, table.name))
     return [] if move is None else list(move.row_ids)
+
+
+def table_of(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def follow_merges(
+    dispatcher: Dispatcher, domain: str, models: Sequence[Any], column: str = "customer_id"
+) -> None:
+    """Subscribe ``domain`` to merges: its ``models``' rows follow the merged profile."""
+    tables = [table_of(m) for m in models]
+
+    def merged(session: Session, event: Event) -> None:
+        merge_id, from_id, into_id = merge_ids(event)
+        for table in tables:
+            move_rows(session, table, merge_id, from_id, into_id, column)
+
+    def undone(session: Session, event: Event) -> None:
+        merge_id, _, _ = merge_ids(event)
+        for table in tables:
+            restore_rows(session, table, merge_id, column)
+
+    # Stable, distinct subscriber names (the dispatcher records which ones succeeded).
+    merged.__qualname__ = f"follow_merges.{domain}.merged"
+    undone.__qualname__ = f"follow_merges.{domain}.undone"
+    dispatcher.subscribe("customer.merged", merged)
+    dispatcher.subscribe("customer.merge_undone", undone)

@@ -11,35 +11,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mercato.carts.models import Cart, CartLine
 from mercato.customers.timeline import TimelineEntry, register_timeline_source
-from mercato.events import Dispatcher, Event
-from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.events import Dispatcher
+from mercato.merges import follow_merges
 from mercato.privacy.registry import Subject, record, register
 
 
-def _carts_table() -> Table:
-    table = Cart.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _merged(session: Session, event: Event) -> None:
-    merge_id, from_id, into_id = merge_ids(event)
-    move_rows(session, _carts_table(), merge_id, from_id, into_id)
-
-
-def _undone(session: Session, event: Event) -> None:
-    merge_id, _, _ = merge_ids(event)
-    restore_rows(session, _carts_table(), merge_id)
-
-
 def register_subscribers(dispatcher: Dispatcher) -> None:
-    dispatcher.subscribe("customer.merged", _merged)
-    dispatcher.subscribe("customer.merge_undone", _undone)
+    follow_merges(dispatcher, "carts", [Cart])
     register_timeline_source("carts", _timeline)
 
 

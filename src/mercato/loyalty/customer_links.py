@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from mercato.customers.timeline import TimelineEntry, register_timeline_source
@@ -24,16 +24,10 @@ from mercato.db import utcnow
 from mercato.events import Dispatcher, Event
 from mercato.loyalty import service
 from mercato.loyalty.models import Account, Entry, Lot, OrderPoints
-from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.merges import merge_ids, move_rows, restore_rows, table_of
 from mercato.privacy.registry import Subject, record, register
 
 _MOVED: tuple[Any, ...] = (Entry, Lot, OrderPoints)
-
-
-def _table(model: Any) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
 
 
 def _lock_accounts(session: Session, ids: list[int]) -> None:
@@ -77,7 +71,7 @@ def _merged(session: Session, event: Event) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     _lock_accounts(session, [from_id, into_id])
     for model in _MOVED:
-        move_rows(session, _table(model), merge_id, from_id, into_id)
+        move_rows(session, table_of(model), merge_id, from_id, into_id)
     for customer_id in (into_id, from_id):
         _rebalance(session, customer_id)
     service._evaluate_tier(session, into_id, utcnow(), service.get_config(session))
@@ -87,7 +81,7 @@ def _undone(session: Session, event: Event) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     _lock_accounts(session, [from_id, into_id])
     for model in _MOVED:
-        restore_rows(session, _table(model), merge_id)
+        restore_rows(session, table_of(model), merge_id)
     config = service.get_config(session)
     for customer_id in (into_id, from_id):
         _rebalance(session, customer_id)

@@ -15,41 +15,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato.customers.timeline import TimelineEntry, register_timeline_source
-from mercato.events import Dispatcher, Event
+from mercato.events import Dispatcher
 from mercato.marketing.models import ConsentRecord, Message, RunResult
 from mercato.marketing.notifier import MessageStatus
-from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.merges import follow_merges
 from mercato.privacy.registry import Subject, record, register
 
 ERASED = "[erased]"
 _MOVED: tuple[Any, ...] = (ConsentRecord, Message)
 
 
-def _table(model: Any) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _merged(session: Session, event: Event) -> None:
-    merge_id, from_id, into_id = merge_ids(event)
-    for model in _MOVED:
-        move_rows(session, _table(model), merge_id, from_id, into_id)
-
-
-def _undone(session: Session, event: Event) -> None:
-    merge_id, _, _ = merge_ids(event)
-    for model in _MOVED:
-        restore_rows(session, _table(model), merge_id)
-
-
 def register_subscribers(dispatcher: Dispatcher) -> None:
-    dispatcher.subscribe("customer.merged", _merged)
-    dispatcher.subscribe("customer.merge_undone", _undone)
+    follow_merges(dispatcher, "marketing", _MOVED)
     register_timeline_source("emails", _emails)
     register_timeline_source("consents", _consents)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mercato.events import Dispatcher, Event
-from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.events import Dispatcher
+from mercato.merges import follow_merges
 from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
 from mercato.privacy.registry import Subject, record, register
 
@@ -22,25 +22,8 @@ from mercato.privacy.registry import Subject, record, register
 KEPT_ADDRESS_FIELDS = ("country", "region")
 
 
-def _orders_table() -> Table:
-    table = Order.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _merged(session: Session, event: Event) -> None:
-    merge_id, from_id, into_id = merge_ids(event)
-    move_rows(session, _orders_table(), merge_id, from_id, into_id)
-
-
-def _undone(session: Session, event: Event) -> None:
-    merge_id, _, _ = merge_ids(event)
-    restore_rows(session, _orders_table(), merge_id)
-
-
 def register_subscribers(dispatcher: Dispatcher) -> None:
-    dispatcher.subscribe("customer.merged", _merged)
-    dispatcher.subscribe("customer.merge_undone", _undone)
+    follow_merges(dispatcher, "orders", [Order])
 
 
 def _orders_of(session: Session, subject: Subject) -> list[Order]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato.events import Dispatcher, Event
-from mercato.merges import merge_ids, move_rows, restore_rows
+from mercato.merges import merge_ids, move_rows, restore_rows, table_of
 from mercato.money import from_minor
 from mercato.payments import balances
 from mercato.payments.models import (
@@ -32,16 +32,10 @@ MERGE_IN = "merge_in"
 _MOVED_TABLES: tuple[Any, ...] = (Payment, GiftCard)
 
 
-def _table(model: Any) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 def _merged(session: Session, event: Event) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     for model in _MOVED_TABLES:
-        move_rows(session, _table(model), merge_id, from_id, into_id)
+        move_rows(session, table_of(model), merge_id, from_id, into_id)
     for account in balances.store_credit_accounts(session, from_id):
         if account.balance_minor <= 0 or _already(session, account.id, merge_id, MERGE_OUT):
             continue
@@ -71,7 +65,7 @@ def _merged(session: Session, event: Event) -> None:
 def _undone(session: Session, event: Event) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     for model in _MOVED_TABLES:
-        restore_rows(session, _table(model), merge_id)
+        restore_rows(session, table_of(model), merge_id)
     moved_in = session.execute(
         select(StoreCreditTransaction.currency, StoreCreditTransaction.amount_minor)
         .join(StoreCreditAccount, StoreCreditAccount.id == StoreCreditTransaction.account_id)
