@@ -45,6 +45,15 @@ ADDRESS = {
 }
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}
 POOL = 40  # variants shoppers pick from (hot rows, as in a real sale)
+# One limited item makes ``oversold`` a measurement rather than a formality: a quarter of
+# the shoppers want it, and each level restocks only a few units of it, so checkouts race
+# for the last units and the losers must be refused, never sold stock that is not there.
+SCARCE_SHARE = 0.25
+SCARCE_UNITS_PER_LEVEL = 6
+
+
+class SoldOut(Exception):
+    """The checkout was refused because the limited item ran out: a correct answer."""
 
 
 def _setup(database: Database) -> dict[str, Any]:
@@ -56,7 +65,21 @@ def _setup(database: Database) -> dict[str, Any]:
         from mercato.pricing import service as pricing
 
         priced = pricing.resolve_prices(session, list(free), price_list="JP", currency="JPY")
-        pool = [v for v in sorted(free) if v in priced][:POOL]
+        candidates = [v for v in sorted(free) if v in priced]
+        pool, scarce = candidates[:POOL], candidates[POOL]
+        # The limited item starts with nothing to sell anywhere; each level restocks it.
+        everywhere = [location_id for (location_id,) in session.query(Location.id)]
+        for location_id, units in (
+            inventory.availability_by_location(session, [scarce], everywhere)
+            .get(scarce, {})
+            .items()
+        ):
+            inventory.adjust(
+                session,
+                inventory.Context(actor, reference_type="bench"),
+                location_id,
+                [inventory.AdjustmentLine(scarce, -units, inventory.Reason.DAMAGE)],
+            )
         inventory.receive_bulk(
             session,
             inventory.Context(actor, reference_type="bench"),
@@ -74,17 +97,50 @@ def _setup(database: Database) -> dict[str, Any]:
             ),
         )
         promotions.create_code(session, actor, promotion.id, CODE)
-    return {"key": credentials.channel_keys["web-jp"], "pool": pool}
+    return {
+        "key": credentials.channel_keys["web-jp"],
+        "pool": pool,
+        "scarce": scarce,
+        "warehouse": warehouse,
+    }
 
 
-async def _flow(client: httpx.AsyncClient, pool: list[int], rng: random.Random) -> float:
+def _restock_scarce(database: Database, world: dict[str, Any]) -> None:
+    with database.transaction() as session:
+        inventory.receive_bulk(
+            session,
+            inventory.Context(Principal.system("bench"), reference_type="bench"),
+            world["warehouse"],
+            [(world["scarce"], SCARCE_UNITS_PER_LEVEL)],
+        )
+
+
+def _scarce_figures(database: Database, world: dict[str, Any], restocked: int) -> dict[str, int]:
+    """Units of the limited item on orders against the units that ever existed."""
+    with database.read() as session:
+        ordered = session.execute(
+            text(
+                "SELECT COALESCE(SUM(quantity - cancelled_quantity), 0) FROM order_lines "
+                "WHERE variant_id = :v"
+            ),
+            {"v": world["scarce"]},
+        ).scalar()
+    return {"stock": restocked, "sold": int(ordered or 0)}
+
+
+async def _flow(
+    client: httpx.AsyncClient, pool: list[int], scarce: int, rng: random.Random
+) -> float:
     """One shopper from empty cart to order; returns the checkout call's milliseconds."""
     cart = (await client.post("/v1/store/carts", json={})).json()
     token = cart["token"]
-    for variant_id in rng.sample(pool, 3):
+    lines = [(variant_id, rng.randint(1, 2)) for variant_id in rng.sample(pool, 3)]
+    if rng.random() < SCARCE_SHARE:
+        lines[0] = (scarce, 1)
+    for variant_id, quantity in lines:
         r = await client.post(
             f"/v1/store/carts/{token}/lines",
-            json={"variant_id": variant_id, "quantity": rng.randint(1, 2)},
+            json={"variant_id": variant_id, "quantity": quantity},
         )
         r.raise_for_status()
     r = await client.patch(
@@ -103,13 +159,15 @@ async def _flow(client: httpx.AsyncClient, pool: list[int], rng: random.Random) 
         json={"payments": [{"method": "test_gateway", "amount": total, "token": card["token"]}]},
     )
     elapsed = (time.perf_counter() - started) * 1000
+    if r.status_code == 409 and "insufficient-stock" in r.text:
+        raise SoldOut()
     if r.status_code != 201:
         raise RuntimeError(f"checkout answered {r.status_code}: {r.text[:300]}")
     return elapsed
 
 
 async def _level(
-    base: str, key: str, pool: list[int], concurrency: int, flows: int
+    base: str, key: str, pool: list[int], scarce: int, concurrency: int, flows: int
 ) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency * 2)
     async with httpx.AsyncClient(
@@ -118,13 +176,17 @@ async def _level(
         queue = list(range(flows))
         latencies: list[float] = []
         errors: list[str] = []
+        sold_out = 0
 
         async def worker(seed: int) -> None:
+            nonlocal sold_out
             rng = random.Random(seed)
             while queue:
                 queue.pop()
                 try:
-                    latencies.append(await _flow(client, pool, rng))
+                    latencies.append(await _flow(client, pool, scarce, rng))
+                except SoldOut:
+                    sold_out += 1
                 except Exception as exc:  # counted, not fatal: the report says how many
                     errors.append(str(exc)[:200])
 
@@ -137,6 +199,7 @@ async def _level(
         "orders_per_s": round(len(latencies) / elapsed, 1),
         "checkout_p50_ms": round(percentile(latencies, 50), 1),
         "checkout_p99_ms": round(percentile(latencies, 99), 1),
+        "rejected_sold_out": sold_out,
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
     }
@@ -285,19 +348,23 @@ def run(
             database, tmp, world["key"], world["pool"]
         )
         results = []
+        restocked = 0
+        shop = (world["key"], world["pool"], world["scarce"])
         with api_server(url, tmp, workers=processes) as base:
             # Warm-up: imports, statement caches, connection pools.
-            asyncio.run(_level(base, world["key"], world["pool"], 2, 6))
+            asyncio.run(_level(base, *shop, 2, 6))
             for concurrency in levels:
+                _restock_scarce(database, world)
+                restocked += SCARCE_UNITS_PER_LEVEL
                 flows = flows_per_level or max(40, concurrency * 6)
-                results.append(
-                    asyncio.run(_level(base, world["key"], world["pool"], concurrency, flows))
-                )
+                results.append(asyncio.run(_level(base, *shop, concurrency, flows)))
+        scarce = _scarce_figures(database, world, restocked)
         with database.read() as session:
             _, mismatches = inventory.verify(session)
-            oversold = session.execute(
+            broken_rows = session.execute(
                 text("SELECT COUNT(*) FROM stock_levels WHERE reserved > on_hand OR on_hand < 0")
             ).scalar()
+        oversold = max(0, scarce["sold"] - scarce["stock"]) + int(broken_rows or 0)
         baseline = _baseline(database, 200, 8, world["pool"])
         return {
             "benchmark": "checkout",
@@ -305,7 +372,11 @@ def run(
             "processes": processes,
             "levels": results,
             "errors": sum(level["errors"] for level in results),
-            "oversold": int(oversold or 0),
+            "oversold": oversold,
+            "limited_item": {
+                **scarce,
+                "rejected_sold_out": sum(level["rejected_sold_out"] for level in results),
+            },
             "ledger_ok": not mismatches,
             "queries_per_checkout": queries,
             "provider_queries": provider_queries,
