@@ -404,6 +404,10 @@ def pending_order_of(session: Session, token: str) -> Any:
     return orders.pending_for_cart(session, cart_id)
 
 
+def token_of(session: Session, cart_id: int) -> str | None:
+    return session.scalar(select(Cart.token).where(Cart.id == cart_id))
+
+
 def claim_for_checkout(session: Session, cart: Cart) -> None:
     """open -> checking_out, once: a second concurrent checkout of one cart gets a 409."""
     done = session.execute(
