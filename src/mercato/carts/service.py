@@ -645,7 +645,7 @@ def compute(
         price_list=cart.price_list,
         currency=cart.currency,
         country=(cart.shipping_address or {}).get("country"),
-        customer_group=sorted(groups)[0] if groups else None,
+        customer_groups=groups,
     )
     lines: list[LineComputation] = []
     for x in cart_lines:
