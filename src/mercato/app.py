@@ -114,7 +114,7 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
     from mercato.webhooks import events as webhook_events
 
     dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
-    dispatcher.add_periodic_work("abandon-checkouts", 60.0, checkout.abandon_stale_checkouts)
+    checkout.install(dispatcher)  # the tax provider setting, the abandoned-checkout job
 
     def location_changed(session: Session, event: Event) -> None:
         channels.refresh_ship_origins(session, int(event.data["id"]))

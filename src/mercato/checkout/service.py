@@ -41,7 +41,7 @@ from mercato.channels.context import ChannelContext
 from mercato.checkout.fraud import FraudDecision, OrderScreening, fraud_check
 from mercato.db import Database, utcnow
 from mercato.errors import Forbidden, NotFound, Problem, UnprocessableState, ValidationProblem
-from mercato.events import publish
+from mercato.events import Dispatcher, publish
 from mercato.inventory import service as inventory
 from mercato.money import from_minor
 from mercato.orders import service as orders
@@ -558,6 +558,13 @@ def _keys_in_progress(session: Session, scope: str) -> list[str]:
             )
         )
     )
+
+
+def install(dispatcher: Dispatcher) -> None:
+    """Commerce wiring at start-up: the tax provider ``MERCATO_TAX_PROVIDER`` names (if
+    any) and the job that abandons stale checkouts every minute."""
+    carts.configure_tax_provider(get_settings().tax_provider)
+    dispatcher.add_periodic_work("abandon-checkouts", 60.0, abandon_stale_checkouts)
 
 
 def checkout_timeout() -> timedelta:
