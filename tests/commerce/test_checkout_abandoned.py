@@ -12,14 +12,16 @@ import pytest
 from sqlalchemy import select, update
 
 from mercato.carts.models import Cart
+from mercato.channels.models import Channel
 from mercato.checkout import service as checkout
 from mercato.db import utcnow
 from mercato.events import OutboxEvent
 from mercato.inventory import service as inventory
+from mercato.orders import service as orders
 from mercato.orders.models import Order, OrderTransition
 from mercato.payments.models import GatewayCharge, Payment
 from mercato.settings import get_settings
-from tests.commerce.conftest import DemoWorld
+from tests.commerce.conftest import SYSTEM, DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, ship_to
 from tests.conftest import assert_problem
 
@@ -403,3 +405,48 @@ def test_a_checkout_cut_off_and_never_retried_is_abandoned(
     )
     assert ok(placed, 201)["status"] == "confirmed"
     assert _available(demo_world, item) == 0
+
+
+def test_orders_waiting_for_payment_outside_checkout_are_left_alone(
+    demo_world: DemoWorld,
+) -> None:
+    """A return's replacement order also waits in pending_payment, without a cart: the
+    returns process owns it, not the abandoned-checkout job."""
+    item = demo_world.new_product({"WH-TYO": 1}, {"JP": {"JPY": "1000"}})
+    amount = Decimal(1000)
+    line = orders.LineDraft(
+        item,
+        "X",
+        "Exchange item",
+        "standard",
+        1,
+        amount,
+        amount,
+        Decimal(0),
+        Decimal(91),
+        Decimal("0.10"),
+        amount,
+    )
+    with demo_world.database.transaction() as session:
+        channel_id = session.scalar(select(Channel.id).where(Channel.code == "web-jp"))
+        assert channel_id is not None
+        order = orders.create_order(
+            session,
+            SYSTEM,
+            orders.OrderDraft(
+                channel_id=channel_id,
+                currency="JPY",
+                source="exchange",
+                lines=[line],
+                subtotal=amount,
+                discount_total=Decimal(0),
+                shipping_total=Decimal(0),
+                tax_total=Decimal(91),
+                grand_total=amount,
+                tax_included=True,
+            ),
+        )
+        number = order.number
+    _backdate(demo_world, number, 600)
+    assert number not in checkout.abandon_stale_checkouts(demo_world.database)
+    assert _status(demo_world, number) == "pending_payment"

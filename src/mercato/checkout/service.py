@@ -25,6 +25,7 @@ like a declined payment and records it as abandoned.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,6 +53,8 @@ from mercato.payments import service as payments
 from mercato.payments.models import Payment, PaymentStatus
 from mercato.promotions import service as promotions
 from mercato.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 HOLD_TTL = timedelta(minutes=15)
 PAID = frozenset(
@@ -590,22 +593,36 @@ def abandon_stale_checkouts(
     Returns the numbers of the orders it abandoned (at most ``limit``).
     """
     wait = checkout_timeout() if timeout is None else timeout
-    cutoff = (now or utcnow()) - wait
-    with database.read() as session:
-        stale = orders.search(
-            session,
-            orders.OrderFilter(status=OrderStatus.PENDING_PAYMENT.value, placed_to=cutoff),
-            None,
-            limit,
-        ).items
-        candidates = [o.id for o in stale]
     reason = f"{ABANDONED}: no payment within {int(wait.total_seconds()) // 60} minutes"
     abandoned = []
-    for order_id in reversed(candidates):  # oldest first
-        number = _abandon(database, order_id, reason)
+    for order_id in _stale_checkouts((now or utcnow()) - wait, database, limit):
+        try:
+            number = _abandon(database, order_id, reason)
+        except Exception:  # one order's trouble must not keep the others stuck
+            log.exception("could not abandon the checkout of order %s", order_id)
+            continue
         if number is not None:
             abandoned.append(number)
     return abandoned
+
+
+def _stale_checkouts(cutoff: datetime, database: Database, limit: int) -> list[int]:
+    """Orders of checkouts (they have a cart) pending since before ``cutoff``, oldest first.
+
+    Other orders waiting for payment (a return's replacement order) belong to the process
+    that created them and are left alone.
+    """
+    found: list[int] = []
+    cursor = None
+    flt = orders.OrderFilter(status=OrderStatus.PENDING_PAYMENT.value, placed_to=cutoff)
+    with database.read() as session:
+        while len(found) < limit:
+            page = orders.search(session, flt, cursor, limit)
+            found += [o.id for o in page.items if o.cart_id is not None]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return sorted(found)[:limit]
 
 
 def _abandon(database: Database, order_id: int, reason: str) -> str | None:
