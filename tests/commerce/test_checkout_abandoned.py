@@ -3,6 +3,7 @@ compensates them once MERCATO_CHECKOUT_TIMEOUT_SECONDS has passed."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -10,10 +11,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from mercato.carts.models import Cart
 from mercato.channels.models import Channel
 from mercato.checkout import service as checkout
+from mercato.cli import app
 from mercato.db import utcnow
 from mercato.events import OutboxEvent
 from mercato.inventory import service as inventory
@@ -450,3 +453,33 @@ def test_orders_waiting_for_payment_outside_checkout_are_left_alone(
     _backdate(demo_world, number, 600)
     assert number not in checkout.abandon_stale_checkouts(demo_world.database)
     assert _status(demo_world, number) == "pending_payment"
+
+
+def test_the_command_abandons_stale_checkouts(demo_world: DemoWorld) -> None:
+    client, key = demo_world.client, demo_world.key("web-jp")
+    item = demo_world.new_product({"WH-TYO": 1}, {"JP": {"JPY": "1200"}})
+    token = new_cart(client, key)["token"]
+    add(client, key, token, item, 1)
+    cart = ship_to(client, key, token, TOKYO)
+    tender = {
+        "method": "test_gateway",
+        "amount": cart["grand_total"]["amount"],
+        "token": card_token(client, key, "3ds"),
+    }
+    pending = ok(
+        client.post(
+            f"/v1/store/carts/{token}/checkout",
+            headers={**key, "Idempotency-Key": str(uuid.uuid4())},
+            json={"payments": [tender]},
+        ),
+        202,
+    )
+    _backdate(demo_world, pending["number"], 20)
+    url = demo_world.database.engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(
+        app, ["checkout", "abandon-stale", "--database-url", url, "--older-than", "900"]
+    )
+    assert result.exit_code == 0, result.output
+    assert pending["number"] in json.loads(result.output)["orders"]
+    assert _status(demo_world, pending["number"]) == "payment_failed"
+    assert ok(client.get(f"/v1/store/carts/{token}", headers=key))["status"] == "open"
