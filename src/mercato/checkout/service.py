@@ -544,8 +544,8 @@ def _was_abandoned(session: Session, order: Order) -> bool:
 
 def _abandoned_outcome(number: str) -> Outcome:
     problem = CheckoutAbandoned(
-        "this checkout was abandoned before its payment finished: nothing was charged, the "
-        "cart is open again; check out again with a new Idempotency-Key",
+        "this checkout was abandoned before its payment finished: its payments are released "
+        "and the cart is open again; check out again with a new Idempotency-Key",
         extra={"order_number": number},
     )
     return Outcome(problem.status, problem.body())
