@@ -97,6 +97,7 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
     """Cross-domain reactions go through events; domains add their handlers here."""
     from mercato.carts import customer_links as cart_links
     from mercato.channels import service as channels
+    from mercato.checkout import service as checkout
     from mercato.customers import subscribers as customer_subscribers
     from mercato.fulfillment import events as fulfillment_events
     from mercato.inventory import service as inventory
@@ -113,6 +114,7 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
     from mercato.webhooks import events as webhook_events
 
     dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
+    checkout.install(dispatcher)  # the tax provider setting, the abandoned-checkout job
 
     def location_changed(session: Session, event: Event) -> None:
         channels.refresh_ship_origins(session, int(event.data["id"]))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mercato.bench.cli import bench_app
+from mercato.checkout.cli import checkout_app
 from mercato.inventory.cli import inventory_app
 from mercato.privacy.cli import privacy_app
 from mercato.settings import Settings
@@ -23,6 +24,7 @@ user_app = typer.Typer(help="Staff users.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(inventory_app, name="inventory")
+app.add_typer(checkout_app, name="checkout")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(bench_app, name="bench")
 

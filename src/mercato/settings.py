@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_ssl: bool = False
     smtp_timeout_seconds: float = 10.0
+    # A checkout still waiting for its payment (3-D Secure never finished, a crash after the
+    # stock was held) this long after it started is abandoned and compensated.
+    checkout_timeout_seconds: int = Field(default=30 * 60, ge=60)
+    # "package.module:factory" returning a pricing.tax.TaxProvider; unset, the tax tables.
+    tax_provider: str | None = None
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -219,3 +219,34 @@ def test_decimal_amounts_survive_the_database_exactly(db: Database, variants: li
     with db.read() as session:
         stored = pricing.list_prices(session, "EU")[0].amount
     assert stored == D("123456789.123")
+
+
+def test_a_customer_in_several_groups_gets_the_lowest_of_their_prices(
+    db: Database, variants: list[int]
+) -> None:
+    v, w = variants
+    now = utcnow()
+    _set(
+        db,
+        pricing.PriceInput(v, "EUR", D("20.00")),
+        pricing.PriceInput(v, "EUR", D("18.00"), customer_group="members"),
+        pricing.PriceInput(v, "EUR", D("16.00"), customer_group="vip"),
+        pricing.PriceInput(v, "EUR", D("17.00"), customer_group="staff"),
+        pricing.PriceInput(w, "EUR", D("30.00")),
+        pricing.PriceInput(w, "EUR", D("29.00"), customer_group="vip"),
+        # A sale for everyone, lower than the vip price while it runs.
+        pricing.PriceInput(
+            w, "EUR", D("25.00"), starts_at=now - timedelta(hours=1), ends_at=now + timedelta(1)
+        ),
+    )
+    both = _resolve(db, [v, w], customer_groups=["members", "vip"])
+    assert both[v].amount == D("16.00")  # not members' 18.00, whichever sorts first
+    assert both[w].amount == D("25.00") and both[w].compare_at == D("30.00")
+    assert _resolve(db, [v], customer_groups=["members"])[v].amount == D("18.00")
+    assert _resolve(db, [v], customer_groups=["members", "nobody"])[v].amount == D("18.00")
+    assert _resolve(db, [v], customer_group="members", customer_groups=["staff"])[v].amount == (
+        D("17.00")
+    )
+    assert _resolve(db, [v])[v].amount == D("20.00")
+    later = now + timedelta(days=2)
+    assert _resolve(db, [w], at=later, customer_groups=["members", "vip"])[w].amount == D("29.00")

@@ -15,6 +15,7 @@ with tax-exclusive prices (or where tax is added at checkout) taxes are added on
 
 from __future__ import annotations
 
+import importlib
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
@@ -79,6 +80,32 @@ def set_tax_provider(provider: TaxProvider) -> None:
     """Replace the built-in tax tables with an external tax service."""
     global _tax_provider
     _tax_provider = provider
+
+
+def tax_provider() -> TaxProvider:
+    return _tax_provider
+
+
+def load_tax_provider(spec: str) -> TaxProvider:
+    """The provider ``package.module:factory`` returns (the factory is called with no
+    arguments; a class is a factory). A bad spec is a ValueError naming it, at start-up."""
+    module_name, sep, name = spec.strip().partition(":")
+    if not sep or not module_name or not name:
+        raise ValueError(f"MERCATO_TAX_PROVIDER={spec!r}: expected 'package.module:factory'")
+    try:
+        factory = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"MERCATO_TAX_PROVIDER={spec!r}: {exc}") from exc
+    provider = factory()
+    if not isinstance(provider, TaxProvider):
+        raise ValueError(f"MERCATO_TAX_PROVIDER={spec!r}: {provider!r} has no calculate()")
+    return provider
+
+
+def configure_tax_provider(spec: str | None) -> None:
+    """Install the provider named by the setting; unset, the current one stays."""
+    if spec:
+        set_tax_provider(load_tax_provider(spec))
 
 
 class CartClosed(UnprocessableState):
@@ -404,6 +431,10 @@ def pending_order_of(session: Session, token: str) -> Any:
     return orders.pending_for_cart(session, cart_id)
 
 
+def token_of(session: Session, cart_id: int) -> str | None:
+    return session.scalar(select(Cart.token).where(Cart.id == cart_id))
+
+
 def claim_for_checkout(session: Session, cart: Cart) -> None:
     """open -> checking_out, once: a second concurrent checkout of one cart gets a 409."""
     done = session.execute(
@@ -641,7 +672,7 @@ def compute(
         price_list=cart.price_list,
         currency=cart.currency,
         country=(cart.shipping_address or {}).get("country"),
-        customer_group=sorted(groups)[0] if groups else None,
+        customer_groups=groups,
     )
     lines: list[LineComputation] = []
     for x in cart_lines:

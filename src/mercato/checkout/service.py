@@ -12,19 +12,27 @@ the payment provider call.
    declined, holds and codes are released and the cart reopens for another attempt.
 4. **Compensate** (no transaction): void whatever was authorised of a failed checkout.
 
-A crash between the steps leaves an order ``pending_payment`` whose holds expire by
-themselves; retrying the request with the same Idempotency-Key resumes at step 2 (the
-provider calls carry per-payment idempotency keys, so nothing is charged twice).
+A checkout cut off after step 1 (a crash, or a shopper who never finishes 3-D Secure)
+leaves an order ``pending_payment`` with more than its stock holds: the cart stays
+``checking_out``, gift card and store credit amounts stay spent, code redemptions stay
+reserved and a card authorisation may stay open. Retrying the request with the same
+Idempotency-Key resumes at step 2 (the provider calls carry per-payment idempotency keys,
+so nothing is charged twice), and ``/complete`` finishes a 3-D Secure payment. When
+neither comes within ``MERCATO_CHECKOUT_TIMEOUT_SECONDS``, :func:`abandon_stale_checkouts`
+(a periodic job, and ``mercato checkout abandon-stale``) compensates the checkout exactly
+like a declined payment and records it as abandoned.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato import idempotency
@@ -32,8 +40,9 @@ from mercato.auth.principal import Principal
 from mercato.carts import service as carts
 from mercato.channels.context import ChannelContext
 from mercato.checkout.fraud import FraudDecision, OrderScreening, fraud_check
-from mercato.db import Database
+from mercato.db import Database, utcnow
 from mercato.errors import Forbidden, NotFound, Problem, UnprocessableState, ValidationProblem
+from mercato.events import Dispatcher, publish
 from mercato.inventory import service as inventory
 from mercato.money import from_minor
 from mercato.orders import service as orders
@@ -43,6 +52,9 @@ from mercato.orders.views import order_json
 from mercato.payments import service as payments
 from mercato.payments.models import Payment, PaymentStatus
 from mercato.promotions import service as promotions
+from mercato.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 HOLD_TTL = timedelta(minutes=15)
 PAID = frozenset(
@@ -53,6 +65,12 @@ PAID = frozenset(
     }
 )
 WAITING = frozenset({PaymentStatus.REQUIRES_ACTION.value, PaymentStatus.PENDING.value})
+NOT_TAKEN = frozenset({PaymentStatus.DECLINED.value, PaymentStatus.FAILED.value})
+ABANDONED = "checkout abandoned"
+
+
+class CheckoutAbandoned(UnprocessableState):
+    code = "checkout-abandoned"
 
 
 @dataclass(frozen=True)
@@ -465,6 +483,8 @@ def _answer(
     lines: Sequence[OrderLine] | None = None,
 ) -> Outcome:
     if order.status == OrderStatus.PAYMENT_FAILED.value:
+        if _was_abandoned(session, order):
+            return _abandoned_outcome(order.number)
         problem = payments.PaymentDeclined(
             "the payment was declined", extra={"order_number": order.number}
         )
@@ -514,4 +534,157 @@ def finish_after_action(
     )
 
 
-__all__ = ["CheckoutRequest", "FraudDecision", "Outcome", "checkout", "finish_after_action"]
+# --- abandoned checkouts ---------------------------------------------------------------------
+
+
+def _was_abandoned(session: Session, order: Order) -> bool:
+    steps = orders.timeline(session, order.id)
+    return bool(steps) and (steps[-1].reason or "").startswith(ABANDONED)
+
+
+def _abandoned_outcome(number: str) -> Outcome:
+    problem = CheckoutAbandoned(
+        "this checkout was abandoned before its payment finished: its payments are released "
+        "and the cart is open again; check out again with a new Idempotency-Key",
+        extra={"order_number": number},
+    )
+    return Outcome(problem.status, problem.body())
+
+
+def _keys_in_progress(session: Session, scope: str) -> list[str]:
+    """Keys of attempts cut off before their answer was stored (at most one per cart)."""
+    return list(
+        session.scalars(
+            select(idempotency.IdempotencyRecord.key).where(
+                idempotency.IdempotencyRecord.scope == scope,
+                idempotency.IdempotencyRecord.status_code == idempotency.IN_PROGRESS,
+            )
+        )
+    )
+
+
+def install(dispatcher: Dispatcher) -> None:
+    """Commerce wiring at start-up: the tax provider ``MERCATO_TAX_PROVIDER`` names (if
+    any) and the job that abandons stale checkouts every minute."""
+    carts.configure_tax_provider(get_settings().tax_provider)
+    dispatcher.add_periodic_work("abandon-checkouts", 60.0, abandon_stale_checkouts)
+
+
+def checkout_timeout() -> timedelta:
+    return timedelta(seconds=get_settings().checkout_timeout_seconds)
+
+
+def abandon_stale_checkouts(
+    database: Database,
+    *,
+    timeout: timedelta | None = None,
+    now: datetime | None = None,
+    limit: int = 100,
+) -> list[str]:
+    """Compensate checkouts still ``pending_payment`` ``timeout`` after they started.
+
+    Each is undone like a declined payment: the order goes to ``payment_failed`` with the
+    reason recorded, its holds and code redemptions are released, the cart reopens, the
+    Idempotency-Key of the attempt answers ``checkout-abandoned`` from now on, then (no
+    transaction open) authorisations are voided and gift card and store credit amounts
+    credited back. The order's move out of ``pending_payment`` is one conditional UPDATE:
+    against a concurrent ``/complete`` or retry, whichever commits first decides, and the
+    other changes nothing. Running it again, or in several processes, is harmless.
+    Returns the numbers of the orders it abandoned (at most ``limit``).
+    """
+    wait = checkout_timeout() if timeout is None else timeout
+    reason = f"{ABANDONED}: no payment within {int(wait.total_seconds()) // 60} minutes"
+    abandoned = []
+    for order_id in _stale_checkouts((now or utcnow()) - wait, database, limit):
+        try:
+            number = _abandon(database, order_id, reason)
+        except Exception:  # one order's trouble must not keep the others stuck
+            log.exception("could not abandon the checkout of order %s", order_id)
+            continue
+        if number is not None:
+            abandoned.append(number)
+    return abandoned
+
+
+def _stale_checkouts(cutoff: datetime, database: Database, limit: int) -> list[int]:
+    """Orders of checkouts (they have a cart) pending since before ``cutoff``, oldest first.
+
+    Other orders waiting for payment (a return's replacement order) belong to the process
+    that created them and are left alone.
+    """
+    found: list[int] = []
+    cursor = None
+    flt = orders.OrderFilter(status=OrderStatus.PENDING_PAYMENT.value, placed_to=cutoff)
+    with database.read() as session:
+        while len(found) < limit:
+            page = orders.search(session, flt, cursor, limit)
+            found += [o.id for o in page.items if o.cart_id is not None]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return sorted(found)[:limit]
+
+
+def _abandon(database: Database, order_id: int, reason: str) -> str | None:
+    actor = Principal.system("checkout-expiry")
+    with database.transaction() as session:
+        order = orders.get_order(session, order_id)
+        if order.status != OrderStatus.PENDING_PAYMENT.value:
+            return None
+        started = _started_from(session, order)
+        try:
+            order = orders.advance(
+                session,
+                actor,
+                order_id,
+                OrderStatus.PENDING_PAYMENT,
+                [(OrderStatus.PAYMENT_FAILED, reason)],
+            )
+        except Problem:  # finished meanwhile by /complete or a retry: theirs is the answer
+            return None
+        ctx = inventory.Context(actor, order.channel_id, "order", order.number, note=reason)
+        inventory.release(session, ctx, started.reservation_ids)
+        promotions.release_redemptions(session, order.number)
+        token = None
+        if order.cart_id is not None:
+            carts.finish_checkout(session, order.cart_id, order.id, completed=False)
+            token = carts.token_of(session, order.cart_id)
+        if token is not None:
+            outcome = _abandoned_outcome(order.number)
+            for key in _keys_in_progress(session, _scope(token)):
+                idempotency.finish(session, _scope(token), key, outcome.status_code, outcome.body)
+        to_void = [
+            p.id
+            for p in payments.payments_for_reference(session, order.number)
+            if p.status not in NOT_TAKEN
+        ]
+        publish(
+            session,
+            "checkout.abandoned",
+            {
+                "order_id": order.id,
+                "number": order.number,
+                "channel_id": order.channel_id,
+                "customer_id": order.customer_id,
+                "cart_id": order.cart_id,
+                "reason": reason,
+                "payment_ids": to_void,
+            },
+            aggregate_type="order",
+            aggregate_id=order.id,
+        )
+        number = order.number
+    if to_void:
+        payments.void_payments(database, to_void, actor=actor)
+    return number
+
+
+__all__ = [
+    "CheckoutAbandoned",
+    "CheckoutRequest",
+    "FraudDecision",
+    "Outcome",
+    "abandon_stale_checkouts",
+    "checkout",
+    "finish_after_action",
+]

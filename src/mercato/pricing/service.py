@@ -13,6 +13,10 @@ Resolution of a variant's price in (price list, currency, country, customer grou
    time, then rounded with the currency's rounding rule (``money.RoundingRule``).
 3. Without either, the variant has no price in that list and currency (not sellable there).
 
+A customer in customer groups gets the lowest of the prices resolved (as in 1. and 2.) for
+each of their groups and for no group at all: belonging to a group never costs more, and
+a customer in several groups gets the best of them.
+
 A resolution for many variants is a fixed number of statements (prices, then at most one
 rate and one rounding rule), never one per variant.
 """
@@ -217,6 +221,17 @@ def _specificity(price: Price) -> tuple[int, int, float]:
     return scope, scheduled, start
 
 
+def _pick_best(
+    candidates: Sequence[Price], country: str | None, groups: Sequence[str], at: datetime
+) -> tuple[Price | None, Price | None]:
+    """The lowest of the winners for each group and for none (the more specific on a tie)."""
+    picks = [_pick(candidates, country, group, at) for group in (None, *groups)]
+    found = [(best, regular) for best, regular in picks if best is not None]
+    if not found:
+        return None, None
+    return min(found, key=lambda pick: (pick[0].amount, *(-x for x in _specificity(pick[0]))))
+
+
 def _pick(
     candidates: Iterable[Price], country: str | None, group: str | None, at: datetime
 ) -> tuple[Price | None, Price | None]:
@@ -271,9 +286,15 @@ def resolve_prices(
     country: str | None = None,
     customer_group: str | None = None,
     at: datetime | None = None,
+    customer_groups: Iterable[str] = (),
 ) -> dict[int, ResolvedPrice]:
-    """Prices for ``variant_ids``; variants without a price are absent from the answer."""
+    """Prices for ``variant_ids``; variants without a price are absent from the answer.
+
+    ``customer_group`` and ``customer_groups`` together are the groups of the customer:
+    the lowest of their prices (and of the price for no group) wins.
+    """
     ids = sorted(set(variant_ids))
+    groups = sorted({*customer_groups, *([customer_group] if customer_group else [])})
     when = at or utcnow()
     if not ids:
         return {}
@@ -287,7 +308,7 @@ def resolve_prices(
             Price.variant_id.in_(ids),
             or_(Price.currency == currency, Price.currency == PriceList.base_currency),
             or_(Price.country.is_(None), Price.country == country),
-            or_(Price.customer_group.is_(None), Price.customer_group == customer_group),
+            or_(Price.customer_group.is_(None), Price.customer_group.in_(groups)),
             or_(Price.ends_at.is_(None), Price.ends_at > when),
             or_(Price.starts_at.is_(None), Price.starts_at <= when),
         )
@@ -302,7 +323,7 @@ def resolve_prices(
     found: dict[int, ResolvedPrice] = {}
     to_convert: dict[int, tuple[Price, Price | None]] = {}
     for variant_id in ids:
-        best, regular = _pick(by_key.get((variant_id, currency), ()), country, customer_group, when)
+        best, regular = _pick_best(by_key.get((variant_id, currency), []), country, groups, when)
         if best is not None:
             found[variant_id] = ResolvedPrice(
                 variant_id,
@@ -314,8 +335,8 @@ def resolve_prices(
                 None if regular is None else regular.amount,
             )
             continue
-        base_best, base_regular = _pick(
-            by_key.get((variant_id, row.base_currency), ()), country, customer_group, when
+        base_best, base_regular = _pick_best(
+            by_key.get((variant_id, row.base_currency), []), country, groups, when
         )
         if base_best is not None:
             to_convert[variant_id] = (base_best, base_regular)

@@ -1,0 +1,63 @@
+"""A cart prices each line at the best price among all of its customer's groups."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from tests.commerce.helpers import TOKYO, add, new_cart, ok, register, ship_to
+from tests.demo_world import DemoWorld
+
+
+def test_a_customer_in_two_groups_gets_the_better_group_price(demo_world: DemoWorld) -> None:
+    client, key, staff = demo_world.client, demo_world.key("web-jp"), demo_world.staff()
+    # "aaa-" sorts before "zzz-": the better price is deliberately in the group sorting last.
+    first, last = f"aaa-{uuid.uuid4().hex[:6]}", f"zzz-{uuid.uuid4().hex[:6]}"
+    item = demo_world.new_product({"WH-TYO": 5}, {"JP": {"JPY": "5000"}})
+    ok(
+        client.put(
+            "/v1/price-lists/JP/prices",
+            headers=staff,
+            json={
+                "prices": [
+                    {"variant_id": item, "currency": "JPY", "amount": "5000"},
+                    {
+                        "variant_id": item,
+                        "currency": "JPY",
+                        "amount": "4500",
+                        "customer_group": first,
+                    },
+                    {
+                        "variant_id": item,
+                        "currency": "JPY",
+                        "amount": "4000",
+                        "customer_group": last,
+                    },
+                ]
+            },
+        )
+    )
+    shopper = register(client, key, f"groups-{uuid.uuid4().hex[:6]}@example.jp")
+    me = ok(client.get("/v1/store/customers/me", headers={**key, **shopper}))["id"]
+
+    def cart_price() -> Decimal:
+        token = new_cart(client, {**key, **shopper})["token"]
+        add(client, {**key, **shopper}, token, item, 2)
+        cart = ship_to(client, {**key, **shopper}, token, TOKYO)
+        line = cart["lines"][0]
+        return Decimal(line["unit_price"]["amount"])
+
+    ok(client.patch(f"/v1/customers/{me}", headers=staff, json={"groups": [first]}))
+    assert cart_price() == 4500
+    ok(client.patch(f"/v1/customers/{me}", headers=staff, json={"groups": [first, last]}))
+    assert cart_price() == 4000
+    guest = new_cart(client, key)["token"]
+    add(client, key, guest, item, 1)
+    assert (
+        Decimal(
+            ok(client.get(f"/v1/store/carts/{guest}", headers=key))["lines"][0]["unit_price"][
+                "amount"
+            ]
+        )
+        == 5000
+    )
