@@ -44,6 +44,7 @@ from mercato.errors import (
 from mercato.events import publish
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
+from mercato.loyalty import service as loyalty
 from mercato.money import ZERO, quantize
 from mercato.orders import service as orders
 from mercato.pricing import service as pricing
@@ -649,6 +650,15 @@ def _line_issues(
     return issues
 
 
+def _pricing_groups(session: Session, customer_id: int | None) -> frozenset[str]:
+    """The groups prices and promotions target: the profile's own and its loyalty tier's."""
+    if customer_id is None:
+        return frozenset()
+    return customers.customer_groups(session, customer_id) | loyalty.tier_groups(
+        session, customer_id
+    )
+
+
 def compute(
     session: Session,
     cart: Cart,
@@ -665,7 +675,7 @@ def compute(
     cart_lines = lines_of(session, cart.id)
     infos = catalog.variant_infos(session, [x.variant_id for x in cart_lines])
     names = catalog.variant_labels(session, infos, locale)
-    groups = customers.customer_groups(session, cart.customer_id)
+    groups = _pricing_groups(session, cart.customer_id)
     prices = pricing.resolve_prices(
         session,
         infos,

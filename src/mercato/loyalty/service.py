@@ -806,8 +806,12 @@ def tier_groups(session: Session, customer_id: int | None) -> frozenset[str]:
     ``customers.service.customer_groups`` when pricing or promotions match on groups)."""
     if customer_id is None:
         return frozenset()
-    tier = tier_of(session, customer_id)
-    return frozenset({tier.customer_group}) if tier and tier.customer_group else frozenset()
+    group = session.scalar(
+        select(Tier.customer_group)
+        .join(Account, Account.tier_code == Tier.code)
+        .where(Account.customer_id == customer_id)
+    )
+    return frozenset({group}) if group else frozenset()
 
 
 # --- orders: pending, granted once, reversed on return --------------------------------------
