@@ -74,3 +74,36 @@ def test_storefront_cursor_is_checked_too(client: TestClient, owner_headers: Hea
     store = {"X-Channel-Key": channel_key(client, owner_headers, channel["id"])}
     for cursor in FOREIGN_CURSORS:
         assert_problem(client.get(f"/v1/store/products?cursor={cursor}", headers=store), 422)
+
+
+# Lists keyed by id take no composite key, and the stock levels list (keyed by variant and
+# location) takes nothing else: each refuses the other's cursors.
+ID_LISTS = [
+    "/v1/inventory/transfers",
+    "/v1/inventory/movements",
+    "/v1/payments",
+    "/v1/gift-cards",
+]
+HUGE = 2**70
+
+
+@pytest.mark.parametrize("path", ID_LISTS)
+def test_id_lists_refuse_composite_and_garbage_cursors(
+    client: TestClient, owner_headers: Headers, path: str
+) -> None:
+    for cursor in [*FOREIGN_CURSORS, encode_cursor([1, 2]), encode_cursor(HUGE), "x" * 5000]:
+        problem = assert_problem(
+            client.get(f"{path}?cursor={cursor}", headers=owner_headers), 422, "validation-error"
+        )
+        assert [e["field"] for e in problem["errors"]] == ["query.cursor"], (path, cursor)
+
+
+def test_levels_refuse_id_cursors(client: TestClient, owner_headers: Headers) -> None:
+    for cursor in [*FOREIGN_CURSORS, encode_cursor(5), encode_cursor([1, 2, 3])]:
+        problem = assert_problem(
+            client.get(f"/v1/inventory/levels?cursor={cursor}", headers=owner_headers), 422
+        )
+        assert [e["field"] for e in problem["errors"]] == ["query.cursor"], cursor
+    assert ok(
+        client.get(f"/v1/inventory/levels?cursor={encode_cursor([1, 2])}", headers=owner_headers)
+    ) == {"items": [], "next_cursor": None}

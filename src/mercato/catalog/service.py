@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from mercato.auth.principal import Principal
@@ -33,10 +34,18 @@ from mercato.catalog.schemas import (
     VariantPatch,
 )
 from mercato.db import utcnow
-from mercato.errors import Conflict, FieldError, NotFound, ValidationProblem
+from mercato.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    UniqueViolation,
+    ValidationProblem,
+    conflict_from,
+    unique_violation,
+)
 from mercato.events import publish
 from mercato.i18n import fallback_chain, pick_translation
-from mercato.pagination import Page, decode_cursor, page_of
+from mercato.pagination import Page, decode_id_cursor, page_of
 
 VARIANT_FIELDS = (
     "barcode",
@@ -307,6 +316,53 @@ def check_unique_variants(
     )
 
 
+def flush_unique(
+    session: Session,
+    variants: Sequence[tuple[str | None, str | None]],
+    *,
+    field: str = "body.variants",
+) -> None:
+    """Flush, turning a lost race for a unique SKU, barcode or code into a 409.
+
+    :func:`check_unique_variants` reads before writing; on PostgreSQL two requests can both
+    pass that read, and the unique constraint stops the second at this flush. The answer
+    is the one the read would have given, naming the field.
+    """
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        violation = unique_violation(exc)
+        if violation is None:
+            raise
+        raise _variant_conflict(violation, variants, field) from exc
+
+
+def _variant_conflict(
+    violation: UniqueViolation, variants: Sequence[tuple[str | None, str | None]], field: str
+) -> Conflict:
+    column = violation.columns[0] if len(violation.columns) == 1 else None
+    if column not in ("sku", "barcode") or violation.table not in (None, "variants"):
+        return conflict_from(violation)
+    value = violation.values[0] if violation.values else None
+    position = 0 if column == "sku" else 1
+    matching = [
+        i
+        for i, pair in enumerate(variants)
+        if pair[position] is not None and (value is None or pair[position] == value)
+    ]
+    if field == "body":
+        paths = [f"body.{column}"]
+    else:
+        paths = [f"{field}[{i}].{column}" for i in matching] or [field]
+    label = "SKU" if column == "sku" else column
+    detail = f"{label} {value} exists" if value else f"{label} exists"
+    return Conflict(
+        detail,
+        errors=[FieldError(path, detail) for path in paths],
+        code=f"duplicate-{column}",
+    )
+
+
 def _apply_variant(variant: Variant, fields: dict[str, Any]) -> None:
     for name in VARIANT_FIELDS:
         if name in fields:
@@ -364,7 +420,7 @@ def create_product(session: Session, actor: Principal, data: ProductIn) -> Produ
         product.variants.append(variant)
     _refresh_search_text(product)
     session.add(product)
-    session.flush()
+    flush_unique(session, [(v.sku, v.barcode) for v in data.variants])
     audit(
         session,
         actor,
@@ -455,6 +511,7 @@ def add_variant(session: Session, actor: Principal, product_id: int, data: Varia
     variant = Variant(sku=data.sku, created_at=now, updated_at=now)
     _apply_variant(variant, data.model_dump())
     product.variants.append(variant)
+    flush_unique(session, [(data.sku, data.barcode)], field="body")
     _touched(session, actor, product, "variant.created", {"sku": data.sku})
     return variant
 
@@ -480,6 +537,7 @@ def update_variant(
             raise ValidationProblem.field(f"body.{name}", "may not be null")
     _apply_variant(variant, changes)
     variant.updated_at = utcnow()
+    flush_unique(session, [(None, variant.barcode)], field="body")
     product = get_product(session, variant.product_id)
     _touched(
         session,
@@ -520,10 +578,8 @@ def search_products(
         )
     if statuses:
         query = query.where(Product.status.in_(list(statuses)))
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        if not isinstance(after, int) or isinstance(after, bool):
-            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(Product.id > after)
     rows: list[Product] = list(session.scalars(query.limit(limit + 1)))
     return page_of(rows, limit, key=lambda p: p.id)

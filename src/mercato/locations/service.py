@@ -15,7 +15,7 @@ from mercato.errors import Conflict, NotFound, ValidationProblem
 from mercato.events import publish
 from mercato.locations.models import Location
 from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationPatch
-from mercato.pagination import Page, decode_cursor, page_of
+from mercato.pagination import Page, decode_id_cursor, page_of
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -175,10 +175,8 @@ def list_locations(
         query = query.where(column.is_(True))
     if active is not None:
         query = query.where(Location.active.is_(active))
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        if not isinstance(after, int) or isinstance(after, bool):
-            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(Location.id > after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda x: x.id)
 
