@@ -151,7 +151,15 @@ def update_channel(
     forget_cached_contexts()
     channel = get_channel(session, channel_id)
     changes = patch.model_dump(exclude_unset=True, mode="json")
-    for name in ("name", "currencies", "locales", "default_locale", "active", "ship_to_countries"):
+    for name in (
+        "name",
+        "currencies",
+        "locales",
+        "default_locale",
+        "active",
+        "ship_to_countries",
+        "locations",
+    ):
         if name in changes and changes[name] is None:
             raise ValidationProblem.field(f"body.{name}", "may not be null")
     if "assortment_category_ids" in changes:

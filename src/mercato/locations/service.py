@@ -18,6 +18,8 @@ from mercato.locations.schemas import Address, Capabilities, LocationIn, Locatio
 from mercato.pagination import Page, decode_id_cursor, page_of
 
 EARTH_RADIUS_KM = 6371.0088
+# What a PATCH may change but not clear (daily_capacity and the coordinates may be null).
+NOT_NULL_FIELDS = ("name", "address", "timezone", "opening_hours", "capabilities", "active")
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -89,9 +91,12 @@ def update_location(
     location = get_location(session, location_id)
     actor.require_location(location.id)
     changes = patch.model_dump(exclude_unset=True, mode="json")
-    if "address" in changes and patch.address is not None:
+    for name in NOT_NULL_FIELDS:
+        if name in changes and changes[name] is None:
+            raise ValidationProblem.field(f"body.{name}", "may not be null")
+    if patch.address is not None:
         _apply_address(location, patch.address)
-    if "capabilities" in changes and patch.capabilities is not None:
+    if patch.capabilities is not None:
         _apply_capabilities(location, patch.capabilities)
     for name in ("name", "timezone", "opening_hours", "daily_capacity", "active"):
         if name in changes:
