@@ -1081,14 +1081,18 @@ def list_movements(
     reason: str | None = None,
     reference_type: str | None = None,
     reference_id: str | None = None,
+    location_ids: frozenset[int] | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[StockMovement]:
+    """Newest first; ``location_ids`` (None: all) limits them to a store user's locations."""
     query = select(StockMovement).order_by(StockMovement.id.desc())
     if variant_id is not None:
         query = query.where(StockMovement.variant_id == variant_id)
     if location_id is not None:
         query = query.where(StockMovement.location_id == location_id)
+    if location_ids is not None:
+        query = query.where(StockMovement.location_id.in_(sorted(location_ids)))
     if reason:
         query = query.where(StockMovement.reason == reason)
     if reference_type:
