@@ -30,6 +30,10 @@ def get_channel(session: Session, channel_id: int) -> Channel:
     return channel
 
 
+def exists(session: Session, channel_id: int) -> bool:
+    return session.scalar(select(Channel.id).where(Channel.id == channel_id)) is not None
+
+
 def channel_by_code(session: Session, code: str) -> Channel | None:
     return session.scalar(select(Channel).where(Channel.code == code))
 

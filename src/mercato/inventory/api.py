@@ -216,7 +216,9 @@ def post_adjustment(
     """Receipts, damage, manual sales and returns at one location (all lines or none)."""
 
     def run() -> list[LevelOut]:
-        ctx = service.Context(principal, None, "adjustment", body.reference, body.note)
+        if body.channel_id is not None and not channels.exists(session, body.channel_id):
+            raise ValidationProblem.field("body.channel_id", f"unknown channel {body.channel_id}")
+        ctx = service.Context(principal, body.channel_id, "adjustment", body.reference, body.note)
         lines = [service.AdjustmentLine(x.variant_id, x.quantity, x.reason) for x in body.lines]
         return [level_out(s) for s in service.adjust(session, ctx, body.location_id, lines)]
 
