@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -45,7 +45,7 @@ from mercato.errors import (
 )
 from mercato.events import publish
 from mercato.i18n import fallback_chain, pick_translation
-from mercato.pagination import Page, decode_id_cursor, page_of
+from mercato.pagination import Page, decode_id_cursor, decode_key_cursor, page_of
 
 VARIANT_FIELDS = (
     "barcode",
@@ -233,6 +233,30 @@ def update_category(
 
 def list_categories(session: Session) -> list[Category]:
     return list(session.scalars(select(Category).order_by(Category.position, Category.id)))
+
+
+def page_categories(
+    session: Session,
+    *,
+    ids: Iterable[int] | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Category]:
+    """Categories in tree order (position, then id); ``ids`` limits them to a set."""
+    query = select(Category).order_by(Category.position, Category.id)
+    if ids is not None:
+        query = query.where(Category.id.in_(sorted(ids)))
+    after = decode_key_cursor(cursor, 2)
+    if after is not None:
+        position, ident = after
+        query = query.where(
+            or_(
+                Category.position > position,
+                and_(Category.position == position, Category.id > ident),
+            )
+        )
+    rows = list(session.scalars(query.limit(limit + 1)))
+    return page_of(rows, limit, key=lambda c: [c.position, c.id])
 
 
 def localized_category_name(category: Category, translations: dict[str, str], locale: str) -> str:
