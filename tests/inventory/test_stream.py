@@ -181,3 +181,30 @@ def test_stock_events_carry_ids_over_http(
                 ids.append(int(line[4:]))
                 assert next(lines) == "event: stock"
     assert ids[0] < ids[1]
+
+
+def test_a_subscriber_that_falls_behind_is_ended_not_silently_skipped(
+    db: Database, world: World, stock: Stock
+) -> None:
+    v = world.variants[0]
+    stock(v, world.store_a, 10)
+
+    async def scenario() -> list[str]:
+        stream = StockStream(db, poll_seconds=0.01)
+        try:
+            sub = await stream.subscribe(frozenset(world.locations), frozenset([v]))
+            sub.queue = asyncio.Queue(1)  # room for one change only
+            for _ in range(3):
+                _sale(db, world.store_a, v)
+            while not sub.overflowed:
+                await asyncio.sleep(0.01)
+            frames = [frame async for frame in stream.events(sub, {v: 10})]
+            assert sub not in stream.subscribers
+            return frames
+        finally:
+            await stream.stop()
+
+    frames = asyncio.run(asyncio.wait_for(scenario(), 20))
+    names = [line for frame in frames for line in frame.splitlines() if line.startswith("event")]
+    # The stream ends instead of going on with a gap; reconnecting gives a fresh snapshot.
+    assert names == ["event: snapshot"]

@@ -52,6 +52,9 @@ class Subscriber:
     queue: asyncio.Queue[tuple[int, dict[str, Any]]] = field(
         default_factory=lambda: asyncio.Queue(1000)
     )
+    # Set when a change found the queue full: the stream ends rather than go on without
+    # it, and the client's reconnection starts from a fresh snapshot.
+    overflowed: bool = False
 
     def wants(self, data: dict[str, Any]) -> bool:
         if data.get("location_id") not in self.location_ids:
@@ -144,8 +147,10 @@ class StockStream:
                                     data["variant_id"], 0
                                 ),
                             }
-                            with contextlib.suppress(asyncio.QueueFull):
+                            try:
                                 sub.queue.put_nowait((outbox_id, event))
+                            except asyncio.QueueFull:
+                                sub.overflowed = True
             except Exception:  # a database hiccup must not end every stream
                 log.exception("stock stream poll failed")
             await asyncio.sleep(self.poll_seconds)
@@ -184,7 +189,7 @@ class StockStream:
         try:
             yield f"retry: {RETRY_MS}\n\n"
             yield _frame("snapshot", {"available": {str(k): v for k, v in snapshot.items()}})
-            while True:
+            while not sub.overflowed:
                 try:
                     outbox_id, event = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_SECONDS)
                 except TimeoutError:
