@@ -257,7 +257,9 @@ class ProblemFallback:
     """Anything no handler turned into a problem becomes a bare 500 problem+json.
 
     The exception (with its traceback) goes to the log under the request id; the client
-    gets only that id, never the exception's text, which may carry SQL or data.
+    gets only that id, never the exception's text, which may carry SQL or data. As with
+    Starlette's own last resort, the exception is raised again once the answer is sent,
+    so the server sees the failure (and a test client raises it unless told not to).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -301,3 +303,4 @@ class ProblemFallback:
                 media_type=PROBLEM_CONTENT_TYPE,
             )
             await response(scope, receive, send)
+            raise

@@ -56,7 +56,8 @@ def broken_app(app: FastAPI) -> FastAPI:
 def test_an_unexpected_error_is_a_500_problem_without_internals(
     broken_app: FastAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with TestClient(broken_app) as client, caplog.at_level(logging.ERROR, "mercato.errors"):
+    client = TestClient(broken_app, raise_server_exceptions=False)
+    with client, caplog.at_level(logging.ERROR, "mercato.errors"):
         response = client.get("/test/crash", headers={"X-Request-ID": "req-42"})
     problem = assert_problem(response, 500, "internal-error")
     assert "secret" not in response.text and "RuntimeError" not in response.text
@@ -82,7 +83,7 @@ def test_a_lost_unique_race_is_a_409_naming_the_field(
 
 
 def test_other_integrity_errors_are_500s(broken_app: FastAPI) -> None:
-    with TestClient(broken_app) as client:
+    with TestClient(broken_app, raise_server_exceptions=False) as client:
         response = client.post("/test/dangling-reference")
     assert_problem(response, 500, "internal-error")
     assert "channel_locations" not in response.text
@@ -157,3 +158,9 @@ def test_concurrent_duplicate_barcodes_on_postgresql(
     loser = first if first.status_code == 409 else second
     problem = assert_problem(loser, 409, "duplicate-barcode")
     assert [e["field"] for e in problem["errors"]] == ["body.barcode"]
+
+
+def test_the_server_still_sees_the_failure(broken_app: FastAPI) -> None:
+    # The problem is the answer; the exception still reaches the server (and its log).
+    with pytest.raises(RuntimeError, match="secret"), TestClient(broken_app) as client:
+        client.get("/test/crash")

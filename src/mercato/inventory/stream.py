@@ -150,7 +150,10 @@ class StockStream:
                             try:
                                 sub.queue.put_nowait((outbox_id, event))
                             except asyncio.QueueFull:
+                                # Its stream ends at its next read; dropping it here also
+                                # frees one whose response never started reading.
                                 sub.overflowed = True
+                                self.subscribers.discard(sub)
             except Exception:  # a database hiccup must not end every stream
                 log.exception("stock stream poll failed")
             await asyncio.sleep(self.poll_seconds)
