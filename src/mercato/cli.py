@@ -118,11 +118,24 @@ def demo(
         database = _database(settings)
         try:
             credentials = demo_data.seed(database).as_dict()
+            loaded = f"Loaded demo data into {settings.data_dir}"
+        except demo_data.DemoAlreadyLoaded:
+            # The data is there but its credentials file is gone: the stored secrets are
+            # hashes, so new ones are issued rather than failing on every later run.
+            try:
+                credentials = demo_data.reissue_credentials(database).as_dict()
+            except demo_data.DemoNotLoaded as exc:
+                typer.echo(f"{exc}; remove {settings.data_dir} to start a fresh demo", err=True)
+                raise typer.Exit(1) from exc
+            loaded = (
+                f"Reusing demo data in {settings.data_dir} "
+                f"({CREDENTIALS_FILE} was missing: new password and channel keys issued)"
+            )
         finally:
             database.dispose()
         credentials_path.write_text(json.dumps(credentials, indent=2))
         credentials_path.chmod(0o600)
-        typer.echo(f"Loaded demo data into {settings.data_dir}")
+        typer.echo(loaded)
     _print_credentials(credentials, f"http://{host}:{port}")
     if serve:
         _serve(settings, host, port, workers=1)

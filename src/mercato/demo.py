@@ -395,6 +395,10 @@ class DemoAlreadyLoaded(Exception):
     """The database already holds the demo business."""
 
 
+class DemoNotLoaded(Exception):
+    """The database does not hold (all of) the demo business."""
+
+
 def _categories(session: Session, actor: Principal) -> None:
     categories, _ = build_catalog()
     for category in categories:
@@ -631,6 +635,46 @@ def seed(database: Database) -> DemoCredentials:
         keys = _channels(session, actor, location_ids)
         others = _staff(session, actor, location_ids, password)
         _loyalty(session, actor)
+    return DemoCredentials(
+        staff_email=OWNER_EMAIL, staff_password=password, channel_keys=keys, other_staff=others
+    )
+
+
+def reissue_credentials(database: Database) -> DemoCredentials:
+    """New credentials for a database that holds the demo business.
+
+    Passwords and channel keys are stored hashed, so lost ones cannot be shown again: the
+    demo staff get a new password and every demo channel a new key (earlier keys keep
+    working for whoever still has them).
+    """
+    from mercato.auth.models import StaffUser
+    from mercato.channels.models import Channel
+
+    password = secrets.token_urlsafe(12)
+    actor = Principal.system("demo")
+    with database.transaction() as session:
+        if not session.scalar(select(Location.id).where(Location.code == LOCATIONS[0][0])):
+            raise DemoNotLoaded("this database does not hold the demo business")
+        emails = [OWNER_EMAIL, *(f"{prefix}@mercato.example" for prefix, _, _ in STAFF)]
+        users = {
+            u.email: u
+            for u in session.scalars(select(StaffUser).where(StaffUser.email.in_(emails)))
+        }
+        if OWNER_EMAIL not in users:
+            raise DemoNotLoaded(f"the demo owner {OWNER_EMAIL} is gone from this database")
+        for user in users.values():
+            auth_service.update_user(session, actor, user.id, password=password)
+        codes = [row[0] for row in CHANNELS]
+        found = {
+            c.code: c.id for c in session.scalars(select(Channel).where(Channel.code.in_(codes)))
+        }
+        keys = {}
+        for code in codes:
+            if code in found:
+                _, keys[code] = channels_service.issue_key(
+                    session, actor, found[code], f"{code} demo key (reissued)"
+                )
+        others = {u.email: u.role for u in users.values() if u.email != OWNER_EMAIL}
     return DemoCredentials(
         staff_email=OWNER_EMAIL, staff_password=password, channel_keys=keys, other_staff=others
     )

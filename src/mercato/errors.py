@@ -7,13 +7,20 @@ a human ``title``/``detail`` and, for validation problems, ``errors``: a list of
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://mercato.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -175,3 +182,125 @@ def install_error_handlers(app: FastAPI) -> None:
         problem = Problem(detail, code=code, status=exc.status_code, title=title)
         problem.headers = dict(exc.headers or {})
         return problem_response(problem, request)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        violation = unique_violation(exc)
+        if violation is None:
+            # A broken foreign key or check is a defect, not the client's conflict.
+            raise exc
+        log.info("unique constraint conflict on %s %s", violation.table, violation.columns)
+        return problem_response(conflict_from(violation), request)
+
+    # Added first, so it sits innermost of the middleware: request ids and gates still
+    # wrap the 500 it produces.
+    app.add_middleware(ProblemFallback)
+
+
+# --- database conflicts -------------------------------------------------------------------
+
+# PostgreSQL: 'Key (sku)=(ABC-1) already exists.'; SQLite: 'UNIQUE constraint failed: t.a, t.b'
+_PG_KEY = re.compile(r"Key \((?P<columns>.+?)\)=\((?P<values>.*)\) already exists")
+_SQLITE_UNIQUE = "UNIQUE constraint failed: "
+
+
+@dataclass(frozen=True)
+class UniqueViolation:
+    """Which unique constraint an INSERT or UPDATE broke (values only where the database
+    reports them: PostgreSQL does, SQLite does not)."""
+
+    table: str | None
+    columns: tuple[str, ...]
+    values: tuple[str, ...] | None = None
+
+
+def unique_violation(exc: IntegrityError) -> UniqueViolation | None:
+    """The unique constraint behind ``exc``, or None for any other integrity error."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23505":
+        diag = getattr(orig, "diag", None)
+        table = getattr(diag, "table_name", None)
+        match = _PG_KEY.search(getattr(diag, "message_detail", None) or str(orig))
+        if match is None:
+            return UniqueViolation(table, ())
+        columns = tuple(c.strip() for c in match["columns"].split(","))
+        values = tuple(v.strip() for v in match["values"].split(","))
+        return UniqueViolation(table, columns, values if len(values) == len(columns) else None)
+    text = str(orig)
+    if text.startswith(_SQLITE_UNIQUE):
+        qualified = [c.strip() for c in text[len(_SQLITE_UNIQUE) :].split(",")]
+        table = qualified[0].partition(".")[0] if qualified and "." in qualified[0] else None
+        return UniqueViolation(table, tuple(c.rpartition(".")[2] for c in qualified))
+    return None
+
+
+def conflict_from(violation: UniqueViolation) -> Conflict:
+    """A 409 for a unique constraint that a check-then-insert lost to a concurrent request.
+
+    Column names double as the request's field names; the tables themselves stay private.
+    """
+    if not violation.columns:
+        return Conflict("the request conflicts with existing data", code="duplicate")
+    names = ", ".join(violation.columns)
+    single = violation.columns[0].replace("_", "-") if len(violation.columns) == 1 else None
+    return Conflict(
+        f"{names} already taken",
+        code=f"duplicate-{single}" if single else "duplicate",
+        errors=[FieldError(f"body.{c}", "already exists") for c in violation.columns],
+    )
+
+
+# --- the last resort ----------------------------------------------------------------------
+
+
+class ProblemFallback:
+    """Anything no handler turned into a problem becomes a bare 500 problem+json.
+
+    The exception (with its traceback) goes to the log under the request id; the client
+    gets only that id, never the exception's text, which may carry SQL or data. As with
+    Starlette's own last resort, the exception is raised again once the answer is sent,
+    so the server sees the failure (and a test client raises it unless told not to).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            request_id = (scope.get("state") or {}).get("request_id")
+            log.exception(
+                "unhandled error in %s %s (request %s)",
+                scope.get("method"),
+                scope.get("path"),
+                request_id,
+            )
+            if started:
+                # Part of the body is out; nothing sensible can follow it.
+                raise
+            problem = Problem(
+                "an unexpected error occurred; it has been logged",
+                code="internal-error",
+                status=500,
+                title="Internal server error",
+                extra={"request_id": request_id} if request_id else None,
+            )
+            response = JSONResponse(
+                problem.body(scope.get("path")),
+                status_code=500,
+                media_type=PROBLEM_CONTENT_TYPE,
+            )
+            await response(scope, receive, send)
+            raise

@@ -50,7 +50,9 @@ def test_category_tree_with_translations(client: TestClient, owner_headers: Head
     assert drinks["translations"] == {"ja": "飲み物", "de-DE": "Getränke"}
     assert beans["parent_id"] == coffee["id"]
 
-    listed = {c["code"]: c for c in ok(client.get("/v1/categories", headers=owner_headers))}
+    page = ok(client.get("/v1/categories", headers=owner_headers))
+    assert page["next_cursor"] is None
+    listed = {c["code"]: c for c in page["items"]}
     assert listed["drinks"]["parent_id"] is None
     assert listed["coffee"]["parent_id"] == drinks["id"]
     assert listed["beans"]["parent_id"] == coffee["id"]
@@ -148,7 +150,7 @@ def test_category_bad_input(client: TestClient, owner_headers: Headers, db: Data
         422,
     )
     assert {"field": "body.colour", "reason": "unknown field"} in unknown["errors"]
-    shoes = ok(client.get("/v1/categories", headers=owner_headers))[0]
+    shoes = ok(client.get("/v1/categories", headers=owner_headers))["items"][0]
     for field in ("name", "position", "translations"):
         null = assert_problem(
             client.patch(

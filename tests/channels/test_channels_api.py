@@ -74,7 +74,8 @@ def test_create_get_list_and_patch_a_channel(
     ]
     assert channel["assortment_category_ids"] == [category["id"]]
     assert ok(client.get(f"/v1/channels/{channel['id']}", headers=owner_headers)) == channel
-    assert [c["code"] for c in ok(client.get("/v1/channels", headers=owner_headers))] == ["web-jp"]
+    listed = ok(client.get("/v1/channels", headers=owner_headers))
+    assert [c["code"] for c in listed["items"]] == ["web-jp"] and listed["next_cursor"] is None
 
     patched = ok(
         client.patch(
@@ -191,6 +192,11 @@ def test_channel_patch_is_validated_and_changes_nothing_when_bad(
         ({"currencies": ["EUR", "EURO"]}, "body.currencies"),
         ({"currencies": None}, "body.currencies"),
         ({"name": None}, "body.name"),
+        ({"locales": None}, "body.locales"),
+        ({"default_locale": None}, "body.default_locale"),
+        ({"active": None}, "body.active"),
+        ({"ship_to_countries": None}, "body.ship_to_countries"),
+        ({"locations": None}, "body.locations"),
         ({"country": "QQ"}, "body.country"),
         ({"locations": [{"location_id": 999999}]}, "body.locations"),
         ({"locations": [{"location_id": location["id"]}] * 2}, "body.locations"),
@@ -224,7 +230,7 @@ def test_api_keys_are_shown_once_stored_hashed_and_revocable(
     assert key["revoked_at"] is None
 
     listed = ok(client.get(f"/v1/channels/{channel['id']}/keys", headers=owner_headers))
-    assert listed == [{k: v for k, v in key.items() if k != "key"}]
+    assert listed == {"items": [{k: v for k, v in key.items() if k != "key"}], "next_cursor": None}
     assert secret not in str(listed)
     with db.read() as session:
         stored = session.scalars(select(ChannelApiKey)).one()
@@ -434,19 +440,19 @@ def test_locale_query_and_accept_language_choose_among_the_channels_locales(
     assert (single["locale"], single["name"]) == ("en-US", "Sencha")
     assert ok(client.get(f"/v1/store/products/{tea_id}", headers=jp))["name"] == "静岡煎茶"
 
-    categories = ok(client.get("/v1/store/categories", headers=jp))
+    categories = ok(client.get("/v1/store/categories", headers=jp))["items"]
     assert {c["code"]: c["name"] for c in categories} == {
         "drinks": "飲み物",
         "coffee": "コーヒー",
         "apparel": "アパレル",
     }
-    in_english = ok(client.get("/v1/store/categories?locale=en-US", headers=jp))
+    in_english = ok(client.get("/v1/store/categories?locale=en-US", headers=jp))["items"]
     assert {c["code"]: c["name"] for c in in_english} == {
         "drinks": "Drinks",
         "coffee": "Coffee",
         "apparel": "Apparel",
     }
-    at_categories = ok(client.get("/v1/store/categories", headers=shop["at"]))
+    at_categories = ok(client.get("/v1/store/categories", headers=shop["at"]))["items"]
     assert {c["code"]: c["name"] for c in at_categories}["drinks"] == "Getränke"
 
 
@@ -483,7 +489,7 @@ def test_assortment_restricts_products_and_categories(
     assert ok(client.get("/v1/store/products?q=tee", headers=drinks))["items"] == []
     assert_problem(client.get("/v1/store/products?category=nowhere", headers=drinks), 404)
 
-    categories = ok(client.get("/v1/store/categories?locale=ja", headers=drinks))
+    categories = ok(client.get("/v1/store/categories?locale=ja", headers=drinks))["items"]
     assert {c["code"]: c["name"] for c in categories} == {"drinks": "飲み物", "coffee": "コーヒー"}
 
     # Without an assortment the category filter includes subcategories as well.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,3 +177,98 @@ def test_second_run_reuses_the_data_and_prints_the_same_credentials(
     # Everything after the first line (loaded / reusing) is the same text.
     assert second.splitlines()[1:] == demo_run.output.splitlines()[1:]
     assert _scalar(demo_run.database, select(func.count()).select_from(Product)) == products
+
+
+def test_the_demo_app_serves_health_shoppers_and_guards_staff_endpoints(
+    demo_run: DemoRun, demo_client: TestClient
+) -> None:
+    assert demo_client.get("/health").json()["status"] == "ok"
+    _, _, keys = demo_run.credentials()
+    german = demo_client.get(
+        "/v1/store/products?limit=5", headers={"X-Channel-Key": keys["web-de"]}
+    ).json()
+    assert german["locale"].startswith("de") and len(german["items"]) == 5
+    categories = demo_client.get(
+        "/v1/store/categories", headers={"X-Channel-Key": keys["web-jp"]}
+    ).json()
+    assert categories["items"] and any(JAPANESE.search(c["name"]) for c in categories["items"])
+    for path in ("/v1/products", "/v1/inventory/levels", "/v1/channels"):
+        refused = demo_client.get(path)
+        assert refused.status_code == 401, path
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "missing-token"
+
+
+def test_a_lost_credentials_file_gets_new_credentials(
+    demo_run: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast_password_hashing(monkeypatch)
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_run.data_dir, copy)
+    (copy / CREDENTIALS_FILE).unlink()
+    result = CliRunner().invoke(app, ["demo", "--no-serve", "--data-dir", str(copy)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "new password and channel keys issued" in result.output
+    fresh = DemoRun(copy, result.output, Database(f"sqlite:///{copy / 'mercato.db'}"))
+    try:
+        email, password, keys = fresh.credentials()
+        assert json.loads((copy / CREDENTIALS_FILE).read_text())["staff_password"] == password
+        assert password != demo_run.credentials()[1]
+        assert set(keys) == set(demo_run.credentials()[2])
+        settings = Settings(data_dir=tmp_path, dispatcher_enabled=False)
+        with TestClient(create_app(settings, database=fresh.database)) as client:
+            login = client.post("/v1/auth/login", json={"email": email, "password": password})
+            assert login.status_code == 200, login.text
+            for other in json.loads((copy / CREDENTIALS_FILE).read_text())["other_staff"]:
+                staff = {"email": other, "password": password}
+                assert client.post("/v1/auth/login", json=staff).status_code == 200
+            page = client.get(
+                "/v1/store/products?limit=1", headers={"X-Channel-Key": keys["web-jp"]}
+            )
+            assert page.status_code == 200 and page.json()["locale"] == "ja-JP"
+        again = _run_demo(copy)
+        assert "Reusing demo data" in again
+        assert fresh.credentials() == DemoRun(copy, again, fresh.database).credentials()
+    finally:
+        fresh.database.dispose()
+
+
+def test_credentials_cannot_be_reissued_for_a_database_without_the_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "seed", _already_loaded)
+    result = CliRunner().invoke(app, ["demo", "--no-serve", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "does not hold the demo business" in result.output
+    assert not (tmp_path / CREDENTIALS_FILE).exists()
+
+
+def _already_loaded(database: Database) -> demo.DemoCredentials:
+    raise demo.DemoAlreadyLoaded("the demo business is already loaded in this database")
+
+
+def test_db_upgrade_then_seed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_password_hashing(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    runner = CliRunner()
+    upgraded = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert upgraded.exit_code == 0, (upgraded.output, upgraded.exception)
+    assert "is up to date" in upgraded.output
+    database = Database(url)
+    try:
+        assert migrate.is_current(database.engine)
+        seeded = runner.invoke(app, ["seed", "--database-url", url])
+        assert seeded.exit_code == 0, (seeded.output, seeded.exception)
+        credentials = json.loads(seeded.output)
+        assert credentials["staff_email"] == demo.OWNER_EMAIL and credentials["channel_keys"]
+        products = _scalar(database, select(func.count()).select_from(Product))
+        assert products >= 300
+        again = runner.invoke(app, ["seed", "--database-url", url])
+        assert again.exit_code == 1 and isinstance(again.exception, SystemExit)
+        assert "already loaded" in again.output
+        assert _scalar(database, select(func.count()).select_from(Product)) == products
+        # An upgrade of a current database changes nothing and still succeeds.
+        assert runner.invoke(app, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    finally:
+        database.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -74,3 +76,76 @@ def test_storefront_cursor_is_checked_too(client: TestClient, owner_headers: Hea
     store = {"X-Channel-Key": channel_key(client, owner_headers, channel["id"])}
     for cursor in FOREIGN_CURSORS:
         assert_problem(client.get(f"/v1/store/products?cursor={cursor}", headers=store), 422)
+
+
+# Lists keyed by id take no composite key, and the stock levels list (keyed by variant and
+# location) takes nothing else: each refuses the other's cursors.
+ID_LISTS = [
+    "/v1/inventory/transfers",
+    "/v1/inventory/movements",
+    "/v1/payments",
+    "/v1/gift-cards",
+]
+HUGE = 2**70
+
+
+@pytest.mark.parametrize("path", ID_LISTS)
+def test_id_lists_refuse_composite_and_garbage_cursors(
+    client: TestClient, owner_headers: Headers, path: str
+) -> None:
+    for cursor in [*FOREIGN_CURSORS, encode_cursor([1, 2]), encode_cursor(HUGE), "x" * 5000]:
+        problem = assert_problem(
+            client.get(f"{path}?cursor={cursor}", headers=owner_headers), 422, "validation-error"
+        )
+        assert [e["field"] for e in problem["errors"]] == ["query.cursor"], (path, cursor)
+
+
+def test_levels_refuse_id_cursors(client: TestClient, owner_headers: Headers) -> None:
+    for cursor in [*FOREIGN_CURSORS, encode_cursor(5), encode_cursor([1, 2, 3])]:
+        problem = assert_problem(
+            client.get(f"/v1/inventory/levels?cursor={cursor}", headers=owner_headers), 422
+        )
+        assert [e["field"] for e in problem["errors"]] == ["query.cursor"], cursor
+    assert ok(
+        client.get(f"/v1/inventory/levels?cursor={encode_cursor([1, 2])}", headers=owner_headers)
+    ) == {"items": [], "next_cursor": None}
+
+
+def test_categories_channels_and_keys_page_through_every_row(
+    client: TestClient, owner_headers: Headers
+) -> None:
+    # Positions out of id order: categories page in tree order (position, then id).
+    for n, position in enumerate([2, 0, 1, 0]):
+        body = {"code": f"cat-{n}", "name": f"Cat {n}", "position": position}
+        assert client.post("/v1/categories", json=body, headers=owner_headers).status_code == 201
+    channels = [make_channel(client, owner_headers, f"web-{n}") for n in range(3)]
+    store = {"X-Channel-Key": channel_key(client, owner_headers, channels[0]["id"])}
+    for _ in range(2):
+        channel_key(client, owner_headers, channels[0]["id"])
+    keys_path = f"/v1/channels/{channels[0]['id']}/keys"
+
+    def walk(path: str, headers: Headers, key: str) -> list[Any]:
+        seen: list[Any] = []
+        cursor = ""
+        while True:
+            page = ok(client.get(f"{path}?limit=1{cursor}", headers=headers))
+            assert len(page["items"]) <= 1
+            seen += [item[key] for item in page["items"]]
+            if page["next_cursor"] is None:
+                return seen
+            cursor = f"&cursor={page['next_cursor']}"
+
+    expected_order = ["cat-1", "cat-3", "cat-2", "cat-0"]
+    assert walk("/v1/categories", owner_headers, "code") == expected_order
+    assert walk("/v1/store/categories", store, "code") == expected_order
+    assert walk("/v1/channels", owner_headers, "code") == ["web-0", "web-1", "web-2"]
+    assert len(walk(keys_path, owner_headers, "id")) == 3
+    for path, headers in [
+        ("/v1/categories", owner_headers),
+        ("/v1/store/categories", store),
+        ("/v1/channels", owner_headers),
+        (keys_path, owner_headers),
+    ]:
+        for cursor in FOREIGN_CURSORS:
+            problem = assert_problem(client.get(f"{path}?cursor={cursor}", headers=headers), 422)
+            assert [e["field"] for e in problem["errors"]] == ["query.cursor"], (path, cursor)

@@ -313,3 +313,28 @@ def test_shopper_availability_and_nearest_stores(
         client.get(f"/v1/store/availability?variant_ids={v}&latitude=1", headers=headers), 422
     )
     assert_problem(client.get(f"/v1/store/availability?variant_ids={v}"), 401)
+
+
+def test_adjustment_records_its_channel(
+    client: TestClient, owner_headers: Headers, world: World, db: Database
+) -> None:
+    v = world.variants[0]
+    pos_sale = {
+        "location_id": world.store_a,
+        "channel_id": world.channel_id,
+        "lines": [{"variant_id": v, "quantity": 2, "reason": "receipt"}],
+    }
+    response = client.post("/v1/inventory/adjustments", json=pos_sale, headers=owner_headers)
+    assert response.status_code == 201, response.text
+    plain = receipt(world, v, 1, world.store_a)
+    assert client.post("/v1/inventory/adjustments", json=plain, headers=owner_headers).is_success
+    moves = client.get(
+        f"/v1/inventory/movements?location_id={world.store_a}", headers=owner_headers
+    ).json()["items"]
+    assert [m["channel_id"] for m in moves] == [None, world.channel_id]
+    unknown = client.post(
+        "/v1/inventory/adjustments", json={**pos_sale, "channel_id": 999999}, headers=owner_headers
+    )
+    problem = assert_problem(unknown, 422, "validation-error")
+    assert [e["field"] for e in problem["errors"]] == ["body.channel_id"]
+    assert level(db, v, world.store_a).on_hand == 3

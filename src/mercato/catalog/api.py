@@ -75,11 +75,18 @@ def _locale(value: str) -> str:
         raise ValidationProblem.field("path.locale", str(exc)) from exc
 
 
-@api.get("/categories", response_model=list[CategoryOut])
-def list_categories(session: DbSession, principal: Reader) -> list[CategoryOut]:
-    categories = service.list_categories(session)
-    names = service.category_translations(session, [c.id for c in categories])
-    return [category_out(c, names.get(c.id, {})) for c in categories]
+@api.get("/categories", response_model=PageOut[CategoryOut])
+def list_categories(
+    session: DbSession, page: Pagination, principal: Reader
+) -> PageOut[CategoryOut]:
+    """Categories in tree order: by position, then id."""
+    cursor, limit = page
+    result = service.page_categories(session, cursor=cursor, limit=limit)
+    names = service.category_translations(session, [c.id for c in result.items])
+    return PageOut(
+        items=[category_out(c, names.get(c.id, {})) for c in result.items],
+        next_cursor=result.next_cursor,
+    )
 
 
 @api.post("/categories", response_model=CategoryOut, status_code=201)

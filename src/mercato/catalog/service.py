@@ -10,7 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from mercato.auth.principal import Principal
@@ -33,10 +34,18 @@ from mercato.catalog.schemas import (
     VariantPatch,
 )
 from mercato.db import utcnow
-from mercato.errors import Conflict, FieldError, NotFound, ValidationProblem
+from mercato.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    UniqueViolation,
+    ValidationProblem,
+    conflict_from,
+    unique_violation,
+)
 from mercato.events import publish
 from mercato.i18n import fallback_chain, pick_translation
-from mercato.pagination import Page, decode_cursor, page_of
+from mercato.pagination import Page, decode_id_cursor, decode_key_cursor, page_of
 
 VARIANT_FIELDS = (
     "barcode",
@@ -226,6 +235,30 @@ def list_categories(session: Session) -> list[Category]:
     return list(session.scalars(select(Category).order_by(Category.position, Category.id)))
 
 
+def page_categories(
+    session: Session,
+    *,
+    ids: Iterable[int] | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Category]:
+    """Categories in tree order (position, then id); ``ids`` limits them to a set."""
+    query = select(Category).order_by(Category.position, Category.id)
+    if ids is not None:
+        query = query.where(Category.id.in_(sorted(ids)))
+    after = decode_key_cursor(cursor, 2)
+    if after is not None:
+        position, ident = after
+        query = query.where(
+            or_(
+                Category.position > position,
+                and_(Category.position == position, Category.id > ident),
+            )
+        )
+    rows = list(session.scalars(query.limit(limit + 1)))
+    return page_of(rows, limit, key=lambda c: [c.position, c.id])
+
+
 def localized_category_name(category: Category, translations: dict[str, str], locale: str) -> str:
     found = pick_translation(locale, translations)
     return translations[found] if found else category.name
@@ -307,6 +340,53 @@ def check_unique_variants(
     )
 
 
+def flush_unique(
+    session: Session,
+    variants: Sequence[tuple[str | None, str | None]],
+    *,
+    field: str = "body.variants",
+) -> None:
+    """Flush, turning a lost race for a unique SKU, barcode or code into a 409.
+
+    :func:`check_unique_variants` reads before writing; on PostgreSQL two requests can both
+    pass that read, and the unique constraint stops the second at this flush. The answer
+    is the one the read would have given, naming the field.
+    """
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        violation = unique_violation(exc)
+        if violation is None:
+            raise
+        raise _variant_conflict(violation, variants, field) from exc
+
+
+def _variant_conflict(
+    violation: UniqueViolation, variants: Sequence[tuple[str | None, str | None]], field: str
+) -> Conflict:
+    column = violation.columns[0] if len(violation.columns) == 1 else None
+    if column not in ("sku", "barcode") or violation.table not in (None, "variants"):
+        return conflict_from(violation)
+    value = violation.values[0] if violation.values else None
+    position = 0 if column == "sku" else 1
+    matching = [
+        i
+        for i, pair in enumerate(variants)
+        if pair[position] is not None and (value is None or pair[position] == value)
+    ]
+    if field == "body":
+        paths = [f"body.{column}"]
+    else:
+        paths = [f"{field}[{i}].{column}" for i in matching] or [field]
+    label = "SKU" if column == "sku" else column
+    detail = f"{label} {value} exists" if value else f"{label} exists"
+    return Conflict(
+        detail,
+        errors=[FieldError(path, detail) for path in paths],
+        code=f"duplicate-{column}",
+    )
+
+
 def _apply_variant(variant: Variant, fields: dict[str, Any]) -> None:
     for name in VARIANT_FIELDS:
         if name in fields:
@@ -364,7 +444,7 @@ def create_product(session: Session, actor: Principal, data: ProductIn) -> Produ
         product.variants.append(variant)
     _refresh_search_text(product)
     session.add(product)
-    session.flush()
+    flush_unique(session, [(v.sku, v.barcode) for v in data.variants])
     audit(
         session,
         actor,
@@ -455,6 +535,7 @@ def add_variant(session: Session, actor: Principal, product_id: int, data: Varia
     variant = Variant(sku=data.sku, created_at=now, updated_at=now)
     _apply_variant(variant, data.model_dump())
     product.variants.append(variant)
+    flush_unique(session, [(data.sku, data.barcode)], field="body")
     _touched(session, actor, product, "variant.created", {"sku": data.sku})
     return variant
 
@@ -480,6 +561,7 @@ def update_variant(
             raise ValidationProblem.field(f"body.{name}", "may not be null")
     _apply_variant(variant, changes)
     variant.updated_at = utcnow()
+    flush_unique(session, [(None, variant.barcode)], field="body")
     product = get_product(session, variant.product_id)
     _touched(
         session,
@@ -520,10 +602,8 @@ def search_products(
         )
     if statuses:
         query = query.where(Product.status.in_(list(statuses)))
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        if not isinstance(after, int) or isinstance(after, bool):
-            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(Product.id > after)
     rows: list[Product] = list(session.scalars(query.limit(limit + 1)))
     return page_of(rows, limit, key=lambda p: p.id)

@@ -18,8 +18,9 @@ from mercato.channels.schemas import (
     ChannelPatch,
     ChannelType,
 )
-from mercato.deps import DbSession, require
+from mercato.deps import DbSession, Pagination, require
 from mercato.routing import router
+from mercato.schemas import PageOut
 
 api = router("/v1/channels", tags=["channels"])
 
@@ -47,9 +48,13 @@ def channel_out(session: Session, channel: Channel) -> ChannelOut:
     )
 
 
-@api.get("", response_model=list[ChannelOut])
-def list_channels(session: DbSession, principal: Reader) -> list[ChannelOut]:
-    return [channel_out(session, c) for c in service.list_channels(session)]
+@api.get("", response_model=PageOut[ChannelOut])
+def list_channels(session: DbSession, page: Pagination, principal: Reader) -> PageOut[ChannelOut]:
+    cursor, limit = page
+    result = service.page_channels(session, cursor=cursor, limit=limit)
+    return PageOut(
+        items=[channel_out(session, c) for c in result.items], next_cursor=result.next_cursor
+    )
 
 
 @api.post("", response_model=ChannelOut, status_code=201)
@@ -69,9 +74,15 @@ def update_channel(
     return channel_out(session, service.update_channel(session, principal, channel_id, body))
 
 
-@api.get("/{channel_id}/keys", response_model=list[ApiKeyOut])
-def list_keys(channel_id: int, session: DbSession, principal: Writer) -> list[ApiKeyOut]:
-    return [ApiKeyOut.model_validate(k) for k in service.list_keys(session, channel_id)]
+@api.get("/{channel_id}/keys", response_model=PageOut[ApiKeyOut])
+def list_keys(
+    channel_id: int, session: DbSession, page: Pagination, principal: Writer
+) -> PageOut[ApiKeyOut]:
+    cursor, limit = page
+    result = service.list_keys(session, channel_id, cursor=cursor, limit=limit)
+    return PageOut(
+        items=[ApiKeyOut.model_validate(k) for k in result.items], next_cursor=result.next_cursor
+    )
 
 
 @api.post("/{channel_id}/keys", response_model=ApiKeyCreated, status_code=201)

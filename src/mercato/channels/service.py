@@ -19,6 +19,7 @@ from mercato.db import utcnow
 from mercato.errors import Conflict, NotFound, Unauthorized, ValidationProblem
 from mercato.events import publish
 from mercato.locations import service as locations
+from mercato.pagination import Page, decode_id_cursor, page_of
 
 CHANNEL_KEY_PREFIX = "mck"
 
@@ -30,12 +31,24 @@ def get_channel(session: Session, channel_id: int) -> Channel:
     return channel
 
 
+def exists(session: Session, channel_id: int) -> bool:
+    return session.scalar(select(Channel.id).where(Channel.id == channel_id)) is not None
+
+
 def channel_by_code(session: Session, code: str) -> Channel | None:
     return session.scalar(select(Channel).where(Channel.code == code))
 
 
 def list_channels(session: Session) -> list[Channel]:
     return list(session.scalars(select(Channel).order_by(Channel.id)))
+
+
+def page_channels(session: Session, *, cursor: str | None = None, limit: int = 50) -> Page[Channel]:
+    query = select(Channel).order_by(Channel.id)
+    after = decode_id_cursor(cursor)
+    if after is not None:
+        query = query.where(Channel.id > after)
+    return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda c: c.id)
 
 
 def channel_locations(session: Session, channel_id: int) -> list[ChannelLocationIn]:
@@ -151,7 +164,15 @@ def update_channel(
     forget_cached_contexts()
     channel = get_channel(session, channel_id)
     changes = patch.model_dump(exclude_unset=True, mode="json")
-    for name in ("name", "currencies", "locales", "default_locale", "active", "ship_to_countries"):
+    for name in (
+        "name",
+        "currencies",
+        "locales",
+        "default_locale",
+        "active",
+        "ship_to_countries",
+        "locations",
+    ):
         if name in changes and changes[name] is None:
             raise ValidationProblem.field(f"body.{name}", "may not be null")
     if "assortment_category_ids" in changes:
@@ -218,15 +239,19 @@ def issue_key(
     return key, secret
 
 
-def list_keys(session: Session, channel_id: int) -> list[ChannelApiKey]:
+def list_keys(
+    session: Session, channel_id: int, *, cursor: str | None = None, limit: int = 50
+) -> Page[ChannelApiKey]:
     get_channel(session, channel_id)
-    return list(
-        session.scalars(
-            select(ChannelApiKey)
-            .where(ChannelApiKey.channel_id == channel_id)
-            .order_by(ChannelApiKey.id)
-        )
+    query = (
+        select(ChannelApiKey)
+        .where(ChannelApiKey.channel_id == channel_id)
+        .order_by(ChannelApiKey.id)
     )
+    after = decode_id_cursor(cursor)
+    if after is not None:
+        query = query.where(ChannelApiKey.id > after)
+    return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda k: k.id)
 
 
 def revoke_key(session: Session, actor: Principal, channel_id: int, key_id: int) -> ChannelApiKey:

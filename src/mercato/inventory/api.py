@@ -105,6 +105,22 @@ def reservations_out(reservations: list[Reservation]) -> ReservationsOut:
     return ReservationsOut(reservations=[ReservationOut.model_validate(r) for r in reservations])
 
 
+def _scoped_filter(principal: Principal, location_id: int | None) -> None:
+    """A list filtered to one location: store staff may only name one of theirs."""
+    if location_id is not None:
+        principal.require_location(location_id)
+
+
+def _require_any_location(principal: Principal, *location_ids: int) -> None:
+    """Store staff read a document (transfer) only when one of its ends is theirs.
+
+    The answer is the 403 writes give, so an id outside the caller's stores reads the
+    same whether it names a transfer or nothing.
+    """
+    if not any(principal.can_access_location(x) for x in location_ids):
+        principal.require_location(location_ids[0])
+
+
 def _ids(raw: str, field: str, maximum: int = 200) -> list[int]:
     try:
         ids = [int(x) for x in raw.split(",") if x.strip()]
@@ -128,10 +144,12 @@ def list_levels(
     low_stock: bool = False,
 ) -> LevelPage:
     cursor, limit = page
+    _scoped_filter(principal, location_id)
     result = service.list_levels(
         session,
         variant_id=variant_id,
         location_id=location_id,
+        location_ids=principal.location_ids,
         low_only=low_stock,
         cursor=cursor,
         limit=limit,
@@ -141,6 +159,7 @@ def list_levels(
 
 @api.get("/levels/{variant_id}/{location_id}", response_model=LevelOut)
 def get_level(variant_id: int, location_id: int, session: DbSession, principal: Reader) -> LevelOut:
+    principal.require_location(location_id)
     return level_out(service.get_level(session, variant_id, location_id))
 
 
@@ -173,10 +192,12 @@ def list_movements(
     reference_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> PageOut[MovementOut]:
     cursor, limit = page
+    _scoped_filter(principal, location_id)
     result = service.list_movements(
         session,
         variant_id=variant_id,
         location_id=location_id,
+        location_ids=principal.location_ids,
         reason=reason.value if reason else None,
         reference_type=reference_type,
         reference_id=reference_id,
@@ -195,7 +216,9 @@ def post_adjustment(
     """Receipts, damage, manual sales and returns at one location (all lines or none)."""
 
     def run() -> list[LevelOut]:
-        ctx = service.Context(principal, None, "adjustment", body.reference, body.note)
+        if body.channel_id is not None and not channels.exists(session, body.channel_id):
+            raise ValidationProblem.field("body.channel_id", f"unknown channel {body.channel_id}")
+        ctx = service.Context(principal, body.channel_id, "adjustment", body.reference, body.note)
         lines = [service.AdjustmentLine(x.variant_id, x.quantity, x.reason) for x in body.lines]
         return [level_out(s) for s in service.adjust(session, ctx, body.location_id, lines)]
 
@@ -242,7 +265,9 @@ def create_reservation(
 
 @api.get("/reservations/{reservation_id}", response_model=ReservationOut)
 def get_reservation(reservation_id: int, session: DbSession, principal: Reader) -> ReservationOut:
-    return ReservationOut.model_validate(service.get_reservation(session, reservation_id))
+    reservation = service.get_reservation(session, reservation_id)
+    principal.require_location(reservation.location_id)
+    return ReservationOut.model_validate(reservation)
 
 
 def _reservation_ctx(
@@ -326,7 +351,9 @@ def list_transfers(session: DbSession, page: Pagination, principal: Reader) -> T
 
 @api.get("/transfers/{transfer_id}", response_model=TransferOut)
 def get_transfer(transfer_id: int, session: DbSession, principal: Reader) -> TransferOut:
-    return transfer_out(session, service.get_transfer(session, transfer_id))
+    transfer = service.get_transfer(session, transfer_id)
+    _require_any_location(principal, transfer.from_location_id, transfer.to_location_id)
+    return transfer_out(session, transfer)
 
 
 @api.post("/transfers/{transfer_id}/ship", response_model=TransferOut)
@@ -368,7 +395,9 @@ def create_purchase_order(
 
 @api.get("/purchase-orders/{po_id}", response_model=PurchaseOrderOut)
 def get_purchase_order(po_id: int, session: DbSession, principal: Reader) -> PurchaseOrderOut:
-    return purchase_order_out(session, service.get_purchase_order(session, po_id))
+    po = service.get_purchase_order(session, po_id)
+    principal.require_location(po.location_id)
+    return purchase_order_out(session, po)
 
 
 @api.post("/purchase-orders/{po_id}/receipts", response_model=PurchaseOrderOut, status_code=201)
@@ -470,4 +499,5 @@ def staff_availability(
 def verify(session: DbSession, principal: Reader) -> dict[str, object]:
     """Prove that every stock row equals the sum of its ledger movements."""
     rows, bad = service.verify(session)
-    return {"rows": rows, "ok": not bad, "mismatches": [vars(m) for m in bad[:100]]}
+    visible = [m for m in bad if principal.can_access_location(m.location_id)]
+    return {"rows": rows, "ok": not bad, "mismatches": [vars(m) for m in visible[:100]]}

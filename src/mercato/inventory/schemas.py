@@ -18,6 +18,9 @@ class AdjustmentLineIn(StrictModel):
 
 class AdjustmentIn(StrictModel):
     location_id: int
+    channel_id: int | None = Field(
+        default=None, description="The channel the change happened through (a POS sale, say)"
+    )
     lines: list[AdjustmentLineIn] = Field(min_length=1, max_length=1000)
     note: str | None = Field(default=None, max_length=2000)
     reference: str | None = Field(default=None, max_length=64)

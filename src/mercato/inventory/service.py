@@ -43,7 +43,7 @@ from mercato.inventory.models import (
     TransferLine,
 )
 from mercato.locations import service as locations
-from mercato.pagination import Page, decode_cursor, page_of
+from mercato.pagination import Page, decode_id_cursor, decode_key_cursor, page_of
 
 DEFAULT_HOLD_TTL = timedelta(minutes=15)
 # A hold re-plans this often when concurrent buyers take the units it had planned on.
@@ -1053,14 +1053,9 @@ def list_levels(
         query = query.where(
             StockLevel.low_stock_threshold.is_not(None), StockLevel.low_stock_threshold > _FREE
         )
-    after = decode_cursor(cursor)
+    after = decode_key_cursor(cursor, 2)
     if after is not None:
-        try:
-            v, loc = int(after[0]), int(after[1])
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ValidationProblem.field(
-                "query.cursor", "not a cursor returned by this API"
-            ) from exc
+        v, loc = after
         query = query.where(
             or_(
                 StockLevel.variant_id > v,
@@ -1086,24 +1081,26 @@ def list_movements(
     reason: str | None = None,
     reference_type: str | None = None,
     reference_id: str | None = None,
+    location_ids: frozenset[int] | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[StockMovement]:
+    """Newest first; ``location_ids`` (None: all) limits them to a store user's locations."""
     query = select(StockMovement).order_by(StockMovement.id.desc())
     if variant_id is not None:
         query = query.where(StockMovement.variant_id == variant_id)
     if location_id is not None:
         query = query.where(StockMovement.location_id == location_id)
+    if location_ids is not None:
+        query = query.where(StockMovement.location_id.in_(sorted(location_ids)))
     if reason:
         query = query.where(StockMovement.reason == reason)
     if reference_type:
         query = query.where(StockMovement.reference_type == reference_type)
     if reference_id:
         query = query.where(StockMovement.reference_id == reference_id)
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        if not isinstance(after, int):
-            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(StockMovement.id < after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda m: m.id)
 
@@ -1317,9 +1314,9 @@ def list_transfers(
         query = query.where(
             or_(Transfer.from_location_id.in_(ids), Transfer.to_location_id.in_(ids))
         )
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        query = query.where(Transfer.id < int(after))
+        query = query.where(Transfer.id < after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda t: t.id)
 
 

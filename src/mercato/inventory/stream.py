@@ -9,6 +9,11 @@ channel-wide availability recomputed in one query per poll.
 Outbox ids are assigned when a transaction inserts, not when it commits, so a row with a
 lower id can appear after a higher one. The poller therefore re-reads a short time window
 (``SETTLE``) and remembers which ids it has already sent.
+
+A new subscriber is registered before its snapshot is read, and a poller that starts for
+it starts ``SETTLE`` back in the outbox (skipping what is already committed): every change
+committed after the snapshot reaches the stream. A change committed while the snapshot is
+read may come as well; each ``stock`` event carries its outbox id as the SSE ``id``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from mercato.db import Database, utcnow
@@ -33,13 +38,23 @@ log = logging.getLogger(__name__)
 
 SETTLE = timedelta(seconds=5)
 HEARTBEAT_SECONDS = 15.0
+# What a browser's EventSource waits before reconnecting (it then gets a fresh snapshot).
+RETRY_MS = 3000
+# How far back a starting poller looks for the start of the SETTLE window.
+_START_SCAN_ROWS = 1000
+_START_SCAN_CHUNKS = 50
 
 
 @dataclass(eq=False)
 class Subscriber:
     location_ids: frozenset[int]
     variant_ids: frozenset[int] | None
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(1000))
+    queue: asyncio.Queue[tuple[int, dict[str, Any]]] = field(
+        default_factory=lambda: asyncio.Queue(1000)
+    )
+    # Set when a change found the queue full: the stream ends rather than go on without
+    # it, and the client's reconnection starts from a fresh snapshot.
+    overflowed: bool = False
 
     def wants(self, data: dict[str, Any]) -> bool:
         if data.get("location_id") not in self.location_ids:
@@ -58,13 +73,38 @@ class StockStream:
 
     # --- reading the outbox (runs in a worker thread) ----------------------------------
 
-    def _start_position(self) -> int:
+    def _start_position(self) -> tuple[int, set[int]]:
+        """Where a starting poller begins: the newest outbox id older than ``SETTLE``, and
+        the ids after it that are committed already.
+
+        A change still committing may have a lower id than the newest committed one, so
+        the poller starts behind the window; what is committed now is in every snapshot
+        read after this, so it counts as sent (subscribers get no stale replays).
+        """
+        cutoff = utcnow() - SETTLE
+        upper: int | None = None
+        committed: set[int] = set()
         with self.database.read() as session:
-            return int(session.scalar(select(func.max(OutboxEvent.id))) or 0)
+            for _ in range(_START_SCAN_CHUNKS):
+                query = select(OutboxEvent.id, OutboxEvent.occurred_at).order_by(
+                    OutboxEvent.id.desc()
+                )
+                if upper is not None:
+                    query = query.where(OutboxEvent.id < upper)
+                rows = session.execute(query.limit(_START_SCAN_ROWS)).all()
+                for outbox_id, occurred in rows:
+                    if occurred < cutoff:
+                        return int(outbox_id), committed
+                    committed.add(int(outbox_id))
+                if len(rows) < _START_SCAN_ROWS:
+                    return 0, committed
+                upper = int(rows[-1][0])
+            # Tens of thousands of events within SETTLE: start at the oldest one seen.
+            return (upper or 1) - 1, committed
 
     def _poll(
         self, location_sets: list[frozenset[int]]
-    ) -> tuple[list[dict[str, Any]], dict[frozenset[int], dict[int, int]]]:
+    ) -> tuple[list[tuple[int, dict[str, Any]]], dict[frozenset[int], dict[int, int]]]:
         assert self._floor is not None
         settled_before = utcnow() - SETTLE
         with self.database.read() as session:
@@ -89,17 +129,16 @@ class StockStream:
                 if variants
                 else {}
             )
-        return [d for _, d in fresh], totals
+        return fresh, totals
 
     # --- fan-out ---------------------------------------------------------------------
 
     async def _run(self) -> None:
-        self._floor = await run_in_threadpool(self._start_position)
         while self.subscribers:
             try:
                 sets = list({s.location_ids for s in self.subscribers})
                 changes, totals = await run_in_threadpool(self._poll, sets)
-                for data in changes:
+                for outbox_id, data in changes:
                     for sub in list(self.subscribers):
                         if sub.wants(data):
                             event = {
@@ -108,38 +147,60 @@ class StockStream:
                                     data["variant_id"], 0
                                 ),
                             }
-                            with contextlib.suppress(asyncio.QueueFull):
-                                sub.queue.put_nowait(event)
+                            try:
+                                sub.queue.put_nowait((outbox_id, event))
+                            except asyncio.QueueFull:
+                                # Its stream ends at its next read; dropping it here also
+                                # frees one whose response never started reading.
+                                sub.overflowed = True
+                                self.subscribers.discard(sub)
             except Exception:  # a database hiccup must not end every stream
                 log.exception("stock stream poll failed")
             await asyncio.sleep(self.poll_seconds)
         self._task = None
+        self._floor = None
 
-    def _ensure_running(self) -> None:
+    async def _ensure_running(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        floor, committed = await run_in_threadpool(self._start_position)
+        # Another subscriber may have started the poller meanwhile; its start is as good
+        # (this subscriber reads its snapshot after that start either way).
         if self._task is None or self._task.done():
+            self._floor = floor
+            self._sent = committed
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def events(
-        self,
-        location_ids: frozenset[int],
-        variant_ids: frozenset[int] | None,
-        snapshot: dict[int, int],
-    ) -> AsyncIterator[str]:
-        """The SSE body: a snapshot of current availability, then every change."""
+    async def subscribe(
+        self, location_ids: frozenset[int], variant_ids: frozenset[int] | None
+    ) -> Subscriber:
+        """Register before reading the snapshot: nothing committed after it can be missed."""
         sub = Subscriber(location_ids, variant_ids)
         self.subscribers.add(sub)
-        self._ensure_running()
         try:
+            await self._ensure_running()
+        except BaseException:
+            self.subscribers.discard(sub)
+            raise
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    async def events(self, sub: Subscriber, snapshot: dict[int, int]) -> AsyncIterator[str]:
+        """The SSE body: the snapshot, then every change after it (each with its id)."""
+        try:
+            yield f"retry: {RETRY_MS}\n\n"
             yield _frame("snapshot", {"available": {str(k): v for k, v in snapshot.items()}})
-            while True:
+            while not sub.overflowed:
                 try:
-                    event = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_SECONDS)
+                    outbox_id, event = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_SECONDS)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                yield _frame("stock", event)
+                yield _frame("stock", event, outbox_id)
         finally:
-            self.subscribers.discard(sub)
+            self.unsubscribe(sub)
 
     async def stop(self) -> None:
         self.subscribers.clear()
@@ -148,7 +209,9 @@ class StockStream:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+        self._floor = None
 
 
-def _frame(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _frame(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    head = "" if event_id is None else f"id: {event_id}\n"
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"

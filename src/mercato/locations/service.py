@@ -15,9 +15,11 @@ from mercato.errors import Conflict, NotFound, ValidationProblem
 from mercato.events import publish
 from mercato.locations.models import Location
 from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationPatch
-from mercato.pagination import Page, decode_cursor, page_of
+from mercato.pagination import Page, decode_id_cursor, page_of
 
 EARTH_RADIUS_KM = 6371.0088
+# What a PATCH may change but not clear (daily_capacity and the coordinates may be null).
+NOT_NULL_FIELDS = ("name", "address", "timezone", "opening_hours", "capabilities", "active")
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -89,9 +91,12 @@ def update_location(
     location = get_location(session, location_id)
     actor.require_location(location.id)
     changes = patch.model_dump(exclude_unset=True, mode="json")
-    if "address" in changes and patch.address is not None:
+    for name in NOT_NULL_FIELDS:
+        if name in changes and changes[name] is None:
+            raise ValidationProblem.field(f"body.{name}", "may not be null")
+    if patch.address is not None:
         _apply_address(location, patch.address)
-    if "capabilities" in changes and patch.capabilities is not None:
+    if patch.capabilities is not None:
         _apply_capabilities(location, patch.capabilities)
     for name in ("name", "timezone", "opening_hours", "daily_capacity", "active"):
         if name in changes:
@@ -175,10 +180,8 @@ def list_locations(
         query = query.where(column.is_(True))
     if active is not None:
         query = query.where(Location.active.is_(active))
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        if not isinstance(after, int) or isinstance(after, bool):
-            raise ValidationProblem.field("query.cursor", "not a cursor returned by this API")
         query = query.where(Location.id > after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda x: x.id)
 

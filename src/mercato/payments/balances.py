@@ -34,7 +34,7 @@ from mercato.errors import Conflict, FieldError, NotFound, Problem, ValidationPr
 from mercato.events import publish
 from mercato.idempotency import claim, lookup, request_fingerprint, scope_for
 from mercato.money import check_precision, from_minor, to_minor, validate_currency
-from mercato.pagination import Page, decode_cursor, page_of
+from mercato.pagination import Page, decode_id_cursor, page_of
 from mercato.payments import keys
 from mercato.payments.models import (
     GiftCard,
@@ -224,9 +224,9 @@ def list_gift_cards(
         query = query.where(GiftCard.customer_id == customer_id)
     if last4 is not None:
         query = query.where(GiftCard.last4 == last4.upper())
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        query = query.where(GiftCard.id < int(after))
+        query = query.where(GiftCard.id < after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda c: c.id)
 
 
@@ -670,9 +670,9 @@ def store_credit_transactions(
         .where(StoreCreditAccount.customer_id == customer_id)
         .order_by(StoreCreditTransaction.id.desc())
     )
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        query = query.where(StoreCreditTransaction.id < int(after))
+        query = query.where(StoreCreditTransaction.id < after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda t: t.id)
 
 

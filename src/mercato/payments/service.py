@@ -70,7 +70,7 @@ from mercato.errors import (
 from mercato.events import publish
 from mercato.idempotency import claim, lookup, request_fingerprint, scope_for
 from mercato.money import check_precision, from_minor, to_minor
-from mercato.pagination import Page, decode_cursor, page_of
+from mercato.pagination import Page, decode_id_cursor, page_of
 from mercato.payments import balances
 from mercato.payments.balances import (  # re-exported: the public API of the domain
     GiftCardNotUsable,
@@ -298,9 +298,9 @@ def list_payments(
         query = query.where(Payment.status == status)
     if method is not None:
         query = query.where(Payment.method == method)
-    after = decode_cursor(cursor)
+    after = decode_id_cursor(cursor)
     if after is not None:
-        query = query.where(Payment.id < int(after))
+        query = query.where(Payment.id < after)
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda p: p.id)
 
 

@@ -18,6 +18,7 @@ from mercato.i18n import parse_accept_language
 from mercato.money import format_money
 from mercato.pricing import service as pricing
 from mercato.routing import router
+from mercato.schemas import PageOut
 from mercato.storefront.schemas import (
     StoreCategoryOut,
     StoreChannelOut,
@@ -68,12 +69,6 @@ class _CategoryNames:
         return StoreCategoryOut(
             id=category.id, code=category.code, name=name, parent_id=category.parent_id
         )
-
-    def visible(self, channel: ChannelContext) -> list[StoreCategoryOut]:
-        allowed = channel.assortment_category_ids
-        return [
-            self._out(c) for c in self.categories.values() if allowed is None or c.id in allowed
-        ]
 
 
 class _Prices:
@@ -177,15 +172,33 @@ def channel_info(
     )
 
 
-@api.get("/categories", response_model=list[StoreCategoryOut])
+@api.get("/categories", response_model=PageOut[StoreCategoryOut])
 def list_categories(
     session: DbSession,
     channel: ChannelCtx,
+    page: Pagination,
     locale: LocaleQuery = None,
     accept_language: AcceptLanguage = None,
-) -> list[StoreCategoryOut]:
+) -> PageOut[StoreCategoryOut]:
+    """The channel's categories in its language, in tree order (position, then id)."""
     chosen = resolve_locale(channel, locale, accept_language)
-    return _CategoryNames(session, chosen).visible(channel)
+    cursor, limit = page
+    result = catalog.page_categories(
+        session, ids=channel.assortment_category_ids, cursor=cursor, limit=limit
+    )
+    names = catalog.category_translations(session, [c.id for c in result.items])
+    return PageOut(
+        items=[
+            StoreCategoryOut(
+                id=c.id,
+                code=c.code,
+                name=catalog.localized_category_name(c, names.get(c.id, {}), chosen),
+                parent_id=c.parent_id,
+            )
+            for c in result.items
+        ],
+        next_cursor=result.next_cursor,
+    )
 
 
 @api.get("/products", response_model=StoreProductPage)

@@ -88,13 +88,20 @@ async def stock_stream(
     variant_ids: Annotated[str | None, Query(description="Comma-separated; omitted: all")] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: a ``snapshot`` event, then a ``stock`` event per change at the
-    channel's locations (with ``channel_available``, the channel-wide figure)."""
+    channel's locations (with ``channel_available``, the channel-wide figure).
+
+    Each ``stock`` event's SSE ``id`` is its position in the event log. A change made while
+    the snapshot was read may arrive as well; a reconnecting client gets a new snapshot."""
     ids = parse_ids(variant_ids) if variant_ids else None
-    snapshot = await run_in_threadpool(_snapshot, request, channel, ids)
     stream: StockStream = request.app.state.stock_stream
-    body = stream.events(
-        frozenset(channel.location_order), frozenset(ids) if ids else None, snapshot
-    )
+    # Subscribed first, so a change committed while the snapshot is read still arrives.
+    sub = await stream.subscribe(frozenset(channel.location_order), frozenset(ids) if ids else None)
+    try:
+        snapshot = await run_in_threadpool(_snapshot, request, channel, ids)
+    except BaseException:
+        stream.unsubscribe(sub)
+        raise
+    body = stream.events(sub, snapshot)
     return StreamingResponse(
         body,
         media_type="text/event-stream",
