@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -296,7 +297,9 @@ def receive_transfer(
 
 @api.get("/policy", response_model=PolicyOut)
 def get_policy(session: DbSession, principal: Reader) -> PolicyOut:
-    return PolicyOut(policy=vars(service.policy(session)), pickup_days=service.pickup_days(session))
+    return PolicyOut(
+        policy=asdict(service.policy(session)), pickup_days=service.pickup_days(session)
+    )
 
 
 @api.put("/policy", response_model=PolicyOut)
@@ -304,4 +307,4 @@ def put_policy(body: PolicyIn, session: DbSession, principal: SettingsWriter) ->
     """The routing weights and rules (prefer warehouses, never ship from a store with fewer
     than N units, splits, distance cost) and how long pickups wait."""
     row = service.set_policy(session, principal, body.policy, body.pickup_days)
-    return PolicyOut(policy=vars(service.policy(session)), pickup_days=row.pickup_days)
+    return PolicyOut(policy=asdict(service.policy(session)), pickup_days=row.pickup_days)
