@@ -32,6 +32,17 @@ def test_a_tokyo_parcel_to_new_york_goes_with_a_carrier_that_serves_the_route(
     assert order["shipping_option"]["carrier"] == "us-parcel"
     [task] = tasks(demo_world, order["id"], "ship")
     assert task["location_id"] == demo_world.location_id("WH-TYO")
+    # Staff naming a carrier that does not serve the route are told so, and nothing ships.
+    problem = assert_problem(
+        client.post(
+            f"/v1/fulfillment/orders/{task['id']}/ship",
+            headers=staff(demo_world),
+            json={"carrier_code": "us-parcel", "service_code": "ground"},
+        ),
+        422,
+    )
+    assert problem["errors"][0]["field"] == "body.carrier_code"
+    assert level(demo_world, variant, "WH-TYO").on_hand == 3
     shipped = ok(
         client.post(f"/v1/fulfillment/orders/{task['id']}/ship", headers=staff(demo_world), json={})
     )

@@ -730,6 +730,12 @@ def _choose_carrier(
                 "body.carrier_code" if not carrier else "body.service_code",
                 "name both the carrier and its service",
             )
+        if not shipping.serves_route(session, carrier, service, place.country, address["country"]):
+            raise ValidationProblem.field(
+                "body.carrier_code",
+                f"{carrier} {service} does not ship from {place.code} ({place.country}) "
+                f"to {address['country']}",
+            )
         return CarrierChoice(carrier, service)
     option = order.shipping_option or {}
     quoted_carrier, quoted_service = option.get("carrier"), option.get("service")
