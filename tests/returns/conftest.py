@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,11 +17,13 @@ from mercato.auth.principal import Principal
 from mercato.catalog import service as catalog
 from mercato.catalog.schemas import ProductIn, ProductStatus, VariantIn
 from mercato.events import Event, OutboxEvent
+from mercato.fulfillment import service as fulfillment
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.pricing import service as pricing
 from mercato.returns import service
 from mercato.returns.models import ReturnPolicy
+from mercato.shipping import service as shipping
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, register, ship_to
 from tests.helpers import fast_password_hashing
@@ -175,6 +178,43 @@ def fulfil(world: DemoWorld, order: Placed, *, capture: bool = True) -> None:
                         json={},
                     )
                 )
+
+
+def ship_and_deliver(world: DemoWorld, order: Placed) -> list[dict[str, Any]]:
+    """The real fulfilment flow through the API: the order is routed (its confirmation
+    event), each location picks, packs and ships its part (the units leave that location's
+    stock and the card is captured), then the carrier reports every parcel delivered."""
+    client, owner = world.client, staff_login(world)
+    drain(world)
+    with world.database.read() as session:
+        task_ids = [t.id for t in fulfillment.tasks_for_order(session, order.id)]
+    assert task_ids, "the order was not routed"
+    shipped: list[dict[str, Any]] = []
+    for task_id in task_ids:
+        ok(client.post(f"/v1/fulfillment/orders/{task_id}/pick", headers=owner))
+        ok(
+            client.post(
+                f"/v1/fulfillment/orders/{task_id}/pack",
+                headers=owner,
+                json={"packages": [{"weight_g": 1200}]},
+            )
+        )
+        shipped.append(
+            ok(client.post(f"/v1/fulfillment/orders/{task_id}/ship", headers=owner, json={}))
+        )
+    with world.database.transaction() as session:
+        for task in shipped:
+            for shipment in task["shipments"]:
+                for parcel in shipment["packages"]:
+                    shipping.record_tracking_event(
+                        session, parcel["tracking_number"], "delivered", datetime.now(UTC)
+                    )
+    drain(world)
+    return shipped
+
+
+def drain(world: DemoWorld) -> None:
+    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
 
 
 def payments_of(world: DemoWorld, number: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from tests.returns.conftest import (
     product,
     receive,
     refund,
+    ship_and_deliver,
     staff_login,
     start_return,
 )
@@ -43,10 +44,19 @@ def test_web_order_returned_in_a_shibuya_store(demo_world: DemoWorld) -> None:
     sizes = product(demo_world, {"M": {"JPY": "4800"}, "L": {"JPY": "4800"}}, {"WH-TYO": 10})
     order = place(demo_world, [(sizes["M"], 2), (sizes["L"], 1)])
     assert order.body["status"] == "confirmed"
-    fulfil(demo_world, order)
+    shop_before = level(demo_world, sizes["M"], "ST-SHIBUYA").on_hand
+    [task] = ship_and_deliver(demo_world, order)
+    # Routed to the Tokyo warehouse, which shipped both lines: the units left its stock.
+    assert task["location_id"] == demo_world.location_id("WH-TYO")
+    assert task["status"] == "shipped"
+    assert level(demo_world, sizes["M"], "WH-TYO").on_hand == 8
+    assert level(demo_world, sizes["L"], "WH-TYO").on_hand == 9
+    assert level(demo_world, sizes["M"], "WH-TYO").reserved == 0
+    staff_view = ok(client.get(f"/v1/orders/{order.id}", headers=staff_login(demo_world)))
+    assert staff_view["status"] == "delivered"
     card = payments_of(demo_world, order.number)[0]
     assert card["status"] == "captured" and card["method"] == "test_gateway"
-    shop_before = level(demo_world, sizes["M"], "ST-SHIBUYA").on_hand
+    assert level(demo_world, sizes["M"], "ST-SHIBUYA").on_hand == shop_before
     warehouse_before = level(demo_world, sizes["M"], "WH-TYO").on_hand
 
     associate = staff_login(demo_world, "shibuya.associate")
@@ -110,7 +120,8 @@ def test_german_web_order_returned_in_the_berlin_store(demo_world: DemoWorld) ->
         demo_world, {"S": {"EUR": "59.90"}}, {"WH-FRA": 5}, price_list="EU", category="hoodies"
     )
     order = place(demo_world, [(hoodie["S"], 1)], channel="web-de", address=BERLIN)
-    fulfil(demo_world, order)
+    ship_and_deliver(demo_world, order)
+    assert level(demo_world, hoodie["S"], "WH-FRA").on_hand == 4
     manager = staff_login(demo_world, "berlin.manager")
     before = level(demo_world, hoodie["S"], "ST-BERLIN").on_hand
     ret = start_return(demo_world, manager, order, [line(order, hoodie["S"], 1, "size_fit")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -68,11 +69,31 @@ class TaskOut(ResponseModel):
     transfer_id: int | None = None
 
 
+class PackageItemIn(StrictModel):
+    order_line_id: int
+    quantity: int = Field(ge=1, le=100_000)
+
+
 class PackageIn(StrictModel):
     weight_g: int = Field(ge=1, le=1_000_000)
     length_mm: int | None = Field(default=None, ge=1, le=10_000)
     width_mm: int | None = Field(default=None, ge=1, le=10_000)
     height_mm: int | None = Field(default=None, ge=1, le=10_000)
+    items: list[PackageItemIn] = Field(
+        default_factory=list,
+        max_length=500,
+        description="What this parcel holds. Either every package lists its items (each "
+        "becomes a shipment of its own) or none does (one shipment of all the packages).",
+    )
+
+    def package(self) -> service.Package:
+        return service.Package(
+            weight_g=self.weight_g,
+            length_mm=self.length_mm,
+            width_mm=self.width_mm,
+            height_mm=self.height_mm,
+            items=tuple(service.PackageItem(i.order_line_id, i.quantity) for i in self.items),
+        )
 
 
 class PackIn(StrictModel):
@@ -113,7 +134,34 @@ class PolicyOut(ResponseModel):
     pickup_days: int
 
 
-def task_out(session: Session, task: FulfillmentOrder, **extra: Any) -> TaskOut:
+# What identifies the person in an address; the country stays (analysts aggregate by it).
+_ADDRESS_PERSONAL = (
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "line1",
+    "line2",
+    "city",
+    "region",
+    "postal_code",
+    "phone",
+    "email",
+    "latitude",
+    "longitude",
+)
+
+
+def _address_for(principal: Principal, address: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Roles without customers:pii (analysts) see where a parcel goes only by country."""
+    if address is None or principal.has(Permission.CUSTOMERS_PII):
+        return address
+    return {k: (None if k in _ADDRESS_PERSONAL else v) for k, v in address.items()}
+
+
+def task_out(
+    session: Session, principal: Principal, task: FulfillmentOrder, **extra: Any
+) -> TaskOut:
     order = orders.get_order(session, task.order_id)
     by_line = {x.id: x for x in orders.order_lines(session, task.order_id)}
     shipments: list[Shipment] = [
@@ -130,7 +178,9 @@ def task_out(session: Session, task: FulfillmentOrder, **extra: Any) -> TaskOut:
         status=task.status,
         destination_location_id=task.destination_location_id,
         on_hold=order.on_hold,
-        shipping_address=order.shipping_address if task.kind == "ship" else None,
+        shipping_address=_address_for(principal, order.shipping_address)
+        if task.kind == "ship"
+        else None,
         ready_at=task.ready_at,
         expires_at=task.expires_at,
         lines=[
@@ -165,25 +215,25 @@ def list_tasks(
         principal.require_location(location_id)
         places = frozenset({location_id})
     tasks = service.list_tasks(session, location_ids=places, status=status, kind=kind, limit=limit)
-    return [task_out(session, t) for t in tasks]
+    return [task_out(session, principal, t) for t in tasks]
 
 
 @api.get("/orders/{task_id}", response_model=TaskOut)
 def get_task(task_id: int, session: DbSession, principal: Reader) -> TaskOut:
     task = service.get_task(session, task_id)
     principal.require_location(task.location_id)
-    return task_out(session, task)
+    return task_out(session, principal, task)
 
 
 @api.post("/orders/{task_id}/pick", response_model=TaskOut)
 def pick(task_id: int, session: DbSession, principal: Writer) -> TaskOut:
-    return task_out(session, service.start_picking(session, principal, task_id))
+    return task_out(session, principal, service.start_picking(session, principal, task_id))
 
 
 @api.post("/orders/{task_id}/pack", response_model=TaskOut)
 def pack(task_id: int, body: PackIn, session: DbSession, principal: Writer) -> TaskOut:
-    packages = [service.Package(**p.model_dump()) for p in body.packages]
-    return task_out(session, service.pack(session, principal, task_id, packages))
+    packages = [p.package() for p in body.packages]
+    return task_out(session, principal, service.pack(session, principal, task_id, packages))
 
 
 @api.post("/orders/{task_id}/ship", response_model=TaskOut)
@@ -197,7 +247,7 @@ def ship(request: Request, task_id: int, body: ShipIn, principal: WriterNoTx) ->
             session,
             principal,
             task_id,
-            packages=[service.Package(**p.model_dump()) for p in body.packages],
+            packages=[p.package() for p in body.packages],
             carrier_code=body.carrier_code,
             service_code=body.service_code,
         )
@@ -205,7 +255,9 @@ def ship(request: Request, task_id: int, body: ShipIn, principal: WriterNoTx) ->
         transfer_id = result.transfer_id
     workflows.capture_due(database, order_id, actor=principal)
     with database.read() as session:
-        return task_out(session, service.get_task(session, task_id), transfer_id=transfer_id)
+        return task_out(
+            session, principal, service.get_task(session, task_id), transfer_id=transfer_id
+        )
 
 
 @api.post("/orders/{task_id}/ready", response_model=TaskOut)
@@ -213,7 +265,7 @@ def ready(task_id: int, session: DbSession, principal: Writer) -> TaskOut:
     """On the pickup shelf. The answer carries the code the customer shows at the counter
     (stored only as a hash: send it to the customer now)."""
     result = service.ready_for_pickup(session, principal, task_id)
-    return task_out(session, result.task, pickup_code=result.code)
+    return task_out(session, principal, result.task, pickup_code=result.code)
 
 
 @api.post("/orders/{task_id}/handover", response_model=TaskOut)
@@ -224,14 +276,14 @@ def handover(request: Request, task_id: int, body: HandoverIn, principal: Writer
         order_id = order.id
     workflows.capture_due(database, order_id, on_delivery=True, actor=principal)
     with database.read() as session:
-        return task_out(session, service.get_task(session, task_id))
+        return task_out(session, principal, service.get_task(session, task_id))
 
 
 @api.post("/orders/{task_id}/reject", response_model=TaskOut)
 def reject(task_id: int, body: RejectIn, session: DbSession, principal: Writer) -> TaskOut:
     """This location cannot supply these lines: they are sourced again elsewhere."""
     service.reject_lines(session, principal, task_id, body.order_line_ids, body.reason)
-    return task_out(session, service.get_task(session, task_id))
+    return task_out(session, principal, service.get_task(session, task_id))
 
 
 @api.post("/orders/{task_id}/receive-transfer", response_model=TaskOut)
@@ -240,12 +292,14 @@ def receive_transfer(
 ) -> TaskOut:
     """The pickup store received the stock sent for this order: it is held for the customer."""
     store_task = service.receive_transfer_for_pickup(session, principal, task_id, body.transfer_id)
-    return task_out(session, store_task)
+    return task_out(session, principal, store_task)
 
 
 @api.get("/policy", response_model=PolicyOut)
 def get_policy(session: DbSession, principal: Reader) -> PolicyOut:
-    return PolicyOut(policy=vars(service.policy(session)), pickup_days=service.pickup_days(session))
+    return PolicyOut(
+        policy=asdict(service.policy(session)), pickup_days=service.pickup_days(session)
+    )
 
 
 @api.put("/policy", response_model=PolicyOut)
@@ -253,4 +307,4 @@ def put_policy(body: PolicyIn, session: DbSession, principal: SettingsWriter) ->
     """The routing weights and rules (prefer warehouses, never ship from a store with fewer
     than N units, splits, distance cost) and how long pickups wait."""
     row = service.set_policy(session, principal, body.policy, body.pickup_days)
-    return PolicyOut(policy=vars(service.policy(session)), pickup_days=row.pickup_days)
+    return PolicyOut(policy=asdict(service.policy(session)), pickup_days=row.pickup_days)

@@ -24,14 +24,23 @@ from typing import Any, cast
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from mercato import money
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
+from mercato.customers import service as customers
 from mercato.db import utcnow
-from mercato.errors import Conflict, Forbidden, NotFound, UnprocessableState, ValidationProblem
+from mercato.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    UnprocessableState,
+    ValidationProblem,
+)
 from mercato.events import publish
-from mercato.fulfillment import sourcing
+from mercato.fulfillment import messages, sourcing
 from mercato.fulfillment.models import (
     FulfillmentLine,
     FulfillmentOrder,
@@ -42,11 +51,14 @@ from mercato.fulfillment.models import (
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
 from mercato.locations.models import Location
+from mercato.marketing import notifier
 from mercato.orders import service as orders
 from mercato.orders.models import Order, OrderLine
 from mercato.orders.state import OrderStatus
+from mercato.shipping import customs as customs_rules
 from mercato.shipping import service as shipping
 from mercato.shipping.carriers import Address, CustomsItem, LabelRequest
+from mercato.shipping.carriers import Destination as ShippingDestination
 
 ROUTABLE = (OrderStatus.CONFIRMED, OrderStatus.ALLOCATED, OrderStatus.PARTIALLY_FULFILLED)
 OPEN_TASK = ("open", "picking", "packed", "awaiting_transfer", "ready_for_pickup")
@@ -519,11 +531,78 @@ def start_picking(session: Session, actor: Principal, task_id: int) -> Fulfillme
 
 
 @dataclass(frozen=True)
+class PackageItem:
+    order_line_id: int
+    quantity: int
+
+
+@dataclass(frozen=True)
 class Package:
     weight_g: int
     length_mm: int | None = None
     width_mm: int | None = None
     height_mm: int | None = None
+    # What this parcel holds; empty when the packer did not say (then the task's lines
+    # travel as one shipment of all its parcels).
+    items: tuple[PackageItem, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "weight_g": self.weight_g,
+            "length_mm": self.length_mm,
+            "width_mm": self.width_mm,
+            "height_mm": self.height_mm,
+        }
+        if self.items:
+            data["items"] = [
+                {"order_line_id": i.order_line_id, "quantity": i.quantity} for i in self.items
+            ]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Package:
+        return cls(
+            weight_g=int(data["weight_g"]),
+            length_mm=data.get("length_mm"),
+            width_mm=data.get("width_mm"),
+            height_mm=data.get("height_mm"),
+            items=tuple(
+                PackageItem(int(i["order_line_id"]), int(i["quantity"]))
+                for i in data.get("items") or ()
+            ),
+        )
+
+
+def _check_contents(packages: Sequence[Package], open_qty: dict[int, int]) -> None:
+    """Declared contents must partition the task's open units exactly: a unit travels in
+    one parcel, and no parcel claims units another one carries."""
+    declared = [bool(p.items) for p in packages]
+    if not any(declared):
+        return
+    if not all(declared):
+        missing = declared.index(False)
+        raise ValidationProblem.field(
+            f"body.packages[{missing}].items",
+            "list the items of every package, or of none (one shipment of all packages)",
+        )
+    totals: dict[int, int] = defaultdict(int)
+    for i, package in enumerate(packages):
+        for j, item in enumerate(package.items):
+            field = f"body.packages[{i}].items[{j}]"
+            if item.order_line_id not in open_qty:
+                raise ValidationProblem.field(
+                    f"{field}.order_line_id", "not an open line of this fulfillment order"
+                )
+            if item.quantity <= 0:
+                raise ValidationProblem.field(f"{field}.quantity", "at least 1")
+            totals[item.order_line_id] += item.quantity
+    for line_id, wanted in sorted(open_qty.items()):
+        if totals.get(line_id, 0) != wanted:
+            raise ValidationProblem.field(
+                "body.packages",
+                f"order line {line_id}: the packages hold {totals.get(line_id, 0)} units, "
+                f"the fulfillment order ships {wanted}",
+            )
 
 
 def pack(
@@ -536,7 +615,9 @@ def pack(
         )
     if not packages:
         raise ValidationProblem.field("body.packages", "at least one package")
-    _move(session, task, ("open", "picking"), "packed", packages=[vars(p) for p in packages])
+    open_lines = [x for x in task_lines(session, task.id) if x.status == "open"]
+    _check_contents(packages, _quantities(open_lines))
+    _move(session, task, ("open", "picking"), "packed", packages=[p.as_json() for p in packages])
     return task
 
 
@@ -564,25 +645,142 @@ def _location_address(place: Location) -> Address:
     )
 
 
-def _customs(session: Session, order: Order, lines: Sequence[FulfillmentLine]) -> list[CustomsItem]:
-    infos = catalog.variant_infos(session, [x.variant_id for x in lines])
+def _customs(
+    session: Session, order: Order, contents: dict[int, int], route: str
+) -> list[CustomsItem]:
+    """The declaration of a cross-border parcel, one item per order line.
+
+    The value declared is the net price paid for the goods: sales tax charged at checkout
+    is not part of the customs value (an export is not taxed where it leaves). HS code and
+    origin come from the catalogue; a variant without them cannot cross a border, since a
+    made-up code would be a false declaration.
+    """
     by_id = {x.id: x for x in orders.order_lines(session, order.id)}
-    items = []
-    for x in lines:
-        info = infos.get(x.variant_id)
-        line = by_id[x.order_line_id]
-        unit = (line.total / line.quantity) if line.quantity else Decimal(0)
+    infos = catalog.variant_infos(session, [by_id[i].variant_id for i in contents])
+    items: list[CustomsItem] = []
+    missing: list[FieldError] = []
+    for line_id, quantity in sorted(contents.items()):
+        line = by_id[line_id]
+        info = infos.get(line.variant_id)
+        hs_code = info.hs_code if info else None
+        origin = info.country_of_origin if info else None
+        if not hs_code:
+            missing.append(
+                FieldError(
+                    f"variants[{line.variant_id}].hs_code",
+                    f"{line.sku} has no HS code: required to ship {route}",
+                )
+            )
+        if not origin:
+            missing.append(
+                FieldError(
+                    f"variants[{line.variant_id}].country_of_origin",
+                    f"{line.sku} has no country of origin: required to ship {route}",
+                )
+            )
+        if not hs_code or not origin:
+            continue
+        net = line.total - line.tax
+        unit = net / line.quantity if line.quantity else Decimal(0)
         items.append(
             CustomsItem(
                 description=line.name[:100],
-                hs_code=(info.hs_code if info else None) or "000000",
-                origin_country=(info.country_of_origin if info else None) or "XX",
-                quantity=x.quantity,
-                value=(unit * x.quantity).quantize(Decimal("0.01")),
+                hs_code=hs_code,
+                origin_country=origin,
+                quantity=quantity,
+                value=money.quantize(unit * quantity, order.currency),
                 currency=order.currency,
             )
         )
+    if missing:
+        raise UnprocessableState(
+            f"customs data missing to ship {route}: "
+            + "; ".join(f"{e['field']}: {e['reason']}" for e in missing),
+            code="customs-data-missing",
+            errors=missing,
+        )
     return items
+
+
+@dataclass(frozen=True)
+class CarrierChoice:
+    carrier: str
+    service: str
+    # Why another carrier than the one quoted at checkout ships this parcel (None if not).
+    substituted: str | None = None
+
+
+def _choose_carrier(
+    session: Session,
+    order: Order,
+    place: Location,
+    address: dict[str, Any],
+    weights: Sequence[int],
+    carrier_code: str | None,
+    service_code: str | None,
+) -> CarrierChoice:
+    """The carrier the staff named, else the one quoted at checkout when it serves this
+    location's route, else another one that does (the same service level first)."""
+    if carrier_code or service_code:
+        option = order.shipping_option or {}
+        carrier = carrier_code or option.get("carrier")
+        service = service_code or option.get("service")
+        if not carrier or not service:
+            raise ValidationProblem.field(
+                "body.carrier_code" if not carrier else "body.service_code",
+                "name both the carrier and its service",
+            )
+        if not shipping.serves_route(session, carrier, service, place.country, address["country"]):
+            raise ValidationProblem.field(
+                "body.carrier_code",
+                f"{carrier} {service} does not ship from {place.code} ({place.country}) "
+                f"to {address['country']}",
+            )
+        return CarrierChoice(carrier, service)
+    option = order.shipping_option or {}
+    quoted_carrier, quoted_service = option.get("carrier"), option.get("service")
+    origin, destination = place.country, address["country"]
+    if (
+        quoted_carrier
+        and quoted_service
+        and shipping.serves_route(session, quoted_carrier, quoted_service, origin, destination)
+    ):
+        return CarrierChoice(quoted_carrier, quoted_service)
+    level = (
+        shipping.service_level(session, quoted_carrier, quoted_service)
+        if quoted_carrier and quoted_service
+        else None
+    )
+    options = shipping.quote(
+        session,
+        origin_country=origin,
+        destination=ShippingDestination(
+            destination, address.get("region"), address.get("postal_code")
+        ),
+        parcels=list(weights),
+        order_value=order.subtotal,
+        currency=order.currency,
+        at=utcnow(),
+    )
+    if not options:
+        raise UnprocessableState(
+            f"no carrier ships from {place.code} ({origin}) to {destination}"
+            + (f"; {quoted_carrier} was quoted at checkout" if quoted_carrier else ""),
+            code="no-carrier-for-route",
+            extra={"origin_country": origin, "destination_country": destination},
+        )
+    same_level = [o for o in options if level is not None and o.level == level]
+    chosen = (same_level or options)[0]  # cheapest first
+    if quoted_carrier:
+        why = (
+            f"{quoted_carrier} {quoted_service} (quoted at checkout) does not ship from "
+            f"{origin} to {destination}; {chosen.carrier_code} {chosen.service_code} "
+            + ("at the same service level" if same_level else "as the cheapest option")
+            + f" ships from {place.code}"
+        )
+    else:
+        why = f"no carrier was quoted; {chosen.carrier_code} {chosen.service_code} is cheapest"
+    return CarrierChoice(chosen.carrier_code, chosen.service_code, why)
 
 
 @dataclass(frozen=True)
@@ -591,6 +789,16 @@ class ShipResult:
     shipments: list[Shipment]
     order: Order
     transfer_id: int | None = None
+
+
+def _default_package(
+    infos: dict[int, catalog.VariantInfo], lines: Sequence[FulfillmentLine]
+) -> Package:
+    weight = sum(
+        ((infos[x.variant_id].weight_g or 0) if x.variant_id in infos else 0) * x.quantity
+        for x in lines
+    )
+    return Package(max(1, weight))
 
 
 def ship(
@@ -603,7 +811,11 @@ def ship(
     service_code: str | None = None,
 ) -> ShipResult:
     """Buy labels, take the units out of stock (a sale at this location), count them as
-    fulfilled on the order. Payment capture follows, outside this transaction."""
+    fulfilled on the order. Payment capture follows, outside this transaction.
+
+    Packages that list their items become one shipment each; packages that do not travel
+    together as one shipment of every open line. A unit is counted shipped once either way.
+    """
     task, order = _task_for(session, actor, task_id, ("open", "picking", "packed"))
     if task.kind == "pickup":
         raise UnprocessableState(
@@ -622,80 +834,99 @@ def ship(
         raise UnprocessableState(
             f"order {order.number} has no shipping address", code="no-shipping-address"
         )
-    option = order.shipping_option or {}
-    carrier = carrier_code or option.get("carrier")
-    service = service_code or option.get("service")
-    if not carrier or not service:
-        raise ValidationProblem.field("body.carrier_code", "the order names no carrier: give one")
     infos = catalog.variant_infos(session, [x.variant_id for x in lines])
     parcels = (
         list(packages)
-        or [Package(**p) for p in task.packages or []]
-        or [
-            Package(
-                max(
-                    1,
-                    sum(
-                        ((infos[x.variant_id].weight_g or 0) if x.variant_id in infos else 0)
-                        * x.quantity
-                        for x in lines
-                    ),
+        or [Package.from_json(p) for p in task.packages or []]
+        or [_default_package(infos, lines)]
+    )
+    open_qty = _quantities(lines)
+    _check_contents(parcels, open_qty)
+    choice = _choose_carrier(
+        session,
+        order,
+        place,
+        address,
+        [p.weight_g for p in parcels],
+        carrier_code,
+        service_code,
+    )
+    # Each group is one shipment: its parcels and the units they carry.
+    groups: list[tuple[list[Package], dict[int, int]]]
+    if parcels[0].items:
+        groups = []
+        for p in parcels:
+            contents: dict[int, int] = defaultdict(int)
+            for item in p.items:
+                contents[item.order_line_id] += item.quantity
+            groups.append(([p], dict(contents)))
+    else:
+        groups = [(parcels, open_qty)]
+    variant_of = {x.order_line_id: x.variant_id for x in lines}
+    cross_border = customs_rules.crosses_customs_border(place.country, address["country"])
+    route = f"from {place.country} to {address['country']}"
+    made = []
+    for index, (group, contents) in enumerate(groups):
+        declared = _customs(session, order, contents, route) if cross_border else []
+        duty = None
+        if cross_border:
+            estimate = shipping.estimate_duties(
+                session,
+                address["country"],
+                place.country,
+                [(c.hs_code, c.origin_country, c.value, c.currency) for c in declared],
+                # The shipping charge is paid once: it counts towards the first parcel.
+                order.shipping_total if index == 0 else Decimal(0),
+            )
+            duty = {
+                "duty": str(estimate.duty),
+                "import_tax": str(estimate.import_tax),
+                "currency": estimate.currency,
+                "de_minimis_applied": estimate.de_minimis_applied,
+            }
+        labelled = []
+        for parcel in group:
+            label = shipping.create_label(
+                session,
+                actor,
+                LabelRequest(
+                    carrier_code=choice.carrier,
+                    service_code=choice.service,
+                    ship_from=_location_address(place),
+                    ship_to=_address(address),
+                    weight_g=parcel.weight_g,
+                    reference=order.number,
+                    customs=tuple(declared),
+                ),
+            )
+            labelled.append(
+                (
+                    label,
+                    {
+                        **parcel.as_json(),
+                        "tracking_number": label.tracking_number,
+                        "label_id": label.id,
+                        "status": "shipped",
+                    },
                 )
             )
-        ]
-    )
-    cross_border = place.country != address["country"]
-    customs = _customs(session, order, lines) if cross_border else []
-    duty = None
-    if cross_border:
-        estimate = shipping.estimate_duties(
-            session,
-            address["country"],
-            place.country,
-            [(c.hs_code, c.origin_country, c.value, c.currency) for c in customs],
-            order.shipping_total,
-        )
-        duty = {
-            "duty": str(estimate.duty),
-            "import_tax": str(estimate.import_tax),
-            "currency": estimate.currency,
-            "de_minimis_applied": estimate.de_minimis_applied,
-        }
-    made = []
-    for parcel in parcels:
-        label = shipping.create_label(
-            session,
-            actor,
-            LabelRequest(
-                carrier_code=carrier,
-                service_code=service,
-                ship_from=_location_address(place),
-                ship_to=_address(address),
-                weight_g=parcel.weight_g,
-                reference=order.number,
-                customs=tuple(customs),
-            ),
-        )
+        first = labelled[0][0]
         made.append(
             Shipment(
                 order_id=order.id,
                 fulfillment_order_id=task.id,
                 location_id=place.id,
-                carrier_code=carrier,
-                service_code=service,
-                tracking_number=label.tracking_number,
-                label_id=label.id,
+                carrier_code=choice.carrier,
+                service_code=choice.service,
+                tracking_number=first.tracking_number,
+                label_id=first.id,
                 status="shipped",
-                packages=[vars(parcel)],
-                customs=[{**vars(c), "value": str(c.value)} for c in customs] or None,
+                packages=[p for _, p in labelled],
+                customs=[{**vars(c), "value": str(c.value)} for c in declared] or None,
                 duty_estimate=duty,
                 lines=[
-                    {
-                        "order_line_id": x.order_line_id,
-                        "variant_id": x.variant_id,
-                        "quantity": x.quantity,
-                    }
-                    for x in lines
+                    {"order_line_id": line_id, "variant_id": variant_of[line_id], "quantity": qty}
+                    for line_id, qty in sorted(contents.items())
                 ],
                 shipped_at=utcnow(),
                 updated_at=utcnow(),
@@ -705,6 +936,23 @@ def ship(
     _consume(session, actor, order, lines, "shipped")
     _move(session, task, ("open", "picking", "packed"), "shipped")
     session.flush()
+    if choice.substituted:
+        audit(
+            session,
+            actor,
+            "fulfillment.carrier_substituted",
+            "fulfillment_order",
+            task.id,
+            {
+                "quoted": {
+                    "carrier": (order.shipping_option or {}).get("carrier"),
+                    "service": (order.shipping_option or {}).get("service"),
+                },
+                "used": {"carrier": choice.carrier, "service": choice.service},
+                "reason": choice.substituted,
+            },
+        )
+        orders.add_note(session, actor, order.id, f"Carrier changed: {choice.substituted}")
     for shipment in made:
         publish(
             session,
@@ -714,16 +962,18 @@ def ship(
                 "order_id": order.id,
                 "number": order.number,
                 "location_id": place.id,
-                "carrier": carrier,
-                "service": service,
+                "carrier": choice.carrier,
+                "service": choice.service,
+                "carrier_substituted": choice.substituted,
                 "tracking_number": shipment.tracking_number,
+                "tracking_numbers": [p["tracking_number"] for p in shipment.packages],
                 "lines": shipment.lines,
             },
             aggregate_type="shipment",
             aggregate_id=shipment.id,
         )
     updated = orders.record_fulfilled(
-        session, actor, order.id, _quantities(lines), reason=f"shipped from {place.code}"
+        session, actor, order.id, open_qty, reason=f"shipped from {place.code}"
     )
     return ShipResult(task, made, updated)
 
@@ -856,10 +1106,13 @@ def _code_hash(code: str) -> str:
 class ReadyForPickup:
     task: FulfillmentOrder
     code: str
+    # The outbox message that tells the customer (None when the order has nobody to tell).
+    message_id: int | None = None
 
 
 def ready_for_pickup(session: Session, actor: Principal, task_id: int) -> ReadyForPickup:
-    """The items are on the pickup shelf: a code for the customer, and a collection deadline."""
+    """The items are on the pickup shelf: a code for the customer, and a collection deadline.
+    The customer is told at once (code, store, deadline); only the hash of the code stays."""
     task, order = _task_for(session, actor, task_id, ("open", "picking"))
     if task.kind != "pickup":
         raise UnprocessableState(
@@ -876,6 +1129,7 @@ def ready_for_pickup(session: Session, actor: Principal, task_id: int) -> ReadyF
         ready_at=now,
         expires_at=now + timedelta(days=pickup_days(session)),
     )
+    message_id = _notify_ready(session, order, task, code)
     publish(
         session,
         "order.ready_for_pickup",
@@ -884,11 +1138,59 @@ def ready_for_pickup(session: Session, actor: Principal, task_id: int) -> ReadyF
             "fulfillment_order_id": task.id,
             "location_id": task.location_id,
             "expires_at": task.expires_at.isoformat() if task.expires_at else None,
+            "message_id": message_id,
         },
         aggregate_type="order",
         aggregate_id=order.id,
     )
-    return ReadyForPickup(task, code)
+    return ReadyForPickup(task, code, message_id)
+
+
+def _notify_ready(session: Session, order: Order, task: FulfillmentOrder, code: str) -> int | None:
+    """Queue the "ready for pickup" email in the notifier's outbox (a service message: no
+    marketing consent applies). It goes to the order's email, in the order's language."""
+    customer_id = order.customer_id
+    recipient = order.email
+    if customer_id is not None and not recipient:
+        recipient = customers.get_customer(session, customer_id).email
+    if customer_id is None and recipient:
+        # A guest checkout with the email of an account: the message belongs to it.
+        account = customers.find_account(session, recipient)
+        customer_id = account.id if account is not None else None
+    if customer_id is None or not recipient or task.expires_at is None:
+        return None
+    store = locations.get_location(session, task.location_id)
+    locale = order.locale or customers.customer_locale(session, customer_id)
+    rendered = messages.render_ready_for_pickup(
+        locale,
+        messages.PickupDetails(
+            order_number=order.number,
+            code=code,
+            store=store.name,
+            address=", ".join(
+                part for part in (store.address_line1, store.postal_code, store.city) if part
+            ),
+            expires_at=task.expires_at,
+            timezone=store.timezone,
+        ),
+    )
+    message = notifier.queue_message(
+        session,
+        notifier.NewMessage(
+            customer_id=customer_id,
+            channel=notifier.MessageChannel.EMAIL,
+            recipient=recipient,
+            template=messages.READY_FOR_PICKUP,
+            locale=rendered.language,
+            subject=rendered.subject,
+            body_text=rendered.text,
+            body_html=rendered.html,
+            purpose=None,
+            reference_type="fulfillment_order",
+            reference_id=str(task.id),
+        ),
+    )
+    return message.id
 
 
 def hand_over(session: Session, actor: Principal, task_id: int, code: str) -> Order:
@@ -900,19 +1202,10 @@ def hand_over(session: Session, actor: Principal, task_id: int, code: str) -> Or
     lines = [x for x in task_lines(session, task.id) if x.status == "open"]
     _consume(session, actor, order, lines, "handed_over")
     _move(session, task, ("ready_for_pickup",), "picked_up", handed_over_at=utcnow())
-    updated = orders.record_fulfilled(
+    orders.record_fulfilled(
         session, actor, order.id, _quantities(lines), reason="collected in store"
     )
-    if updated.status == OrderStatus.FULFILLED.value and _all_collected(session, order.id):
-        updated = orders.transition(
-            session, actor, order.id, OrderStatus.PICKED_UP, reason="handed over in store"
-        )
-    return updated
-
-
-def _all_collected(session: Session, order_id: int) -> bool:
-    kinds = {t.kind for t in tasks_for_order(session, order_id) if t.status != "cancelled"}
-    return kinds <= {"pickup", "transfer"}
+    return complete_if_done(session, actor, order.id, reason="handed over in store")
 
 
 def expired_pickups(session: Session, now: datetime | None = None) -> list[FulfillmentOrder]:
@@ -1003,22 +1296,67 @@ _TRACKING_STATUS = {
 }
 
 
-def on_tracking_update(session: Session, tracking_number: str, status: str) -> None:
-    """A carrier's tracking event moves the shipment, and the order once all arrived."""
+def _shipment_for_tracking(session: Session, tracking_number: str) -> Shipment | None:
     shipment = session.scalar(select(Shipment).where(Shipment.tracking_number == tracking_number))
+    if shipment is not None:
+        return shipment
+    # A further parcel of a multi-parcel shipment: its label names the order.
+    try:
+        label = shipping.label_by_tracking_number(session, tracking_number)
+        order = orders.get_by_number(session, label.reference or "")
+    except NotFound:
+        return None
+    for candidate in shipments_for_order(session, order.id):
+        if any(p.get("tracking_number") == tracking_number for p in candidate.packages):
+            return candidate
+    return None
+
+
+def _shipment_status(parcels: Sequence[str]) -> str:
+    """A shipment is delivered when every parcel is; a parcel in trouble shows first."""
+    if all(s == "delivered" for s in parcels):
+        return "delivered"
+    for trouble in ("exception", "returned_to_sender"):
+        if trouble in parcels:
+            return trouble
+    if any(s != "shipped" for s in parcels):
+        return "in_transit"
+    return "shipped"
+
+
+def on_tracking_update(session: Session, tracking_number: str, status: str) -> None:
+    """A carrier's tracking event moves the parcel, its shipment, and the order once every
+    part of it arrived (or was collected)."""
     mapped = _TRACKING_STATUS.get(status)
-    if shipment is None or mapped is None or shipment.status == mapped:
+    if mapped is None:
         return
-    if shipment.status == "delivered":
-        return  # late events never move a delivered parcel back
-    shipment.status = mapped
+    shipment = _shipment_for_tracking(session, tracking_number)
+    if shipment is None:
+        return
+    parcels = [dict(p) for p in shipment.packages]
+    tracked = [p for p in parcels if p.get("tracking_number")]
+    if tracked:
+        parcel = next((p for p in tracked if p["tracking_number"] == tracking_number), None)
+        if parcel is None or parcel.get("status") in (mapped, "delivered"):
+            return  # late events never move a delivered parcel back
+        parcel["status"] = mapped
+        shipment.packages = parcels
+        new_status = _shipment_status([str(p.get("status") or "shipped") for p in tracked])
+    else:
+        if shipment.status in (mapped, "delivered"):
+            return
+        new_status = mapped
     shipment.updated_at = utcnow()
-    if mapped == "delivered":
+    if new_status == shipment.status:
+        session.flush()
+        return
+    shipment.status = new_status
+    if new_status == "delivered":
         shipment.delivered_at = utcnow()
     session.flush()
     publish(
         session,
-        f"shipment.{mapped}",
+        f"shipment.{new_status}",
         {
             "shipment_id": shipment.id,
             "order_id": shipment.order_id,
@@ -1027,21 +1365,35 @@ def on_tracking_update(session: Session, tracking_number: str, status: str) -> N
         aggregate_type="shipment",
         aggregate_id=shipment.id,
     )
-    order = orders.get_order(session, shipment.order_id)
-    if mapped == "delivered" and order.status == OrderStatus.FULFILLED.value:
-        pending = session.scalar(
-            select(func.count())
-            .select_from(Shipment)
-            .where(Shipment.order_id == order.id, Shipment.status != "delivered")
+    if new_status == "delivered":
+        complete_if_done(
+            session,
+            Principal.system("tracking"),
+            shipment.order_id,
+            reason=f"delivered ({tracking_number})",
         )
-        if not pending:
-            orders.transition(
-                session,
-                Principal.system("tracking"),
-                order.id,
-                OrderStatus.DELIVERED,
-                reason=f"delivered ({tracking_number})",
-            )
+
+
+def complete_if_done(session: Session, actor: Principal, order_id: int, *, reason: str) -> Order:
+    """A fulfilled order whose parcels are all delivered and whose pickups are all collected
+    is done, whichever part finished last: delivered when anything travelled by carrier,
+    picked up when everything was collected."""
+    order = orders.get_order(session, order_id)
+    if order.status != OrderStatus.FULFILLED.value:
+        return order
+    tasks = [t for t in tasks_for_order(session, order_id) if t.status != "cancelled"]
+    if any(t.kind == "pickup" and t.status != "picked_up" for t in tasks):
+        return order
+    sent = shipments_for_order(session, order_id)
+    if any(s.status != "delivered" for s in sent):
+        return order
+    if sent:
+        target = OrderStatus.DELIVERED
+    elif any(t.kind == "pickup" for t in tasks):
+        target = OrderStatus.PICKED_UP
+    else:
+        return order
+    return orders.transition(session, actor, order_id, target, reason=reason)
 
 
 def shipments_for_order(session: Session, order_id: int) -> list[Shipment]:

@@ -1917,3 +1917,38 @@ def estimate_duties(
         currency=currency,
         fx_rate=fx_rate,
     )
+
+
+# --- carriers for a route (fulfilment) --------------------------------------------------------
+
+
+def service_level(session: Session, carrier_code: str, service_code: str) -> str | None:
+    """The level (economy, standard, express) of a carrier's service, if it exists."""
+    carrier = carrier_by_code(session, carrier_code)
+    if carrier is None:
+        return None
+    level = session.scalar(
+        select(ShippingService.level).where(
+            ShippingService.carrier_id == carrier.id, ShippingService.code == service_code
+        )
+    )
+    return None if level is None else str(level)
+
+
+def serves_route(
+    session: Session, carrier_code: str, service_code: str, origin: str, destination: str
+) -> bool:
+    """Whether this active carrier's active service takes parcels from origin to destination."""
+    carrier = carrier_by_code(session, carrier_code)
+    if carrier is None or not carrier.active:
+        return False
+    if not _route_carriers(session, origin, destination, carrier.id):
+        return False
+    service = session.scalar(
+        select(ShippingService).where(
+            ShippingService.carrier_id == carrier.id,
+            ShippingService.code == service_code,
+            ShippingService.active.is_(True),
+        )
+    )
+    return service is not None and ServiceScope(service.scope).allows(origin, destination)

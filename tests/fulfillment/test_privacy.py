@@ -1,0 +1,39 @@
+"""Pick lists show the shipping address to staff who handle personal data only."""
+
+from __future__ import annotations
+
+from tests.commerce.conftest import DemoWorld
+from tests.commerce.helpers import BERLIN, ok
+from tests.fulfillment.conftest import item, place, staff, tasks
+
+PERSONAL = ("name", "line1", "line2", "city", "region", "postal_code", "phone", "email")
+
+
+def test_an_analyst_sees_pick_lists_without_the_customers_address(
+    demo_world: DemoWorld,
+) -> None:
+    client = demo_world.client
+    variant = item(demo_world, {"WH-FRA": 2}, {"EU": {"EUR": "15.00"}})
+    address = {**BERLIN, "phone": "+49301234567"}
+    order = place(demo_world, "web-de", [{"variant_id": variant, "quantity": 1}], address=address)
+    [task] = tasks(demo_world, order["id"], "ship")
+    assert task["shipping_address"]["phone"] == "+49301234567"  # the owner handles parcels
+    analyst = staff(demo_world, "analyst")
+    seen = ok(client.get(f"/v1/fulfillment/orders/{task['id']}", headers=analyst))
+    listed = next(
+        t
+        for t in ok(
+            client.get(
+                f"/v1/fulfillment/orders?location_id={task['location_id']}&kind=ship"
+                "&status=open&limit=200",
+                headers=analyst,
+            )
+        )
+        if t["id"] == task["id"]
+    )
+    for view in (seen, listed):
+        shown = view["shipping_address"]
+        assert shown["country"] == "DE"
+        assert all(shown.get(k) is None for k in PERSONAL), shown
+        assert shown.get("latitude") is None and shown.get("longitude") is None
+        assert view["lines"] == task["lines"]
