@@ -31,7 +31,6 @@ from mercato.carts.models import Cart, CartLine
 from mercato.carts.schemas import MAX_LINE_QUANTITY, AddressIn, DeliveryMode
 from mercato.catalog import service as catalog
 from mercato.channels.context import ChannelContext
-from mercato.customers import service as customers
 from mercato.db import utcnow
 from mercato.errors import (
     FieldError,
@@ -650,15 +649,6 @@ def _line_issues(
     return issues
 
 
-def _pricing_groups(session: Session, customer_id: int | None) -> frozenset[str]:
-    """The groups prices and promotions target: the profile's own and its loyalty tier's."""
-    if customer_id is None:
-        return frozenset()
-    return customers.customer_groups(session, customer_id) | loyalty.tier_groups(
-        session, customer_id
-    )
-
-
 def compute(
     session: Session,
     cart: Cart,
@@ -675,7 +665,7 @@ def compute(
     cart_lines = lines_of(session, cart.id)
     infos = catalog.variant_infos(session, [x.variant_id for x in cart_lines])
     names = catalog.variant_labels(session, infos, locale)
-    groups = _pricing_groups(session, cart.customer_id)
+    groups = loyalty.pricing_groups(session, cart.customer_id)
     prices = pricing.resolve_prices(
         session,
         infos,

@@ -814,6 +814,14 @@ def tier_groups(session: Session, customer_id: int | None) -> frozenset[str]:
     return frozenset({group}) if group else frozenset()
 
 
+def pricing_groups(session: Session, customer_id: int | None) -> frozenset[str]:
+    """Every group prices and promotions may target for the customer: the profile's own
+    groups and the one its loyalty tier stands for."""
+    if customer_id is None:
+        return frozenset()
+    return customers.customer_groups(session, customer_id) | tier_groups(session, customer_id)
+
+
 # --- orders: pending, granted once, reversed on return --------------------------------------
 
 

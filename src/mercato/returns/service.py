@@ -69,7 +69,6 @@ from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
-from mercato.customers import service as customers
 from mercato.db import Database, utcnow
 from mercato.errors import (
     Conflict,
@@ -82,6 +81,7 @@ from mercato.errors import (
 from mercato.events import Event, publish
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
+from mercato.loyalty import service as loyalty
 from mercato.money import ZERO, quantize
 from mercato.orders import service as orders
 from mercato.orders.models import Order, OrderLine
@@ -599,14 +599,13 @@ def _replacement_prices(
 ) -> dict[int, pricing.ResolvedPrice]:
     if order.price_list is None:
         return {}
-    groups = customers.customer_groups(session, order.customer_id)
     return pricing.resolve_prices(
         session,
         variant_ids,
         price_list=order.price_list,
         currency=order.currency,
         country=(order.shipping_address or {}).get("country"),
-        customer_group=sorted(groups)[0] if groups else None,
+        customer_groups=loyalty.pricing_groups(session, order.customer_id),
     )
 
 
