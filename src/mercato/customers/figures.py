@@ -134,7 +134,20 @@ def _store_of(session: Session, order_id: int, channel_id: int | None) -> int | 
     return None
 
 
+def on_order_linked(session: Session, event: Event) -> None:
+    """A guest order attached to a profile counts from then on, as bought when it was."""
+    data = event.data
+    if not data.get("bought") or data.get("status") == "cancelled":
+        return
+    placed = data.get("placed_at")
+    _count_order(session, event, None if placed is None else datetime.fromisoformat(placed))
+
+
 def on_order_placed(session: Session, event: Event) -> None:
+    _count_order(session, event, None)
+
+
+def _count_order(session: Session, event: Event, placed_at: datetime | None) -> None:
     data = event.data
     if data.get("customer_id") is None or not claim_event(session, event.id):
         return
@@ -155,7 +168,7 @@ def on_order_placed(session: Session, event: Event) -> None:
             store_location_id=_store_of(session, order_id, channel_id),
             currency=currency,
             grand_total=total,
-            placed_at=event.time,
+            placed_at=placed_at or event.time,
             cancelled_at=None,
         )
         .on_conflict_do_nothing(index_elements=["order_id"])

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
@@ -19,6 +19,7 @@ from mercato.events import publish
 from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
+from mercato.privacy.crypto import blind_indexes
 
 # Crockford base32 without I, L, O, U: order numbers read out over the phone.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -368,6 +369,79 @@ def order_refs_of_customers(session: Session, customer_ids: Sequence[int]) -> li
         .order_by(Order.id)
     ).all()
     return [(int(r[0]), str(r[1])) for r in rows]
+
+
+# --- a person's orders, guest ones included -------------------------------------------------
+
+# Statuses in which an order counts as bought (not an abandoned or refused payment).
+NOT_BOUGHT = frozenset({OrderStatus.PENDING_PAYMENT.value, OrderStatus.PAYMENT_FAILED.value})
+
+
+def contact_match(emails: Sequence[str] = (), phones: Sequence[str] = ()) -> ColumnElement[bool]:
+    """Orders placed with one of these (normalised) emails or phones, by their keyed hashes
+    under every configured key (a rotation in progress still finds them)."""
+    email_hashes = [h for e in emails for h in blind_indexes("email", e.strip().lower())]
+    phone_hashes = [h for p in phones for h in blind_indexes("phone", p)]
+    conditions: list[ColumnElement[bool]] = []
+    if email_hashes:
+        conditions.append(Order.email_index.in_(email_hashes))
+    if phone_hashes:
+        conditions.append(Order.phone_index.in_(phone_hashes))
+    return or_(*conditions) if conditions else false()
+
+
+def orders_of_person(
+    session: Session,
+    customer_ids: Sequence[int],
+    emails: Sequence[str] = (),
+    phones: Sequence[str] = (),
+) -> list[Order]:
+    """The orders of these profiles, and the guest orders placed with these contacts."""
+    guest = Order.customer_id.is_(None) & contact_match(emails, phones)
+    return list(
+        session.scalars(
+            select(Order)
+            .where(or_(Order.customer_id.in_(list(customer_ids)), guest))
+            .order_by(Order.id)
+        )
+    )
+
+
+def link_guest_orders(
+    session: Session,
+    actor: Principal,
+    customer_id: int,
+    *,
+    emails: Sequence[str] = (),
+    phones: Sequence[str] = (),
+    order_id: int | None = None,
+) -> list[Order]:
+    """Attach guest orders placed with these contacts to the profile (all of them, or one
+    order); each is published as ``order.customer_linked`` so figures and the timeline
+    count it. Orders already attached to a profile are never moved."""
+    query = select(Order).where(Order.customer_id.is_(None), contact_match(emails, phones))
+    if order_id is not None:
+        query = query.where(Order.id == order_id)
+    found = list(session.scalars(query.order_by(Order.id).with_for_update()))
+    now = utcnow()
+    for order in found:
+        order.customer_id, order.updated_at = customer_id, now
+    session.flush()
+    for order in found:
+        publish(
+            session,
+            "order.customer_linked",
+            {
+                **order_event(order),
+                "cart_id": order.cart_id,
+                "bought": order.status not in NOT_BOUGHT,
+                "placed_at": None if order.placed_at is None else order.placed_at.isoformat(),
+                "actor_type": actor.kind,
+            },
+            aggregate_type="order",
+            aggregate_id=order.id,
+        )
+    return found
 
 
 def timeline(session: Session, order_id: int) -> list[OrderTransition]:
