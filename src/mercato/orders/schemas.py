@@ -105,7 +105,8 @@ class NoteIn(StrictModel):
 
 class NoteOut(ResponseModel):
     id: int
-    body: str
+    # None for readers without customers:pii: notes quote what customers said.
+    body: str | None
     author_type: str
     author_id: str | None
     author_label: str | None
