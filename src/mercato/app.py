@@ -106,6 +106,7 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
     from mercato.marketing import events as marketing_events
     from mercato.orders import customer_links as order_links
     from mercato.payments import customer_links as payment_links
+    from mercato.promotions import customer_links as promotion_links
     from mercato.returns import customer_links as return_links
     from mercato.returns import subscribers as return_subscribers
     from mercato.support import customer_links as support_links
@@ -128,6 +129,7 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
         support_links,
         loyalty_links,
         return_links,
+        promotion_links,
     ):
         links.register_subscribers(dispatcher)
     marketing_events.register(dispatcher)

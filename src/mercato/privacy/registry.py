@@ -131,6 +131,7 @@ DOMAIN_MODULES = (
     "mercato.support.customer_links",
     "mercato.marketing.customer_links",
     "mercato.loyalty.customer_links",
+    "mercato.promotions.customer_links",
 )
 
 
