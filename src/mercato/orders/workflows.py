@@ -60,10 +60,12 @@ def hold(session: Session, actor: Principal, order_id: int, reason: str) -> Orde
         )
     order.on_hold, order.hold_reason, order.updated_at = True, reason, utcnow()
     audit(session, actor, "order.held", "order", order.id, {"reason": reason})
+    # The reason is free text about the customer: it stays on the order (encrypted) and in
+    # the audit log, and is not copied to every event subscriber and webhook.
     publish(
         session,
         "order.held",
-        {**orders.order_event(order), "reason": reason},
+        orders.order_event(order),
         aggregate_type="order",
         aggregate_id=order.id,
     )
