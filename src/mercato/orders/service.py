@@ -321,6 +321,11 @@ def get_by_number(session: Session, number: str) -> Order:
     return order
 
 
+def order_id_for_number(session: Session, number: str) -> int | None:
+    found = session.scalar(select(Order.id).where(Order.number == number))
+    return None if found is None else int(found)
+
+
 def by_external_id(session: Session, channel_id: int, external_id: str) -> Order | None:
     return session.scalar(
         select(Order).where(Order.channel_id == channel_id, Order.external_id == external_id)
