@@ -6,9 +6,11 @@ value of the facts not cancelled. Figures are **net of refunds**: money refunded
 customer's payments (``payment.refunded``: returns, cancelled lines, refunds made at the
 provider) and returns refunded as store credit (``return.refunded``) lower the fact's
 total and the lifetime value, never below zero; the order still counts as an order. A
-refund of a cancelled order changes nothing (the cancellation took its whole value out). Each change of a fact (placed, cancelled, moved by a
-merge or its undo) is one statement on that fact row that also returns what changed, and
-the matching delta is added to the figures with an atomic ``count = count + :n`` upsert:
+refund of a cancelled order changes nothing (the cancellation took its whole value out).
+
+Each change of a fact (placed, cancelled, moved by a merge or its undo) is one statement
+on that fact row that also returns what changed (a refund locks the fact row), and the
+matching delta is added to the figures with an atomic ``count = count + :n`` upsert:
 figures are never read, computed in Python and written back. Events are deduplicated on
 their id, and an order is counted once whatever the events say (its fact is keyed by the
 order id).
