@@ -155,16 +155,33 @@ class OrderTransition(Base):
 
 
 class OrderNote(Base):
-    """A staff note on an order (call centre, store, support); part of its timeline."""
+    """A staff note on an order (call centre, store, support), or a hold put on it or
+    released (``kind``); part of its timeline."""
 
     __tablename__ = "order_notes"
     __table_args__ = (Index("ix_order_notes_order", "order_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    # note | hold | hold_released
+    kind: Mapped[str] = mapped_column(String(16), default="note", server_default="note")
     # Staff write what customers tell them (phone numbers, addresses): encrypted at rest.
     body: Mapped[str] = mapped_column(EncryptedString())
     author_type: Mapped[str] = mapped_column(String(20))
     author_id: Mapped[str | None] = mapped_column(String(64))
     author_label: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrderLocation(Base):
+    """A location that serves the order: the pickup store of a line, or a location routing
+    gave some of its lines to (kept from ``fulfillment.task_created``). What the order
+    search by location matches."""
+
+    __tablename__ = "order_locations"
+    __table_args__ = (Index("ix_order_locations_location", "location_id", "order_id"),)
+
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    location_id: Mapped[int] = mapped_column(Integer, primary_key=True)

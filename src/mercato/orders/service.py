@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, func, insert, or_, select, update
@@ -16,7 +17,7 @@ from mercato.auth.principal import Principal
 from mercato.db import utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
-from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
+from mercato.orders.models import Order, OrderLine, OrderLocation, OrderNote, OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.privacy.crypto import blind_indexes
@@ -169,6 +170,11 @@ def create_order_with_lines(
         .execution_options(populate_existing=True)
     ).all()
     created = sorted(lines, key=lambda x: x.line_no)
+    pickups = sorted({x.pickup_location_id for x in created if x.pickup_location_id is not None})
+    if pickups:
+        session.execute(
+            insert(OrderLocation), [{"order_id": order.id, "location_id": p} for p in pickups]
+        )
     if draft.status is not OrderStatus.PENDING_PAYMENT:
         # Orders created in a state (staff, imports) say so; a checkout's order enters the
         # timeline with its first transition, from pending_payment, once paid or declined.
@@ -319,6 +325,18 @@ def get_by_number(session: Session, number: str) -> Order:
     if order is None:
         raise NotFound(f"order {number} not found")
     return order
+
+
+def record_location(session: Session, order_id: int, location_id: int) -> None:
+    """Remember that ``location_id`` serves the order (idempotent)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(OrderLocation)
+        .values(order_id=order_id, location_id=location_id)
+        .on_conflict_do_nothing(index_elements=["order_id", "location_id"])
+    )
 
 
 def order_id_for_number(session: Session, number: str) -> int | None:
@@ -512,9 +530,10 @@ def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -
     if flt.max_total is not None:
         query = query.where(Order.grand_total <= flt.max_total)
     if flt.location_id is not None:
+        # Pickup stores and every location routing gave lines to (see record_location).
         query = query.where(
             Order.id.in_(
-                select(OrderLine.order_id).where(OrderLine.pickup_location_id == flt.location_id)
+                select(OrderLocation.order_id).where(OrderLocation.location_id == flt.location_id)
             )
         )
     after = decode_cursor(cursor)
@@ -649,10 +668,25 @@ def sync_fulfilment_status(
     return advance(session, actor, order_id, current, steps)
 
 
-def add_note(session: Session, actor: Principal, order_id: int, body: str) -> OrderNote:
+class NoteKind(StrEnum):
+    NOTE = "note"
+    HOLD = "hold"
+    RELEASED = "hold_released"
+
+
+def add_note(
+    session: Session,
+    actor: Principal,
+    order_id: int,
+    body: str,
+    *,
+    kind: NoteKind = NoteKind.NOTE,
+) -> OrderNote:
+    """A staff note, or the record of a hold put or released (their timeline entries)."""
     order = get_order(session, order_id)
     note = OrderNote(
         order_id=order.id,
+        kind=kind.value,
         body=body,
         author_type=actor.kind,
         author_id=None if actor.id is None else str(actor.id),
@@ -661,6 +695,8 @@ def add_note(session: Session, actor: Principal, order_id: int, body: str) -> Or
     )
     session.add(note)
     session.flush()
+    if kind is not NoteKind.NOTE:
+        return note  # the hold publishes its own event
     publish(
         session,
         "order.note_added",
@@ -671,12 +707,11 @@ def add_note(session: Session, actor: Principal, order_id: int, body: str) -> Or
     return note
 
 
-def notes(session: Session, order_id: int) -> list[OrderNote]:
-    return list(
-        session.scalars(
-            select(OrderNote).where(OrderNote.order_id == order_id).order_by(OrderNote.id)
-        )
-    )
+def notes(session: Session, order_id: int, *, with_holds: bool = False) -> list[OrderNote]:
+    query = select(OrderNote).where(OrderNote.order_id == order_id)
+    if not with_holds:
+        query = query.where(OrderNote.kind == NoteKind.NOTE.value)
+    return list(session.scalars(query.order_by(OrderNote.id)))
 
 
 # Statuses staff may set by hand: the others come from payment, routing, fulfilment,

@@ -11,7 +11,7 @@ from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.orders import service
 from mercato.orders.models import Order, OrderLine, OrderNote
-from mercato.orders.schemas import NoteOut, OrderLineOut, OrderOut, TransitionOut
+from mercato.orders.schemas import ActivityOut, NoteOut, OrderLineOut, OrderOut, TransitionOut
 
 # What an address keeps for readers without customers:pii: the country, which is what
 # figures by market need (the same rule as customer profiles).
@@ -35,9 +35,36 @@ def order_out(
         out.timeline = [
             TransitionOut.model_validate(t) for t in service.timeline(session, order.id)
         ]
+        out.activity = _activity(session, order.id, out.timeline)
     if reader is not None and not sees_personal_data(reader):
         out = _redacted(out)
     return out
+
+
+def _activity(session: Session, order_id: int, moves: list[TransitionOut]) -> list[ActivityOut]:
+    entries = [
+        ActivityOut(
+            at=t.at,
+            kind="status",
+            actor_type=t.actor_type,
+            actor_id=t.actor_id,
+            from_status=t.from_status,
+            to_status=t.to_status,
+            text=t.reason,
+        )
+        for t in moves
+    ]
+    entries += [
+        ActivityOut(
+            at=n.created_at,
+            kind=n.kind,
+            actor_type=n.author_type,
+            actor_id=n.author_id,
+            text=n.body,
+        )
+        for n in service.notes(session, order_id, with_holds=True)
+    ]
+    return sorted(entries, key=lambda e: e.at)
 
 
 def sees_personal_data(reader: Principal) -> bool:
@@ -61,6 +88,12 @@ def _redacted(out: OrderOut) -> OrderOut:
             "timeline": [
                 t.model_copy(update={"reason": None}) if t.actor_type == "staff" else t
                 for t in out.timeline
+            ],
+            "activity": [
+                a.model_copy(update={"text": None})
+                if a.actor_type == "staff" or a.kind != "status"
+                else a
+                for a in out.activity
             ],
         }
     )

@@ -1,4 +1,5 @@
-"""orders: keyed hashes of the email and phone; notes and hold reasons encrypted
+"""orders: keyed hashes of the email and phone; notes and hold reasons encrypted; holds
+on the notes timeline; the locations serving each order
 
 Revision ID: 0009
 Revises: 0008
@@ -94,6 +95,16 @@ def _decrypt_existing() -> None:
     _rewrite(lambda value: ring.decrypt(value))
 
 
+def _locations_existing() -> None:
+    """Pickup stores of order lines and locations with fulfilment work for the order."""
+    op.execute(
+        "INSERT INTO order_locations (order_id, location_id) "
+        "SELECT DISTINCT order_id, pickup_location_id FROM order_lines "
+        "WHERE pickup_location_id IS NOT NULL "
+        "UNION SELECT DISTINCT order_id, location_id FROM fulfillment_orders"
+    )
+
+
 def upgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.add_column(sa.Column('email_index', sa.String(length=64), nullable=True))
@@ -101,12 +112,32 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_orders_email_index'), ['email_index'], unique=False)
         batch_op.create_index(batch_op.f('ix_orders_phone_index'), ['phone_index'], unique=False)
 
+    with op.batch_alter_table('order_notes', schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column('kind', sa.String(length=16), nullable=False, server_default='note')
+        )
+
+    op.create_table('order_locations',
+    sa.Column('order_id', sa.BigInteger().with_variant(sa.INTEGER(), 'sqlite'), nullable=False),
+    sa.Column('location_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_order_locations_order_id_orders'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('order_id', 'location_id', name=op.f('pk_order_locations'))
+    )
+    with op.batch_alter_table('order_locations', schema=None) as batch_op:
+        batch_op.create_index('ix_order_locations_location', ['location_id', 'order_id'], unique=False)
+
     _encrypt_existing()
     _index_existing()
+    _locations_existing()
 
 
 def downgrade() -> None:
     _decrypt_existing()
+    with op.batch_alter_table('order_locations', schema=None) as batch_op:
+        batch_op.drop_index('ix_order_locations_location')
+    op.drop_table('order_locations')
+    with op.batch_alter_table('order_notes', schema=None) as batch_op:
+        batch_op.drop_column('kind')
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_orders_phone_index'))
         batch_op.drop_index(batch_op.f('ix_orders_email_index'))
