@@ -10,6 +10,9 @@ guest order placed with an identifier already verified for a profile is attached
 as it is placed or imported. Registering alone attaches nothing: anyone can register with
 someone else's email, so an unverified email never opens another person's orders (the
 same rule as automatic profile resolution). Orders already attached are never moved.
+Attaching publishes ``order.customer_linked``: the profile's figures count the order as
+bought when it was, and its guest cart joins the profile; loyalty points are earned by
+members' purchases and are not granted afterwards for a guest's.
 
 **Export and erasure** cover the profile's orders and the guest orders placed with one of
 the person's emails or phone numbers (found by their hashes), so a person who bought as a
