@@ -39,6 +39,8 @@ def register_subscribers(dispatcher: Dispatcher) -> None:
     follow_merges(dispatcher, "marketing", _MOVED)
     dispatcher.subscribe("customer.merged", claims_merged)
     dispatcher.subscribe("customer.merge_undone", claims_merge_undone)
+    register_timeline_source("emails", _emails)
+    register_timeline_source("consents", _consents)
 
 
 _CLAIMS = OfferClaim.__tablename__
@@ -114,8 +116,6 @@ def claims_merge_undone(session: Session, event: Event) -> None:
             )
     log.restored_at = utcnow()
     session.flush()
-    register_timeline_source("emails", _emails)
-    register_timeline_source("consents", _consents)
 
 
 def _emails(
