@@ -106,7 +106,9 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
     from mercato.marketing import customer_links as marketing_links
     from mercato.marketing import events as marketing_events
     from mercato.orders import customer_links as order_links
+    from mercato.orders import subscribers as order_subscribers
     from mercato.payments import customer_links as payment_links
+    from mercato.promotions import customer_links as promotion_links
     from mercato.returns import customer_links as return_links
     from mercato.returns import subscribers as return_subscribers
     from mercato.support import customer_links as support_links
@@ -122,6 +124,7 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
     dispatcher.subscribe("location.created", location_changed)
     dispatcher.subscribe("location.updated", location_changed)
     customer_subscribers.register(dispatcher)
+    order_subscribers.register(dispatcher)
     for links in (
         order_links,
         cart_links,
@@ -130,6 +133,7 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
         support_links,
         loyalty_links,
         return_links,
+        promotion_links,
     ):
         links.register_subscribers(dispatcher)
     marketing_events.register(dispatcher)

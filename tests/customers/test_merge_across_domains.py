@@ -1,20 +1,24 @@
 """A merge moves what every domain holds for the merged profile (orders, carts, payments
-and store credit, support cases, points, consents) and undo moves exactly that back:
-nothing is lost or counted twice."""
+and store credit, support cases, points, consents, personal codes, promotion redemptions,
+offer claims) and undo moves exactly that back: nothing is lost or counted twice."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
 from mercato.carts.models import Cart
+from mercato.db import utcnow
 from mercato.loyalty import service as loyalty
 from mercato.marketing import service as marketing
+from mercato.marketing.models import OfferClaim, OfferRule
 from mercato.orders.models import Order
 from mercato.payments.models import Payment
+from mercato.promotions.models import PromotionCustomerUsage
 from mercato.support.models import SupportCase
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, new_cart, ok, pay, register, ship_to
@@ -67,6 +71,55 @@ def _consent(world: DemoWorld, headers: dict[str, str], granted: bool) -> None:
     )
 
 
+def _promotion(world: DemoWorld, item: int, **fields: Any) -> int:
+    """A 10% promotion on ``item`` only (so no other test's cart ever gets it)."""
+    body = {
+        "name": f"merge {uuid.uuid4().hex[:8]}",
+        "status": "active",
+        "conditions": {"required_items": {"variant_ids": [item]}},
+        "action": {"type": "percent_off_items", "percent": "10", "items": {"variant_ids": [item]}},
+        **fields,
+    }
+    return int(ok(world.client.post("/v1/promotions", headers=world.staff(), json=body), 201)["id"])
+
+
+def _applied(
+    world: DemoWorld, channel_id: int, customer_id: int, item: int, code: str | None = None
+) -> set[int]:
+    """The promotions a cart of ``item`` for this customer would get (with ``code``)."""
+    body = {
+        "currency": "JPY",
+        "channel_id": channel_id,
+        "customer_id": customer_id,
+        "codes": [] if code is None else [code],
+        "lines": [{"line_id": "1", "variant_id": item, "quantity": 1, "unit_price": "1000"}],
+    }
+    found = ok(world.client.post("/v1/promotions/evaluate", headers=world.staff(), json=body))
+    return {int(p["promotion_id"]) for p in found["applied"]}
+
+
+def _offer_rule(world: DemoWorld, template: int) -> int:
+    with world.database.transaction() as session:
+        rule = OfferRule(
+            name=f"merge {uuid.uuid4().hex[:8]}",
+            active=False,
+            category_id=0,
+            min_purchases=99,
+            window_days=1,
+            template_promotion_id=template,
+            valid_days=1,
+        )
+        session.add(rule)
+        session.flush()
+        return int(rule.id)
+
+
+def _claims(world: DemoWorld, rule: int) -> dict[int, Any]:
+    with world.database.read() as session:
+        rows = session.scalars(select(OfferClaim).where(OfferClaim.rule_id == rule)).all()
+        return {c.customer_id: (c.issued_at, c.run_id) for c in rows}
+
+
 def _holdings(world: DemoWorld, customer_id: int) -> dict[str, Any]:
     staff = world.staff()
     credit = ok(world.client.get(f"/v1/store-credit/{customer_id}", headers=staff))
@@ -102,6 +155,11 @@ def test_merge_moves_every_domain_and_undo_moves_it_back(demo_world: DemoWorld) 
     b, b_app, b_email = _shopper(demo_world, "app")
     b_headers = {**b_app, "X-Channel-Key": demo_world.key("web-jp")["X-Channel-Key"]}
     _buy(demo_world, b_headers, b_email, item)
+    # B used a once-per-customer promotion (before her open cart, which a later checkout
+    # of hers would absorb).
+    once_item = demo_world.new_product({"WH-TYO": 10}, {"JP": {"JPY": "1000"}})
+    once = _promotion(demo_world, once_item, max_uses_per_customer=1)
+    web = _buy(demo_world, b_headers, b_email, once_item)["channel_id"]
     # B also has an open cart, a support case, store credit, points and, later than A's
     # grant, a withdrawal of marketing email.
     open_cart = new_cart(client, demo_world.key("web-jp"))["token"]
@@ -134,9 +192,32 @@ def test_merge_moves_every_domain_and_undo_moves_it_back(demo_world: DemoWorld) 
             201,
         )
     _consent(demo_world, b_headers, False)
+    # B holds a personal code; a rule gave A an offer, and B one later.
+    code_item = demo_world.new_product({"WH-TYO": 10}, {"JP": {"JPY": "1000"}})
+    template = _promotion(demo_world, code_item, requires_code=True)
+    code = ok(
+        client.post(
+            f"/v1/promotions/{template}/personal-codes",
+            headers=staff,
+            json={"customer_id": b},
+        ),
+        201,
+    )["code"]
+    rule = _offer_rule(demo_world, template)
+    with demo_world.database.transaction() as session:
+        now = utcnow()
+        session.add(
+            OfferClaim(rule_id=rule, customer_id=a, issued_at=now - timedelta(days=3), run_id=1)
+        )
+        session.add(OfferClaim(rule_id=rule, customer_id=b, issued_at=now, run_id=2))
     _drain(demo_world)
     before_a, before_b = _holdings(demo_world, a), _holdings(demo_world, b)
     assert before_a["emails_ok"] and not before_b["emails_ok"]
+    assert once in _applied(demo_world, web, a, once_item)
+    assert once not in _applied(demo_world, web, b, once_item)
+    assert template not in _applied(demo_world, web, a, code_item, code)
+    assert template in _applied(demo_world, web, b, code_item, code)
+    claims = _claims(demo_world, rule)
 
     merge = ok(client.post(f"/v1/customers/{a}/merge", headers=staff, json={"from": b}), 201)
     _drain(demo_world)
@@ -151,6 +232,12 @@ def test_merge_moves_every_domain_and_undo_moves_it_back(demo_world: DemoWorld) 
     assert merged_a["emails_ok"] is False
     with demo_world.database.read() as session:
         assert loyalty.verify(session) == []
+    # B's personal code is now A's; the promotion B used once counts as used by A.
+    assert template in _applied(demo_world, web, a, code_item, code)
+    assert once not in _applied(demo_world, web, a, once_item)
+    assert _usage(demo_world, once) == {a: 1}
+    # One offer claim per rule for the person: B's, the later one.
+    assert _claims(demo_world, rule) == {a: claims[b]}
 
     ok(client.post(f"/v1/customers/merges/{merge['merge_id']}/undo", headers=staff))
     _drain(demo_world)
@@ -158,3 +245,20 @@ def test_merge_moves_every_domain_and_undo_moves_it_back(demo_world: DemoWorld) 
     assert _holdings(demo_world, b) == before_b
     with demo_world.database.read() as session:
         assert loyalty.verify(session) == []
+    assert once in _applied(demo_world, web, a, once_item)
+    assert once not in _applied(demo_world, web, b, once_item)
+    assert template not in _applied(demo_world, web, a, code_item, code)
+    assert template in _applied(demo_world, web, b, code_item, code)
+    assert _usage(demo_world, once) == {b: 1}
+    assert _claims(demo_world, rule) == claims
+
+
+def _usage(world: DemoWorld, promotion_id: int) -> dict[int, int]:
+    with world.database.read() as session:
+        rows = session.scalars(
+            select(PromotionCustomerUsage).where(
+                PromotionCustomerUsage.promotion_id == promotion_id,
+                PromotionCustomerUsage.uses > 0,
+            )
+        )
+        return {int(r.customer_id): r.uses for r in rows}

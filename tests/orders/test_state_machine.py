@@ -1,4 +1,5 @@
-"""Every legal and every illegal transition of the one order life cycle."""
+"""Every legal and every illegal transition of the one order life cycle; each legal one is
+recorded and published as ``order.<status>``, an illegal one publishes nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mercato.errors import UnprocessableState
 from mercato.orders import service as orders
 from mercato.orders.models import OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
+from tests.helpers import outbox
 
 SYSTEM = Principal.system("tests")
 PAIRS = list(itertools.product(OrderStatus, OrderStatus))
@@ -68,10 +70,20 @@ def test_every_status_is_in_the_table() -> None:
     assert TRANSITIONS[OrderStatus.CANCELLED] == frozenset()
 
 
+def _published(db: Database, order_id: int) -> list[tuple[str, str]]:
+    """(event type, status in its data) of every event published about the order."""
+    return [
+        (e.type, e.data["status"])
+        for e in outbox(db)
+        if e.aggregate_type == "order" and e.aggregate_id == str(order_id)
+    ]
+
+
 @pytest.mark.parametrize("start", list(OrderStatus))
 def test_transitions_from(db: Database, start: OrderStatus) -> None:
     for target in OrderStatus:
         order_id = _order(db, start)
+        before = _published(db, order_id)
         if target in TRANSITIONS[start]:
             with db.transaction() as session:
                 moved = orders.transition(session, SYSTEM, order_id, target, reason="test")
@@ -86,12 +98,14 @@ def test_transitions_from(db: Database, start: OrderStatus) -> None:
                 assert last is not None
                 assert (last.from_status, last.to_status) == (start.value, target.value)
                 assert last.actor_type == "system" and last.reason == "test"
+            assert _published(db, order_id) == [*before, (f"order.{target.value}", target.value)]
         else:
             with pytest.raises(UnprocessableState) as err, db.transaction() as session:
                 orders.transition(session, SYSTEM, order_id, target)
             assert err.value.code == "illegal-transition"
             with db.read() as session:
                 assert orders.get_order(session, order_id).status == start.value
+            assert _published(db, order_id) == before
 
 
 def test_a_change_that_lost_a_race_is_refused(db: Database) -> None:

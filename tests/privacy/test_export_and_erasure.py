@@ -26,7 +26,8 @@ from tests.conftest import assert_problem
 
 def _person() -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]
-    digits = "".join(random.choice("0123456789") for _ in range(8))
+    # Japanese mobile numbers never continue 090-0...: the first digit is 1-9.
+    digits = random.choice("123456789") + "".join(random.choice("0123456789") for _ in range(7))
     return {
         "email": f"hana.{tag}@example.jp",
         "phone": f"+8190{digits}",
@@ -140,6 +141,14 @@ def _customer_with_history(world: DemoWorld, person: dict[str, str]) -> dict[str
             json={"body": f"Customer called from {person['phone']} about the delivery"},
         ),
         201,
+    )
+    # A hold whose reason quotes her phone number.
+    ok(
+        client.post(
+            f"/v1/orders/{order['id']}/hold",
+            headers=staff,
+            json={"reason": f"Address check: call {person['phone']}"},
+        )
     )
     # An open cart in the app.
     in_app = {**app, "Authorization": me["Authorization"]}
@@ -276,12 +285,19 @@ def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: Demo
     assert [o["number"] for o in mine["data"]["orders"]] == [order["number"]]
 
     with demo_world.database.read() as session:
-        # Before: her details are stored (encrypted) in many places; the note in clear.
-        assert _raw_hits(session, [person["phone"]]) == ["order_notes.body"]
+        # Before: her details are stored in many places, encrypted, staff notes and hold
+        # reasons included; in clear only where an event or the audit log quoted the hold
+        # reason (copies the erasure's sweep finds).
+        assert set(_raw_hits(session, _needles(person))) <= {
+            "audit_log.changes",
+            "outbox_events.data",
+        }
         before = _decrypted_hits(session, _needles(person))
         assert {
             "customers.email",
             "orders.email",
+            "orders.hold_reason",
+            "order_notes.body",
             "carts.email",
             "support_messages.body",
             "marketing_messages.recipient",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -14,6 +15,8 @@ from mercato.auth.principal import Principal
 from mercato.db import Database
 from mercato.errors import ValidationProblem
 from mercato.support import service
+from tests.conftest import assert_problem
+from tests.helpers import ok
 from tests.support.conftest import Shop
 
 AGENT = Principal.system("agent")
@@ -131,3 +134,50 @@ def test_a_rating_outside_one_to_five_is_refused(shop: Shop, score: int) -> None
     with pytest.raises(ValidationProblem) as refused, shop.db.transaction() as session:
         service.rate(session, customer_id, 1, score)
     assert refused.value.errors[0]["field"] == "body.satisfaction"
+
+
+def test_the_satisfaction_kpi_over_the_api(
+    shop: Shop, make_staff: Callable[..., dict[str, str]]
+) -> None:
+    customer_id, _ = shop.customer()
+    app = shop.channel_id
+    for source, channel, score, at in (
+        (C.APP, app, 5, datetime(2031, 3, 2, 10, 0, tzinfo=UTC)),
+        (C.APP, app, 2, datetime(2031, 3, 2, 11, 0, tzinfo=UTC)),
+        (C.PHONE, None, 3, datetime(2031, 3, 3, 9, 0, tzinfo=UTC)),
+        (C.APP, app, 1, datetime(2031, 4, 1, 0, 0, tzinfo=UTC)),  # after the range
+    ):
+        _rated_case(shop.db, customer_id, source, channel, score, at)
+    analyst = make_staff("analyst")
+    url = "/v1/support/satisfaction"
+    march = {"since": "2031-03-01T00:00:00Z", "until": "2031-04-01T00:00:00Z"}
+
+    found = ok(shop.client.get(url, headers=analyst, params=march))
+    assert (found["ratings"], found["average"]) == (3, "3.33")
+    assert [
+        (r["period_start"], r["channel_id"], r["source"], r["ratings"], r["average"])
+        for r in found["rows"]
+    ] == [
+        ("2031-03-02", app, "app", 2, "3.50"),
+        ("2031-03-03", None, "phone", 1, "3.00"),
+    ]
+    only_app = ok(shop.client.get(url, headers=analyst, params={**march, "channel_id": app}))
+    assert [r["source"] for r in only_app["rows"]] == ["app"]
+    by_phone = ok(
+        shop.client.get(
+            url, headers=analyst, params={**march, "source": "phone", "period": "month"}
+        )
+    )
+    assert [(r["period_start"], r["ratings"]) for r in by_phone["rows"]] == [("2031-03-01", 1)]
+    nothing = ok(shop.client.get(url, headers=analyst, params={**march, "channel_id": 999999}))
+    assert (nothing["ratings"], nothing["average"], nothing["rows"]) == (0, None, [])
+
+    # A reversed or naive range is a 422 naming the field; agents without analytics:read
+    # (a support agent) are refused.
+    backwards = {"since": march["until"], "until": march["since"]}
+    problem = assert_problem(shop.client.get(url, headers=analyst, params=backwards), 422)
+    assert problem["errors"][0]["field"] == "query.until"
+    naive = {**march, "since": "2031-03-01T00:00:00"}
+    problem = assert_problem(shop.client.get(url, headers=analyst, params=naive), 422)
+    assert problem["errors"][0]["field"] == "query.since"
+    assert_problem(shop.client.get(url, headers=make_staff("support_agent"), params=march), 403)

@@ -1,4 +1,5 @@
-"""Carts follow a customer merge; what carts export and erase about a person.
+"""Carts follow a customer merge; what carts export and erase about a person (the
+profile's carts, and the carts a guest left with one of the person's emails).
 
 A merge moves B's carts to A as they are (A may then have two open carts; the most
 recently used one is A's cart, nothing in the other is lost). Erasure removes the carts'
@@ -11,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mercato.carts.models import Cart, CartLine
 from mercato.customers.timeline import TimelineEntry, register_timeline_source
-from mercato.events import Dispatcher
+from mercato.events import Dispatcher, Event
 from mercato.merges import follow_merges
 from mercato.privacy.registry import Subject, record, register
 
@@ -24,6 +25,19 @@ from mercato.privacy.registry import Subject, record, register
 def register_subscribers(dispatcher: Dispatcher) -> None:
     follow_merges(dispatcher, "carts", [Cart])
     register_timeline_source("carts", _timeline)
+    dispatcher.subscribe("order.customer_linked", on_order_linked)
+
+
+def on_order_linked(session: Session, event: Event) -> None:
+    """A guest order joined a profile: so does the guest cart it was checked out from."""
+    cart_id = event.data.get("cart_id")
+    if cart_id is None:
+        return
+    session.execute(
+        update(Cart)
+        .where(Cart.id == int(cart_id), Cart.customer_id.is_(None))
+        .values(customer_id=int(event.data["customer_id"]))
+    )
 
 
 _CART_STATES = {
@@ -64,11 +78,37 @@ def _timeline(
 
 
 def _carts_of(session: Session, subject: Subject) -> list[Cart]:
-    return list(
-        session.scalars(
-            select(Cart).where(Cart.customer_id.in_(subject.customer_ids)).order_by(Cart.id)
+    ids = set(_guest_cart_ids(session, subject.contacts.emails))
+    query = select(Cart).where(Cart.customer_id.in_(subject.customer_ids))
+    if ids:
+        query = select(Cart).where(
+            Cart.customer_id.in_(subject.customer_ids) | Cart.id.in_(sorted(ids))
         )
-    )
+    return list(session.scalars(query.order_by(Cart.id)))
+
+
+def _guest_cart_ids(session: Session, emails: frozenset[str]) -> list[int]:
+    """Carts a guest left with one of these emails. Cart emails have no keyed hash, so
+    guest carts are decrypted batch by batch: a privacy request is rare and must be
+    complete."""
+    if not emails:
+        return []
+    found: list[int] = []
+    last = 0
+    while True:
+        rows = session.execute(
+            select(Cart.id, Cart.email)
+            .where(Cart.customer_id.is_(None), Cart.email.is_not(None), Cart.id > last)
+            .order_by(Cart.id)
+            .limit(_BATCH)
+        ).all()
+        if not rows:
+            return found
+        found += [int(r.id) for r in rows if (r.email or "").strip().lower() in emails]
+        last = int(rows[-1].id)
+
+
+_BATCH = 500
 
 
 def _collect(session: Session, subject: Subject) -> None:

@@ -9,6 +9,7 @@ nobody. Derived figures (amounts, counts) stay; activity entries hold only field
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -27,8 +28,9 @@ from mercato.customers.models import (
     CustomerToken,
     MergeSuggestion,
 )
+from mercato.customers.normalize import IdentityType
 from mercato.db import utcnow
-from mercato.privacy.registry import Subject, record, register
+from mercato.privacy.registry import Contacts, Subject, record, register
 
 
 def profile_ids(session: Session, customer_id: int) -> list[int]:
@@ -36,6 +38,27 @@ def profile_ids(session: Session, customer_id: int) -> list[int]:
     if session.get(Customer, customer_id) is None:
         return []
     return profiles.group_ids(session, customer_id)
+
+
+def contacts_of(session: Session, ids: Sequence[int], *, verified_only: bool) -> Contacts:
+    """The emails and phone numbers of these profiles (only verified ones if asked), by
+    which a guest's records are recognised as the person's."""
+    emails: set[str] = set()
+    phones: set[str] = set()
+    if not verified_only:
+        for customer in session.scalars(select(Customer).where(Customer.id.in_(ids))):
+            if customer.email:
+                emails.add(customer.email.strip().lower())
+            if customer.phone:
+                phones.add(customer.phone)
+    for identity in profiles.identities_of(session, ids):
+        if verified_only and not identity.verified:
+            continue
+        if identity.type == IdentityType.EMAIL.value:
+            emails.add(identity.value)
+        elif identity.type == IdentityType.PHONE.value:
+            phones.add(identity.value)
+    return Contacts(frozenset(emails), frozenset(phones))
 
 
 def _profiles(session: Session, subject: Subject) -> list[Customer]:

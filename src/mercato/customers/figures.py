@@ -2,9 +2,15 @@
 
 Every placed order becomes a *fact* (order id, profile, channel, store, currency, total,
 when); ``customer_figures`` holds per profile and currency the order count and lifetime
-value of the facts not cancelled. Each change of a fact (placed, cancelled, moved by a
-merge or its undo) is one statement on that fact row that also returns what changed, and
-the matching delta is added to the figures with an atomic ``count = count + :n`` upsert:
+value of the facts not cancelled. Figures are **net of refunds**: money refunded to the
+customer's payments (``payment.refunded``: returns, cancelled lines, refunds made at the
+provider) and returns refunded as store credit (``return.refunded``) lower the fact's
+total and the lifetime value, never below zero; the order still counts as an order. A
+refund of a cancelled order changes nothing (the cancellation took its whole value out).
+
+Each change of a fact (placed, cancelled, moved by a merge or its undo) is one statement
+on that fact row that also returns what changed (a refund locks the fact row), and the
+matching delta is added to the figures with an atomic ``count = count + :n`` upsert:
 figures are never read, computed in Python and written back. Events are deduplicated on
 their id, and an order is counted once whatever the events say (its fact is keyed by the
 order id).
@@ -134,7 +140,20 @@ def _store_of(session: Session, order_id: int, channel_id: int | None) -> int | 
     return None
 
 
+def on_order_linked(session: Session, event: Event) -> None:
+    """A guest order attached to a profile counts from then on, as bought when it was."""
+    data = event.data
+    if not data.get("bought") or data.get("status") == "cancelled":
+        return
+    placed = data.get("placed_at")
+    _count_order(session, event, None if placed is None else datetime.fromisoformat(placed))
+
+
 def on_order_placed(session: Session, event: Event) -> None:
+    _count_order(session, event, None)
+
+
+def _count_order(session: Session, event: Event, placed_at: datetime | None) -> None:
     data = event.data
     if data.get("customer_id") is None or not claim_event(session, event.id):
         return
@@ -155,7 +174,7 @@ def on_order_placed(session: Session, event: Event) -> None:
             store_location_id=_store_of(session, order_id, channel_id),
             currency=currency,
             grand_total=total,
-            placed_at=event.time,
+            placed_at=placed_at or event.time,
             cancelled_at=None,
         )
         .on_conflict_do_nothing(index_elements=["order_id"])
@@ -186,6 +205,51 @@ def on_order_cancelled(session: Session, event: Event) -> None:
             add_to_figures(session, row.customer_id, row.currency, -1, -row.grand_total)
         return
     _remember_cancelled(session, event)
+
+
+def on_payment_refunded(session: Session, event: Event) -> None:
+    """Money went back to a payment of an order: its value leaves the figures."""
+    from mercato.orders import service as orders
+
+    data = event.data
+    if data.get("refunded") is None or not data.get("reference"):
+        return
+    order_id = orders.order_id_for_number(session, str(data["reference"]))
+    if order_id is None or not claim_event(session, event.id):
+        return
+    _net_refund(session, order_id, Decimal(str(data["refunded"])))
+
+
+def on_return_refunded(session: Session, event: Event) -> None:
+    """A return refunded as store credit (refunds to payments arrive as payment.refunded)."""
+    data = event.data
+    if data.get("refund_method") != "store_credit" or data.get("order_id") is None:
+        return
+    if not claim_event(session, event.id):
+        return
+    _net_refund(session, int(data["order_id"]), Decimal(str(data["refunded_total"])))
+
+
+def _net_refund(session: Session, order_id: int, amount: Decimal) -> None:
+    if amount <= 0:
+        return
+    fact = session.scalar(
+        select(CustomerOrderFact)
+        .where(CustomerOrderFact.order_id == order_id, CustomerOrderFact.cancelled_at.is_(None))
+        .with_for_update()
+    )
+    if fact is None or fact.placed_at is None:
+        return
+    taken = min(amount, fact.grand_total)
+    if taken <= 0:
+        return
+    session.execute(
+        update(CustomerOrderFact)
+        .where(CustomerOrderFact.order_id == order_id)
+        .values(grand_total=CustomerOrderFact.grand_total - taken)
+        .execution_options(synchronize_session=False)
+    )
+    add_to_figures(session, fact.customer_id, fact.currency, 0, -taken)
 
 
 def _remember_cancelled(session: Session, event: Event) -> None:

@@ -32,6 +32,7 @@ from mercato.customers.normalize import (
 )
 from mercato.db import utcnow
 from mercato.errors import NotFound
+from mercato.events import publish
 from mercato.privacy.crypto import blind_index, blind_indexes
 
 # Merge chains are short (staff merge into the surviving profile); this bounds a cycle.
@@ -194,6 +195,8 @@ def add_identity(
         existing.last_seen_at = now
         if verified and not existing.verified:
             existing.verified = True
+            session.flush()
+            _verified(session, existing)
         return existing
     identity = CustomerIdentity(
         customer_id=customer_id,
@@ -208,7 +211,47 @@ def add_identity(
     session.add(identity)
     session.flush()
     record(session, customer_id, "identity.added", {"type": kind.value}, channel_id)
+    if verified:
+        _verified(session, identity)
     return identity
+
+
+# Identifiers by which a guest's orders are recognised (see mercato.orders.customer_links).
+CONTACT_TYPES = frozenset({IdentityType.EMAIL.value, IdentityType.PHONE.value})
+
+
+def _verified(session: Session, identity: CustomerIdentity) -> None:
+    """Announce an email or phone now verified for a profile (never its value)."""
+    if identity.type not in CONTACT_TYPES:
+        return
+    publish(
+        session,
+        "customer.identity_verified",
+        {
+            "customer_id": identity.customer_id,
+            "identity_id": identity.id,
+            "type": identity.type,
+        },
+        aggregate_type="customer",
+        aggregate_id=identity.customer_id,
+    )
+
+
+def verified_contact(session: Session, identity_id: int) -> tuple[int, str, str] | None:
+    """(root profile id, type, value) of a verified email or phone identity, if it still is."""
+    identity = session.get(CustomerIdentity, identity_id)
+    if identity is None or not identity.verified or identity.type not in CONTACT_TYPES:
+        return None
+    root = root_id(session, identity.customer_id)
+    return None if root is None else (root, identity.type, identity.value)
+
+
+def verified_owner(session: Session, kind: IdentityType, value: str) -> int | None:
+    """The (root) profile this email or phone is verified for, if any."""
+    for identity in identities_matching(session, kind, value, None):
+        if identity.verified:
+            return root_id(session, identity.customer_id)
+    return None
 
 
 def clean_address(address: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,11 @@ the person's latest decision for each purpose and channel is the one that counts
 withdrawal made on either profile after a grant on the other therefore wins; an older
 withdrawal does not cancel a newer grant. Undo moves exactly B's records back.
 
+**Offer claims** (when a rule last gave the person an offer) follow too: the merged profile
+keeps, per rule, the later of the two claims, so a rule's "once per period" holds for the
+person and not once per profile. Undo puts B's claims back and gives A back its own, unless
+A got a newer offer since.
+
 **Erasure** keeps the consent history (proof of what the person agreed to, holding no
 personal data beyond the customer id) and empties the messages' address and content.
 """
@@ -19,10 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato.customers.timeline import TimelineEntry, register_timeline_source
-from mercato.events import Dispatcher
-from mercato.marketing.models import ConsentRecord, Message, RunResult
+from mercato.db import utcnow
+from mercato.events import Dispatcher, Event
+from mercato.marketing.models import ConsentRecord, Message, OfferClaim, RunResult
 from mercato.marketing.notifier import MessageStatus
-from mercato.merges import follow_merges
+from mercato.merges import MergeMove, follow_merges, merge_ids
 from mercato.privacy.registry import Subject, record, register
 
 ERASED = "[erased]"
@@ -31,8 +37,85 @@ _MOVED: tuple[Any, ...] = (ConsentRecord, Message)
 
 def register_subscribers(dispatcher: Dispatcher) -> None:
     follow_merges(dispatcher, "marketing", _MOVED)
+    dispatcher.subscribe("customer.merged", claims_merged)
+    dispatcher.subscribe("customer.merge_undone", claims_merge_undone)
     register_timeline_source("emails", _emails)
     register_timeline_source("consents", _consents)
+
+
+_CLAIMS = OfferClaim.__tablename__
+
+
+def _claim_state(claim: OfferClaim | None) -> dict[str, Any] | None:
+    if claim is None:
+        return None
+    return {"issued_at": claim.issued_at.isoformat(), "run_id": claim.run_id}
+
+
+def claims_merged(session: Session, event: Event) -> None:
+    """B's offer claims become A's, the later one winning per rule; logged for undo."""
+    merge_id, from_id, into_id = merge_ids(event)
+    if session.get(MergeMove, (merge_id, _CLAIMS)) is not None:
+        return
+    moved: list[dict[str, Any]] = []
+    theirs = session.scalars(
+        select(OfferClaim)
+        .where(OfferClaim.customer_id == from_id)
+        .order_by(OfferClaim.rule_id)
+        .with_for_update()
+    ).all()
+    for claim in theirs:
+        ours = session.get(OfferClaim, (claim.rule_id, into_id), with_for_update=True)
+        moved.append(
+            {"rule_id": claim.rule_id, "from": _claim_state(claim), "into": _claim_state(ours)}
+        )
+        if ours is None:
+            session.add(
+                OfferClaim(
+                    rule_id=claim.rule_id,
+                    customer_id=into_id,
+                    issued_at=claim.issued_at,
+                    run_id=claim.run_id,
+                )
+            )
+        elif claim.issued_at > ours.issued_at:
+            ours.issued_at, ours.run_id = claim.issued_at, claim.run_id
+        session.delete(claim)
+    session.add(
+        MergeMove(
+            merge_id=merge_id, table_name=_CLAIMS, from_id=from_id, into_id=into_id, row_ids=moved
+        )
+    )
+    session.flush()
+
+
+def claims_merge_undone(session: Session, event: Event) -> None:
+    merge_id, _, _ = merge_ids(event)
+    log = session.get(MergeMove, (merge_id, _CLAIMS), with_for_update=True)
+    if log is None or log.restored_at is not None:
+        return
+    for entry in log.row_ids:
+        rule_id, theirs, before = int(entry["rule_id"]), entry["from"], entry["into"]
+        ours = session.get(OfferClaim, (rule_id, log.into_id), with_for_update=True)
+        # A's claim is A's own again unless an offer was issued to A after the merge.
+        winner = theirs if before is None or theirs["issued_at"] > before["issued_at"] else before
+        if ours is not None and ours.issued_at.isoformat() == winner["issued_at"]:
+            if before is None:
+                session.delete(ours)
+            else:
+                ours.issued_at = datetime.fromisoformat(before["issued_at"])
+                ours.run_id = int(before["run_id"])
+        if session.get(OfferClaim, (rule_id, log.from_id)) is None:
+            session.add(
+                OfferClaim(
+                    rule_id=rule_id,
+                    customer_id=log.from_id,
+                    issued_at=datetime.fromisoformat(theirs["issued_at"]),
+                    run_id=int(theirs["run_id"]),
+                )
+            )
+    log.restored_at = utcnow()
+    session.flush()
 
 
 def _emails(

@@ -36,7 +36,7 @@ from mercato.orders.schemas import (
     TransitionIn,
 )
 from mercato.orders.state import OrderStatus
-from mercato.orders.views import order_out
+from mercato.orders.views import note_out, order_out
 from mercato.routing import router
 from mercato.schemas import PageOut
 
@@ -85,12 +85,14 @@ def search_orders(
 @api.get("/{order_id}", response_model=OrderOut)
 def get_order(order_id: int, session: DbSession, principal: Reader) -> OrderOut:
     """The order with its lines and its timeline (every status change, who and why)."""
-    return order_out(session, service.get_order(session, order_id), with_timeline=True)
+    order = service.get_order(session, order_id)
+    return order_out(session, order, with_timeline=True, reader=principal)
 
 
 @api.get("/by-number/{number}", response_model=OrderOut)
 def get_order_by_number(number: str, session: DbSession, principal: Reader) -> OrderOut:
-    return order_out(session, service.get_by_number(session, number), with_timeline=True)
+    order = service.get_by_number(session, number)
+    return order_out(session, order, with_timeline=True, reader=principal)
 
 
 Writer = Annotated[Principal, Depends(require(Permission.ORDERS_WRITE))]
@@ -148,15 +150,17 @@ def import_order(
     )
     if not created:
         response.status_code = 200
-    return order_out(session, order)
+    return order_out(session, order, reader=principal)
 
 
-def _cancellation(request: Request, result: workflows.Cancellation) -> CancellationOut:
+def _cancellation(
+    request: Request, result: workflows.Cancellation, reader: Principal
+) -> CancellationOut:
     with get_database(request).read() as session:
         order = service.get_order(session, result.order.id)
         refunded = sum((r.amount for r in result.refunds), Decimal(0))
         return CancellationOut(
-            order=order_out(session, order, with_timeline=True),
+            order=order_out(session, order, with_timeline=True, reader=reader),
             refund_due=result.refund_due,
             refunded=refunded,
         )
@@ -175,7 +179,7 @@ def cancel_order(
         body.reason,
         request_id=getattr(request.state, "request_id", None),
     )
-    return _cancellation(request, result)
+    return _cancellation(request, result, principal)
 
 
 @api.post("/{order_id}/lines/cancel", response_model=CancellationOut)
@@ -193,28 +197,30 @@ def cancel_lines(
         body.reason,
         request_id=getattr(request.state, "request_id", None),
     )
-    return _cancellation(request, result)
+    return _cancellation(request, result, principal)
 
 
 @api.post("/{order_id}/hold", response_model=OrderOut)
 def hold(order_id: int, body: ReasonIn, session: DbSession, principal: Writer) -> OrderOut:
-    return order_out(session, workflows.hold(session, principal, order_id, body.reason))
+    order = workflows.hold(session, principal, order_id, body.reason)
+    return order_out(session, order, reader=principal)
 
 
 @api.post("/{order_id}/release", response_model=OrderOut)
 def release_hold(order_id: int, session: DbSession, principal: Writer) -> OrderOut:
-    return order_out(session, workflows.release_hold(session, principal, order_id))
+    order = workflows.release_hold(session, principal, order_id)
+    return order_out(session, order, reader=principal)
 
 
 @api.post("/{order_id}/notes", response_model=NoteOut, status_code=201)
 def add_note(order_id: int, body: NoteIn, session: DbSession, principal: Writer) -> NoteOut:
-    return NoteOut.model_validate(service.add_note(session, principal, order_id, body.body))
+    return note_out(service.add_note(session, principal, order_id, body.body), principal)
 
 
 @api.get("/{order_id}/notes", response_model=list[NoteOut])
 def list_notes(order_id: int, session: DbSession, principal: Reader) -> list[NoteOut]:
     service.get_order(session, order_id)
-    return [NoteOut.model_validate(n) for n in service.notes(session, order_id)]
+    return [note_out(n, principal) for n in service.notes(session, order_id)]
 
 
 @api.post("/{order_id}/transitions", response_model=OrderOut)
@@ -232,7 +238,7 @@ def transition(
             "body.to", "set by payment, routing, fulfilment or cancellation, not by hand"
         )
     order = service.transition(session, principal, order_id, target, reason=body.reason)
-    return order_out(session, order, with_timeline=True)
+    return order_out(session, order, with_timeline=True, reader=principal)
 
 
 @api.get("/{order_id}/routing", response_model=list[RoutingDecisionOut])

@@ -1,9 +1,26 @@
-"""Orders follow a customer merge; what orders export and erase about a person.
+"""Orders follow a customer merge; guest orders join the profile of a verified contact;
+what orders export and erase about a person.
 
-Erasure keeps every order, line and amount (accounting and tax records must balance) and
-the customer id, which then points at an emptied profile; it drops the email, the
-customer's note and the addresses except the country and region that decided the taxes,
-and marks them with the erasure reference.
+**Guest orders.** An order placed without signing in keeps the email (and the address's
+phone) it was placed with, and their keyed hashes. It is attached to a profile, and then
+counts in its figures and timeline, when that email or phone is *verified* for the
+profile: when the identifier becomes verified (staff confirm it, or a channel reports it
+verified and resolution attaches it), every guest order placed with it is attached; a
+guest order placed with an identifier already verified for a profile is attached as soon
+as it is placed or imported. Registering alone attaches nothing: anyone can register with
+someone else's email, so an unverified email never opens another person's orders (the
+same rule as automatic profile resolution). Orders already attached are never moved.
+Attaching publishes ``order.customer_linked``: the profile's figures count the order as
+bought when it was, and its guest cart joins the profile; loyalty points are earned by
+members' purchases and are not granted afterwards for a guest's.
+
+**Export and erasure** cover the profile's orders and the guest orders placed with one of
+the person's emails or phone numbers (found by their hashes), so a person who bought as a
+guest and later asked is answered in full. Erasure keeps every order, line and amount
+(accounting and tax records must balance) and the customer id, which then points at an
+emptied profile; it drops the email, the customer's note and the addresses except the
+country and region that decided the taxes, replaces the hold reason and every staff note
+with the erasure reference, and marks them with it.
 """
 
 from __future__ import annotations
@@ -13,10 +30,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mercato.events import Dispatcher
+from mercato.auth.principal import Principal
+from mercato.customers import profiles
+from mercato.customers.normalize import IdentityType
+from mercato.events import Dispatcher, Event
 from mercato.merges import follow_merges
+from mercato.orders import service
 from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
 from mercato.privacy.registry import Subject, record, register
+
+_SYSTEM = Principal(kind="system", id=None, label="guest order linking")
 
 # What an erased address keeps: where the tax was due.
 KEPT_ADDRESS_FIELDS = ("country", "region")
@@ -24,13 +47,51 @@ KEPT_ADDRESS_FIELDS = ("country", "region")
 
 def register_subscribers(dispatcher: Dispatcher) -> None:
     follow_merges(dispatcher, "orders", [Order])
+    dispatcher.subscribe("customer.identity_verified", on_identity_verified)
+    dispatcher.subscribe("order.placed", on_guest_order)
+    dispatcher.subscribe("order.imported", on_guest_order)
+
+
+def on_identity_verified(session: Session, event: Event) -> None:
+    """Attach every guest order placed with the newly verified email or phone."""
+    found = profiles.verified_contact(session, int(event.data["identity_id"]))
+    if found is None:
+        return
+    customer_id, kind, value = found
+    emails, phones = ([value], []) if kind == IdentityType.EMAIL.value else ([], [value])
+    service.link_guest_orders(session, _SYSTEM, customer_id, emails=emails, phones=phones)
+
+
+def on_guest_order(session: Session, event: Event) -> None:
+    """A guest order placed with an email or phone verified for a profile joins it."""
+    if event.data.get("customer_id") is not None:
+        return
+    order = session.get(Order, int(event.data["order_id"]))
+    if order is None or order.customer_id is not None:
+        return
+    from mercato.orders.models import contact_email, contact_phone
+
+    candidates: list[tuple[IdentityType, str]] = []
+    email = contact_email(order.email)
+    if email is not None:
+        candidates.append((IdentityType.EMAIL, email))
+    phone = contact_phone(order.shipping_address, order.billing_address)
+    if phone is not None:
+        candidates.append((IdentityType.PHONE, phone))
+    for kind, value in candidates:
+        owner = profiles.verified_owner(session, kind, value)
+        if owner is not None:
+            emails, phones = ([value], []) if kind is IdentityType.EMAIL else ([], [value])
+            service.link_guest_orders(
+                session, _SYSTEM, owner, emails=emails, phones=phones, order_id=order.id
+            )
+            return
 
 
 def _orders_of(session: Session, subject: Subject) -> list[Order]:
-    return list(
-        session.scalars(
-            select(Order).where(Order.customer_id.in_(subject.customer_ids)).order_by(Order.id)
-        )
+    contacts = subject.contacts
+    return service.orders_of_person(
+        session, subject.customer_ids, sorted(contacts.emails), sorted(contacts.phones)
     )
 
 
@@ -85,8 +146,16 @@ def _erase(session: Session, subject: Subject) -> int:
     for order in orders:
         order.email = None
         order.note = None
+        if order.hold_reason is not None:
+            order.hold_reason = subject.reference
         order.shipping_address = _pseudonymous(order.shipping_address, subject.reference)
         order.billing_address = _pseudonymous(order.billing_address, subject.reference)
+    ids = [o.id for o in orders]
+    if ids:
+        # Staff notes on her orders are what she said or what was done for her: the note
+        # stays (who wrote one, when) and says nothing more.
+        for note in session.scalars(select(OrderNote).where(OrderNote.order_id.in_(ids))):
+            note.body = subject.reference
     return len(orders)
 
 

@@ -1,14 +1,48 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import EncryptedJSON, EncryptedString
+from mercato.privacy.crypto import BLIND_INDEX, EncryptedJSON, EncryptedString, blind_index
+
+
+def contact_email(value: str | None) -> str | None:
+    """The normal form an order's email is indexed under (the customers' email form)."""
+    email = None if value is None else value.strip().lower()
+    return email if email and "@" in email else None
+
+
+def contact_phone(*addresses: Mapping[str, Any] | None) -> str | None:
+    """The phone an order can be found by: the shipping address's, else the billing's,
+    in E.164 when it parses (the form customers' phone identities are indexed under)."""
+    from mercato.customers.normalize import normalise_phone
+
+    for address in addresses:
+        raw = None if not address else address.get("phone")
+        if not raw:
+            continue
+        region = address.get("country") if address else None
+        try:
+            return normalise_phone(str(raw), str(region) if region else None)
+        except ValueError:
+            continue
+    return None
+
+
+def _email_input(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    email = contact_email(row.get("email"))
+    return None if email is None else ("email", email)
+
+
+def _phone_input(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    phone = contact_phone(row.get("shipping_address"), row.get("billing_address"))
+    return None if phone is None else ("phone", phone)
 
 
 class Order(Base):
@@ -40,19 +74,42 @@ class Order(Base):
     grand_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
     # Personal data, encrypted at rest (see mercato.privacy.crypto).
     email: Mapped[str | None] = mapped_column(EncryptedString())
+    # Keyed hashes of the email and phone (see mercato.privacy.crypto): how a guest's orders
+    # are found for the person's export, erasure and linking to their profile.
+    email_index: Mapped[str | None] = mapped_column(
+        String(64), index=True, info={BLIND_INDEX: _email_input}
+    )
+    phone_index: Mapped[str | None] = mapped_column(
+        String(64), index=True, info={BLIND_INDEX: _phone_input}
+    )
     shipping_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     billing_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     shipping_option: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     tax_breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     promotions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     fraud: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    note: Mapped[str | None] = mapped_column(Text)
+    # Free text typed by the customer or staff: personal data, encrypted like the email.
+    note: Mapped[str | None] = mapped_column(EncryptedString())
     # A hold stops fulfilment (fraud doubt, customer request) until staff release it.
     on_hold: Mapped[bool] = mapped_column(default=False)
-    hold_reason: Mapped[str | None] = mapped_column(Text)
+    hold_reason: Mapped[str | None] = mapped_column(EncryptedString())
     placed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @validates("email")
+    def _index_email(self, _key: str, value: str | None) -> str | None:
+        email = contact_email(value)
+        self.email_index = None if email is None else blind_index("email", email)
+        return value
+
+    @validates("shipping_address", "billing_address")
+    def _index_phone(self, key: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        shipping = value if key == "shipping_address" else self.shipping_address
+        billing = value if key == "billing_address" else self.billing_address
+        phone = contact_phone(shipping, billing)
+        self.phone_index = None if phone is None else blind_index("phone", phone)
+        return value
 
 
 class OrderLine(Base):
@@ -98,15 +155,33 @@ class OrderTransition(Base):
 
 
 class OrderNote(Base):
-    """A staff note on an order (call centre, store, support); part of its timeline."""
+    """A staff note on an order (call centre, store, support), or a hold put on it or
+    released (``kind``); part of its timeline."""
 
     __tablename__ = "order_notes"
     __table_args__ = (Index("ix_order_notes_order", "order_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
-    body: Mapped[str] = mapped_column(Text)
+    # note | hold | hold_released
+    kind: Mapped[str] = mapped_column(String(16), default="note", server_default="note")
+    # Staff write what customers tell them (phone numbers, addresses): encrypted at rest.
+    body: Mapped[str] = mapped_column(EncryptedString())
     author_type: Mapped[str] = mapped_column(String(20))
     author_id: Mapped[str | None] = mapped_column(String(64))
     author_label: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrderLocation(Base):
+    """A location that serves the order: the pickup store of a line, or a location routing
+    gave some of its lines to (kept from ``fulfillment.task_created``). What the order
+    search by location matches."""
+
+    __tablename__ = "order_locations"
+    __table_args__ = (Index("ix_order_locations_location", "location_id", "order_id"),)
+
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    location_id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -50,6 +50,19 @@ class TransitionOut(ResponseModel):
     at: datetime
 
 
+class ActivityOut(ResponseModel):
+    """One entry of the order's timeline: a status change, a hold put or released, a note."""
+
+    at: datetime
+    kind: str  # status | hold | hold_released | note
+    actor_type: str
+    actor_id: str | None
+    from_status: str | None = None
+    to_status: str | None = None
+    # The reason or note; None for readers without customers:pii when typed by staff.
+    text: str | None = None
+
+
 class OrderOut(ResponseModel):
     id: int
     number: str
@@ -77,6 +90,8 @@ class OrderOut(ResponseModel):
     created_at: datetime
     lines: list[OrderLineOut] = []
     timeline: list[TransitionOut] = []
+    # The status changes with the holds and notes, oldest first.
+    activity: list[ActivityOut] = []
 
     @model_validator(mode="after")
     def _minor_units(self) -> OrderOut:
@@ -105,7 +120,8 @@ class NoteIn(StrictModel):
 
 class NoteOut(ResponseModel):
     id: int
-    body: str
+    # None for readers without customers:pii: notes quote what customers said.
+    body: str | None
     author_type: str
     author_id: str | None
     author_label: str | None

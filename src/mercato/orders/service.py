@@ -7,18 +7,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.db import utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
-from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
+from mercato.orders.models import Order, OrderLine, OrderLocation, OrderNote, OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
+from mercato.privacy.crypto import blind_indexes
 
 # Crockford base32 without I, L, O, U: order numbers read out over the phone.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -168,6 +170,11 @@ def create_order_with_lines(
         .execution_options(populate_existing=True)
     ).all()
     created = sorted(lines, key=lambda x: x.line_no)
+    pickups = sorted({x.pickup_location_id for x in created if x.pickup_location_id is not None})
+    if pickups:
+        session.execute(
+            insert(OrderLocation), [{"order_id": order.id, "location_id": p} for p in pickups]
+        )
     if draft.status is not OrderStatus.PENDING_PAYMENT:
         # Orders created in a state (staff, imports) say so; a checkout's order enters the
         # timeline with its first transition, from pending_payment, once paid or declined.
@@ -320,6 +327,23 @@ def get_by_number(session: Session, number: str) -> Order:
     return order
 
 
+def record_location(session: Session, order_id: int, location_id: int) -> None:
+    """Remember that ``location_id`` serves the order (idempotent)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(OrderLocation)
+        .values(order_id=order_id, location_id=location_id)
+        .on_conflict_do_nothing(index_elements=["order_id", "location_id"])
+    )
+
+
+def order_id_for_number(session: Session, number: str) -> int | None:
+    found = session.scalar(select(Order.id).where(Order.number == number))
+    return None if found is None else int(found)
+
+
 def by_external_id(session: Session, channel_id: int, external_id: str) -> Order | None:
     return session.scalar(
         select(Order).where(Order.channel_id == channel_id, Order.external_id == external_id)
@@ -368,6 +392,79 @@ def order_refs_of_customers(session: Session, customer_ids: Sequence[int]) -> li
         .order_by(Order.id)
     ).all()
     return [(int(r[0]), str(r[1])) for r in rows]
+
+
+# --- a person's orders, guest ones included -------------------------------------------------
+
+# Statuses in which an order counts as bought (not an abandoned or refused payment).
+NOT_BOUGHT = frozenset({OrderStatus.PENDING_PAYMENT.value, OrderStatus.PAYMENT_FAILED.value})
+
+
+def contact_match(emails: Sequence[str] = (), phones: Sequence[str] = ()) -> ColumnElement[bool]:
+    """Orders placed with one of these (normalised) emails or phones, by their keyed hashes
+    under every configured key (a rotation in progress still finds them)."""
+    email_hashes = [h for e in emails for h in blind_indexes("email", e.strip().lower())]
+    phone_hashes = [h for p in phones for h in blind_indexes("phone", p)]
+    conditions: list[ColumnElement[bool]] = []
+    if email_hashes:
+        conditions.append(Order.email_index.in_(email_hashes))
+    if phone_hashes:
+        conditions.append(Order.phone_index.in_(phone_hashes))
+    return or_(*conditions) if conditions else false()
+
+
+def orders_of_person(
+    session: Session,
+    customer_ids: Sequence[int],
+    emails: Sequence[str] = (),
+    phones: Sequence[str] = (),
+) -> list[Order]:
+    """The orders of these profiles, and the guest orders placed with these contacts."""
+    guest = Order.customer_id.is_(None) & contact_match(emails, phones)
+    return list(
+        session.scalars(
+            select(Order)
+            .where(or_(Order.customer_id.in_(list(customer_ids)), guest))
+            .order_by(Order.id)
+        )
+    )
+
+
+def link_guest_orders(
+    session: Session,
+    actor: Principal,
+    customer_id: int,
+    *,
+    emails: Sequence[str] = (),
+    phones: Sequence[str] = (),
+    order_id: int | None = None,
+) -> list[Order]:
+    """Attach guest orders placed with these contacts to the profile (all of them, or one
+    order); each is published as ``order.customer_linked`` so figures and the timeline
+    count it. Orders already attached to a profile are never moved."""
+    query = select(Order).where(Order.customer_id.is_(None), contact_match(emails, phones))
+    if order_id is not None:
+        query = query.where(Order.id == order_id)
+    found = list(session.scalars(query.order_by(Order.id).with_for_update()))
+    now = utcnow()
+    for order in found:
+        order.customer_id, order.updated_at = customer_id, now
+    session.flush()
+    for order in found:
+        publish(
+            session,
+            "order.customer_linked",
+            {
+                **order_event(order),
+                "cart_id": order.cart_id,
+                "bought": order.status not in NOT_BOUGHT,
+                "placed_at": None if order.placed_at is None else order.placed_at.isoformat(),
+                "actor_type": actor.kind,
+            },
+            aggregate_type="order",
+            aggregate_id=order.id,
+        )
+    return found
 
 
 def timeline(session: Session, order_id: int) -> list[OrderTransition]:
@@ -433,9 +530,10 @@ def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -
     if flt.max_total is not None:
         query = query.where(Order.grand_total <= flt.max_total)
     if flt.location_id is not None:
+        # Pickup stores and every location routing gave lines to (see record_location).
         query = query.where(
             Order.id.in_(
-                select(OrderLine.order_id).where(OrderLine.pickup_location_id == flt.location_id)
+                select(OrderLocation.order_id).where(OrderLocation.location_id == flt.location_id)
             )
         )
     after = decode_cursor(cursor)
@@ -570,10 +668,25 @@ def sync_fulfilment_status(
     return advance(session, actor, order_id, current, steps)
 
 
-def add_note(session: Session, actor: Principal, order_id: int, body: str) -> OrderNote:
+class NoteKind(StrEnum):
+    NOTE = "note"
+    HOLD = "hold"
+    RELEASED = "hold_released"
+
+
+def add_note(
+    session: Session,
+    actor: Principal,
+    order_id: int,
+    body: str,
+    *,
+    kind: NoteKind = NoteKind.NOTE,
+) -> OrderNote:
+    """A staff note, or the record of a hold put or released (their timeline entries)."""
     order = get_order(session, order_id)
     note = OrderNote(
         order_id=order.id,
+        kind=kind.value,
         body=body,
         author_type=actor.kind,
         author_id=None if actor.id is None else str(actor.id),
@@ -582,6 +695,8 @@ def add_note(session: Session, actor: Principal, order_id: int, body: str) -> Or
     )
     session.add(note)
     session.flush()
+    if kind is not NoteKind.NOTE:
+        return note  # the hold publishes its own event
     publish(
         session,
         "order.note_added",
@@ -592,12 +707,11 @@ def add_note(session: Session, actor: Principal, order_id: int, body: str) -> Or
     return note
 
 
-def notes(session: Session, order_id: int) -> list[OrderNote]:
-    return list(
-        session.scalars(
-            select(OrderNote).where(OrderNote.order_id == order_id).order_by(OrderNote.id)
-        )
-    )
+def notes(session: Session, order_id: int, *, with_holds: bool = False) -> list[OrderNote]:
+    query = select(OrderNote).where(OrderNote.order_id == order_id)
+    if not with_holds:
+        query = query.where(OrderNote.kind == NoteKind.NOTE.value)
+    return list(session.scalars(query.order_by(OrderNote.id)))
 
 
 # Statuses staff may set by hand: the others come from payment, routing, fulfilment,

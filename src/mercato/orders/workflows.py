@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
@@ -59,11 +60,14 @@ def hold(session: Session, actor: Principal, order_id: int, reason: str) -> Orde
             f"order {order.number} is {order.status}", code="illegal-transition"
         )
     order.on_hold, order.hold_reason, order.updated_at = True, reason, utcnow()
+    orders.add_note(session, actor, order.id, reason, kind=orders.NoteKind.HOLD)
     audit(session, actor, "order.held", "order", order.id, {"reason": reason})
+    # The reason is free text about the customer: it stays on the order (encrypted) and in
+    # the audit log, and is not copied to every event subscriber and webhook.
     publish(
         session,
         "order.held",
-        {**orders.order_event(order), "reason": reason},
+        orders.order_event(order),
         aggregate_type="order",
         aggregate_id=order.id,
     )
@@ -75,6 +79,7 @@ def release_hold(session: Session, actor: Principal, order_id: int) -> Order:
     if not order.on_hold:
         raise UnprocessableState(f"order {order.number} is not on hold", code="not-on-hold")
     order.on_hold, order.hold_reason, order.updated_at = False, None, utcnow()
+    orders.add_note(session, actor, order.id, "hold released", kind=orders.NoteKind.RELEASED)
     audit(session, actor, "order.hold_released", "order", order.id)
     publish(
         session,
@@ -522,6 +527,44 @@ def import_order(session: Session, actor: Principal, data: ImportRequest) -> tup
         errors.append(FieldError("body.shipping_total", str(exc)))
     if errors:
         raise ValidationProblem(errors[0]["reason"], errors=errors)
+    try:
+        # Check-then-insert races with a concurrent import of the same external id: the
+        # unique index decides, and the loser answers the winner's order. The savepoint
+        # also undoes a profile the loser's resolution created.
+        with session.begin_nested():
+            order, customer_id = _create_imported(session, actor, data, currency, drafts)
+    except IntegrityError:
+        existing = orders.by_external_id(session, data.channel_id, data.external_id)
+        if existing is None:
+            raise
+        return existing, False
+    if data.paid and order.grand_total > 0:
+        payments.record_external_payment(
+            session,
+            reference=order.number,
+            customer_id=customer_id,
+            channel_id=data.channel_id,
+            currency=currency,
+            amount=order.grand_total,
+            external_reference=data.external_id,
+        )
+    publish(
+        session,
+        "order.imported",
+        {**orders.order_event(order), "external_id": data.external_id},
+        aggregate_type="order",
+        aggregate_id=order.id,
+    )
+    return order, True
+
+
+def _create_imported(
+    session: Session,
+    actor: Principal,
+    data: ImportRequest,
+    currency: str,
+    drafts: Sequence[orders.LineDraft],
+) -> tuple[Order, int | None]:
     customer_id = resolve_buyer(
         session,
         data.channel_id,
@@ -555,24 +598,7 @@ def import_order(session: Session, actor: Principal, data: ImportRequest) -> tup
         order = orders.create_order(session, actor, draft)
     except ValueError as exc:
         raise ValidationProblem.field("body", str(exc)) from exc
-    if data.paid and order.grand_total > 0:
-        payments.record_external_payment(
-            session,
-            reference=order.number,
-            customer_id=customer_id,
-            channel_id=data.channel_id,
-            currency=currency,
-            amount=order.grand_total,
-            external_reference=data.external_id,
-        )
-    publish(
-        session,
-        "order.imported",
-        {**orders.order_event(order), "external_id": data.external_id},
-        aggregate_type="order",
-        aggregate_id=order.id,
-    )
-    return order, True
+    return order, customer_id
 
 
 # --- staff-created orders (call centre, endless aisle) ---------------------------------

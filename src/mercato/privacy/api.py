@@ -95,4 +95,6 @@ def export_my_data(
     actor = Principal(
         kind="customer", id=customer_id, customer_id=customer_id, channel_id=channel.id
     )
-    return service.export_customer(session, actor, customer_id, "requested by the customer")
+    return service.export_customer(
+        session, actor, customer_id, "requested by the customer", verified_only=True
+    )

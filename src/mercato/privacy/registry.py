@@ -50,6 +50,17 @@ class Identifiers:
 
 
 @dataclass(frozen=True)
+class Contacts:
+    """Normalised emails (lower case) and phone numbers (E.164) of the person."""
+
+    emails: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.emails or self.phones)
+
+
+@dataclass(frozen=True)
 class Subject:
     """The person a request is about: every profile id they had and what identifies them."""
 
@@ -60,6 +71,9 @@ class Subject:
     # Replaces personal values where a record must stay (orders, invoices): it names the
     # erasure request, never the person.
     reference: str
+    # The person's own emails and phone numbers (normalised), by which records kept without
+    # a customer id (a guest's orders, carts, support cases) are found as theirs.
+    contacts: Contacts = field(default_factory=Contacts)
 
 
 Collector = Callable[[Session, Subject], None]
@@ -117,6 +131,7 @@ DOMAIN_MODULES = (
     "mercato.support.customer_links",
     "mercato.marketing.customer_links",
     "mercato.loyalty.customer_links",
+    "mercato.promotions.customer_links",
 )
 
 

@@ -1,8 +1,11 @@
 """Data subject requests: export everything about a person, or erase it everywhere.
 
 Both run every domain's registered part (see :mod:`mercato.privacy.registry`) in one
-transaction, for the profile and every profile merged into it, and are logged in
-``privacy_requests`` with who asked and when.
+transaction, for the profile and every profile merged into it, and for the records a
+guest left with the person's email or phone number (found by their keyed hashes), and are
+logged in ``privacy_requests`` with who asked and when. Staff handle requests after
+checking who asks, so every email and phone of the profile counts; a shopper's own export
+counts only the identifiers verified as hers.
 
 **Erasure** removes or irreversibly pseudonymises personal data: each domain erases what
 it keys by customer id, then a sweep replaces any remaining copy of the person's emails,
@@ -35,13 +38,16 @@ ERASURE = "erasure"
 FORMAT_VERSION = 1
 
 
-def _subject(session: Session, customer_id: int, reference: str) -> Subject:
+def _subject(
+    session: Session, customer_id: int, reference: str, *, verified_only: bool = False
+) -> Subject:
     from mercato.customers import customer_links
 
     ids = customer_links.profile_ids(session, customer_id)
     if not ids:
         raise NotFound(f"customer {customer_id} not found")
-    subject = Subject(customer_id, tuple(ids), Identifiers(), reference)
+    contacts = customer_links.contacts_of(session, ids, verified_only=verified_only)
+    subject = Subject(customer_id, tuple(ids), Identifiers(), reference, contacts)
     for domain in domains():
         if domain.collect is not None:
             domain.collect(session, subject)
@@ -85,11 +91,21 @@ def erased_reference(session: Session, customer_id: int) -> str | None:
 
 
 def export_customer(
-    session: Session, actor: Principal, customer_id: int, reason: str | None = None
+    session: Session,
+    actor: Principal,
+    customer_id: int,
+    reason: str | None = None,
+    *,
+    verified_only: bool = False,
 ) -> dict[str, Any]:
-    """Everything Mercato holds about the person, one JSON-ready document by domain."""
+    """Everything Mercato holds about the person, one JSON-ready document by domain.
+
+    Records kept without a customer id (guest orders, carts, support cases) are included
+    when they carry one of the person's emails or phone numbers. A shopper exporting her
+    own data (``verified_only``) gets only those matching an identifier verified as hers:
+    anyone can register with someone else's email, but not verify it."""
     started = utcnow()
-    subject = _subject(session, customer_id, reference="")
+    subject = _subject(session, customer_id, reference="", verified_only=verified_only)
     data: dict[str, Any] = {}
     for domain in domains():
         data[domain.name] = domain.export(session, subject)

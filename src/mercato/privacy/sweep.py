@@ -30,8 +30,9 @@ from mercato.privacy.registry import Identifiers
 
 # The shortest column that can hold an email or an E.164 phone number.
 MIN_LENGTH = 6
-# Tables whose encrypted columns are decrypted and searched row by row.
-DECRYPTING_SWEEP = ("idempotency_keys",)
+# Tables whose encrypted columns are decrypted and searched row by row: short-lived copies
+# with no customer key, and staff notes, which may quote the person on anyone's order.
+DECRYPTING_SWEEP = ("idempotency_keys", "order_notes")
 BATCH = 500
 
 

@@ -41,6 +41,8 @@ from mercato.support.schemas import (
     OrderRefIn,
     OverviewOut,
     RatingIn,
+    SatisfactionOut,
+    SatisfactionRowOut,
     SlaPolicyIn,
     SlaPolicyOut,
     StaffCaseIn,
@@ -56,6 +58,7 @@ store_api = router("/v1/store/support", tags=["support"])
 api = router("/v1/support", tags=["support"])
 
 Reader = Annotated[Principal, Depends(require(Permission.SUPPORT_READ))]
+Analyst = Annotated[Principal, Depends(require(Permission.ANALYTICS_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.SUPPORT_WRITE))]
 
 
@@ -474,6 +477,59 @@ def _order_brief(order: Order, lines: Sequence[OrderLine]) -> OrderBriefOut:
                 total=quantize(x.total, order.currency),
             )
             for x in lines
+        ],
+    )
+
+
+# Per-day rows over more than this would be a report, not a query.
+MAX_SATISFACTION_DAYS = 731
+
+
+@api.get("/satisfaction", response_model=SatisfactionOut)
+def satisfaction(
+    session: DbSession,
+    principal: Analyst,
+    since: datetime,
+    until: datetime,
+    period: service.Period = service.Period.DAY,
+    channel_id: int | None = None,
+    source: service.ContactChannel | None = None,
+) -> SatisfactionOut:
+    """The satisfaction KPI: ratings of cases rated in [since, until), by period, sales
+    channel (``channel_id``) and contact channel (``source``), optionally only one of each."""
+    for name, value in (("since", since), ("until", until)):
+        if value.utcoffset() is None:
+            raise ValidationProblem.field(
+                f"query.{name}", "needs a time zone, e.g. 2030-01-01T00:00:00Z"
+            )
+    if until <= since:
+        raise ValidationProblem.field("query.until", "must be after since")
+    if (until - since).days > MAX_SATISFACTION_DAYS:
+        raise ValidationProblem.field(
+            "query.until", f"at most {MAX_SATISFACTION_DAYS} days after since"
+        )
+    rows = service.average_satisfaction(
+        session, since=since, until=until, period=period, channel_id=channel_id, source=source
+    )
+    ratings = sum(r.ratings for r in rows)
+    total = sum(r.score_total for r in rows)
+    overall = service.SatisfactionRow(since.date(), channel_id, "", ratings, total)
+    return SatisfactionOut(
+        since=since,
+        until=until,
+        period=period.value,
+        ratings=ratings,
+        average=overall.average if ratings else None,
+        rows=[
+            SatisfactionRowOut(
+                period_start=r.period_start,
+                channel_id=r.channel_id,
+                source=r.source,
+                ratings=r.ratings,
+                score_total=r.score_total,
+                average=r.average,
+            )
+            for r in rows
         ],
     )
 

@@ -1,4 +1,5 @@
-"""Support cases follow a customer merge; what support exports and erases about a person.
+"""Support cases follow a customer merge; what support exports and erases about a person
+(the profile's cases, and those a guest opened with one of the person's emails).
 
 Erasure keeps each case's number, dates, status, SLA figures and satisfaction score (the
 service-level and satisfaction KPIs stay true) and replaces everything the person or an
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mercato.customers.timeline import TimelineEntry, register_timeline_source
@@ -60,13 +61,33 @@ def _timeline(
 
 
 def _cases(session: Session, subject: Subject) -> list[SupportCase]:
-    return list(
-        session.scalars(
-            select(SupportCase)
-            .where(SupportCase.customer_id.in_(subject.customer_ids))
+    guest = _guest_case_ids(session, subject.contacts.emails)
+    mine = or_(SupportCase.customer_id.in_(subject.customer_ids), SupportCase.id.in_(guest))
+    return list(session.scalars(select(SupportCase).where(mine).order_by(SupportCase.id)))
+
+
+def _guest_case_ids(session: Session, emails: frozenset[str]) -> list[int]:
+    """Cases a guest opened with one of these emails (decrypted batch by batch: guest
+    emails have no keyed hash, and a privacy request must be complete)."""
+    if not emails:
+        return []
+    found: list[int] = []
+    last = 0
+    while True:
+        rows = session.execute(
+            select(SupportCase.id, SupportCase.email)
+            .where(
+                SupportCase.customer_id.is_(None),
+                SupportCase.email.is_not(None),
+                SupportCase.id > last,
+            )
             .order_by(SupportCase.id)
-        )
-    )
+            .limit(500)
+        ).all()
+        if not rows:
+            return found
+        found += [int(r.id) for r in rows if (r.email or "").strip().lower() in emails]
+        last = int(rows[-1].id)
 
 
 def _collect(session: Session, subject: Subject) -> None:

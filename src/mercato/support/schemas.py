@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -236,3 +236,24 @@ class SlaPolicyOut(ResponseModel):
     first_response_minutes: int
     resolution_minutes: int
     default: bool
+
+
+class SatisfactionRowOut(ResponseModel):
+    period_start: date
+    channel_id: int | None
+    source: str
+    ratings: int
+    score_total: int
+    average: Decimal
+
+
+class SatisfactionOut(ResponseModel):
+    """Average satisfaction (1 to 5) of cases rated in [since, until), by period (UTC),
+    sales channel and contact channel; counts and totals merge rows exactly."""
+
+    since: datetime
+    until: datetime
+    period: str
+    ratings: int
+    average: Decimal | None
+    rows: list[SatisfactionRowOut]

@@ -1032,13 +1032,29 @@ def _bucket(session: Session, period: Period) -> ColumnElement[Any]:
 
 
 def average_satisfaction(
-    session: Session, *, since: datetime, until: datetime, period: Period = Period.DAY
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    period: Period = Period.DAY,
+    channel_id: int | None = None,
+    source: ContactChannel | None = None,
 ) -> list[SatisfactionRow]:
-    """Ratings given in [since, until) per period (UTC), sales channel and contact channel.
+    """Ratings given in [since, until) per period (UTC), sales channel and contact channel
+    (only one sales channel or contact channel if given).
 
     ``ratings`` and ``score_total`` let callers merge rows exactly (a channel over a month).
     """
     bucket = _bucket(session, period).label("bucket")
+    conditions = [
+        SupportCase.satisfaction.is_not(None),
+        SupportCase.rated_at >= since,
+        SupportCase.rated_at < until,
+    ]
+    if channel_id is not None:
+        conditions.append(SupportCase.channel_id == channel_id)
+    if source is not None:
+        conditions.append(SupportCase.source == source.value)
     rows = session.execute(
         select(
             bucket,
@@ -1047,11 +1063,7 @@ def average_satisfaction(
             func.count(),
             func.sum(SupportCase.satisfaction),
         )
-        .where(
-            SupportCase.satisfaction.is_not(None),
-            SupportCase.rated_at >= since,
-            SupportCase.rated_at < until,
-        )
+        .where(*conditions)
         .group_by(bucket, SupportCase.channel_id, SupportCase.source)
         .order_by(bucket, SupportCase.channel_id.nulls_first(), SupportCase.source)
     ).all()
