@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import Header, Path, Query
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from mercato.carts import service
+from mercato.carts.models import Cart
 from mercato.carts.schemas import (
     AppliedPromotionOut,
+    CartHoldIn,
+    CartHoldOut,
     CartIn,
     CartLineOut,
     CartOut,
@@ -19,6 +24,7 @@ from mercato.carts.schemas import (
     CodeStatusOut,
     DeliveryMode,
     DeliveryOptionsOut,
+    HeldUnitsOut,
     LineDeliveryOut,
     LineDiscountOut,
     LineIn,
@@ -31,8 +37,9 @@ from mercato.carts.schemas import (
 from mercato.channels.context import ChannelContext
 from mercato.channels.deps import ChannelCtx
 from mercato.customers.deps import CustomerId
-from mercato.deps import DbSession
+from mercato.deps import DbSession, IdempotencyKey
 from mercato.errors import NotFound, Unauthorized
+from mercato.idempotency import Idempotent
 from mercato.inventory import service as inventory
 from mercato.money import format_money
 from mercato.orders import service as orders
@@ -124,6 +131,7 @@ def cart_view(session: Session, computed: service.CartComputation) -> CartOut:
         issues=computed.issues,
         can_checkout=computed.can_checkout and cart.status == "open",
         order_number=number,
+        held_until=service.held_until(session, cart),
         updated_at=cart.updated_at,
     )
 
@@ -322,6 +330,65 @@ def attach_customer(
     cart = service.get_cart(session, token, None)
     merged = service.attach_customer(session, cart, channel, customer_id)
     return _view(session, merged.token, channel, customer_id, locale, accept_language)
+
+
+def _hold_view(session: Session, cart: Cart) -> CartHoldOut:
+    until = service.held_until(session, cart)
+    return CartHoldOut(
+        token=cart.token,
+        held_until=until,
+        holds=[
+            HeldUnitsOut(variant_id=r.variant_id, location_id=r.location_id, quantity=r.quantity)
+            for r in (service.held_units(session, cart) if until else [])
+        ],
+    )
+
+
+@api.post(
+    "/{token}/hold",
+    response_model=CartHoldOut,
+    responses={409: {"description": "Not enough stock for every line: nothing is held"}},
+)
+def hold_stock(
+    token: Token,
+    body: CartHoldIn,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: CustomerId,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    """Hold the units of every line for a while (a flash sale, a slow payment form).
+
+    All or nothing; holding again replaces the hold; changing the lines lets it go; it
+    expires by itself; checkout turns it into the order's hold. Send an
+    ``Idempotency-Key`` to retry safely.
+    """
+    cart = service.get_cart(session, token, customer_id)
+
+    def run() -> CartHoldOut:
+        service.hold_stock(session, cart, channel, timedelta(seconds=body.ttl_seconds))
+        return _hold_view(session, cart)
+
+    payload = {"cart": token, **body.model_dump(mode="json")}
+    return Idempotent(session, f"cart.hold:{token}"[:120], key, payload).run(run, 200)
+
+
+@api.get("/{token}/hold", response_model=CartHoldOut)
+def get_hold(
+    token: Token, session: DbSession, channel: ChannelCtx, customer_id: CustomerId
+) -> CartHoldOut:
+    """What the cart's hold still holds (nothing once it expired or was let go)."""
+    return _hold_view(session, service.get_cart(session, token, customer_id))
+
+
+@api.delete("/{token}/hold", response_model=CartHoldOut)
+def release_hold(
+    token: Token, session: DbSession, channel: ChannelCtx, customer_id: CustomerId
+) -> CartHoldOut:
+    """Give the held units back now."""
+    cart = service.get_cart(session, token, customer_id)
+    service.release_stock(session, cart, service.shopper(channel, customer_id))
+    return _hold_view(session, cart)
 
 
 @api.get("/{token}/delivery-options", response_model=DeliveryOptionsOut)

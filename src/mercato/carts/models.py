@@ -33,6 +33,9 @@ class Cart(Base):
     billing_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     shipping_option_id: Mapped[str | None] = mapped_column(String(200))
     codes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Until when the shopper's stock hold (reservations referencing this cart) runs; None
+    # when the cart holds nothing. Only a hint for reads: the reservations are the truth.
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     order_id: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

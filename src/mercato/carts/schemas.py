@@ -89,6 +89,24 @@ class CodeIn(StrictModel):
     code: str = Field(min_length=1, max_length=64)
 
 
+class CartHoldIn(StrictModel):
+    ttl_seconds: int = Field(
+        default=900, ge=60, le=3600, description="How long the units stay held (1 to 60 min)"
+    )
+
+
+class HeldUnitsOut(ResponseModel):
+    variant_id: int
+    location_id: int
+    quantity: int
+
+
+class CartHoldOut(ResponseModel):
+    token: str
+    held_until: datetime | None
+    holds: list[HeldUnitsOut]
+
+
 class MoneyOut(ResponseModel):
     amount: Decimal
     formatted: str
@@ -177,6 +195,7 @@ class CartOut(ResponseModel):
     issues: list[str]
     can_checkout: bool
     order_number: str | None = None
+    held_until: datetime | None = None
     updated_at: datetime
 
 

@@ -6,6 +6,11 @@ the language of names and the formatting of amounts follow the channel and local
 channel that cannot sell a line (assortment, currency, shipping country, stock) marks the
 line with its reasons instead of dropping it.
 
+A shopper may hold the cart's stock for a while (``hold_stock``): one reservation per
+variant and location, referencing the cart, expiring by itself. Changing the lines lets
+the hold go (the shopper holds again); checkout turns it into the order's own holds in the
+same transaction, so the units the shopper held cannot be taken by anyone in between.
+
 Totals are computed in this order, every amount in the currency's minor unit:
 line subtotals -> shipping quote (on the pre-discount subtotal) -> promotions (item,
 order and shipping discounts, allocated to lines) -> taxes on the discounted lines and
@@ -20,12 +25,14 @@ import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mercato.auth.principal import Principal
 from mercato.carts import totals
 from mercato.carts.models import Cart, CartLine
 from mercato.carts.schemas import MAX_LINE_QUANTITY, AddressIn, DeliveryMode
@@ -53,7 +60,11 @@ from mercato.promotions import service as promotions
 from mercato.shipping import service as shipping
 from mercato.shipping.carriers import Destination
 
+if TYPE_CHECKING:
+    from mercato.inventory.models import Reservation
+
 CART_TOKEN_PREFIX = "crt"
+HOLD_REFERENCE = "cart"
 MAX_LINES = 100
 SHIPPING_LINE = "shipping"
 # Codes that can never work are refused when applied; others stay (they may work later).
@@ -143,6 +154,74 @@ def _touch(session: Session, cart: Cart, channel: ChannelContext) -> None:
     cart.last_channel_id = channel.id
     cart.updated_at = utcnow()
     cart.version += 1
+
+
+def shopper(channel: ChannelContext, customer_id: int | None) -> Principal:
+    """Who acts when a shopper changes a cart (written on stock movements)."""
+    return Principal(
+        kind="customer" if customer_id else "channel",
+        id=customer_id,
+        label=channel.code,
+        channel_id=channel.id,
+        customer_id=customer_id,
+    )
+
+
+def is_held(cart: Cart) -> bool:
+    return cart.held_until is not None and cart.held_until > utcnow()
+
+
+def hold_stock(
+    session: Session, cart: Cart, channel: ChannelContext, ttl: timedelta
+) -> list[Reservation]:
+    """Hold every line's units for ``ttl`` (all or nothing; 409 when stock is short).
+
+    Holding again replaces the previous hold, so the hold always matches the lines. Lines
+    are summed per variant (and pickup store) by the inventory before anything is held.
+    """
+    _require_open(cart)
+    cart_lines = lines_of(session, cart.id)
+    if not cart_lines:
+        raise ValidationProblem.field("lines", "the cart is empty")
+    actor = shopper(channel, cart.customer_id)
+    release_stock(session, cart, actor)
+    held = inventory.hold(
+        session,
+        inventory.Context(actor, channel.id, HOLD_REFERENCE, str(cart.id)),
+        [inventory.HoldLine(x.variant_id, x.quantity, x.pickup_location_id) for x in cart_lines],
+        candidate_locations=channel.location_order,
+        ttl=ttl,
+    )
+    cart.held_until = utcnow() + ttl
+    _touch(session, cart, channel)
+    session.flush()
+    return held
+
+
+def held_units(session: Session, cart: Cart) -> list[Reservation]:
+    """The reservations the cart's hold still has (none once it expired or was let go)."""
+    if cart.held_until is None:
+        return []
+    return inventory.active_reservations_for(session, HOLD_REFERENCE, str(cart.id))
+
+
+def held_until(session: Session, cart: Cart) -> datetime | None:
+    """When the cart's hold ends, or None when it holds nothing (any more)."""
+    if not is_held(cart) or not held_units(session, cart):
+        return None
+    return cart.held_until
+
+
+def release_stock(session: Session, cart: Cart, actor: Principal) -> int:
+    """Let the cart's hold go; how many reservations were still active."""
+    if cart.held_until is None:
+        return 0
+    active = held_units(session, cart)
+    if active:
+        ctx = inventory.Context(actor, cart.last_channel_id, HOLD_REFERENCE, str(cart.id))
+        inventory.release(session, ctx, [r.id for r in active])
+    cart.held_until = None
+    return len(active)
 
 
 # --- use cases ----------------------------------------------------------------------------
@@ -245,6 +324,7 @@ def add_line(
             added_at=utcnow(),
         )
         session.add(line)
+    release_stock(session, cart, shopper(channel, cart.customer_id))
     _touch(session, cart, channel)
     session.flush()
     return line
@@ -276,6 +356,7 @@ def update_line(
             if pickup is not None:
                 _check_pickup(session, channel, int(pickup), "body.pickup_location_id")
             line.delivery_mode, line.pickup_location_id = mode.value, pickup
+    release_stock(session, cart, shopper(channel, cart.customer_id))
     _touch(session, cart, channel)
     session.flush()
 
@@ -361,6 +442,9 @@ def attach_customer(
         cart.customer_id = customer_id
         _touch(session, cart, channel)
         return cart
+    actor = shopper(channel, customer_id)
+    release_stock(session, cart, actor)
+    release_stock(session, mine, actor)
     theirs = {
         (x.variant_id, x.delivery_mode, x.pickup_location_id): x for x in lines_of(session, mine.id)
     }
@@ -609,6 +693,11 @@ def _line_issues(
         if check_stock
         else {}
     )
+    if check_stock and is_held(cart):
+        # The cart's own hold is stock it may use: count it as free for this cart.
+        for r in held_units(session, cart):
+            here = by_location.setdefault(r.variant_id, {})
+            here[r.location_id] = here.get(r.location_id, 0) + r.quantity
     ship_free = {
         v: sum(n for loc, n in by_location.get(v, {}).items() if loc in channel.location_ids)
         for v in ship_ids

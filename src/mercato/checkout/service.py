@@ -238,6 +238,9 @@ def _hold_and_commit(
             session, actor, _draft(computed, cart, channel, locale, customer_id, request, decision)
         )
         ctx = inventory.Context(actor, channel.id, "order", order.number)
+        # The shopper's own cart hold becomes the order's: let it go in this transaction,
+        # so the units are free for the holds just below and for no one else.
+        carts.release_stock(session, cart, actor)
         held = inventory.hold(
             session,
             ctx,
