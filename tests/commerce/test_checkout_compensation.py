@@ -4,6 +4,7 @@ provider is being asked."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -181,3 +182,42 @@ def test_no_transaction_is_open_while_the_provider_is_asked(
         expected["idle_in_transaction"] = 0
     assert _Probe.seen == [expected]
     assert placed["status"] == "confirmed"
+
+
+def test_a_failure_cut_off_before_its_voids_is_finished_by_the_sweep(
+    demo_world: DemoWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process commits the decline, then stops before giving the gift card back."""
+    from mercato.checkout import service as checkout
+    from mercato.db import utcnow
+    from mercato.payments import service as payments
+
+    item = demo_world.new_product({"WH-TYO": 1}, {"JP": {"JPY": "6000"}})
+    gift = _gift_card(demo_world, "700")
+    token = new_cart(demo_world.client, demo_world.key("web-jp"))["token"]
+    add(demo_world.client, demo_world.key("web-jp"), token, item, 1)
+    total = Decimal(
+        ship_to(demo_world.client, demo_world.key("web-jp"), token, TOKYO)["grand_total"]["amount"]
+    )
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the process stopped here")
+
+    monkeypatch.setattr(checkout.payments, "void_payments", stopped)
+    with pytest.raises(RuntimeError, match="stopped here"):
+        _checkout(demo_world, token, _split(demo_world, gift, total, "no-funds"))
+    monkeypatch.undo()
+    assert _balance(demo_world, gift) == 0  # spent, and nobody gave it back
+    assert _available(demo_world, item) == 1  # holds went with the failure's transaction
+
+    # Within the grace period the sweep leaves it to the failing process.
+    checkout.finish_compensations(demo_world.database)
+    assert _balance(demo_world, gift) == 0
+    later = utcnow() + checkout.COMPENSATION_GRACE + timedelta(seconds=1)
+    voided = checkout.finish_compensations(demo_world.database, now=later)
+    assert _balance(demo_world, gift) == 700
+    with demo_world.database.read() as session:
+        statuses = {payments.get_payment(session, pid).status for pid in voided}
+    assert statuses <= {"voided", "refunded"}
+    # A second sweep finds nothing left to give back.
+    assert not set(voided) & set(checkout.finish_compensations(demo_world.database, now=later))

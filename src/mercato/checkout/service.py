@@ -571,6 +571,7 @@ def install(dispatcher: Dispatcher) -> None:
     any) and the job that abandons stale checkouts every minute."""
     carts.configure_tax_provider(get_settings().tax_provider)
     dispatcher.add_periodic_work("abandon-checkouts", 60.0, abandon_stale_checkouts)
+    dispatcher.add_periodic_work("finish-compensations", 60.0, finish_compensations)
 
 
 def checkout_timeout() -> timedelta:
@@ -682,6 +683,46 @@ def _abandon(database: Database, order_id: int, reason: str) -> str | None:
     return number
 
 
+# A failed checkout's compensation normally runs a moment after its commit; the sweep
+# leaves it that long, and looks back far enough to cover a server down for a weekend.
+COMPENSATION_GRACE = timedelta(minutes=2)
+COMPENSATION_WINDOW = timedelta(days=3)
+
+
+def finish_compensations(
+    database: Database, *, now: datetime | None = None, page_size: int = 200
+) -> list[int]:
+    """Give back what failed checkouts still hold: the process that failed them may have
+    stopped between committing the failure and voiding the payments (authorisations left
+    open, gift card and store credit amounts left spent).
+
+    Looks at checkout orders that ended ``payment_failed`` (declined or abandoned) in the
+    last days and voids their payments still taking or holding money, exactly as the
+    failing process would have; voiding is idempotent, so a sweep that meets a
+    compensation in progress does no harm. Returns the ids of the payments it voided.
+    """
+    at = now or utcnow()
+    flt = orders.OrderFilter(
+        status=OrderStatus.PAYMENT_FAILED.value,
+        placed_from=at - COMPENSATION_WINDOW,
+        placed_to=at - COMPENSATION_GRACE,
+    )
+    unsettled: list[int] = []
+    cursor = None
+    with database.read() as session:
+        while True:
+            page = orders.search(session, flt, cursor, page_size)
+            numbers = [o.number for o in page.items if o.cart_id is not None]
+            unsettled += [p.id for p in payments.unsettled_for_references(session, numbers)]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    if unsettled:
+        log.warning("finishing the compensation of payments %s", unsettled)
+        payments.void_payments(database, unsettled, actor=Principal.system("checkout-recovery"))
+    return unsettled
+
+
 __all__ = [
     "CheckoutAbandoned",
     "CheckoutRequest",
@@ -690,4 +731,5 @@ __all__ = [
     "abandon_stale_checkouts",
     "checkout",
     "finish_after_action",
+    "finish_compensations",
 ]

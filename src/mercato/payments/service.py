@@ -282,6 +282,34 @@ def payments_for_reference(session: Session, reference: str) -> list[Payment]:
     )
 
 
+# Money still taken or held for a payment: what a failed checkout must give back. A
+# ``voiding`` payment is already with its provider (``reconcile`` finishes it).
+UNSETTLED = frozenset(
+    {
+        PaymentStatus.PENDING.value,
+        PaymentStatus.REQUIRES_ACTION.value,
+        PaymentStatus.AUTHORIZED.value,
+        PaymentStatus.PARTIALLY_CAPTURED.value,
+        PaymentStatus.CAPTURED.value,
+        PaymentStatus.PARTIALLY_REFUNDED.value,
+    }
+)
+
+
+def unsettled_for_references(session: Session, references: Sequence[str]) -> list[Payment]:
+    """Payments of these references that still take or hold money, in one statement."""
+    if not references:
+        return []
+    return list(
+        session.scalars(
+            select(Payment)
+            .where(Payment.reference.in_(sorted(set(references))))
+            .where(Payment.status.in_(sorted(UNSETTLED)))
+            .order_by(Payment.id)
+        )
+    )
+
+
 def list_payments(
     session: Session,
     *,
