@@ -32,6 +32,27 @@ from tests.backends import BACKENDS, POSTGRES_URL
 SYSTEM = Principal.system("tests")
 
 
+# Logins per (database, staff member): checking a password costs a fraction of a second by
+# design, so each demo staff member logs in once per database.
+_TOKENS: dict[tuple[int, str], dict[str, str]] = {}
+
+
+def staff_login(world: DemoWorld, prefix: str = "owner") -> dict[str, str]:
+    """A demo staff member (``owner``, ``analyst``, ``shibuya.associate``,
+    ``berlin.manager``...), logged in once per database."""
+    cached = _TOKENS.get((id(world.database), prefix))
+    if cached is not None:
+        return cached
+    response = world.client.post(
+        "/v1/auth/login",
+        json={"email": f"{prefix}@mercato.example", "password": world.credentials.staff_password},
+    )
+    assert response.status_code == 200, response.text
+    headers = {"Authorization": f"Bearer {response.json()['token']}"}
+    _TOKENS[(id(world.database), prefix)] = headers
+    return headers
+
+
 @dataclass
 class DemoWorld:
     database: Database

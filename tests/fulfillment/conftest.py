@@ -18,6 +18,7 @@ from mercato.inventory import service as inventory
 from mercato.pricing import service as pricing
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import card_token, new_cart, ok
+from tests.demo_world import staff_login
 from tests.helpers import fast_password_hashing
 
 SYSTEM = Principal.system("tests")
@@ -35,8 +36,6 @@ NEW_YORK = {
     "longitude": -73.986,
 }
 
-_TOKENS: dict[tuple[int, str], Headers] = {}
-
 
 @pytest.fixture(autouse=True)
 def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,19 +43,8 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def staff(world: DemoWorld, prefix: str = "owner") -> Headers:
-    """A demo staff member (``owner``, ``analyst``, ``shibuya.associate``...), logged in
-    once per database."""
-    cached = _TOKENS.get((id(world.database), prefix))
-    if cached is not None:
-        return cached
-    response = world.client.post(
-        "/v1/auth/login",
-        json={"email": f"{prefix}@mercato.example", "password": world.credentials.staff_password},
-    )
-    assert response.status_code == 200, response.text
-    headers = {"Authorization": f"Bearer {response.json()['token']}"}
-    _TOKENS[(id(world.database), prefix)] = headers
-    return headers
+    """A demo staff member, logged in once per database."""
+    return staff_login(world, prefix)
 
 
 def item(

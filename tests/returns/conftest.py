@@ -26,13 +26,11 @@ from mercato.returns.models import ReturnPolicy
 from mercato.shipping import service as shipping
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, register, ship_to
+from tests.demo_world import staff_login as demo_staff_login
 from tests.helpers import fast_password_hashing
 
 SYSTEM = Principal.system("tests")
 Headers = dict[str, str]
-
-
-_TOKENS: dict[tuple[int, str], Headers] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -64,19 +62,8 @@ class Placed:
 
 
 def staff_login(world: DemoWorld, prefix: str = "owner") -> Headers:
-    """A demo staff member (``owner``, ``shibuya.associate``, ``berlin.manager``...), logged
-    in once per database: checking a password costs a fraction of a second by design."""
-    cached = _TOKENS.get((id(world.database), prefix))
-    if cached is not None:
-        return cached
-    response = world.client.post(
-        "/v1/auth/login",
-        json={"email": f"{prefix}@mercato.example", "password": world.credentials.staff_password},
-    )
-    assert response.status_code == 200, response.text
-    headers = {"Authorization": f"Bearer {response.json()['token']}"}
-    _TOKENS[(id(world.database), prefix)] = headers
-    return headers
+    """A demo staff member, logged in once per database."""
+    return demo_staff_login(world, prefix)
 
 
 def product(

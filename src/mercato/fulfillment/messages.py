@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_datetime
 
-from mercato.i18n import fallback_chain, normalise_locale
 from mercato.marketing.templates import (
     Highlight,
     Paragraph,
     Rendered,
     Wording,
+    best_language,
     formatting_locale,
     render,
 )
@@ -88,15 +88,7 @@ _READY: Mapping[str, Wording] = {
 
 def language_of(locale: str | None) -> str:
     """The most specific language of the locale's fallback chain that has a wording."""
-    if locale:
-        try:
-            chain = fallback_chain(normalise_locale(locale))
-        except ValueError:
-            chain = []
-        for candidate in chain:
-            if candidate in _READY:
-                return candidate
-    return "en"
+    return best_language(_READY, locale)
 
 
 @dataclass(frozen=True)

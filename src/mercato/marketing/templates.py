@@ -156,7 +156,12 @@ TEMPLATES: Mapping[str, Mapping[str, Wording]] = {PERSONAL_OFFER: _OFFER}
 
 def template_language(template: str, locale: str | None) -> str:
     """The most specific language of ``locale``'s fallback chain the template has, else en."""
-    wordings = TEMPLATES[template]
+    return best_language(TEMPLATES[template], locale)
+
+
+def best_language(wordings: Mapping[str, object], locale: str | None) -> str:
+    """The most specific language of ``locale``'s fallback chain that ``wordings`` has,
+    else the default language."""
     if locale:
         try:
             chain = fallback_chain(normalise_locale(locale))
