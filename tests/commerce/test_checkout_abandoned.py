@@ -293,17 +293,16 @@ def test_authenticated_but_never_completed_is_voided(demo_world: DemoWorld) -> N
     assert _available(demo_world, item) == 1
 
 
-def test_a_checkout_cut_off_after_step_one_resumes_with_its_key(
-    demo_world: DemoWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The process dies after the order, holds and payments were committed: a retry with the
-    same Idempotency-Key and body finishes that checkout instead of starting another."""
-    client, key = demo_world.client, demo_world.key("web-jp")
-    item = demo_world.new_product({"WH-TYO": 4}, {"JP": {"JPY": "1800"}})
+def _cut_off_after_step_one(
+    world: DemoWorld, monkeypatch: pytest.MonkeyPatch, item: int, quantity: int
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """A checkout whose process dies after step 1 committed (order, holds, payments), before
+    the provider is asked; returns the cart token, the body and the headers it was sent with."""
+    client, key = world.client, world.key("web-jp")
     token = new_cart(client, key)["token"]
-    add(client, key, token, item, 2)
+    add(client, key, token, item, quantity)
     cart = ship_to(client, key, token, TOKYO)
-    body = {
+    body: dict[str, Any] = {
         "payments": [
             {
                 "method": "test_gateway",
@@ -321,6 +320,17 @@ def test_a_checkout_cut_off_after_step_one_resumes_with_its_key(
         patch.setattr(checkout.payments, "authorize_pending", crash)
         with pytest.raises(RuntimeError):
             client.post(f"/v1/store/carts/{token}/checkout", headers=headers, json=body)
+    return str(token), body, headers
+
+
+def test_a_checkout_cut_off_after_step_one_resumes_with_its_key(
+    demo_world: DemoWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after the order, holds and payments were committed: a retry with the
+    same Idempotency-Key and body finishes that checkout instead of starting another."""
+    client, key = demo_world.client, demo_world.key("web-jp")
+    item = demo_world.new_product({"WH-TYO": 4}, {"JP": {"JPY": "1800"}})
+    token, body, headers = _cut_off_after_step_one(demo_world, monkeypatch, item, 2)
     assert _available(demo_world, item) == 2  # step 1 committed: held
     assert_problem(
         client.post(
@@ -355,27 +365,7 @@ def test_a_checkout_cut_off_and_never_retried_is_abandoned(
 ) -> None:
     client, key = demo_world.client, demo_world.key("web-jp")
     item = demo_world.new_product({"WH-TYO": 1}, {"JP": {"JPY": "1500"}})
-    token = new_cart(client, key)["token"]
-    add(client, key, token, item, 1)
-    cart = ship_to(client, key, token, TOKYO)
-    body = {
-        "payments": [
-            {
-                "method": "test_gateway",
-                "amount": cart["grand_total"]["amount"],
-                "token": card_token(client, key),
-            }
-        ]
-    }
-    headers = {**key, "Idempotency-Key": str(uuid.uuid4())}
-
-    def crash(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("the process died before asking the provider")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(checkout.payments, "authorize_pending", crash)
-        with pytest.raises(RuntimeError):
-            client.post(f"/v1/store/carts/{token}/checkout", headers=headers, json=body)
+    token, body, headers = _cut_off_after_step_one(demo_world, monkeypatch, item, 1)
     with demo_world.database.read() as session:
         order = session.scalar(
             select(Order).where(
