@@ -113,13 +113,7 @@ def _scope(cart_token: str) -> str:
 
 
 def _actor(channel: ChannelContext, customer_id: int | None) -> Principal:
-    return Principal(
-        kind="customer" if customer_id else "channel",
-        id=customer_id,
-        label=channel.code,
-        channel_id=channel.id,
-        customer_id=customer_id,
-    )
+    return carts.shopper(channel, customer_id)
 
 
 def checkout(
