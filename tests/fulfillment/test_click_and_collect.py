@@ -99,12 +99,41 @@ def test_the_customer_is_sent_the_pickup_code(demo_world: DemoWorld) -> None:
         assert stored.pickup_code_hash != code
 
 
-def test_a_guest_without_an_account_gets_no_message(demo_world: DemoWorld) -> None:
+def test_a_guest_gets_the_code_and_an_erasure_takes_the_message_with_her(
+    demo_world: DemoWorld,
+) -> None:
     order, _ = _pickup_order(demo_world, customer=False)
+    assert order["customer_id"] is None
     [task] = tasks(demo_world, order["id"], "pickup")
     manager = staff(demo_world, "berlin.manager")
-    ok(demo_world.client.post(f"/v1/fulfillment/orders/{task['id']}/ready", headers=manager))
-    assert _messages(demo_world, task["id"]) == []
+    ready = ok(
+        demo_world.client.post(f"/v1/fulfillment/orders/{task['id']}/ready", headers=manager)
+    )
+    [message] = _messages(demo_world, task["id"])
+    assert message.customer_id is None  # a guest: the message belongs to no profile
+    assert message.recipient == order["email"] and message.purpose is None
+    assert ready["pickup_code"] in message.body_text and message.locale == "de"
+
+    # She registers later and asks for her data to be erased: the guest message goes too.
+    client, key, owner = demo_world.client, demo_world.key("web-de"), staff(demo_world)
+    me = ok(
+        client.get(
+            "/v1/store/customers/me", headers={**key, **register(client, key, order["email"])}
+        )
+    )["id"]
+    document = ok(client.post(f"/v1/customers/{me}/privacy/export", headers=owner, json={}))
+    assert message.id in [m["id"] for m in document["data"]["marketing"]["messages"]]
+    ok(
+        client.post(
+            f"/v1/customers/{me}/privacy/erase",
+            headers=owner,
+            json={"reason": "GDPR art. 17", "confirm_customer_id": me},
+        ),
+        201,
+    )
+    [erased] = _messages(demo_world, task["id"])
+    assert erased.recipient != order["email"]
+    assert ready["pickup_code"] not in erased.body_text
 
 
 def test_an_uncollected_order_expires_after_the_pickup_days(

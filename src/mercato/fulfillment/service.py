@@ -1148,7 +1148,8 @@ def ready_for_pickup(session: Session, actor: Principal, task_id: int) -> ReadyF
 
 def _notify_ready(session: Session, order: Order, task: FulfillmentOrder, code: str) -> int | None:
     """Queue the "ready for pickup" email in the notifier's outbox (a service message: no
-    marketing consent applies). It goes to the order's email, in the order's language."""
+    marketing consent applies). It goes to the order's email, in the order's language,
+    for a guest too (the message then belongs to no profile)."""
     customer_id = order.customer_id
     recipient = order.email
     if customer_id is not None and not recipient:
@@ -1157,10 +1158,12 @@ def _notify_ready(session: Session, order: Order, task: FulfillmentOrder, code: 
         # A guest checkout with the email of an account: the message belongs to it.
         account = customers.find_account(session, recipient)
         customer_id = account.id if account is not None else None
-    if customer_id is None or not recipient or task.expires_at is None:
+    if not recipient or task.expires_at is None:
         return None
     store = locations.get_location(session, task.location_id)
-    locale = order.locale or customers.customer_locale(session, customer_id)
+    locale = order.locale
+    if locale is None and customer_id is not None:
+        locale = customers.customer_locale(session, customer_id)
     rendered = messages.render_ready_for_pickup(
         locale,
         messages.PickupDetails(

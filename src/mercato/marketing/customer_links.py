@@ -166,13 +166,35 @@ def _consents(
 
 
 def _messages(session: Session, subject: Subject) -> list[Message]:
-    return list(
-        session.scalars(
-            select(Message)
-            .where(Message.customer_id.in_(subject.customer_ids))
+    guests = _guest_message_ids(session, subject)
+    mine = Message.customer_id.in_(subject.customer_ids)
+    query = select(Message).where(mine | Message.id.in_(guests) if guests else mine)
+    return list(session.scalars(query.order_by(Message.id)))
+
+
+def _guest_message_ids(session: Session, subject: Subject) -> list[int]:
+    """Service messages sent to a guest (no profile) at one of the person's emails or
+    phones. Recipients have no keyed hash, so guest messages are decrypted batch by batch:
+    a privacy request is rare and must be complete."""
+    contacts = subject.contacts.emails | subject.contacts.phones
+    if not contacts:
+        return []
+    found: list[int] = []
+    last = 0
+    while True:
+        rows = session.execute(
+            select(Message.id, Message.recipient)
+            .where(Message.customer_id.is_(None), Message.id > last)
             .order_by(Message.id)
-        )
-    )
+            .limit(_BATCH)
+        ).all()
+        if not rows:
+            return found
+        found += [int(r.id) for r in rows if (r.recipient or "").strip().lower() in contacts]
+        last = int(rows[-1].id)
+
+
+_BATCH = 500
 
 
 def _collect(session: Session, subject: Subject) -> None:

@@ -54,7 +54,8 @@ class Message(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(Integer)
+    # None for a service message to a guest (a click & collect order without an account).
+    customer_id: Mapped[int | None] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(10))  # email | sms
     # Address, subject and body name the person (and carry personal codes): encrypted.
     recipient: Mapped[str] = mapped_column(EncryptedString())

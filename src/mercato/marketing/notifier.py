@@ -78,7 +78,7 @@ class PermanentDeliveryError(Exception):
 
 @dataclass(frozen=True)
 class NewMessage:
-    customer_id: int
+    customer_id: int | None
     channel: MessageChannel
     recipient: str
     template: str
@@ -222,8 +222,9 @@ def _event(session: Session, message_id: int, type_: str) -> None:
             "reference_type": row.reference_type,
             "reference_id": row.reference_id,
         },
-        aggregate_type="customer",
-        aggregate_id=row.customer_id,
+        # A guest's service message has no profile to hang on.
+        aggregate_type="customer" if row.customer_id is not None else "message",
+        aggregate_id=row.customer_id if row.customer_id is not None else row.id,
     )
 
 

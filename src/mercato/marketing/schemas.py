@@ -168,7 +168,7 @@ class RunOut(ResponseModel):
 
 class MessageOut(ResponseModel):
     id: int
-    customer_id: int
+    customer_id: int | None = Field(description="null for a service message to a guest")
     channel: MessageChannel
     recipient: str | None = Field(description="null for roles without customers:pii")
     purpose: Purpose | None
