@@ -195,3 +195,54 @@ def test_concurrent_holds_never_hold_more_than_there_is(demo_world: DemoWorld) -
             )
         ).all()
     assert sum(held) == 5
+
+
+def test_a_hold_is_capped_per_line_and_needs_an_open_cart(demo_world: DemoWorld) -> None:
+    client, key = demo_world.client, demo_world.key("web-jp")
+    item = demo_world.new_product({"WH-TYO": 40}, {"JP": {"JPY": "500"}})
+    token = new_cart(client, key)["token"]
+    add(client, key, token, item, carts.MAX_HELD_UNITS_PER_LINE + 1)
+    r = client.post(f"/v1/store/carts/{token}/hold", headers=key, json={})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "lines[0].quantity"
+    assert _free(demo_world, item) == 40
+
+    bought = new_cart(client, key)["token"]
+    add(client, key, bought, item, 1)
+    cart = ship_to(client, key, bought, TOKYO)
+    ok(pay(client, key, bought, cart["grand_total"]["amount"]), 201)
+    for method in ("post", "delete"):
+        r = client.request(method.upper(), f"/v1/store/carts/{bought}/hold", headers=key, json={})
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "cart-closed"
+    assert _free(demo_world, item) == 39
+
+
+def test_two_holds_of_one_cart_at_once_hold_its_units_once(demo_world: DemoWorld) -> None:
+    client, key = demo_world.client, demo_world.key("web-jp")
+    item = demo_world.new_product({"WH-TYO": 9}, {"JP": {"JPY": "500"}})
+    token = new_cart(client, key)["token"]
+    add(client, key, token, item, 3)
+    with demo_world.database.read() as session:
+        channel = channels.context_for_key(session, key["X-Channel-Key"])
+    barrier = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def hold_again() -> None:
+        barrier.wait()
+        try:
+            with demo_world.database.transaction() as session:
+                cart = session.scalar(select(Cart).where(Cart.token == token))
+                assert cart is not None
+                carts.hold_stock(session, cart, channel, timedelta(minutes=5))
+        except BaseException as exc:  # collected: the thread must not swallow it
+            failures.append(exc)
+
+    threads = [threading.Thread(target=hold_again) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert _active(demo_world, token) == [(item, 3)]
+    assert _free(demo_world, item) == 6

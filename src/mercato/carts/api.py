@@ -387,7 +387,7 @@ def release_hold(
 ) -> CartHoldOut:
     """Give the held units back now."""
     cart = service.get_cart(session, token, customer_id)
-    service.release_stock(session, cart, service.shopper(channel, customer_id))
+    service.let_hold_go(session, cart, channel)
     return _hold_view(session, cart)
 
 

@@ -65,6 +65,9 @@ if TYPE_CHECKING:
 
 CART_TOKEN_PREFIX = "crt"
 HOLD_REFERENCE = "cart"
+# A shopper's hold keeps units from everyone else for up to an hour: a cap per line keeps
+# one anonymous cart from holding a whole sale (buying more needs no hold).
+MAX_HELD_UNITS_PER_LINE = 10
 MAX_LINES = 100
 SHIPPING_LINE = "shipping"
 # Codes that can never work are refused when applied; others stay (they may work later).
@@ -179,10 +182,17 @@ def hold_stock(
     Holding again replaces the previous hold, so the hold always matches the lines. Lines
     are summed per variant (and pickup store) by the inventory before anything is held.
     """
-    _require_open(cart)
+    _lock_open(session, cart)
     cart_lines = lines_of(session, cart.id)
     if not cart_lines:
         raise ValidationProblem.field("lines", "the cart is empty")
+    for n, x in enumerate(cart_lines):
+        if x.quantity > MAX_HELD_UNITS_PER_LINE:
+            raise ValidationProblem.field(
+                f"lines[{n}].quantity",
+                f"a hold takes at most {MAX_HELD_UNITS_PER_LINE} units per line; "
+                "check out to buy more",
+            )
     actor = shopper(channel, cart.customer_id)
     release_stock(session, cart, actor)
     held = inventory.hold(
@@ -198,6 +208,24 @@ def hold_stock(
     return held
 
 
+def _lock_open(session: Session, cart: Cart) -> None:
+    """Take the cart's row for this transaction, and refresh it, if it is still open.
+
+    Two holds of one cart, or a hold and a checkout, then run one after the other: the
+    second sees the first one's hold (and releases it) or finds the cart checking out.
+    """
+    locked = session.scalars(
+        update(Cart)
+        .where(Cart.id == cart.id, Cart.status == "open")
+        .values(version=Cart.version + 1, updated_at=utcnow())
+        .returning(Cart)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).one_or_none()
+    if locked is None:
+        session.refresh(cart)
+        raise CartClosed(f"the cart is {cart.status}")
+
+
 def held_units(session: Session, cart: Cart) -> list[Reservation]:
     """The reservations the cart's hold still has (none once it expired or was let go)."""
     if cart.held_until is None:
@@ -210,6 +238,12 @@ def held_until(session: Session, cart: Cart) -> datetime | None:
     if not is_held(cart) or not held_units(session, cart):
         return None
     return cart.held_until
+
+
+def let_hold_go(session: Session, cart: Cart, channel: ChannelContext) -> int:
+    """The shopper gives the held units back now (the cart must be open)."""
+    _lock_open(session, cart)
+    return release_stock(session, cart, shopper(channel, cart.customer_id))
 
 
 def release_stock(session: Session, cart: Cart, actor: Principal) -> int:

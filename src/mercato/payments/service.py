@@ -283,7 +283,8 @@ def payments_for_reference(session: Session, reference: str) -> list[Payment]:
 
 
 # Money still taken or held for a payment: what a failed checkout must give back. A
-# ``voiding`` payment is already with its provider (``reconcile`` finishes it).
+# ``voiding`` payment is already with its provider (``reconcile`` finishes it); a partly
+# refunded one was settled by hand and is left to staff.
 UNSETTLED = frozenset(
     {
         PaymentStatus.PENDING.value,
@@ -291,7 +292,6 @@ UNSETTLED = frozenset(
         PaymentStatus.AUTHORIZED.value,
         PaymentStatus.PARTIALLY_CAPTURED.value,
         PaymentStatus.CAPTURED.value,
-        PaymentStatus.PARTIALLY_REFUNDED.value,
     }
 )
 
