@@ -1336,6 +1336,9 @@ def on_tracking_update(session: Session, tracking_number: str, status: str) -> N
     shipment = _shipment_for_tracking(session, tracking_number)
     if shipment is None:
         return
+    # Parcels of one shipment are tracked separately, maybe by two processes at once: each
+    # update rewrites the parcel list, so they take the shipment's row in turn.
+    session.refresh(shipment, with_for_update=True)
     parcels = [dict(p) for p in shipment.packages]
     tracked = [p for p in parcels if p.get("tracking_number")]
     if tracked:
@@ -1380,8 +1383,9 @@ def on_tracking_update(session: Session, tracking_number: str, status: str) -> N
 def complete_if_done(session: Session, actor: Principal, order_id: int, *, reason: str) -> Order:
     """A fulfilled order whose parcels are all delivered and whose pickups are all collected
     is done, whichever part finished last: delivered when anything travelled by carrier,
-    picked up when everything was collected."""
-    order = orders.get_order(session, order_id)
+    picked up when everything was collected. The order's row is taken first, so the last
+    two parts finishing at once cannot each see the other as unfinished."""
+    order = orders.lock_order(session, order_id)
     if order.status != OrderStatus.FULFILLED.value:
         return order
     tasks = [t for t in tasks_for_order(session, order_id) if t.status != "cancelled"]

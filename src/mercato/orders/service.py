@@ -320,6 +320,15 @@ def get_order(session: Session, order_id: int) -> Order:
     return order
 
 
+def lock_order(session: Session, order_id: int) -> Order:
+    """The order, its row taken for this transaction: for decisions that read other rows
+    of the order (its shipments, its tasks) and must not interleave with another one."""
+    order = session.get(Order, order_id, populate_existing=True, with_for_update=True)
+    if order is None:
+        raise NotFound(f"order {order_id} not found")
+    return order
+
+
 def get_by_number(session: Session, number: str) -> Order:
     order = session.scalar(select(Order).where(Order.number == number))
     if order is None:
