@@ -145,3 +145,37 @@ def test_guest_orders_join_the_profile_once_the_email_is_verified(
         ]
         == 2
     )
+
+
+def test_a_gift_shipped_to_someone_with_her_phone_stays_the_buyers(
+    demo_world: DemoWorld,
+) -> None:
+    """The phone on a shipping address is the recipient's: it never makes a guest order
+    hers, nor puts the buyer's email in her data."""
+    client, staff, web = demo_world.client, demo_world.staff(), demo_world.key("web-jp")
+    item = demo_world.new_product({"WH-TYO": 10}, {"JP": {"JPY": "2000"}})
+    tag = uuid.uuid4().hex[:8]
+    alice_phone = f"+8170{int(tag, 16) % 90000000 + 10000000}"
+    alice = {**web, **register(client, web, f"alice-{tag}@example.jp")}
+    alice_id = ok(client.get("/v1/store/customers/me", headers=alice))["id"]
+    ok(
+        client.post(
+            f"/v1/customers/{alice_id}/identities",
+            headers=staff,
+            json={"type": "phone", "value": alice_phone, "verified": True},
+        ),
+        201,
+    )
+    bob_email = f"bob-{tag}@example.jp"
+    token = new_cart(client, web)["token"]
+    add(client, web, token, item, 1)
+    cart = ship_to(client, web, token, {**TOKYO, "phone": alice_phone}, bob_email)
+    gift = ok(pay(client, web, token, cart["grand_total"]["amount"], idempotency_key=token), 201)
+    _drain(demo_world)
+
+    assert ok(client.get(f"/v1/orders/{gift['id']}", headers=staff))["customer_id"] is None
+    mine = ok(client.post("/v1/store/customers/me/data-export", headers=alice))
+    assert mine["data"]["orders"] == []
+    assert bob_email not in str(mine)
+    document = ok(client.post(f"/v1/customers/{alice_id}/privacy/export", headers=staff, json={}))
+    assert bob_email not in str(document)

@@ -497,9 +497,8 @@ def _task_for(
     actor.require_location(task.location_id)
     order = orders.get_order(session, task.order_id)
     if order.on_hold:
-        raise UnprocessableState(
-            f"order {order.number} is on hold: {order.hold_reason}", code="order-on-hold"
-        )
+        # The reason is staff's free text (personal data, maybe): not for every caller.
+        raise UnprocessableState(f"order {order.number} is on hold", code="order-on-hold")
     if task.status not in statuses:
         raise UnprocessableState(
             f"fulfillment order {task_id} is {task.status}, not {' or '.join(statuses)}",

@@ -69,13 +69,13 @@ def on_guest_order(session: Session, event: Event) -> None:
     order = session.get(Order, int(event.data["order_id"]))
     if order is None or order.customer_id is not None:
         return
-    from mercato.orders.models import contact_email, contact_phone
+    from mercato.orders.models import buyer_phone, contact_email
 
     candidates: list[tuple[IdentityType, str]] = []
     email = contact_email(order.email)
     if email is not None:
         candidates.append((IdentityType.EMAIL, email))
-    phone = contact_phone(order.shipping_address, order.billing_address)
+    phone = buyer_phone(order.shipping_address, order.billing_address)
     if phone is not None:
         candidates.append((IdentityType.PHONE, phone))
     for kind, value in candidates:

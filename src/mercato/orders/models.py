@@ -19,8 +19,8 @@ def contact_email(value: str | None) -> str | None:
 
 
 def contact_phone(*addresses: Mapping[str, Any] | None) -> str | None:
-    """The phone an order can be found by: the shipping address's, else the billing's,
-    in E.164 when it parses (the form customers' phone identities are indexed under)."""
+    """The first phone of ``addresses`` in E.164 when it parses (the form customers' phone
+    identities are indexed under)."""
     from mercato.customers.normalize import normalise_phone
 
     for address in addresses:
@@ -35,13 +35,25 @@ def contact_phone(*addresses: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def buyer_phone(
+    shipping: Mapping[str, Any] | None, billing: Mapping[str, Any] | None
+) -> str | None:
+    """The phone an order can be found (and linked to a profile) by: the billing address's,
+    when the buyer gave one apart from the shipping address. A shipping address's phone is
+    the recipient's (a gift, a parcel for a colleague), and a billing address copied from
+    it says no more: neither may make the order someone else's."""
+    if not billing or billing == shipping:
+        return None
+    return contact_phone(billing)
+
+
 def _email_input(row: Mapping[str, Any]) -> tuple[str, str] | None:
     email = contact_email(row.get("email"))
     return None if email is None else ("email", email)
 
 
 def _phone_input(row: Mapping[str, Any]) -> tuple[str, str] | None:
-    phone = contact_phone(row.get("shipping_address"), row.get("billing_address"))
+    phone = buyer_phone(row.get("shipping_address"), row.get("billing_address"))
     return None if phone is None else ("phone", phone)
 
 
@@ -107,7 +119,7 @@ class Order(Base):
     def _index_phone(self, key: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
         shipping = value if key == "shipping_address" else self.shipping_address
         billing = value if key == "billing_address" else self.billing_address
-        phone = contact_phone(shipping, billing)
+        phone = buyer_phone(shipping, billing)
         self.phone_index = None if phone is None else blind_index("phone", phone)
         return value
 

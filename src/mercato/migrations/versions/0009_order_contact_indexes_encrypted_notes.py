@@ -61,7 +61,7 @@ def _encrypt_existing() -> None:
 
 def _index_existing() -> None:
     """The keyed hashes of every order's email and phone (both encrypted since 0008)."""
-    from mercato.orders.models import contact_email, contact_phone
+    from mercato.orders.models import buyer_phone, contact_email
     from mercato.privacy.crypto import blind_index, keyring
 
     ring = keyring()
@@ -71,11 +71,11 @@ def _index_existing() -> None:
     ).mappings()
     for row in list(rows):
         email = None if row["email"] is None else contact_email(ring.decrypt(row["email"]))
-        addresses = [
+        shipping, billing = (
             None if row[c] is None else json.loads(ring.decrypt(row[c]))
             for c in ("shipping_address", "billing_address")
-        ]
-        phone = contact_phone(*addresses)
+        )
+        phone = buyer_phone(shipping, billing)
         if email is None and phone is None:
             continue
         connection.execute(
