@@ -864,9 +864,13 @@ def ship(
     variant_of = {x.order_line_id: x.variant_id for x in lines}
     cross_border = customs_rules.crosses_customs_border(place.country, address["country"])
     route = f"from {place.country} to {address['country']}"
+    # Every declaration is checked before the first label is bought: a carrier's label is
+    # not undone by a rollback.
+    declarations = [
+        _customs(session, order, contents, route) if cross_border else [] for _, contents in groups
+    ]
     made = []
-    for index, (group, contents) in enumerate(groups):
-        declared = _customs(session, order, contents, route) if cross_border else []
+    for index, ((group, contents), declared) in enumerate(zip(groups, declarations, strict=True)):
         duty = None
         if cross_border:
             estimate = shipping.estimate_duties(
