@@ -122,6 +122,39 @@ def _split_body(world: DemoWorld, cart: dict[str, Any], gift: str, card: str) ->
     }
 
 
+def _waiting_for_3ds(world: DemoWorld, item: int) -> tuple[str, dict[str, Any]]:
+    """A one-item checkout whose card asks for 3-D Secure: the cart token and the 202."""
+    client, key = world.client, world.key("web-jp")
+    token = new_cart(client, key)["token"]
+    add(client, key, token, item, 1)
+    cart = ship_to(client, key, token, TOKYO)
+    tender = {
+        "method": "test_gateway",
+        "amount": cart["grand_total"]["amount"],
+        "token": card_token(client, key, "3ds"),
+    }
+    pending = ok(
+        client.post(
+            f"/v1/store/carts/{token}/checkout",
+            headers={**key, "Idempotency-Key": str(uuid.uuid4())},
+            json={"payments": [tender]},
+        ),
+        202,
+    )
+    return str(token), pending
+
+
+def _authenticate(world: DemoWorld, action: dict[str, Any]) -> dict[str, Any]:
+    """The shopper passes the bank's 3-D Secure step for this payment."""
+    return ok(
+        world.client.post(
+            f"/v1/store/payments/{action['payment_id']}/complete-action",
+            headers=world.key("web-jp"),
+            json={"client_secret": action["client_secret"]},
+        )
+    )
+
+
 def test_the_timeout_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert checkout.checkout_timeout() == timedelta(minutes=30)
     monkeypatch.setenv("MERCATO_CHECKOUT_TIMEOUT_SECONDS", "600")
@@ -217,30 +250,9 @@ def test_an_abandoned_three_d_secure_checkout_gives_everything_back(
 def test_a_completed_checkout_is_not_abandoned(demo_world: DemoWorld) -> None:
     client, key = demo_world.client, demo_world.key("web-jp")
     item = demo_world.new_product({"WH-TYO": 3}, {"JP": {"JPY": "2000"}})
-    token = new_cart(client, key)["token"]
-    add(client, key, token, item, 1)
-    cart = ship_to(client, key, token, TOKYO)
-    tender = {
-        "method": "test_gateway",
-        "amount": cart["grand_total"]["amount"],
-        "token": card_token(client, key, "3ds"),
-    }
-    pending = ok(
-        client.post(
-            f"/v1/store/carts/{token}/checkout",
-            headers={**key, "Idempotency-Key": str(uuid.uuid4())},
-            json={"payments": [tender]},
-        ),
-        202,
-    )
+    _, pending = _waiting_for_3ds(demo_world, item)
     action = pending["payments"][0]
-    ok(
-        client.post(
-            f"/v1/store/payments/{action['payment_id']}/complete-action",
-            headers=key,
-            json={"client_secret": action["client_secret"]},
-        )
-    )
+    _authenticate(demo_world, action)
     ok(client.post(f"/v1/store/orders/{pending['number']}/complete", headers=key), 201)
     _backdate(demo_world, pending["number"], 120)
     assert pending["number"] not in checkout.abandon_stale_checkouts(demo_world.database)
@@ -253,30 +265,9 @@ def test_authenticated_but_never_completed_is_voided(demo_world: DemoWorld) -> N
     authorisation is released, and a late /complete places nothing."""
     client, key = demo_world.client, demo_world.key("web-jp")
     item = demo_world.new_product({"WH-TYO": 1}, {"JP": {"JPY": "2500"}})
-    token = new_cart(client, key)["token"]
-    add(client, key, token, item, 1)
-    cart = ship_to(client, key, token, TOKYO)
-    tender = {
-        "method": "test_gateway",
-        "amount": cart["grand_total"]["amount"],
-        "token": card_token(client, key, "3ds"),
-    }
-    pending = ok(
-        client.post(
-            f"/v1/store/carts/{token}/checkout",
-            headers={**key, "Idempotency-Key": str(uuid.uuid4())},
-            json={"payments": [tender]},
-        ),
-        202,
-    )
+    _, pending = _waiting_for_3ds(demo_world, item)
     action = pending["payments"][0]
-    authorised = ok(
-        client.post(
-            f"/v1/store/payments/{action['payment_id']}/complete-action",
-            headers=key,
-            json={"client_secret": action["client_secret"]},
-        )
-    )
+    authorised = _authenticate(demo_world, action)
     assert authorised["status"] == "authorized"
     _backdate(demo_world, pending["number"], 45)
     assert pending["number"] in checkout.abandon_stale_checkouts(demo_world.database)
@@ -448,22 +439,7 @@ def test_orders_waiting_for_payment_outside_checkout_are_left_alone(
 def test_the_command_abandons_stale_checkouts(demo_world: DemoWorld) -> None:
     client, key = demo_world.client, demo_world.key("web-jp")
     item = demo_world.new_product({"WH-TYO": 1}, {"JP": {"JPY": "1200"}})
-    token = new_cart(client, key)["token"]
-    add(client, key, token, item, 1)
-    cart = ship_to(client, key, token, TOKYO)
-    tender = {
-        "method": "test_gateway",
-        "amount": cart["grand_total"]["amount"],
-        "token": card_token(client, key, "3ds"),
-    }
-    pending = ok(
-        client.post(
-            f"/v1/store/carts/{token}/checkout",
-            headers={**key, "Idempotency-Key": str(uuid.uuid4())},
-            json={"payments": [tender]},
-        ),
-        202,
-    )
+    token, pending = _waiting_for_3ds(demo_world, item)
     _backdate(demo_world, pending["number"], 20)
     url = demo_world.database.engine.url.render_as_string(hide_password=False)
     result = CliRunner().invoke(
