@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -95,6 +95,21 @@ class FixedDecimal(TypeDecorator[Decimal]):
         if dialect.name == "sqlite":
             return Decimal(int(value)).scaleb(-self.scale)
         return Decimal(value)
+
+
+RowT = TypeVar("RowT", bound="Base")
+
+
+def locked_row(session: Session, model: type[RowT], key: Any, what: str) -> RowT:
+    """The row of ``model`` with primary key ``key``, taken until commit (``FOR UPDATE`` on
+    PostgreSQL; SQLite runs one writer at a time) and read afresh; a 404 naming ``what``
+    (e.g. "promotion 7") when there is none."""
+    from mercato.errors import NotFound
+
+    row = session.get(model, key, populate_existing=True, with_for_update=True)
+    if row is None:
+        raise NotFound(f"{what} not found")
+    return row
 
 
 def utcnow() -> datetime:

@@ -31,7 +31,7 @@ from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
 from mercato.customers import service as customers
-from mercato.db import utcnow
+from mercato.db import locked_row, utcnow
 from mercato.errors import NotFound, Problem, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.marketing import notifier, templates
@@ -470,15 +470,7 @@ def get_rule(session: Session, rule_id: int) -> OfferRule:
 
 def _locked_rule(session: Session, rule_id: int) -> OfferRule:
     """The rule, locked until commit (PostgreSQL) so edits and runs of it take turns."""
-    rule = session.scalar(
-        select(OfferRule)
-        .where(OfferRule.id == rule_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if rule is None:
-        raise NotFound(f"marketing rule {rule_id} not found")
-    return rule
+    return locked_row(session, OfferRule, rule_id, f"marketing rule {rule_id}")
 
 
 def list_rules(

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
-from mercato.db import utcnow
+from mercato.db import locked_row, utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.orders.models import Order, OrderLine, OrderLocation, OrderNote, OrderTransition
@@ -323,10 +323,7 @@ def get_order(session: Session, order_id: int) -> Order:
 def lock_order(session: Session, order_id: int) -> Order:
     """The order, its row taken for this transaction: for decisions that read other rows
     of the order (its shipments, its tasks) and must not interleave with another one."""
-    order = session.get(Order, order_id, populate_existing=True, with_for_update=True)
-    if order is None:
-        raise NotFound(f"order {order_id} not found")
-    return order
+    return locked_row(session, Order, order_id, f"order {order_id}")
 
 
 def get_by_number(session: Session, number: str) -> Order:

@@ -40,7 +40,7 @@ from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
 from mercato.customers import service as customers
-from mercato.db import utcnow
+from mercato.db import locked_row, utcnow
 from mercato.errors import Conflict, NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.money import ZERO, check_precision, from_minor, to_minor, validate_currency
@@ -431,15 +431,7 @@ def get_promotion(session: Session, promotion_id: int) -> Promotion:
 
 
 def _locked(session: Session, promotion_id: int) -> Promotion:
-    promotion = session.scalar(
-        select(Promotion)
-        .where(Promotion.id == promotion_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if promotion is None:
-        raise NotFound(f"promotion {promotion_id} not found")
-    return promotion
+    return locked_row(session, Promotion, promotion_id, f"promotion {promotion_id}")
 
 
 def list_promotions(

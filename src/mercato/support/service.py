@@ -50,7 +50,7 @@ from mercato.auth.principal import Principal
 from mercato.channels import service as channels
 from mercato.customers import service as customers
 from mercato.customers.models import Customer
-from mercato.db import utcnow
+from mercato.db import locked_row, utcnow
 from mercato.errors import Conflict, Forbidden, NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.orders import service as orders
@@ -469,15 +469,7 @@ def customer_case(session: Session, customer_id: int, case_id: int) -> SupportCa
 
 
 def _lock(session: Session, case_id: int) -> SupportCase:
-    case = session.scalar(
-        select(SupportCase)
-        .where(SupportCase.id == case_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if case is None:
-        raise NotFound(f"support case {case_id} not found")
-    return case
+    return locked_row(session, SupportCase, case_id, f"support case {case_id}")
 
 
 def messages(session: Session, case_id: int, *, include_internal: bool) -> list[SupportMessage]:
