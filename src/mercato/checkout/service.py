@@ -112,10 +112,6 @@ def _scope(cart_token: str) -> str:
     return f"checkout:{cart_token}"[:120]
 
 
-def _actor(channel: ChannelContext, customer_id: int | None) -> Principal:
-    return carts.shopper(channel, customer_id)
-
-
 def checkout(
     database: Database,
     *,
@@ -128,7 +124,7 @@ def checkout(
     payload: Any,
     request_id: str | None = None,
 ) -> Outcome:
-    actor = request.actor or _actor(channel, customer_id)
+    actor = request.actor or carts.shopper(channel, customer_id)
     fingerprint = idempotency.request_fingerprint(payload)
     try:
         started = _hold_and_commit(
@@ -527,7 +523,7 @@ def finish_after_action(
         if order.status != OrderStatus.PENDING_PAYMENT.value:
             return _answer(session, order)
     return _pay_and_confirm(
-        database, started, channel, _actor(channel, customer_id), None, "", None
+        database, started, channel, carts.shopper(channel, customer_id), None, "", None
     )
 
 

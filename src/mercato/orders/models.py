@@ -18,21 +18,19 @@ def contact_email(value: str | None) -> str | None:
     return email if email and "@" in email else None
 
 
-def contact_phone(*addresses: Mapping[str, Any] | None) -> str | None:
-    """The first phone of ``addresses`` in E.164 when it parses (the form customers' phone
-    identities are indexed under)."""
+def contact_phone(address: Mapping[str, Any] | None) -> str | None:
+    """The address's phone in E.164 when it parses (the form customers' phone identities
+    are indexed under)."""
     from mercato.customers.normalize import normalise_phone
 
-    for address in addresses:
-        raw = None if not address else address.get("phone")
-        if not raw:
-            continue
-        region = address.get("country") if address else None
-        try:
-            return normalise_phone(str(raw), str(region) if region else None)
-        except ValueError:
-            continue
-    return None
+    raw = None if not address else address.get("phone")
+    if not raw or address is None:
+        return None
+    region = address.get("country")
+    try:
+        return normalise_phone(str(raw), str(region) if region else None)
+    except ValueError:
+        return None
 
 
 def buyer_phone(
