@@ -28,11 +28,10 @@ MIN_SECRET_LENGTH = 32
 KEYS_FILE = "keys.env"
 
 HOW_TO_MAKE_THEM = (
-    "Make them once and keep them with the database's backups (losing them loses the "
-    "encrypted personal data):\n"
-    "    mercato generate-keys > mercato.env   # MERCATO_SECRET_KEY=... and "
-    "MERCATO_ENCRYPTION_KEYS=...\n"
-    "then put both in the server's environment (e.g. set -a; . ./mercato.env; set +a)."
+    "Make them once and keep them with the database's backups (losing them loses the\n"
+    "encrypted personal data), then put them in the environment of every mercato process:\n"
+    "    (umask 077; mercato generate-keys > mercato.env)\n"
+    "    set -a; . ./mercato.env; set +a"
 )
 
 
