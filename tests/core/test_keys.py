@@ -121,7 +121,9 @@ def test_configured_encryption_keys_need_no_secret_to_encrypt(no_keys: None) -> 
         assert ring.decrypt(token) == "Aiko Tanaka"
 
 
-def test_settings_in_force_are_restored_afterwards(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_in_force_are_restored_afterwards(
+    monkeypatch: pytest.MonkeyPatch, no_keys: None
+) -> None:
     monkeypatch.setenv("MERCATO_DATABASE_URL", "sqlite:///elsewhere.db")
     get_settings.cache_clear()
     before = get_settings()
