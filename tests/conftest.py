@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from tests.backends import BACKENDS, POSTGRES_URL
 
 # The demo business, seeded once per backend for every end-to-end test that asks for it.
 from tests.demo_world import demo_world  # noqa: F401
+
+# The installation secret the suite runs under (nothing starts without one); processes the
+# tests start inherit it. Without MERCATO_ENCRYPTION_KEYS the data key derives from it.
+os.environ.setdefault("MERCATO_SECRET_KEY", "tests-secret-" + "0123456789" * 4)
 
 OWNER_EMAIL = "owner@example.com"
 PASSWORD = "correct horse battery"

@@ -11,13 +11,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 from swagger_ui_bundle import swagger_ui_path
 
-from mercato import __version__, migrate
+from mercato import __version__, bootstrap, instance_keys, migrate
 from mercato.db import Database
 from mercato.errors import install_error_handlers
-from mercato.events import Dispatcher, Event
 from mercato.inventory.stream import StockStream
 from mercato.middleware import RequestGate, RequestIdMiddleware, WriterGate
 from mercato.settings import Settings, get_settings
@@ -93,65 +91,13 @@ def _register_domains(app: FastAPI) -> None:
         app.include_router(router)
 
 
-def _register_subscribers(dispatcher: Dispatcher) -> None:
-    """Cross-domain reactions go through events; domains add their handlers here."""
-    from mercato.carts import customer_links as cart_links
-    from mercato.channels import service as channels
-    from mercato.checkout import service as checkout
-    from mercato.customers import subscribers as customer_subscribers
-    from mercato.fulfillment import events as fulfillment_events
-    from mercato.inventory import service as inventory
-    from mercato.loyalty import customer_links as loyalty_links
-    from mercato.loyalty import events as loyalty_events
-    from mercato.marketing import customer_links as marketing_links
-    from mercato.marketing import events as marketing_events
-    from mercato.orders import customer_links as order_links
-    from mercato.orders import subscribers as order_subscribers
-    from mercato.payments import customer_links as payment_links
-    from mercato.promotions import customer_links as promotion_links
-    from mercato.returns import customer_links as return_links
-    from mercato.returns import subscribers as return_subscribers
-    from mercato.support import customer_links as support_links
-    from mercato.support import events as support_events
-    from mercato.webhooks import events as webhook_events
-
-    dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
-    checkout.install(dispatcher)  # the tax provider setting, the abandoned-checkout job
-
-    def location_changed(session: Session, event: Event) -> None:
-        channels.refresh_ship_origins(session, int(event.data["id"]))
-
-    dispatcher.subscribe("location.created", location_changed)
-    dispatcher.subscribe("location.updated", location_changed)
-    customer_subscribers.register(dispatcher)
-    order_subscribers.register(dispatcher)
-    for links in (
-        order_links,
-        cart_links,
-        payment_links,
-        marketing_links,
-        support_links,
-        loyalty_links,
-        return_links,
-        promotion_links,
-    ):
-        links.register_subscribers(dispatcher)
-    marketing_events.register(dispatcher)
-    support_events.register(dispatcher)
-    fulfillment_events.register(dispatcher)
-    webhook_events.register(dispatcher)
-    loyalty_events.register(dispatcher)
-    return_subscribers.register(dispatcher)
-
-
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
+    instance_keys.secret_key(settings)  # refuses to start with none or a published one
     if database is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.resolved_database_url(), echo=settings.sql_echo)
-    dispatcher = Dispatcher(database)
+        database = bootstrap.open_database(settings)
+    dispatcher = bootstrap.bootstrap(database, settings)
     database.wake_hook = dispatcher.wake
-    _register_subscribers(dispatcher)
     stock_stream = StockStream(database)
 
     @asynccontextmanager

@@ -229,7 +229,23 @@ class DemoCredentials:
             "staff_password": self.staff_password,
             "channel_keys": self.channel_keys,
             "other_staff": self.other_staff,
+            "sign_ins": self.sign_ins(),
         }
+
+    def sign_ins(self) -> list[dict[str, Any]]:
+        """One staff sign-in per role, owner first, to try what each role may do."""
+        places = {f"{prefix}@mercato.example": codes for prefix, _, codes in STAFF}
+        staff = [(self.staff_email, Role.OWNER.value), *self.other_staff.items()]
+        order = list(Role)
+        return [
+            {
+                "role": role,
+                "email": email,
+                "password": self.staff_password,
+                "locations": places.get(email, []),
+            }
+            for email, role in sorted(staff, key=lambda member: order.index(Role(member[1])))
+        ]
 
 
 def _locations(session: Session, actor: Principal) -> dict[str, int]:
@@ -382,12 +398,14 @@ CHANNELS: list[
     ),
 ]
 
-# email prefix, role, location codes
+# email prefix, role, location codes: with the owner, one sign-in for every role.
 STAFF: list[tuple[str, Role, list[str]]] = [
-    ("shibuya.associate", Role.STORE_ASSOCIATE, ["ST-SHIBUYA"]),
+    ("admin", Role.ADMIN, []),
     ("berlin.manager", Role.STORE_MANAGER, ["ST-BERLIN"]),
+    ("shibuya.associate", Role.STORE_ASSOCIATE, ["ST-SHIBUYA"]),
     ("support", Role.SUPPORT_AGENT, []),
     ("analyst", Role.ANALYST, []),
+    ("integration", Role.INTEGRATION, []),
 ]
 
 

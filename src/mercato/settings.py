@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The embedded database's file inside the data directory.
+SQLITE_FILE = "mercato.db"
 
 
 def default_data_dir() -> Path:
@@ -20,8 +26,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    # Secret used to derive token hashes and the cursor signature. Override in production.
-    secret_key: str = "mercato-development-secret-change-me"
+    # The installation's secret: payment webhook secrets, gift card code hashes and sealed
+    # webhook secrets derive from it. No default: one in the source would be public
+    # (instance_keys says what is required and how to make it).
+    secret_key: str | None = None
     # Fernet keys for personal data at rest, comma-separated, current first (privacy.crypto).
     encryption_keys: str | None = None
     token_ttl_hours: int = 12
@@ -51,9 +59,43 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'mercato.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / SQLITE_FILE).resolve()}"
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+@contextmanager
+def settings_in_force(**values: object) -> Iterator[Settings]:
+    """Run with ``values`` (field names of Settings; None unsets) over the environment.
+
+    A command's options must be what every part of the process sees: domain code reads
+    ``get_settings()``, and server worker processes read the environment. The values are
+    put in the environment (so processes started meanwhile inherit them) and the cached
+    settings are read again; both are restored afterwards.
+    """
+    saved = {name: os.environ.get(_env_name(name)) for name in values}
+    try:
+        for name, value in values.items():
+            _set_env(_env_name(name), None if value is None else str(value))
+        get_settings.cache_clear()
+        yield get_settings()
+    finally:
+        for name, previous in saved.items():
+            _set_env(_env_name(name), previous)
+        get_settings.cache_clear()
+
+
+def _env_name(field: str) -> str:
+    if field not in Settings.model_fields:
+        raise KeyError(f"no setting {field!r}")
+    return f"MERCATO_{field.upper()}"
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from mercato import demo, migrate
 from mercato.app import create_app
 from mercato.auth.models import StaffUser
+from mercato.auth.permissions import Role
 from mercato.catalog.models import Product, ProductTranslation, Variant
 from mercato.channels.models import Channel
 from mercato.cli import CREDENTIALS_FILE, app
@@ -161,6 +162,30 @@ def test_printed_credentials_work(demo_run: DemoRun, demo_client: TestClient) ->
     for other_email in stored["other_staff"]:
         staff_login = {"email": other_email, "password": password}
         assert demo_client.post("/v1/auth/login", json=staff_login).status_code == 200
+
+
+SIGN_IN_LINE = re.compile(r"^\s{4}(\w+)\s+(\S+@mercato\.example)\s+(\S+)(?:\s+\((.*)\))?$")
+
+
+def test_a_sign_in_is_printed_and_written_for_every_role(
+    demo_run: DemoRun, demo_client: TestClient
+) -> None:
+    printed = [m.groups() for m in map(SIGN_IN_LINE.match, demo_run.output.splitlines()) if m]
+    stored = json.loads((demo_run.data_dir / CREDENTIALS_FILE).read_text())["sign_ins"]
+    assert [role for role, *_ in printed] == [role.value for role in Role]
+    assert [(s["role"], s["email"], s["password"]) for s in stored] == [
+        (role, email, password) for role, email, password, _ in printed
+    ]
+    for sign_in, (*_, where) in zip(stored, printed, strict=True):
+        assert (where or None) == (", ".join(sign_in["locations"]) or None)
+        login = demo_client.post(
+            "/v1/auth/login", json={"email": sign_in["email"], "password": sign_in["password"]}
+        )
+        assert login.status_code == 200, (sign_in, login.text)
+        token = {"Authorization": f"Bearer {login.json()['token']}"}
+        me = demo_client.get("/v1/auth/me", headers=token).json()
+        assert me["user"]["role"] == sign_in["role"]
+        assert len(me["user"]["location_ids"]) == len(sign_in["locations"])
 
 
 def test_second_run_reuses_the_data_and_prints_the_same_credentials(

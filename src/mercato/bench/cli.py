@@ -6,6 +6,19 @@ import typer
 bench_app = typer.Typer(help="Benchmarks that print one JSON object.", no_args_is_help=True)
 
 
+@bench_app.callback()
+def _keys_for_throwaway_databases(ctx: typer.Context) -> None:
+    """Benchmarks load databases of their own: without configured keys, random ones serve
+    for the run (nothing they encrypt outlives it)."""
+    from mercato import instance_keys
+    from mercato.settings import settings_in_force
+
+    try:
+        instance_keys.secret_key()
+    except instance_keys.KeysMissing:
+        ctx.with_resource(settings_in_force(**instance_keys.new_keys()))
+
+
 @bench_app.command("routing")
 def routing(
     locations: Annotated[int, typer.Option(min=2, help="Locations in the network")] = 200,

@@ -31,20 +31,16 @@ def abandon_stale(
     server also does this every minute)."""
     from datetime import timedelta
 
+    from mercato.bootstrap import command_database, command_settings
     from mercato.checkout import service
-    from mercato.db import Database
-    from mercato.settings import Settings
 
-    settings = Settings(database_url=database_url) if database_url else Settings()
-    database = Database(settings.resolved_database_url())
-    timeout = timedelta(seconds=older_than or settings.checkout_timeout_seconds)
     abandoned: list[str] = []
-    try:
+    # The server's registrations: voiding needs every payment provider (loyalty points).
+    with command_settings(database_url) as settings, command_database(settings) as database:
+        timeout = timedelta(seconds=older_than or settings.checkout_timeout_seconds)
         while True:
             batch = service.abandon_stale_checkouts(database, timeout=timeout)
             abandoned += batch
             if not batch:
                 break
-    finally:
-        database.dispose()
     typer.echo(json.dumps({"abandoned": len(abandoned), "orders": abandoned}))

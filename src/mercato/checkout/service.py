@@ -557,9 +557,8 @@ def _keys_in_progress(session: Session, scope: str) -> list[str]:
 
 
 def install(dispatcher: Dispatcher) -> None:
-    """Commerce wiring at start-up: the tax provider ``MERCATO_TAX_PROVIDER`` names (if
-    any) and the job that abandons stale checkouts every minute."""
-    carts.configure_tax_provider(get_settings().tax_provider)
+    """The checkout's periodic jobs: abandon stale checkouts, finish compensations (the
+    tax provider setting is installed by ``mercato.bootstrap``)."""
     dispatcher.add_periodic_work("abandon-checkouts", 60.0, abandon_stale_checkouts)
     dispatcher.add_periodic_work("finish-compensations", 60.0, finish_compensations)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,12 +20,13 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _database(database_url: str | None) -> Database:
-    from mercato.db import Database
-    from mercato.settings import Settings
+@contextmanager
+def _database(database_url: str | None) -> Iterator[Database]:
+    """The command's database, with the server's registrations."""
+    from mercato.bootstrap import command_database, command_settings
 
-    settings = Settings(database_url=database_url) if database_url else Settings()
-    return Database(settings.resolved_database_url())
+    with command_settings(database_url) as settings, command_database(settings) as database:
+        yield database
 
 
 @inventory_app.command("verify")
@@ -31,12 +34,8 @@ def verify(database_url: DatabaseUrl = None) -> None:
     """Prove that every stock row equals the sum of its ledger (exit code 1 if not)."""
     from mercato.inventory import service
 
-    database = _database(database_url)
-    try:
-        with database.read() as session:
-            rows, bad = service.verify(session)
-    finally:
-        database.dispose()
+    with _database(database_url) as database, database.read() as session:
+        rows, bad = service.verify(session)
     typer.echo(json.dumps({"rows": rows, "ok": not bad, "mismatches": [vars(m) for m in bad[:50]]}))
     if bad:
         raise typer.Exit(1)
@@ -47,15 +46,12 @@ def expire_holds(database_url: DatabaseUrl = None) -> None:
     """Release every hold whose time is up (the server also does this every few seconds)."""
     from mercato.inventory import service
 
-    database = _database(database_url)
     total = 0
-    try:
+    with _database(database_url) as database:
         while True:
             with database.transaction() as session:
                 n = service.expire_holds(session)
             total += n
             if n == 0:
                 break
-    finally:
-        database.dispose()
     typer.echo(json.dumps({"expired": total}))

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mercato.events import Dispatcher, Event
-from mercato.loyalty import provider, service
+from mercato.loyalty import service
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,11 @@ def run_periodic(session: Session) -> Any:
 
 
 def register(dispatcher: Dispatcher) -> None:
-    """Subscribe loyalty to the events it needs and offer points as a payment method."""
+    """Subscribe loyalty to the events it needs (``mercato.bootstrap`` registers points as
+    a payment method)."""
     dispatcher.subscribe("order.placed", _on_order(lambda s, o: service.order_placed(s, o)))
     dispatcher.subscribe("order.cancelled", _on_order(service.order_cancelled))
     for type_ in GRANTING:
         dispatcher.subscribe(type_, _on_order(lambda s, o: service.grant_order(s, o)))
     dispatcher.subscribe("return.refunded", on_return_refunded)
     dispatcher.add_periodic("loyalty-expiry-and-tiers", PERIODIC_SECONDS, run_periodic)
-    provider.register()

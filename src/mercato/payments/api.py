@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from mercato import instance_keys
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.customers import service as customers
@@ -249,9 +250,8 @@ def provider_webhook(
     """
     try:
         handler = get_provider(provider, database)
-        event = handler.parse_webhook(
-            request.headers, raw, keys.webhook_secret(provider, settings.secret_key)
-        )
+        secret = keys.webhook_secret(provider, instance_keys.secret_key(settings))
+        event = handler.parse_webhook(request.headers, raw, secret)
     except (LookupError, WebhooksNotSupported) as exc:
         raise NotFound(f"no webhooks for provider {provider}") from exc
     except InvalidSignature as exc:

@@ -15,11 +15,11 @@ import hmac
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from mercato.settings import get_settings
+from mercato import instance_keys
 
 
 def derive(purpose: str, secret_key: str | None = None) -> bytes:
-    secret = secret_key if secret_key is not None else get_settings().secret_key
+    secret = secret_key if secret_key is not None else instance_keys.secret_key()
     return hmac.new(secret.encode(), f"mercato/payments/{purpose}".encode(), "sha256").digest()
 
 

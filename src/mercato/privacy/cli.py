@@ -30,15 +30,13 @@ def rotate_keys(database_url: DatabaseUrl = None) -> None:
     Run it after putting a new key first in MERCATO_ENCRYPTION_KEYS; afterwards the old
     keys can be removed from the setting.
     """
-    from mercato.db import Database
+    from mercato.bootstrap import command_database, command_settings
     from mercato.privacy.crypto import rotate_keys as rotate
-    from mercato.settings import Settings
 
-    settings = Settings(database_url=database_url) if database_url else Settings()
-    database = Database(settings.resolved_database_url())
-    try:
-        with database.transaction() as session:
-            rewritten = rotate(session)
-    finally:
-        database.dispose()
+    with (
+        command_settings(database_url) as settings,
+        command_database(settings) as database,
+        database.transaction() as session,
+    ):
+        rewritten = rotate(session)
     typer.echo(json.dumps({"rows_rewritten": rewritten}))

@@ -3,9 +3,9 @@
 **Keys.** ``MERCATO_ENCRYPTION_KEYS`` holds one or more Fernet keys (AES-128-CBC with
 HMAC-SHA256, ``Fernet.generate_key()``), comma-separated, the current key first. New
 values are encrypted with the current key; any listed key decrypts (``MultiFernet``).
-When the setting is unset, a *development* key is derived from ``Settings.secret_key``
-with HKDF-SHA256: convenient for the demo and tests, but anyone who knows the secret key
-(the default one is public) can then decrypt, so production sets real keys.
+When the setting is unset, a key is derived from ``Settings.secret_key`` with
+HKDF-SHA256 (for tests and embedded use; the secret key has no default and a published
+one is refused, see ``mercato.instance_keys``). ``mercato serve`` requires real keys.
 
 **Columns.** ``EncryptedString`` and ``EncryptedJSON`` are SQLAlchemy types that encrypt
 on write and decrypt on read, so a database dump or a backup alone shows only Fernet
@@ -45,6 +45,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
+from mercato import instance_keys
 from mercato.settings import get_settings
 
 # Column.info key naming the function that gives a blind index column its input.
@@ -128,9 +129,13 @@ def _hmac(key: bytes, kind: str, value: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _ring_for(spec: str | None, secret_key: str) -> Keyring:
-    keys = parse_keys(spec) if spec else [development_key(secret_key)]
-    return Keyring(keys)
+def _ring_for(spec: str) -> Keyring:
+    return Keyring(parse_keys(spec))
+
+
+@lru_cache(maxsize=8)
+def _derived_ring(secret_key: str) -> Keyring:
+    return Keyring([development_key(secret_key)])
 
 
 _override: list[Keyring] = []
@@ -141,7 +146,10 @@ def keyring() -> Keyring:
     if _override:
         return _override[-1]
     settings = get_settings()
-    return _ring_for(settings.encryption_keys, settings.secret_key)
+    if settings.encryption_keys:
+        return _ring_for(settings.encryption_keys)
+    # Never the published development secret: instance_keys refuses it and an unset one.
+    return _derived_ring(instance_keys.secret_key(settings))
 
 
 @contextmanager

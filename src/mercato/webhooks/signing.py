@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from mercato.settings import get_settings
+from mercato import instance_keys
 
 SECRET_PREFIX = "whsec_"
 SIGNATURE_SCHEME = "v1"
@@ -37,7 +37,7 @@ def secret_hint(secret: str) -> str:
 
 
 def _fernet(secret_key: str | None) -> Fernet:
-    master = secret_key if secret_key is not None else get_settings().secret_key
+    master = secret_key if secret_key is not None else instance_keys.secret_key()
     key = hmac.new(master.encode(), b"mercato/webhooks/signing-secret", "sha256").digest()
     return Fernet(base64.urlsafe_b64encode(key))
 

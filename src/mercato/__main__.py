@@ -1,0 +1,5 @@
+"""``python -m mercato``: the ``mercato`` command."""
+
+from mercato.cli import main
+
+main()
