@@ -9,8 +9,9 @@ the claim is still this dispatcher's: an event whose lease ran out and was claim
 another process is skipped, never delivered by both. Events are claimed by lane (order
 life cycle first, bulk catalogue and stock changes last), so a backlog of bulk events
 never holds up an order's routing.
-Delivery is at least once (a process can stop after its subscribers ran and before the
-commit): subscribers that create things lock what they change and check under that lock.
+An event's in-process reactions thus commit once, with the mark that it was dispatched.
+Subscribers that create things still lock what they change and check under that lock: a
+handler may also be called outside the dispatcher, and a retry runs the failed ones again.
 """
 
 from __future__ import annotations
@@ -447,13 +448,21 @@ class Dispatcher:
         """
         delivered = 0
         for event_pk in event_pks:
-            with self.database.transaction() as session:
-                row = self._take(session, event_pk)
-                if row is None:
-                    continue
-                self._deliver_one(session, row)
-                delivered += 1
+            try:
+                delivered += self._deliver_claimed(event_pk)
+            except Exception:
+                # The commit failed (a deadlock, a lost connection): the event is claimed
+                # again when its lease runs out; the rest of the batch need not wait.
+                log.exception("delivering outbox event %s failed", event_pk)
         return delivered
+
+    def _deliver_claimed(self, event_pk: int) -> int:
+        with self.database.transaction() as session:
+            row = self._take(session, event_pk)
+            if row is None:
+                return 0
+            self._deliver_one(session, row)
+            return 1
 
     def _deliver_one(self, session: Session, row: OutboxEvent) -> None:
         evt = Event.from_row(row)

@@ -286,3 +286,27 @@ def test_a_rolled_back_savepoint_keeps_the_wake_up_of_the_transaction(db: Databa
     assert woken == [True]
     with db.read() as session:
         assert list(session.scalars(select(OutboxEvent.type))) == ["order.confirmed"]
+
+
+def test_an_event_whose_delivery_cannot_commit_does_not_hold_up_its_batch(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher = Dispatcher(db)
+    seen: list[int] = []
+    dispatcher.subscribe("*", lambda s, e: seen.append(e.data["n"]))
+    with db.transaction() as session:
+        for n in range(3):
+            publish(session, "thing.happened", {"n": n})
+    deliver_one = dispatcher._deliver_one
+
+    def lose_the_first(session: Session, row: OutboxEvent) -> None:
+        if row.data["n"] == 0:
+            raise RuntimeError("connection lost while committing")
+        deliver_one(session, row)
+
+    monkeypatch.setattr(dispatcher, "_deliver_one", lose_the_first)
+    assert dispatcher.drain() == 2
+    assert seen == [1, 2]
+    with db.read() as session:
+        waiting = session.scalars(select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)))
+        assert [row.data["n"] for row in waiting] == [0]  # claimed again once its lease ends
