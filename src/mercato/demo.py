@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mercato import events
 from mercato.auth import service as auth_service
 from mercato.auth.permissions import Role
 from mercato.auth.principal import Principal
@@ -637,11 +638,17 @@ def _loyalty(session: Session, actor: Principal) -> None:
 
 
 def seed(database: Database) -> DemoCredentials:
-    """Load the demo business in one transaction; refuses a database that already has it."""
+    """Load the demo business in one transaction; refuses a database that already has it.
+
+    Its events (thousands of catalogue and stock changes) are recorded as already handled:
+    nothing subscribes to a business that does not exist yet, and the first orders must
+    not queue behind them.
+    """
     password = secrets.token_urlsafe(12)
     with database.transaction() as session:
         if session.scalar(select(Location.id).where(Location.code == LOCATIONS[0][0])):
             raise DemoAlreadyLoaded("the demo business is already loaded in this database")
+        events.record_without_delivery(session)
         owner = auth_service.bootstrap_owner(session, OWNER_EMAIL, "Demo Owner", password)
         actor = auth_service.principal_for(session, owner)
         location_ids = _locations(session, actor)

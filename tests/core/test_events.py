@@ -1,11 +1,25 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from mercato.db import Database
-from mercato.events import Dispatcher, Event, OutboxEvent, publish
+from mercato.db import Database, utcnow
+from mercato.events import (
+    BATCH_SIZE,
+    BULK,
+    NORMAL,
+    URGENT,
+    Dispatcher,
+    Event,
+    OutboxEvent,
+    lane_of,
+    publish,
+    publish_many,
+    record_without_delivery,
+)
 
 
 def _count(db: Database) -> int:
@@ -147,3 +161,152 @@ def test_commit_wakes_the_dispatcher(db: Database) -> None:
         assert woken == [True]
     finally:
         db.wake_hook = None
+
+
+def _expire_leases(db: Database) -> None:
+    with db.transaction() as session:
+        session.execute(update(OutboxEvent).values(claimed_until=utcnow() - timedelta(seconds=1)))
+
+
+def test_a_dispatcher_never_delivers_an_event_whose_claim_it_lost(db: Database) -> None:
+    """The first dispatcher's lease runs out before it delivers its batch and the second
+    claims the events: the first skips them, each is delivered once."""
+    first, second = Dispatcher(db), Dispatcher(db)
+    seen: list[tuple[str, int]] = []
+    first.subscribe("*", lambda s, e: seen.append(("first", e.data["n"])))
+    second.subscribe("*", lambda s, e: seen.append(("second", e.data["n"])))
+    with db.transaction() as session:
+        for n in range(6):
+            publish(session, "thing.happened", {"n": n})
+    batch = first._claim(10)
+    assert len(batch) == 6
+    assert first._deliver_batch(batch[:2]) == 2  # then the first stalls past its lease
+    _expire_leases(db)
+    taken = second._claim(10)
+    assert sorted(taken) == sorted(batch[2:])
+
+    assert first._deliver_batch(batch[2:]) == 0
+    assert second._deliver_batch(taken) == 4
+    assert sorted(n for _, n in seen) == list(range(6))
+    assert [who for who, _ in seen] == ["first"] * 2 + ["second"] * 4
+    assert second.drain() == 0
+
+
+def test_an_expired_lease_nobody_took_over_is_still_delivered_once(db: Database) -> None:
+    dispatcher = Dispatcher(db)
+    seen: list[int] = []
+    dispatcher.subscribe("*", lambda s, e: seen.append(e.data["n"]))
+    with db.transaction() as session:
+        publish(session, "thing.happened", {"n": 1})
+    batch = dispatcher._claim(10)
+    _expire_leases(db)
+    assert dispatcher._deliver_batch(batch) == 1
+    assert dispatcher.drain() == 0
+    assert seen == [1]
+
+
+def test_urgent_events_are_claimed_before_a_backlog_of_bulk_ones(db: Database) -> None:
+    dispatcher = Dispatcher(db)
+    seen: list[str] = []
+    dispatcher.subscribe("*", lambda s, e: seen.append(e.type))
+    with db.transaction() as session:
+        publish_many(session, "stock.changed", [({"n": n}, n) for n in range(300)])
+        publish(session, "customer.updated", {"id": 1})
+        publish(session, "order.confirmed", {"order_id": 1})
+        publish(session, "order.routed", {"order_id": 1})
+    assert dispatcher.drain() == 303
+    assert seen[:3] == ["order.confirmed", "order.routed", "customer.updated"]
+    assert seen[3:] == ["stock.changed"] * 300
+
+
+def test_an_order_confirmed_while_a_backlog_drains_waits_one_batch_at_most(db: Database) -> None:
+    dispatcher = Dispatcher(db)
+    seen: list[str] = []
+
+    def bulk(session: Session, event: Event) -> None:
+        seen.append(event.type)
+        if len(seen) == 10:  # an order is confirmed while the backlog drains
+            publish(session, "order.confirmed", {"order_id": 1})
+
+    dispatcher.subscribe("stock.changed", bulk)
+    dispatcher.subscribe("order.confirmed", lambda s, e: seen.append(e.type))
+    with db.transaction() as session:
+        publish_many(session, "stock.changed", [({"n": n}, n) for n in range(1000)])
+    dispatcher.drain()
+    assert len(seen) == 1001
+    assert seen.index("order.confirmed") <= 10 + BATCH_SIZE
+
+
+def test_lanes_of_event_types() -> None:
+    assert lane_of("order.confirmed") == lane_of("payment.captured") == URGENT
+    assert lane_of("stock.changed") == lane_of("product.created") == BULK
+    assert lane_of("customer.merged") == lane_of("thing.happened") == NORMAL
+
+
+def test_events_recorded_without_delivery_stay_in_the_log_and_reach_nobody(
+    db: Database,
+) -> None:
+    dispatcher = Dispatcher(db)
+    seen: list[str] = []
+    dispatcher.subscribe("*", lambda s, e: seen.append(e.type))
+    woken: list[bool] = []
+    db.wake_hook = lambda: woken.append(True)
+    try:
+        with db.transaction() as session:
+            record_without_delivery(session)
+            publish(session, "location.created", {"id": 1})
+            with pytest.raises(RuntimeError), session.begin_nested():
+                raise RuntimeError("a savepoint rolls back; the transaction goes on")
+            publish_many(session, "stock.changed", [({"n": n}, n) for n in range(3)])
+        with db.transaction() as session:
+            publish(session, "order.confirmed", {"order_id": 1})  # a later transaction
+    finally:
+        db.wake_hook = None
+    assert woken == [True]  # the later transaction only
+    assert dispatcher.drain() == 1
+    assert seen == ["order.confirmed"]
+    with db.read() as session:
+        rows = session.scalars(select(OutboxEvent)).all()
+        expected = ["location.created", "order.confirmed", *["stock.changed"] * 3]
+        assert sorted(r.type for r in rows) == expected
+        assert all(r.dispatched_at is not None for r in rows)
+
+
+def test_a_rolled_back_savepoint_keeps_the_wake_up_of_the_transaction(db: Database) -> None:
+    woken: list[bool] = []
+    db.wake_hook = lambda: woken.append(True)
+    try:
+        with db.transaction() as session:
+            publish(session, "order.confirmed", {"order_id": 1})
+            with pytest.raises(RuntimeError), session.begin_nested():
+                publish(session, "order.cancelled", {"order_id": 1})
+                raise RuntimeError("this part rolls back")
+    finally:
+        db.wake_hook = None
+    assert woken == [True]
+    with db.read() as session:
+        assert list(session.scalars(select(OutboxEvent.type))) == ["order.confirmed"]
+
+
+def test_an_event_whose_delivery_cannot_commit_does_not_hold_up_its_batch(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher = Dispatcher(db)
+    seen: list[int] = []
+    dispatcher.subscribe("*", lambda s, e: seen.append(e.data["n"]))
+    with db.transaction() as session:
+        for n in range(3):
+            publish(session, "thing.happened", {"n": n})
+    deliver_one = dispatcher._deliver_one
+
+    def lose_the_first(session: Session, row: OutboxEvent) -> None:
+        if row.data["n"] == 0:
+            raise RuntimeError("connection lost while committing")
+        deliver_one(session, row)
+
+    monkeypatch.setattr(dispatcher, "_deliver_one", lose_the_first)
+    assert dispatcher.drain() == 2
+    assert seen == [1, 2]
+    with db.read() as session:
+        waiting = session.scalars(select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)))
+        assert [row.data["n"] for row in waiting] == [0]  # claimed again once its lease ends

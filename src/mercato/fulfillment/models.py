@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
@@ -14,11 +14,23 @@ class RoutingDecision(Base):
     """Why the lines of an order go where they go: the sourcing engine's plan, kept."""
 
     __tablename__ = "routing_decisions"
-    __table_args__ = (Index("ix_routing_decisions_order", "order_id", "id"),)
+    __table_args__ = (
+        Index("ix_routing_decisions_order", "order_id", "id"),
+        # An order is routed once when confirmed (re-routes and manual routes add theirs):
+        # a second delivery of order.confirmed cannot store a second initial decision.
+        Index(
+            "uq_routing_decisions_initial",
+            "order_id",
+            unique=True,
+            postgresql_where=text("trigger = 'initial'"),
+            sqlite_where=text("trigger = 'initial'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
-    trigger: Mapped[str] = mapped_column(String(20))  # initial | reroute | manual
+    # initial | reroute | manual (| duplicate: a second initial routing stored before 0012)
+    trigger: Mapped[str] = mapped_column(String(20))
     excluded_location_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
     plan: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     unfilled: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)

@@ -187,8 +187,26 @@ def route_order(
     excluded: Iterable[int] = (),
     line_ids: set[int] | None = None,
 ) -> RoutingDecision | None:
-    """Decide and apply where the open lines of an order are fulfilled (see module doc)."""
-    order = orders.get_order(session, order_id)
+    """Decide and apply where the open lines of an order are fulfilled (see module doc).
+
+    The order's row is taken first: two routings of one order (a manual route racing a
+    rejection, a redelivered event) run one after the other, and the second sees the
+    first's tasks among what is no longer open.
+    """
+    order = orders.lock_order(session, order_id)
+    return _route(session, actor, order, trigger=trigger, excluded=excluded, line_ids=line_ids)
+
+
+def _route(
+    session: Session,
+    actor: Principal,
+    order: Order,
+    *,
+    trigger: str = "initial",
+    excluded: Iterable[int] = (),
+    line_ids: set[int] | None = None,
+) -> RoutingDecision | None:
+    """:func:`route_order` for an order whose row this transaction holds."""
     if OrderStatus(order.status) not in ROUTABLE:
         raise UnprocessableState(
             f"order {order.number} is {order.status}: nothing to route", code="illegal-transition"
@@ -433,13 +451,16 @@ def decisions(session: Session, order_id: int) -> list[RoutingDecision]:
 
 
 def on_order_confirmed(session: Session, order_id: int) -> None:
-    """Route once per order (events arrive at least once)."""
-    if session.scalar(select(RoutingDecision.id).where(RoutingDecision.order_id == order_id)):
-        return
-    order = orders.get_order(session, order_id)
+    """Route once per order (events arrive at least once, and a process may deliver one
+    while another still does): the order's row is taken before looking for an earlier
+    decision, so a second delivery waits for the first and then finds its decision. The
+    unique initial decision per order backs this up."""
+    order = orders.lock_order(session, order_id)
     if order.status != OrderStatus.CONFIRMED.value or order.on_hold:
         return
-    route_order(session, Principal.system("routing"), order_id)
+    if session.scalar(select(RoutingDecision.id).where(RoutingDecision.order_id == order_id)):
+        return
+    _route(session, Principal.system("routing"), order)
 
 
 # --- tasks -----------------------------------------------------------------------------------
