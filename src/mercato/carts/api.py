@@ -33,6 +33,7 @@ from mercato.carts.schemas import (
     PickupStoreOut,
     ShippingOptionOut,
     TaxLineOut,
+    TaxStatus,
 )
 from mercato.channels.context import ChannelContext
 from mercato.channels.deps import ChannelCtx
@@ -133,6 +134,8 @@ def cart_view(session: Session, computed: service.CartComputation) -> CartOut:
         order_number=number,
         held_until=service.held_until(session, cart),
         updated_at=cart.updated_at,
+        tax_status=TaxStatus.PENDING if computed.tax_pending else TaxStatus.CALCULATED,
+        tax_note=None if computed.tax_pending is None else str(computed.tax_pending),
     )
 
 

@@ -161,6 +161,11 @@ class CodeStatusOut(ResponseModel):
     reason: str | None = None
 
 
+class TaxStatus(StrEnum):
+    CALCULATED = "calculated"
+    PENDING = "pending"
+
+
 class TaxLineOut(ResponseModel):
     name: str
     jurisdiction: str
@@ -197,6 +202,12 @@ class CartOut(ResponseModel):
     order_number: str | None = None
     held_until: datetime | None = None
     updated_at: datetime
+    tax_status: TaxStatus = Field(
+        default=TaxStatus.CALCULATED,
+        description="pending: the address does not say enough to know the tax (a US cart "
+        "without its state); tax_total is 0 until it does, and checkout needs it",
+    )
+    tax_note: str | None = Field(default=None, description="Why the tax is pending")
 
 
 class CartCreated(CartOut):

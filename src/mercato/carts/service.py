@@ -54,7 +54,7 @@ from mercato.loyalty import service as loyalty
 from mercato.money import ZERO, quantize
 from mercato.orders import service as orders
 from mercato.pricing import service as pricing
-from mercato.pricing.tax import TableTaxProvider, TaxAddress, TaxProvider
+from mercato.pricing.tax import TableTaxProvider, TaxAddress, TaxAddressIncomplete, TaxProvider
 from mercato.promotions import engine
 from mercato.promotions import service as promotions
 from mercato.shipping import service as shipping
@@ -70,6 +70,8 @@ HOLD_REFERENCE = "cart"
 MAX_HELD_UNITS_PER_LINE = 10
 MAX_LINES = 100
 SHIPPING_LINE = "shipping"
+# The cart prices without it, but its tax needs more of the address before checkout.
+TAX_PENDING_ISSUE = "tax-address-incomplete"
 # Codes that can never work are refused when applied; others stay (they may work later).
 HARD_CODE_REASONS = frozenset(
     {
@@ -644,6 +646,8 @@ class CartComputation:
     promotion_result: engine.PromotionResult | None
     codes: list[CodeStatus]
     issues: list[str]
+    # Why the tax is not known yet (the address lacks its US state): shown as pending.
+    tax_pending: TaxAddressIncomplete | None = None
 
     @property
     def can_checkout(self) -> bool:
@@ -850,6 +854,8 @@ def compute(
     for item in priced:
         line_tax = taxed.lines[str(item.line.id)]
         item.tax, item.tax_rate, item.total = line_tax.tax, line_tax.rate, line_tax.total
+    if taxed.tax_pending is not None:
+        issues.append(TAX_PENDING_ISSUE)
     return CartComputation(
         cart=cart,
         channel=channel,
@@ -870,6 +876,7 @@ def compute(
         promotion_result=result,
         codes=_code_statuses(cart, result),
         issues=issues,
+        tax_pending=taxed.tax_pending,
     )
 
 
@@ -921,7 +928,10 @@ def _code_statuses(cart: Cart, result: engine.PromotionResult | None) -> list[Co
 
 def view_problem(computation: CartComputation) -> Problem:
     """Why a cart cannot be checked out, per line, as one 422."""
-    errors = [FieldError("cart", i) for i in computation.issues]
+    errors = [FieldError("cart", i) for i in computation.issues if i != TAX_PENDING_ISSUE]
+    if computation.tax_pending is not None:
+        part = f"shipping_address.{computation.tax_pending.part}"
+        errors.append(FieldError(part, str(computation.tax_pending)))
     errors += [
         FieldError(f"lines[{n}]", f"{x.sku}: {', '.join(x.issues)}")
         for n, x in enumerate(computation.lines)

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Header, Query
 from sqlalchemy.orm import Session
 
+from mercato.carts import service as carts
+from mercato.carts.totals import PriceTax, price_tax
 from mercato.catalog import service as catalog
 from mercato.catalog.models import Category, Product
 from mercato.catalog.schemas import ProductStatus
@@ -20,6 +22,7 @@ from mercato.pricing import service as pricing
 from mercato.routing import router
 from mercato.schemas import PageOut
 from mercato.storefront.schemas import (
+    PriceTaxStatus,
     StoreCategoryOut,
     StoreChannelOut,
     StorePriceOut,
@@ -82,7 +85,8 @@ class _Prices:
         locale: str,
         products: list[Product],
     ) -> None:
-        self.currency, self.locale = currency, locale
+        self.currency, self.locale, self.country = currency, locale, channel.country
+        self._tax: dict[bool, PriceTax] = {}
         ids = [v.id for p in products for v in p.variants]
         self.found = (
             pricing.resolve_prices(
@@ -101,16 +105,34 @@ class _Prices:
         if price is None:
             return None
         compare = price.compare_at
+        tax = self.tax(price.tax_inclusive)
         return StorePriceOut(
             amount=price.amount,
             currency=price.currency,
             formatted=format_money(price.amount, price.currency, self.locale),
-            tax_inclusive=price.tax_inclusive,
+            tax_inclusive=tax.included,
+            tax_status=_tax_status(tax),
+            tax_note=tax.pending,
             compare_at=compare,
             compare_at_formatted=None
             if compare is None
             else format_money(compare, price.currency, self.locale),
         )
+
+
+    def tax(self, inclusive: bool) -> PriceTax:
+        """Asked once per page (every price of a list shares the convention)."""
+        if inclusive not in self._tax:
+            self._tax[inclusive] = price_tax(
+                carts.tax_provider(), self.currency, inclusive, self.country
+            )
+        return self._tax[inclusive]
+
+
+def _tax_status(tax: PriceTax) -> PriceTaxStatus:
+    if tax.pending is not None:
+        return PriceTaxStatus.PENDING
+    return PriceTaxStatus.INCLUDED if tax.included else PriceTaxStatus.ADDED
 
 
 def product_view(
