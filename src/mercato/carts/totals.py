@@ -154,7 +154,8 @@ def price_tax(
     """
     if country is None:
         return PriceTax(inclusive)
-    probe = TaxRequest(currency, inclusive, TaxAddress(country), [TaxLine("price", "standard", ZERO)])
+    line = TaxLine("price", "standard", ZERO)
+    probe = TaxRequest(currency, inclusive, TaxAddress(country), [line])
     try:
         return PriceTax(provider.calculate(probe).tax_included)
     except TaxAddressIncomplete as exc:
