@@ -163,9 +163,11 @@ def claim(session: Session, scope: str, key: str, fingerprint: str) -> Idempoten
         response=None,
         created_at=utcnow(),
     )
-    session.add(record)
     try:
+        # Added inside the savepoint: begin_nested() flushes pending objects first, so a
+        # row added before it would fail the whole transaction instead of the savepoint.
         with session.begin_nested():
+            session.add(record)
             session.flush()
     except IntegrityError as exc:
         raise Conflict(
@@ -192,17 +194,17 @@ class Idempotent:
         stored = lookup(self.session, self.scope, self.key, fingerprint)
         if stored is not None:
             return _replay(stored)
-        try:
-            record = claim(self.session, self.scope, self.key, fingerprint)
-        except Conflict:
-            # A concurrent duplicate held the key and has committed meanwhile: its answer.
+        if not try_claim(self.session, self.scope, self.key, fingerprint):
+            # A concurrent duplicate held the key (the claim waited for it): its answer.
             finished = self._finished(fingerprint)
             if finished is None:
-                raise
+                raise Conflict(
+                    "a request with this Idempotency-Key is in progress; retry it",
+                    code="idempotency-key-in-use",
+                )
             return finished
         body = jsonable_encoder(produce())
-        record.status_code = status_code
-        record.response = body
+        finish(self.session, self.scope, self.key, status_code, body)
         return JSONResponse(body, status_code=status_code)
 
     def _finished(self, fingerprint: str) -> JSONResponse | None:
