@@ -180,7 +180,7 @@ def create_cart(
     """
 
     def run() -> CartOut:
-        cart = service.create_cart(session, channel, customer_id, body.currency)
+        cart = service.create_cart(session, channel, customer_id, body.currency, body.country)
         chosen = resolve_locale(channel, locale, accept_language)
         return cart_view(session, service.compute(session, cart, channel, chosen))
 

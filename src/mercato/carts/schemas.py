@@ -21,12 +21,26 @@ class DeliveryMode(StrEnum):
 
 
 class CartIn(StrictModel):
-    currency: str | None = Field(default=None, description="Default: the channel's currency")
+    currency: str | None = Field(
+        default=None,
+        description="Default: the currency the channel quotes the shopper's country in, "
+        "else the channel's first currency",
+    )
+    country: str | None = Field(
+        default=None,
+        description="The shopper's country (ISO 3166-1 alpha-2): picks the currency by the "
+        "channel's country_currencies and taxes the cart until it has an address",
+    )
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str | None) -> str | None:
         return None if value is None else validate_currency(value)
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        return None if value is None else validate_country(value)
 
 
 class LineIn(StrictModel):

@@ -264,9 +264,16 @@ def release_stock(session: Session, cart: Cart, actor: Principal) -> int:
 
 
 def create_cart(
-    session: Session, channel: ChannelContext, customer_id: int | None, currency: str | None
+    session: Session,
+    channel: ChannelContext,
+    customer_id: int | None,
+    currency: str | None,
+    country: str | None = None,
 ) -> Cart:
-    chosen = currency or channel.default_currency
+    """A cart in ``currency``, else in the currency the channel quotes ``country`` in (the
+    shopper's country), else in its default. That country taxes the cart until an address
+    says where it goes."""
+    chosen = currency or channel.currency_for(country)
     if not channel.sells_in(chosen):
         raise ValidationProblem.field(
             "body.currency", f"{channel.code} sells in {', '.join(channel.currencies)}"
@@ -284,7 +291,7 @@ def create_cart(
         last_channel_id=channel.id,
         codes=[],
         version=1,
-        tax_country=channel.country,
+        tax_country=country or channel.country,
         created_at=now,
         updated_at=now,
     )
@@ -409,10 +416,13 @@ def update_cart(
     if "email" in changes:
         cart.email = changes["email"].lower() if changes["email"] else None
     if "shipping_address" in changes:
+        before = (cart.shipping_address or {}).get("country") or cart.tax_country
         cart.shipping_address = (
             None if shipping_address is None else shipping_address.model_dump(mode="json")
         )
         cart.shipping_option_id = None  # options depend on the destination
+        if shipping_address is not None and not changes.get("currency"):
+            _follow_country(cart, channel, before, shipping_address.country)
     if "billing_address" in changes:
         cart.billing_address = (
             None if billing_address is None else billing_address.model_dump(mode="json")
@@ -428,6 +438,17 @@ def update_cart(
         cart.shipping_option_id = None
     _touch(session, cart, channel)
     session.flush()
+
+
+def _follow_country(
+    cart: Cart, channel: ChannelContext, before: str | None, after: str
+) -> None:
+    """A cart in the currency its channel quotes its country in follows a new shipping
+    country to that country's currency; a currency the shopper picked stays, and so does
+    the currency of a cart opened in another channel (it keeps its price list)."""
+    if cart.created_channel_id != channel.id or cart.currency != channel.currency_for(before):
+        return
+    cart.currency = channel.currency_for(after)
 
 
 def apply_code(
@@ -791,7 +812,7 @@ def compute(
     """
     cart_lines = lines_of(session, cart.id)
     infos = catalog.variant_infos(session, [x.variant_id for x in cart_lines])
-    names = catalog.variant_labels(session, infos, locale)
+    shown = catalog.variant_displays(session, infos, locale)
     groups = loyalty.pricing_groups(session, cart.customer_id)
     prices = pricing.resolve_prices(
         session,
@@ -810,8 +831,8 @@ def compute(
             LineComputation(
                 line=x,
                 sku=info.sku if info else "?",
-                name=names.get(x.variant_id, "?"),
-                options=dict(info.options) if info else {},
+                name=shown[x.variant_id].name if info else "?",
+                options=shown[x.variant_id].options if info else {},
                 tax_class=info.tax_class if info else "standard",
                 weight_g=(info.weight_g or 0) if info else 0,
                 product_id=info.product_id if info else 0,

@@ -17,6 +17,7 @@ from mercato.channels.deps import ChannelCtx
 from mercato.deps import DbSession, Pagination
 from mercato.errors import NotFound, ValidationProblem
 from mercato.i18n import parse_accept_language
+from mercato.locations.schemas import validate_country
 from mercato.money import format_money
 from mercato.pricing import service as pricing
 from mercato.routing import router
@@ -39,6 +40,15 @@ LocaleQuery = Annotated[
 AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
 CurrencyQuery = Annotated[
     str | None, Query(min_length=3, max_length=3, description="One of the channel's currencies")
+]
+CountryQuery = Annotated[
+    str | None,
+    Query(
+        min_length=2,
+        max_length=2,
+        description="The shopper's country: prices in the currency the channel quotes it in "
+        "(unless currency is given), with its country prices and tax",
+    ),
 ]
 
 
@@ -84,8 +94,10 @@ class _Prices:
         currency: str,
         locale: str,
         products: list[Product],
+        country: str | None = None,
     ) -> None:
-        self.currency, self.locale, self.country = currency, locale, channel.country
+        self.country = country or channel.country
+        self.currency, self.locale = currency, locale
         self._tax: dict[bool, PriceTax] = {}
         ids = [v.id for p in products for v in p.variants]
         self.found = (
@@ -94,7 +106,7 @@ class _Prices:
                 ids,
                 price_list=channel.price_list,
                 currency=currency,
-                country=channel.country,
+                country=self.country,
             )
             if channel.price_list
             else {}
@@ -139,6 +151,7 @@ def product_view(
     product: Product, locale: str, categories: _CategoryNames, prices: _Prices
 ) -> StoreProductOut:
     name, description = catalog.localized(product, locale)
+    translated = catalog.option_translations(product)
     return StoreProductOut(
         id=product.id,
         code=product.code,
@@ -152,7 +165,7 @@ def product_view(
                 id=v.id,
                 sku=v.sku,
                 barcode=v.barcode,
-                options=dict(v.options),
+                options=catalog.localized_options(dict(v.options), translated, locale),
                 price=prices.out(v.id),
             )
             for v in product.variants
@@ -161,9 +174,22 @@ def product_view(
     )
 
 
-def resolve_currency(channel: ChannelContext, currency: str | None) -> str:
+def resolve_country(country: str | None) -> str | None:
+    if country is None:
+        return None
+    try:
+        return validate_country(country)
+    except ValueError as exc:
+        raise ValidationProblem.field("query.country", str(exc)) from None
+
+
+def resolve_currency(
+    channel: ChannelContext, currency: str | None, country: str | None = None
+) -> str:
+    """The asked currency if the channel sells in it, else the one it quotes the
+    shopper's country in."""
     if currency is None:
-        return channel.default_currency
+        return channel.currency_for(country)
     wanted = currency.upper()
     if not channel.sells_in(wanted):
         raise ValidationProblem.field(
@@ -191,6 +217,7 @@ def channel_info(
         locales=list(channel.locales),
         currencies=list(channel.currencies),
         country=channel.country,
+        country_currencies=dict(channel.country_currencies),
     )
 
 
@@ -232,10 +259,12 @@ def list_products(
     category: Annotated[str | None, Query(max_length=80, description="Category code")] = None,
     locale: LocaleQuery = None,
     currency: CurrencyQuery = None,
+    country: CountryQuery = None,
     accept_language: AcceptLanguage = None,
 ) -> StoreProductPage:
     chosen = resolve_locale(channel, locale, accept_language)
-    money = resolve_currency(channel, currency)
+    shopper_country = resolve_country(country)
+    money = resolve_currency(channel, currency, shopper_country)
     cursor, limit = page
     category_ids: set[int] | None = None
     if category:
@@ -255,7 +284,7 @@ def list_products(
         limit=limit,
     )
     names = _CategoryNames(session, chosen)
-    prices = _Prices(session, channel, money, chosen, result.items)
+    prices = _Prices(session, channel, money, chosen, result.items, shopper_country)
     return StoreProductPage(
         locale=chosen,
         currency=money,
@@ -271,12 +300,14 @@ def get_product(
     channel: ChannelCtx,
     locale: LocaleQuery = None,
     currency: CurrencyQuery = None,
+    country: CountryQuery = None,
     accept_language: AcceptLanguage = None,
 ) -> StoreProductOut:
     chosen = resolve_locale(channel, locale, accept_language)
-    money = resolve_currency(channel, currency)
+    shopper_country = resolve_country(country)
+    money = resolve_currency(channel, currency, shopper_country)
     product = catalog.get_product(session, product_id)
     if not _visible(channel, product):
         raise NotFound(f"product {product_id} not found")
-    prices = _Prices(session, channel, money, chosen, [product])
+    prices = _Prices(session, channel, money, chosen, [product], shopper_country)
     return product_view(product, chosen, _CategoryNames(session, chosen), prices)

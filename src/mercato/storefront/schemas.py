@@ -70,3 +70,7 @@ class StoreChannelOut(ResponseModel):
     locales: list[str]
     currencies: list[str]
     country: str | None
+    country_currencies: dict[str, str] = Field(
+        default_factory=dict,
+        description="The currency each listed country is quoted in; others get the first",
+    )
