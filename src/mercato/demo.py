@@ -399,6 +399,10 @@ CHANNELS: list[
     ),
 ]
 
+# The global channels quote each market's shoppers in its currency.
+MARKET_CURRENCIES = {"JP": "JPY", "DE": "EUR", "SG": "SGD", "VN": "VND", "US": "USD"}
+COUNTRY_CURRENCIES = {"app": MARKET_CURRENCIES, "call-centre": MARKET_CURRENCIES}
+
 # email prefix, role, location codes: with the owner, one sign-in for every role.
 STAFF: list[tuple[str, Role, list[str]]] = [
     ("admin", Role.ADMIN, []),
@@ -472,6 +476,7 @@ def _channels(session: Session, actor: Principal, location_ids: dict[str, int]) 
                 currencies=currencies,
                 price_list=price_list,
                 country=country,
+                country_currencies=COUNTRY_CURRENCIES.get(code, {}),
                 ship_to_countries=ship_to,
                 locations=[
                     ChannelLocationIn(location_id=location_ids[loc], priority=i)

@@ -173,6 +173,16 @@ GRINDS = [
     Word("Filter grind", "フィルター挽き", "Filter-Mahlung", "Xay pha phin"),
 ]
 
+# Option names and the values that read differently in each language (sizes and
+# weights such as "M" and "250g" read the same everywhere).
+OPTION_NAMES = {
+    "weight": Word("Weight", "内容量", "Gewicht", "Khối lượng"),
+    "grind": Word("Grind", "挽き方", "Mahlgrad", "Độ xay"),
+    "colour": Word("Colour", "カラー", "Farbe", "Màu"),
+    "size": Word("Size", "サイズ", "Größe", "Cỡ"),
+}
+OPTION_VALUES = {word.en: word for word in [*GRINDS, *COLOURS]}
+
 DESCRIPTIONS = {
     "coffee": Word(
         "Freshly roasted in small batches. Notes of {notes}.",
@@ -443,7 +453,12 @@ def as_import_records(products: list[DemoProduct]) -> list[dict[str, Any]]:
                 "category_code": p.category,
                 "media_urls": p.media,
                 "translations": {
-                    loc: {"name": p.name[loc], "description": p.description[loc]} for loc in LOCALES
+                    loc: {
+                        "name": p.name[loc],
+                        "description": p.description[loc],
+                        "options": option_translations(p, loc),
+                    }
+                    for loc in LOCALES
                 },
                 "variants": [
                     {
@@ -462,3 +477,14 @@ def as_import_records(products: list[DemoProduct]) -> list[dict[str, Any]]:
             }
         )
     return records
+
+
+def option_translations(product: DemoProduct, locale: str) -> dict[str, Any]:
+    """The product's option names and values in ``locale`` (the import's shape)."""
+    translated: dict[str, Any] = {}
+    for variant in product.variants:
+        for name, value in variant.options.items():
+            entry = translated.setdefault(name, {"name": OPTION_NAMES[name].get(locale)})
+            if value in OPTION_VALUES:
+                entry.setdefault("values", {})[value] = OPTION_VALUES[value].get(locale)
+    return translated

@@ -1,10 +1,11 @@
-"""Idempotency-Key support for unsafe requests that create orders, money or stock movements.
+"""Idempotency-Key support for unsafe requests: orders, money, stock movements, and every
+unsafe POST of the shopper API (carts, lines, codes, accounts, consents...).
 
 The first request with a key claims it (a row inserted before any effect), does its work
 and stores its answer, all in one transaction. A retry with the same key and the same body
 gets that stored answer back, never a second effect. The same key with a different body is
 a 422 (a client bug). A concurrent duplicate waits on the claimed row; when the first
-commits it gets a 409 and may retry to read the stored answer.
+commits it gets the stored answer (a 409 only if the first is still running).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.auth.principal import Principal
-from mercato.db import Base, UTCDateTime, utcnow
-from mercato.errors import Conflict, ValidationProblem
+from mercato.db import Base, Database, UTCDateTime, utcnow
+from mercato.errors import PROBLEM_CONTENT_TYPE, Conflict, ValidationProblem
 from mercato.privacy.crypto import EncryptedJSON
 
 MAX_KEY_LENGTH = 200
@@ -66,6 +67,27 @@ def scope_for(operation: str, principal: Principal) -> str:
     """Keys are per caller: two integrations may use the same key for different requests."""
     who = principal.customer_id or principal.channel_id or principal.id or principal.label
     return f"{operation}:{principal.kind}:{who}"[:120]
+
+
+def shopper_scope(operation: str, channel_id: int, customer_id: int | None = None) -> str:
+    """Shopper keys are per channel, and per customer once signed in.
+
+    The caller of the shopper API is the storefront holding the channel key, so guests of
+    one channel share a scope: a storefront sends a fresh random key per request.
+    """
+    who = f"customer:{customer_id}" if customer_id is not None else "guest"
+    return f"{operation}:channel:{channel_id}:{who}"[:120]
+
+
+def secret_fingerprint(value: str) -> str:
+    """What stands for a secret (a password, a card number) in a request fingerprint.
+
+    A keyed hash: the stored fingerprint of a body must not let anyone test guesses of
+    the secret it carried.
+    """
+    from mercato.privacy.crypto import blind_index
+
+    return blind_index("idempotency-secret", value)
 
 
 def lookup(session: Session, scope: str, key: str, fingerprint: str) -> IdempotencyRecord | None:
@@ -141,9 +163,11 @@ def claim(session: Session, scope: str, key: str, fingerprint: str) -> Idempoten
         response=None,
         created_at=utcnow(),
     )
-    session.add(record)
     try:
+        # Added inside the savepoint: begin_nested() flushes pending objects first, so a
+        # row added before it would fail the whole transaction instead of the savepoint.
         with session.begin_nested():
+            session.add(record)
             session.flush()
     except IntegrityError as exc:
         raise Conflict(
@@ -169,16 +193,27 @@ class Idempotent:
         fingerprint = request_fingerprint(self.payload)
         stored = lookup(self.session, self.scope, self.key, fingerprint)
         if stored is not None:
-            return JSONResponse(
-                stored.response,
-                status_code=stored.status_code,
-                headers={"Idempotent-Replayed": "true"},
-            )
-        record = claim(self.session, self.scope, self.key, fingerprint)
+            return _replay(stored)
+        if not try_claim(self.session, self.scope, self.key, fingerprint):
+            # A concurrent duplicate held the key (the claim waited for it): its answer.
+            finished = self._finished(fingerprint)
+            if finished is None:
+                raise Conflict(
+                    "a request with this Idempotency-Key is in progress; retry it",
+                    code="idempotency-key-in-use",
+                )
+            return finished
         body = jsonable_encoder(produce())
-        record.status_code = status_code
-        record.response = body
+        finish(self.session, self.scope, self.key, status_code, body)
         return JSONResponse(body, status_code=status_code)
+
+    def _finished(self, fingerprint: str) -> JSONResponse | None:
+        assert self.key is not None
+        record = record_for(self.session, self.scope, self.key)
+        if record is None or record.status_code == IN_PROGRESS:
+            return None
+        lookup(self.session, self.scope, self.key, fingerprint)  # a different body: 422
+        return _replay(record)
 
 
 def remember(
@@ -188,3 +223,47 @@ def remember(
     record = claim(session, scope, key, fingerprint)
     record.status_code = status_code
     record.response = jsonable_encoder(response)
+
+
+def _answer(body: Any, status_code: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    # A stored refusal (a declined payment) is replayed as the problem it was.
+    media = PROBLEM_CONTENT_TYPE if status_code >= 400 else "application/json"
+    return JSONResponse(body, status_code=status_code, media_type=media, headers=headers)
+
+
+def _replay(record: IdempotencyRecord) -> JSONResponse:
+    return _answer(record.response, record.status_code, {"Idempotent-Replayed": "true"})
+
+
+def run_repeatable(
+    database: Database,
+    scope: str,
+    key: str | None,
+    payload: Any,
+    produce: Callable[[], tuple[int, Any]],
+) -> JSONResponse:
+    """The Idempotency-Key of an operation that is safe to repeat by construction and runs
+    outside a request transaction (it calls a provider between transactions of its own).
+
+    ``produce`` returns the status and body. A retry with the key gets the first stored
+    answer, another body with the key is a 422. Two concurrent duplicates may both run,
+    which such an operation allows; the first answer stored is the one replayed.
+    """
+    if key is None:
+        status_code, body = produce()
+        return _answer(jsonable_encoder(body), status_code)
+    fingerprint = request_fingerprint(payload)
+    with database.read() as session:
+        stored = lookup(session, scope, key, fingerprint)
+        if stored is not None:
+            return _replay(stored)
+    status_code, body = produce()
+    encoded = jsonable_encoder(body)
+    with database.transaction() as session:
+        if try_claim(session, scope, key, fingerprint):
+            finish(session, scope, key, status_code, encoded)
+        else:
+            stored = lookup(session, scope, key, fingerprint)
+            if stored is not None:
+                return _replay(stored)
+    return _answer(encoded, status_code)

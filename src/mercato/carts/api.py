@@ -33,13 +33,14 @@ from mercato.carts.schemas import (
     PickupStoreOut,
     ShippingOptionOut,
     TaxLineOut,
+    TaxStatus,
 )
 from mercato.channels.context import ChannelContext
 from mercato.channels.deps import ChannelCtx
 from mercato.customers.deps import CustomerId
 from mercato.deps import DbSession, IdempotencyKey
 from mercato.errors import NotFound, Unauthorized
-from mercato.idempotency import Idempotent
+from mercato.idempotency import Idempotent, shopper_scope
 from mercato.inventory import service as inventory
 from mercato.money import format_money
 from mercato.orders import service as orders
@@ -133,6 +134,8 @@ def cart_view(session: Session, computed: service.CartComputation) -> CartOut:
         order_number=number,
         held_until=service.held_until(session, cart),
         updated_at=cart.updated_at,
+        tax_status=TaxStatus.PENDING if computed.tax_pending else TaxStatus.CALCULATED,
+        tax_note=None if computed.tax_pending is None else str(computed.tax_pending),
     )
 
 
@@ -167,13 +170,22 @@ def create_cart(
     session: DbSession,
     channel: ChannelCtx,
     customer_id: CustomerId,
+    key: IdempotencyKey,
     locale: LocaleQuery = None,
     accept_language: AcceptLanguage = None,
-) -> CartOut:
-    """A new cart in the channel's (or the given) currency. Keep its ``token``."""
-    cart = service.create_cart(session, channel, customer_id, body.currency)
-    chosen = resolve_locale(channel, locale, accept_language)
-    return cart_view(session, service.compute(session, cart, channel, chosen))
+) -> JSONResponse:
+    """A new cart in the channel's (or the given) currency. Keep its ``token``.
+
+    Send an ``Idempotency-Key``: a retry gets the same cart, never a second one.
+    """
+
+    def run() -> CartOut:
+        cart = service.create_cart(session, channel, customer_id, body.currency, body.country)
+        chosen = resolve_locale(channel, locale, accept_language)
+        return cart_view(session, service.compute(session, cart, channel, chosen))
+
+    scope = shopper_scope("cart.create", channel.id, customer_id)
+    return Idempotent(session, scope, key, body.model_dump(mode="json")).run(run)
 
 
 @api.get("/mine", response_model=CartOut)
@@ -236,20 +248,27 @@ def add_line(
     session: DbSession,
     channel: ChannelCtx,
     customer_id: CustomerId,
+    key: IdempotencyKey,
     locale: LocaleQuery = None,
     accept_language: AcceptLanguage = None,
-) -> CartOut:
+) -> JSONResponse:
+    """Add units of a variant. Send an ``Idempotency-Key``: a retry adds them only once."""
     cart = service.get_cart(session, token, customer_id)
-    service.add_line(
-        session,
-        cart,
-        channel,
-        body.variant_id,
-        body.quantity,
-        body.delivery_mode,
-        body.pickup_location_id,
-    )
-    return _view(session, token, channel, customer_id, locale, accept_language)
+
+    def run() -> CartOut:
+        service.add_line(
+            session,
+            cart,
+            channel,
+            body.variant_id,
+            body.quantity,
+            body.delivery_mode,
+            body.pickup_location_id,
+        )
+        return _view(session, token, channel, customer_id, locale, accept_language)
+
+    payload = body.model_dump(mode="json")
+    return Idempotent(session, _cart_scope("cart.lines", token), key, payload).run(run, 200)
 
 
 @api.patch("/{token}/lines/{line_id}", response_model=CartOut)
@@ -291,13 +310,19 @@ def apply_code(
     session: DbSession,
     channel: ChannelCtx,
     customer_id: CustomerId,
+    key: IdempotencyKey,
     locale: LocaleQuery = None,
     accept_language: AcceptLanguage = None,
-) -> CartOut:
+) -> JSONResponse:
     """Apply a discount code; a code that can never work here is a 422 with its reason."""
     cart = service.get_cart(session, token, customer_id)
     chosen = resolve_locale(channel, locale, accept_language)
-    return cart_view(session, service.apply_code(session, cart, channel, body.code, chosen))
+
+    def run() -> CartOut:
+        return cart_view(session, service.apply_code(session, cart, channel, body.code, chosen))
+
+    payload = body.model_dump(mode="json")
+    return Idempotent(session, _cart_scope("cart.codes", token), key, payload).run(run, 200)
 
 
 @api.delete("/{token}/codes/{code}", response_model=CartOut)
@@ -321,15 +346,27 @@ def attach_customer(
     session: DbSession,
     channel: ChannelCtx,
     customer_id: CustomerId,
+    key: IdempotencyKey,
     locale: LocaleQuery = None,
     accept_language: AcceptLanguage = None,
-) -> CartOut:
+) -> JSONResponse:
     """After login: the guest cart joins the customer's open cart (the answer has its token)."""
     if customer_id is None:
         raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
-    cart = service.get_cart(session, token, None)
-    merged = service.attach_customer(session, cart, channel, customer_id)
-    return _view(session, merged.token, channel, customer_id, locale, accept_language)
+
+    def run() -> CartOut:
+        # Inside: a retry finds the cart already the customer's and gets the first answer.
+        cart = service.get_cart(session, token, None)
+        merged = service.attach_customer(session, cart, channel, customer_id)
+        return _view(session, merged.token, channel, customer_id, locale, accept_language)
+
+    payload = {"customer_id": customer_id}
+    return Idempotent(session, _cart_scope("cart.customer", token), key, payload).run(run, 200)
+
+
+def _cart_scope(operation: str, token: str) -> str:
+    """Keys of a cart's operations are the cart's: its token is what the shopper holds."""
+    return f"{operation}:{token}"[:120]
 
 
 def _hold_view(session: Session, cart: Cart) -> CartHoldOut:
@@ -370,7 +407,7 @@ def hold_stock(
         return _hold_view(session, cart)
 
     payload = {"cart": token, **body.model_dump(mode="json")}
-    return Idempotent(session, f"cart.hold:{token}"[:120], key, payload).run(run, 200)
+    return Idempotent(session, _cart_scope("cart.hold", token), key, payload).run(run, 200)
 
 
 @api.get("/{token}/hold", response_model=CartHoldOut)

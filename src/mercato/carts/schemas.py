@@ -21,12 +21,26 @@ class DeliveryMode(StrEnum):
 
 
 class CartIn(StrictModel):
-    currency: str | None = Field(default=None, description="Default: the channel's currency")
+    currency: str | None = Field(
+        default=None,
+        description="Default: the currency the channel quotes the shopper's country in, "
+        "else the channel's first currency",
+    )
+    country: str | None = Field(
+        default=None,
+        description="The shopper's country (ISO 3166-1 alpha-2): picks the currency by the "
+        "channel's country_currencies and taxes the cart until it has an address",
+    )
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str | None) -> str | None:
         return None if value is None else validate_currency(value)
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        return None if value is None else validate_country(value)
 
 
 class LineIn(StrictModel):
@@ -161,6 +175,11 @@ class CodeStatusOut(ResponseModel):
     reason: str | None = None
 
 
+class TaxStatus(StrEnum):
+    CALCULATED = "calculated"
+    PENDING = "pending"
+
+
 class TaxLineOut(ResponseModel):
     name: str
     jurisdiction: str
@@ -197,6 +216,12 @@ class CartOut(ResponseModel):
     order_number: str | None = None
     held_until: datetime | None = None
     updated_at: datetime
+    tax_status: TaxStatus = Field(
+        default=TaxStatus.CALCULATED,
+        description="pending: the address does not say enough to know the tax (a US cart "
+        "without its state); tax_total is 0 until it does, and checkout needs it",
+    )
+    tax_note: str | None = Field(default=None, description="Why the tax is pending")
 
 
 class CartCreated(CartOut):

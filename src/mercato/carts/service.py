@@ -54,7 +54,7 @@ from mercato.loyalty import service as loyalty
 from mercato.money import ZERO, quantize
 from mercato.orders import service as orders
 from mercato.pricing import service as pricing
-from mercato.pricing.tax import TableTaxProvider, TaxAddress, TaxProvider
+from mercato.pricing.tax import TableTaxProvider, TaxAddress, TaxAddressIncomplete, TaxProvider
 from mercato.promotions import engine
 from mercato.promotions import service as promotions
 from mercato.shipping import service as shipping
@@ -70,6 +70,8 @@ HOLD_REFERENCE = "cart"
 MAX_HELD_UNITS_PER_LINE = 10
 MAX_LINES = 100
 SHIPPING_LINE = "shipping"
+# The cart prices without it, but its tax needs more of the address before checkout.
+TAX_PENDING_ISSUE = "tax-address-incomplete"
 # Codes that can never work are refused when applied; others stay (they may work later).
 HARD_CODE_REASONS = frozenset(
     {
@@ -262,9 +264,16 @@ def release_stock(session: Session, cart: Cart, actor: Principal) -> int:
 
 
 def create_cart(
-    session: Session, channel: ChannelContext, customer_id: int | None, currency: str | None
+    session: Session,
+    channel: ChannelContext,
+    customer_id: int | None,
+    currency: str | None,
+    country: str | None = None,
 ) -> Cart:
-    chosen = currency or channel.default_currency
+    """A cart in ``currency``, else in the currency the channel quotes ``country`` in (the
+    shopper's country), else in its default. That country taxes the cart until an address
+    says where it goes."""
+    chosen = currency or channel.currency_for(country)
     if not channel.sells_in(chosen):
         raise ValidationProblem.field(
             "body.currency", f"{channel.code} sells in {', '.join(channel.currencies)}"
@@ -282,7 +291,7 @@ def create_cart(
         last_channel_id=channel.id,
         codes=[],
         version=1,
-        tax_country=channel.country,
+        tax_country=country or channel.country,
         created_at=now,
         updated_at=now,
     )
@@ -407,10 +416,13 @@ def update_cart(
     if "email" in changes:
         cart.email = changes["email"].lower() if changes["email"] else None
     if "shipping_address" in changes:
+        before = (cart.shipping_address or {}).get("country") or cart.tax_country
         cart.shipping_address = (
             None if shipping_address is None else shipping_address.model_dump(mode="json")
         )
         cart.shipping_option_id = None  # options depend on the destination
+        if shipping_address is not None and not changes.get("currency"):
+            _follow_country(cart, channel, before, shipping_address.country)
     if "billing_address" in changes:
         cart.billing_address = (
             None if billing_address is None else billing_address.model_dump(mode="json")
@@ -426,6 +438,17 @@ def update_cart(
         cart.shipping_option_id = None
     _touch(session, cart, channel)
     session.flush()
+
+
+def _follow_country(
+    cart: Cart, channel: ChannelContext, before: str | None, after: str
+) -> None:
+    """A cart in the currency its channel quotes its country in follows a new shipping
+    country to that country's currency; a currency the shopper picked stays, and so does
+    the currency of a cart opened in another channel (it keeps its price list)."""
+    if cart.created_channel_id != channel.id or cart.currency != channel.currency_for(before):
+        return
+    cart.currency = channel.currency_for(after)
 
 
 def apply_code(
@@ -644,6 +667,8 @@ class CartComputation:
     promotion_result: engine.PromotionResult | None
     codes: list[CodeStatus]
     issues: list[str]
+    # Why the tax is not known yet (the address lacks its US state): shown as pending.
+    tax_pending: TaxAddressIncomplete | None = None
 
     @property
     def can_checkout(self) -> bool:
@@ -787,7 +812,7 @@ def compute(
     """
     cart_lines = lines_of(session, cart.id)
     infos = catalog.variant_infos(session, [x.variant_id for x in cart_lines])
-    names = catalog.variant_labels(session, infos, locale)
+    shown = catalog.variant_displays(session, infos, locale)
     groups = loyalty.pricing_groups(session, cart.customer_id)
     prices = pricing.resolve_prices(
         session,
@@ -806,8 +831,8 @@ def compute(
             LineComputation(
                 line=x,
                 sku=info.sku if info else "?",
-                name=names.get(x.variant_id, "?"),
-                options=dict(info.options) if info else {},
+                name=shown[x.variant_id].name if info else "?",
+                options=shown[x.variant_id].options if info else {},
                 tax_class=info.tax_class if info else "standard",
                 weight_g=(info.weight_g or 0) if info else 0,
                 product_id=info.product_id if info else 0,
@@ -850,6 +875,8 @@ def compute(
     for item in priced:
         line_tax = taxed.lines[str(item.line.id)]
         item.tax, item.tax_rate, item.total = line_tax.tax, line_tax.rate, line_tax.total
+    if taxed.tax_pending is not None:
+        issues.append(TAX_PENDING_ISSUE)
     return CartComputation(
         cart=cart,
         channel=channel,
@@ -870,6 +897,7 @@ def compute(
         promotion_result=result,
         codes=_code_statuses(cart, result),
         issues=issues,
+        tax_pending=taxed.tax_pending,
     )
 
 
@@ -921,7 +949,10 @@ def _code_statuses(cart: Cart, result: engine.PromotionResult | None) -> list[Co
 
 def view_problem(computation: CartComputation) -> Problem:
     """Why a cart cannot be checked out, per line, as one 422."""
-    errors = [FieldError("cart", i) for i in computation.issues]
+    errors = [FieldError("cart", i) for i in computation.issues if i != TAX_PENDING_ISSUE]
+    if computation.tax_pending is not None:
+        part = f"shipping_address.{computation.tax_pending.part}"
+        errors.append(FieldError(part, str(computation.tax_pending)))
     errors += [
         FieldError(f"lines[{n}]", f"{x.sku}: {', '.join(x.issues)}")
         for n, x in enumerate(computation.lines)

@@ -5,11 +5,16 @@ spreadsheets produce). Columns: ``product_code, name, description, status, tax_c
 category_code, media_urls`` (``|``-separated), ``attributes`` (a JSON object), ``sku,
 barcode, weight_g, length_mm, width_mm, height_mm, hs_code, country_of_origin, position,
 active``, any number of ``option:<name>`` columns and ``name:<locale>`` /
-``description:<locale>`` translation columns. A row whose variant cells are all empty is a
+``description:<locale>`` translation columns. Options are translated by
+``option_name:<locale>:<name>`` (the option's name, on any row of the product) and
+``option_value:<locale>:<name>`` (the translation of the row's ``option:<name>`` value);
+they need the product's ``name:<locale>``. A row whose variant cells are all empty is a
 product without variants.
 
 JSON is a list of product objects (``product_code``, ..., ``translations``:
-``{locale: {name, description}}``, ``variants``: ``[{sku, barcode, options, ...}]``).
+``{locale: {name, description, options}}`` with ``options`` as
+``{"grind": {"name": "Mahlgrad", "values": {"Whole bean": "Ganze Bohne"}}}``,
+``variants``: ``[{sku, barcode, options, ...}]``).
 
 Every row is validated before anything is written. Any bad row means nothing is imported:
 the report lists every error with its line (CSV: the file line, the header being line 1;
@@ -71,6 +76,7 @@ VARIANT_COLUMNS = (
     "active",
 )
 INT_COLUMNS = ("weight_g", "length_mm", "width_mm", "height_mm", "position")
+OPTION_TRANSLATION_COLUMNS = ("option_name", "option_value")
 
 
 @dataclass
@@ -124,6 +130,8 @@ def parse_csv(text: str, errors: _Collector) -> list[ProductRecord]:
         prefix, _, rest = column.partition(":")
         if column in known or (prefix in ("option", "name", "description") and rest):
             continue
+        if prefix in OPTION_TRANSLATION_COLUMNS and all(rest.partition(":")[::2]):
+            continue
         errors.add(1, column, "unknown column")
     if errors.errors:
         return []
@@ -171,6 +179,7 @@ def _csv_row(
         products[code] = record
     elif row.get("name") and row["name"] != record.name:
         errors.add(line, "name", f"differs from the name given for {code} on line {record.line}")
+    _merge_option_translations(line, record, _csv_option_translations(row), errors)
     variant: dict[str, Any] = {c: row[c] for c in VARIANT_COLUMNS if not _blank(row.get(c))}
     for column in INT_COLUMNS:
         if column in variant:
@@ -206,6 +215,53 @@ def _csv_translations(line: int, row: dict[str, str], errors: _Collector) -> dic
         if "name" not in parts:
             errors.add(line, f"name:{locale}", "a translated description needs a translated name")
     return {locale: parts for locale, parts in found.items() if "name" in parts}
+
+
+def _csv_option_translations(row: dict[str, str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{locale: {option: {"name": ..., "values": {value: translation}}}}`` of one row."""
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for column, value in row.items():
+        kind, _, rest = column.partition(":")
+        if kind not in OPTION_TRANSLATION_COLUMNS or not value:
+            continue
+        locale, _, option = rest.partition(":")
+        entry = found.setdefault(locale, {}).setdefault(option, {})
+        if kind == "option_name":
+            entry["name"] = value
+        elif row.get(f"option:{option}"):
+            entry.setdefault("values", {})[row[f"option:{option}"]] = value
+    return found
+
+
+def _merge_option_translations(
+    line: int,
+    record: ProductRecord,
+    found: dict[str, dict[str, dict[str, Any]]],
+    errors: _Collector,
+) -> None:
+    """Each variant row brings its own translated values: gather them on the product."""
+    for locale, options in found.items():
+        column = f"option_name:{locale}"
+        try:
+            tag = normalise_locale(locale)
+        except ValueError as exc:
+            errors.add(line, column, str(exc))
+            continue
+        current = record.translations.get(tag)
+        if current is None:
+            errors.add(line, column, f"option translations need the product's name:{locale}")
+            continue
+        merged = current.stored_options()
+        for option, entry in options.items():
+            into = merged.setdefault(option, {})
+            into.update({k: v for k, v in entry.items() if k == "name"})
+            into["values"] = {**into.get("values", {}), **entry.get("values", {})}
+        try:
+            record.translations[tag] = TranslationIn.model_validate(
+                {"name": current.name, "description": current.description, "options": merged}
+            )
+        except ValidationError as exc:
+            errors.pydantic(line, f"{column}.", exc)
 
 
 def parse_json(text: str, errors: _Collector) -> list[ProductRecord]:
@@ -433,10 +489,17 @@ def _write(
             row = by_locale.get(locale)
             if row is None:
                 product.translations.append(
-                    ProductTranslation(locale=locale, name=t.name, description=t.description)
+                    ProductTranslation(
+                        locale=locale,
+                        name=t.name,
+                        description=t.description,
+                        options=t.stored_options(),
+                    )
                 )
             else:
                 row.name, row.description = t.name, t.description
+                if "options" in t.model_fields_set:  # a file without them keeps them
+                    row.options = t.stored_options()
         by_sku = {v.sku: v for v in product.variants}
         for _, v in r.variants:
             variant = by_sku.get(v.sku)
@@ -528,7 +591,12 @@ def export_records(session: Session) -> list[dict[str, Any]]:
                 "media_urls": list(p.media_urls),
                 "attributes": dict(p.attributes or {}),
                 "translations": {
-                    t.locale: {"name": t.name, "description": t.description} for t in p.translations
+                    t.locale: {
+                        "name": t.name,
+                        "description": t.description,
+                        **({"options": dict(t.options)} if t.options else {}),
+                    }
+                    for t in p.translations
                 },
                 "variants": [
                     {
@@ -559,6 +627,8 @@ def export_csv(session: Session) -> str:
     header += [f"option:{name}" for name in option_names]
     for loc in locales:
         header += [f"name:{loc}", f"description:{loc}"]
+    translated = _translated_options(records, locales)
+    header += [f"{kind}:{loc}:{name}" for kind, loc, name in translated]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -582,13 +652,41 @@ def export_csv(session: Session) -> str:
         if not r["variants"]:
             # A product without variants: one row whose variant cells are empty.
             blank = [""] * (len(VARIANT_COLUMNS) + len(option_names))
-            writer.writerow(product_cells + blank + translation_cells)
+            option_cells = [_option_cell(r, {"options": {}}, column) for column in translated]
+            writer.writerow(product_cells + blank + translation_cells + option_cells)
         for v in r["variants"]:
             cells = [*product_cells]
             cells += [_csv_cell(v.get(c)) for c in VARIANT_COLUMNS]
             cells += [v["options"].get(name, "") for name in option_names]
-            writer.writerow(cells + translation_cells)
+            option_cells = [_option_cell(r, v, column) for column in translated]
+            writer.writerow(cells + translation_cells + option_cells)
     return out.getvalue()
+
+
+def _translated_options(
+    records: list[dict[str, Any]], locales: list[str]
+) -> list[tuple[str, str, str]]:
+    """The ``option_name`` / ``option_value`` columns the records need, in a stable order."""
+    pairs = sorted(
+        {
+            (loc, name)
+            for r in records
+            for loc in locales
+            for name in ((r["translations"].get(loc) or {}).get("options") or {})
+        }
+    )
+    return [(kind, loc, name) for loc, name in pairs for kind in OPTION_TRANSLATION_COLUMNS]
+
+
+def _option_cell(
+    record: dict[str, Any], variant: dict[str, Any], column: tuple[str, str, str]
+) -> str:
+    kind, loc, name = column
+    entry = ((record["translations"].get(loc) or {}).get("options") or {}).get(name) or {}
+    if kind == "option_name":
+        return str(entry.get("name") or "")
+    value = variant["options"].get(name)
+    return str((entry.get("values") or {}).get(value, "")) if value else ""
 
 
 def _csv_cell(value: Any) -> str:

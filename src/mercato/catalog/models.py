@@ -80,6 +80,9 @@ class ProductTranslation(Base):
     locale: Mapped[str] = mapped_column(String(20), primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(Text)
+    # Option names and values in this language, keyed by the variants' own words:
+    # {"grind": {"name": "Mahlgrad", "values": {"Whole bean": "Ganze Bohne"}}}.
+    options: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
 class Variant(Base):

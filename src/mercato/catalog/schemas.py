@@ -59,9 +59,42 @@ def validate_locale_key(value: dict[str, Any]) -> dict[str, Any]:
     return {normalise_locale(locale): text for locale, text in value.items()}
 
 
+class OptionTranslation(StrictModel):
+    """One option of the product's variants in a language: its name and its values."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=40)
+    values: dict[str, str] = Field(
+        default_factory=dict, description="The variants' value -> its translation"
+    )
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, value: dict[str, str]) -> dict[str, str]:
+        for original, translated in value.items():
+            if not original or len(original) > 100 or not translated or len(translated) > 100:
+                raise ValueError("values map a value (up to 100 chars) to its translation")
+        return value
+
+
 class TranslationIn(StrictModel):
     name: str = Field(min_length=1, max_length=300)
     description: str | None = Field(default=None, max_length=20_000)
+    options: dict[str, OptionTranslation] = Field(
+        default_factory=dict,
+        description="By option name as the variants have it (\"grind\"): its name and values "
+        "in this language",
+        max_length=40,
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, OptionTranslation]) -> dict[str, OptionTranslation]:
+        if any(not key or len(key) > 40 for key in value):
+            raise ValueError("option names are 1 to 40 characters")
+        return value
+
+    def stored_options(self) -> dict[str, Any]:
+        return {k: v.model_dump(exclude_none=True) for k, v in self.options.items()}
 
 
 class VariantFields(StrictModel):
@@ -200,6 +233,12 @@ class TranslationOut(ResponseModel):
     locale: str
     name: str
     description: str | None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        return value or {}
 
 
 class ProductOut(ResponseModel):

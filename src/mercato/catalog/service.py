@@ -434,7 +434,9 @@ def create_product(session: Session, actor: Principal, data: ProductIn) -> Produ
         updated_at=now,
         variants=[],
         translations=[
-            ProductTranslation(locale=loc, name=t.name, description=t.description)
+            ProductTranslation(
+                locale=loc, name=t.name, description=t.description, options=t.stored_options()
+            )
             for loc, t in data.translations.items()
         ],
     )
@@ -510,10 +512,16 @@ def set_translation(
     existing = next((t for t in product.translations if t.locale == locale), None)
     if existing is None:
         product.translations.append(
-            ProductTranslation(locale=locale, name=data.name, description=data.description)
+            ProductTranslation(
+                locale=locale,
+                name=data.name,
+                description=data.description,
+                options=data.stored_options(),
+            )
         )
     else:
         existing.name, existing.description = data.name, data.description
+        existing.options = data.stored_options()
     return _touched(
         session, actor, product, "product.translated", {"locale": locale, "name": data.name}
     )
@@ -623,6 +631,29 @@ def localized(product: Product, locale: str) -> tuple[str, str | None]:
     return translation.name, translation.description or product.description
 
 
+def localized_options(
+    options: dict[str, str], translated: dict[str, dict[str, Any]], locale: str
+) -> dict[str, str]:
+    """A variant's options in ``locale``: each option name and value in the first language
+    of the fallback chain that translates it, else as the catalog has it.
+
+    ``translated`` is the ``options`` of the product's translations, by locale.
+    """
+    chain = [translated[c] for c in fallback_chain(locale) if translated.get(c)]
+    shown: dict[str, str] = {}
+    for name, value in options.items():
+        entries = [t[name] for t in chain if isinstance(t.get(name), dict)]
+        label = next((e["name"] for e in entries if e.get("name")), name)
+        words = next((e["values"][value] for e in entries if value in e.get("values", {})), value)
+        shown[label] = words
+    return shown
+
+
+def option_translations(product: Product) -> dict[str, dict[str, Any]]:
+    """The product's option translations by locale (its translations must be loaded)."""
+    return {t.locale: t.options or {} for t in product.translations}
+
+
 # --- read API for other domains -----------------------------------------------------------
 
 
@@ -728,26 +759,47 @@ def variant_names(session: Session, variant_ids: Iterable[int], locale: str) -> 
 
 def variant_labels(session: Session, infos: dict[int, VariantInfo], locale: str) -> dict[int, str]:
     """As ``variant_names`` for variants already read: one query for the translations."""
+    return {vid: label.name for vid, label in variant_displays(session, infos, locale).items()}
+
+
+@dataclass(frozen=True)
+class VariantDisplay:
+    """How a variant reads in one language: ``"Product (value / value)"`` and its options."""
+
+    name: str
+    options: dict[str, str]
+
+
+def variant_displays(
+    session: Session, infos: dict[int, VariantInfo], locale: str
+) -> dict[int, VariantDisplay]:
+    """Localised names and options of variants already read: one query for translations."""
     if not infos:
         return {}
     chain = fallback_chain(locale)
     product_ids = sorted({i.product_id for i in infos.values()})
-    translated: dict[int, dict[str, str]] = {}
-    for product_id, found_locale, name in session.execute(
+    names_by: dict[int, dict[str, str]] = {}
+    options_by: dict[int, dict[str, dict[str, Any]]] = {}
+    for product_id, found_locale, name, options in session.execute(
         select(
-            ProductTranslation.product_id, ProductTranslation.locale, ProductTranslation.name
+            ProductTranslation.product_id,
+            ProductTranslation.locale,
+            ProductTranslation.name,
+            ProductTranslation.options,
         ).where(
             ProductTranslation.product_id.in_(product_ids), ProductTranslation.locale.in_(chain)
         )
     ):
-        translated.setdefault(product_id, {})[found_locale] = name
-    names: dict[int, str] = {}
+        names_by.setdefault(product_id, {})[found_locale] = name
+        options_by.setdefault(product_id, {})[found_locale] = options or {}
+    shown: dict[int, VariantDisplay] = {}
     for variant_id, info in infos.items():
-        options = translated.get(info.product_id, {})
-        best = next((options[c] for c in chain if c in options), info.product_name)
-        values = " / ".join(info.options.values())
-        names[variant_id] = f"{best} ({values})" if values else best
-    return names
+        names = names_by.get(info.product_id, {})
+        best = next((names[c] for c in chain if c in names), info.product_name)
+        options = localized_options(info.options, options_by.get(info.product_id, {}), locale)
+        values = " / ".join(options.values())
+        shown[variant_id] = VariantDisplay(f"{best} ({values})" if values else best, options)
+    return shown
 
 
 def all_variant_ids(session: Session, *, sellable_only: bool = True) -> list[int]:

@@ -39,6 +39,7 @@ def channel_out(session: Session, channel: Channel) -> ChannelOut:
         currencies=list(channel.currencies),
         price_list=channel.price_list,
         country=channel.country,
+        country_currencies=dict(channel.country_currencies or {}),
         ship_to_countries=list(channel.ship_to_countries or []),
         locations=service.channel_locations(session, channel.id),
         assortment_category_ids=channel.assortment_category_ids,

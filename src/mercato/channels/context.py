@@ -24,6 +24,8 @@ class ChannelContext:
     location_order: tuple[int, ...] = ()
     # Countries it ships from, priority order (carts quote shipping from these).
     ship_origins: tuple[str, ...] = ()
+    # (country, currency): the currency a shopper from that country is quoted in.
+    country_currencies: tuple[tuple[str, str], ...] = ()
 
     def ship_origin(self, destination_country: str) -> str | None:
         """Domestic shipping when the channel ships from the destination country."""
@@ -41,6 +43,12 @@ class ChannelContext:
     @property
     def default_currency(self) -> str:
         return self.currencies[0]
+
+    def currency_for(self, country: str | None) -> str:
+        """The currency to quote a shopper from ``country`` in: the channel's rule for it,
+        else its default currency."""
+        wanted = dict(self.country_currencies).get((country or "").upper())
+        return wanted if wanted and self.sells_in(wanted) else self.default_currency
 
     def match_locale(self, requested: str) -> str | None:
         """The channel's locale for ``requested`` (exact, else same language), or None."""

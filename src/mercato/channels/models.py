@@ -24,6 +24,9 @@ class Channel(Base):
     currencies: Mapped[list[str]] = mapped_column(JSONType, default=list)
     price_list: Mapped[str | None] = mapped_column(String(40))
     country: Mapped[str | None] = mapped_column(String(2))
+    # Which of its currencies a shopper from a country is quoted in ({"JP": "JPY"});
+    # countries not listed get the default (the first currency).
+    country_currencies: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     # Countries the channel ships to (empty: its home country only).
     ship_to_countries: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # The sell-from locations in priority order, kept in step with ``channel_locations`` so

@@ -31,6 +31,16 @@ def _countries(values: list[str]) -> list[str]:
     return list(dict.fromkeys(validate_country(v) for v in values))
 
 
+def _country_currencies(values: dict[str, str]) -> dict[str, str]:
+    return {validate_country(k): validate_currency(v) for k, v in values.items()}
+
+
+COUNTRY_CURRENCIES_DOC = (
+    "Which currency a shopper from each country is quoted in (ISO 3166-1 alpha-2 -> one of "
+    "the channel's currencies); other countries get the default currency"
+)
+
+
 class ChannelLocationIn(StrictModel):
     location_id: int
     priority: int = Field(default=0, ge=0, le=10_000)
@@ -45,6 +55,9 @@ class ChannelIn(StrictModel):
     currencies: list[str] = Field(min_length=1, max_length=50, description="default first")
     price_list: str | None = Field(default=None, max_length=40)
     country: str | None = None
+    country_currencies: dict[str, str] = Field(
+        default_factory=dict, max_length=300, description=COUNTRY_CURRENCIES_DOC
+    )
     ship_to_countries: list[str] = Field(default_factory=list, max_length=300)
     locations: list[ChannelLocationIn] = Field(default_factory=list, max_length=1000)
     assortment_category_ids: list[int] | None = Field(default=None, max_length=1000)
@@ -54,6 +67,7 @@ class ChannelIn(StrictModel):
     _locales = field_validator("locales")(_locales)
     _currencies = field_validator("currencies")(_currencies)
     _ship_to = field_validator("ship_to_countries")(_countries)
+    _country_currencies = field_validator("country_currencies")(_country_currencies)
 
     @field_validator("country")
     @classmethod
@@ -65,6 +79,20 @@ class ChannelIn(StrictModel):
         self.locales = [self.default_locale, *(x for x in self.locales if x != self.default_locale)]
         return self
 
+    @model_validator(mode="after")
+    def _sold_currencies(self) -> ChannelIn:
+        check_country_currencies(self.country_currencies, self.currencies)
+        return self
+
+
+def check_country_currencies(rules: dict[str, str], currencies: list[str]) -> None:
+    for country, currency in rules.items():
+        if currency not in currencies:
+            raise ValueError(
+                f"country_currencies.{country}: {currency} is not one of the channel's "
+                f"currencies ({', '.join(currencies)})"
+            )
+
 
 class ChannelPatch(StrictModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -73,6 +101,9 @@ class ChannelPatch(StrictModel):
     currencies: list[str] | None = Field(default=None, min_length=1, max_length=50)
     price_list: str | None = Field(default=None, max_length=40)
     country: str | None = None
+    country_currencies: dict[str, str] | None = Field(
+        default=None, max_length=300, description=COUNTRY_CURRENCIES_DOC
+    )
     ship_to_countries: list[str] | None = Field(default=None, max_length=300)
     locations: list[ChannelLocationIn] | None = Field(default=None, max_length=1000)
     assortment_category_ids: list[int] | None = Field(default=None, max_length=1000)
@@ -98,6 +129,11 @@ class ChannelPatch(StrictModel):
     def _ship_to(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _countries(value)
 
+    @field_validator("country_currencies")
+    @classmethod
+    def _country_currencies(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _country_currencies(value)
+
     @field_validator("country")
     @classmethod
     def _country(cls, value: str | None) -> str | None:
@@ -114,6 +150,7 @@ class ChannelOut(ResponseModel):
     currencies: list[str]
     price_list: str | None
     country: str | None
+    country_currencies: dict[str, str]
     ship_to_countries: list[str]
     locations: list[ChannelLocationIn]
     assortment_category_ids: list[int] | None

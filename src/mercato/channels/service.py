@@ -14,7 +14,12 @@ from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels.context import ChannelContext
 from mercato.channels.models import Channel, ChannelApiKey, ChannelLocation
-from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelPatch
+from mercato.channels.schemas import (
+    ChannelIn,
+    ChannelLocationIn,
+    ChannelPatch,
+    check_country_currencies,
+)
 from mercato.db import utcnow
 from mercato.errors import Conflict, NotFound, Unauthorized, ValidationProblem
 from mercato.events import publish
@@ -140,6 +145,7 @@ def create_channel(session: Session, actor: Principal, data: ChannelIn) -> Chann
         currencies=list(data.currencies),
         price_list=data.price_list,
         country=data.country,
+        country_currencies=dict(data.country_currencies),
         ship_to_countries=list(data.ship_to_countries),
         assortment_category_ids=data.assortment_category_ids,
         active=data.active,
@@ -172,6 +178,7 @@ def update_channel(
         "active",
         "ship_to_countries",
         "locations",
+        "country_currencies",
     ):
         if name in changes and changes[name] is None:
             raise ValidationProblem.field(f"body.{name}", "may not be null")
@@ -186,6 +193,7 @@ def update_channel(
         "currencies",
         "ship_to_countries",
         "default_locale",
+        "country_currencies",
     ):
         if name in changes:
             setattr(channel, name, getattr(patch, name))
@@ -198,6 +206,10 @@ def update_channel(
         *(x for x in channel.locales if x != channel.default_locale),
     ]
     _check_locales(channel.default_locale, list(channel.locales))
+    try:
+        check_country_currencies(dict(channel.country_currencies or {}), list(channel.currencies))
+    except ValueError as exc:
+        raise ValidationProblem.field("body.country_currencies", str(exc)) from None
     if patch.locations is not None:
         _set_locations(session, channel, patch.locations)
     if changes:
@@ -287,6 +299,7 @@ def _context(session: Session, channel: Channel) -> ChannelContext:
         ship_to_countries=tuple(channel.ship_to_countries or ()),
         location_order=location_ids,
         ship_origins=tuple(channel.ship_origins or ()),
+        country_currencies=tuple(sorted((channel.country_currencies or {}).items())),
     )
 
 

@@ -13,6 +13,7 @@ from mercato.checkout.schemas import CheckoutIn
 from mercato.customers.deps import StandaloneCustomerId
 from mercato.deps import IdempotencyKey, get_database
 from mercato.errors import PROBLEM_CONTENT_TYPE
+from mercato.idempotency import run_repeatable, shopper_scope
 from mercato.payments.service import TenderRequest
 from mercato.routing import router
 from mercato.storefront.api import resolve_locale
@@ -20,9 +21,12 @@ from mercato.storefront.api import resolve_locale
 api = router("/v1/store", tags=["checkout"])
 
 
-def _response(outcome: service.Outcome, replayed: bool = False) -> JSONResponse:
+def _response(outcome: service.Outcome) -> JSONResponse:
     media = PROBLEM_CONTENT_TYPE if outcome.status_code >= 400 else "application/json"
-    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return JSONResponse(
+        outcome.body, status_code=outcome.status_code, media_type=media, headers=headers
+    )
 
 
 @api.post(
@@ -77,8 +81,18 @@ def complete(
     number: Annotated[str, Path(max_length=20)],
     channel: StandaloneChannelCtx,
     customer_id: StandaloneCustomerId,
+    key: IdempotencyKey,
 ) -> JSONResponse:
-    """After the shopper finished 3-D Secure: place the order if the payment went through."""
-    return _response(
-        service.finish_after_action(get_database(request), number, channel, customer_id)
-    )
+    """After the shopper finished 3-D Secure: place the order if the payment went through.
+
+    Safe to repeat (a placed order answers as it is); with an ``Idempotency-Key`` a retry
+    gets the first answer.
+    """
+    database = get_database(request)
+
+    def run() -> tuple[int, Any]:
+        outcome = service.finish_after_action(database, number, channel, customer_id)
+        return outcome.status_code, outcome.body
+
+    scope = shopper_scope(f"checkout.complete:{number}", channel.id, customer_id)
+    return run_repeatable(database, scope, key, {"number": number}, run)

@@ -89,6 +89,8 @@ class Outcome:
 
     status_code: int
     body: dict[str, Any]
+    # The stored answer of an earlier attempt with the same Idempotency-Key.
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def _replay_or_resume(
                 code="idempotency-key-reused",
             )
         if record.status_code != idempotency.IN_PROGRESS:
-            return Outcome(record.status_code, dict(record.response or {}))
+            return Outcome(record.status_code, dict(record.response or {}), replayed=True)
         started = _pending(session, cart_token)
     if started is None:
         raise UnprocessableState(

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
@@ -28,8 +29,16 @@ from mercato.customers.schemas import (
     SuggestionOut,
     TimelineEntryOut,
 )
-from mercato.deps import DbSession, Pagination, bearer_token, get_settings_dep, require
+from mercato.deps import (
+    DbSession,
+    IdempotencyKey,
+    Pagination,
+    bearer_token,
+    get_settings_dep,
+    require,
+)
 from mercato.errors import Unauthorized
+from mercato.idempotency import Idempotent, secret_fingerprint, shopper_scope
 from mercato.pagination import MAX_LIMIT
 from mercato.routing import router
 from mercato.schemas import PageOut
@@ -61,13 +70,25 @@ CurrentCustomer = Annotated[Customer, Depends(current_customer)]
 
 @api.post("/store/customers", response_model=CustomerTokenOut, status_code=201)
 def register(
-    body: RegisterIn, session: DbSession, channel: ChannelCtx, settings: SettingsDep
-) -> CustomerTokenOut:
-    customer = service.register(session, channel.id, body)
-    token, row = service.issue_token(session, customer, settings.customer_token_ttl_hours)
-    return CustomerTokenOut(
-        token=token, expires_at=row.expires_at, customer=CustomerOut.model_validate(customer)
-    )
+    body: RegisterIn,
+    session: DbSession,
+    channel: ChannelCtx,
+    settings: SettingsDep,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    """Create an account; the answer signs the customer in. With an ``Idempotency-Key`` a
+    retry gets the same account and token instead of an email-taken conflict."""
+
+    def run() -> CustomerTokenOut:
+        customer = service.register(session, channel.id, body)
+        token, row = service.issue_token(session, customer, settings.customer_token_ttl_hours)
+        return CustomerTokenOut(
+            token=token, expires_at=row.expires_at, customer=CustomerOut.model_validate(customer)
+        )
+
+    payload = {**body.model_dump(mode="json"), "password": secret_fingerprint(body.password)}
+    scope = shopper_scope("customer.register", channel.id)
+    return Idempotent(session, scope, key, payload).run(run)
 
 
 @api.post("/store/customers/login", response_model=CustomerTokenOut)
@@ -102,11 +123,21 @@ def my_addresses(session: DbSession, customer: CurrentCustomer) -> list[AddressO
 
 @api.post("/store/customers/me/addresses", response_model=AddressOut, status_code=201)
 def add_my_address(
-    body: AddressIn, session: DbSession, channel: ChannelCtx, customer: CurrentCustomer
-) -> AddressOut:
-    return service.address_out(
-        service.add_address(session, customer.id, body, channel_id=channel.id)
-    )
+    body: AddressIn,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer: CurrentCustomer,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    """Save an address. With an ``Idempotency-Key`` a retry saves it once."""
+
+    def run() -> AddressOut:
+        return service.address_out(
+            service.add_address(session, customer.id, body, channel_id=channel.id)
+        )
+
+    scope = shopper_scope("customer.address", channel.id, customer.id)
+    return Idempotent(session, scope, key, body.model_dump(mode="json")).run(run)
 
 
 @api.patch("/store/customers/me/addresses/{address_id}", response_model=AddressOut)

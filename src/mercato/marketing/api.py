@@ -15,7 +15,7 @@ from mercato.customers import service as customers
 from mercato.customers.deps import CustomerId
 from mercato.deps import DbSession, IdempotencyKey, Pagination, require
 from mercato.errors import NotFound, Unauthorized
-from mercato.idempotency import Idempotent, scope_for
+from mercato.idempotency import Idempotent, scope_for, shopper_scope
 from mercato.marketing import notifier, service
 from mercato.marketing.models import Message, OfferRule, RuleRun
 from mercato.marketing.schemas import (
@@ -105,21 +105,31 @@ def my_consents(session: DbSession, channel: ChannelCtx, customer_id: ShopperId)
 
 @api.post("/store/consents", response_model=ConsentsOut, tags=["consent"])
 def change_my_consents(
-    body: ConsentChangesIn, session: DbSession, channel: ChannelCtx, customer_id: ShopperId
-) -> ConsentsOut:
-    """Grant or withdraw consent; each change names the wording version the customer saw."""
+    body: ConsentChangesIn,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: ShopperId,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    """Grant or withdraw consent; each change names the wording version the customer saw.
+    With an ``Idempotency-Key`` a retry records the changes once."""
     actor = Principal(
         kind="customer", customer_id=customer_id, channel_id=channel.id, label=channel.code
     )
-    service.record_consents(
-        session,
-        actor,
-        customer_id,
-        _changes(body.changes),
-        source=service.ConsentSource.CHANNEL,
-        source_channel_id=channel.id,
-    )
-    return consents_out(session, customer_id)
+
+    def run() -> ConsentsOut:
+        service.record_consents(
+            session,
+            actor,
+            customer_id,
+            _changes(body.changes),
+            source=service.ConsentSource.CHANNEL,
+            source_channel_id=channel.id,
+        )
+        return consents_out(session, customer_id)
+
+    scope = shopper_scope("consents", channel.id, customer_id)
+    return Idempotent(session, scope, key, body.model_dump(mode="json")).run(run, 200)
 
 
 @api.get("/store/consents/history", response_model=PageOut[ConsentRecordOut], tags=["consent"])

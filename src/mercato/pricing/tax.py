@@ -35,6 +35,11 @@ Decisions every caller should know about:
 * **Unsupported destinations.** A country without rules (or a US territory) gets zero
   tax and a breakdown entry with a ``note`` saying so, not an exception, so the cart
   still totals; an address that is not ISO 3166 is a ``ValueError``.
+* **Addresses too vague to tax.** Where the tax depends on more than the country (a US
+  state), an address without it, or with a region the country does not have, raises
+  :class:`TaxAddressIncomplete`. Callers that price before the shopper gave an address
+  (carts, product pages) show the tax as pending; checkout asks for the missing part.
+  An external provider raises the same exception for the same situation.
 
 Simplifications of the built-in tables (override them when they matter to a merchant):
 
@@ -98,6 +103,7 @@ __all__ = [
     "RoundingPolicy",
     "TableTaxProvider",
     "TaxAddress",
+    "TaxAddressIncomplete",
     "TaxBreakdown",
     "TaxLine",
     "TaxProvider",
@@ -232,6 +238,19 @@ class TaxRule:
 
 
 # -------------------------------------------------------------------------- request
+
+
+class TaxAddressIncomplete(ValueError):
+    """The tax at this address cannot be known until the address says more.
+
+    ``part`` names what is missing or wrong (``"region"`` for a US state); the message says
+    why in words a shopper can act on. It is a ``ValueError`` so that callers that treat
+    any unusable address alike keep working.
+    """
+
+    def __init__(self, message: str, part: str = "region") -> None:
+        super().__init__(message)
+        self.part = part
 
 
 @dataclass(frozen=True)
@@ -586,9 +605,9 @@ class TableTaxProvider:
     def rule_for(self, address: TaxAddress) -> TaxRule | None:
         """The rule that applies at ``address``, or None when the tables have none.
 
-        A country with regional rules (the US) needs a valid region: a missing one is a
-        ``ValueError`` because the tax cannot be known, a valid region without rules
-        (a US territory) has no rule.
+        A country with regional rules (the US) needs a valid region: a missing or unknown
+        one is :class:`TaxAddressIncomplete` because the tax cannot be known, a valid region
+        without rules (a US territory) has no rule.
         """
         if address.region is not None:
             regional = self._rules.get(f"{address.country}-{address.region}")
@@ -598,12 +617,14 @@ class TableTaxProvider:
         if rule is not None or address.country not in self._regional:
             return rule
         if address.region is None:
-            raise ValueError(
+            raise TaxAddressIncomplete(
                 f"tax in {address.country} depends on the region: set the ship-to region "
                 "(the state code)"
             )
         if _subdivision_name(f"{address.country}-{address.region}") is None:
-            raise ValueError(f"{address.region!r} is not an ISO 3166-2 region of {address.country}")
+            raise TaxAddressIncomplete(
+                f"{address.region!r} is not an ISO 3166-2 region of {address.country}"
+            )
         return None
 
     def calculate(self, request: TaxRequest) -> TaxResult:

@@ -6,14 +6,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
+from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.channels.deps import ChannelCtx
 from mercato.customers.deps import CustomerId
-from mercato.deps import DbSession, require
+from mercato.deps import DbSession, IdempotencyKey, require
 from mercato.errors import Unauthorized, ValidationProblem
+from mercato.idempotency import Idempotent, shopper_scope
 from mercato.privacy import service
 from mercato.routing import router
 from mercato.schemas import StrictModel
@@ -87,14 +89,20 @@ def list_requests(
 
 @api.post("/store/customers/me/data-export")
 def export_my_data(
-    session: DbSession, channel: ChannelCtx, customer_id: CustomerId
-) -> dict[str, Any]:
-    """A signed-in shopper downloads everything held about them."""
+    session: DbSession, channel: ChannelCtx, customer_id: CustomerId, key: IdempotencyKey
+) -> JSONResponse:
+    """A signed-in shopper downloads everything held about them. With an
+    ``Idempotency-Key`` a retry gets the same document and logs one request."""
     if customer_id is None:
         raise Unauthorized("sign in to export your data")
     actor = Principal(
         kind="customer", id=customer_id, customer_id=customer_id, channel_id=channel.id
     )
-    return service.export_customer(
-        session, actor, customer_id, "requested by the customer", verified_only=True
-    )
+
+    def run() -> dict[str, Any]:
+        return service.export_customer(
+            session, actor, customer_id, "requested by the customer", verified_only=True
+        )
+
+    scope = shopper_scope("privacy.export", channel.id, customer_id)
+    return Idempotent(session, scope, key, {}).run(run, 200)

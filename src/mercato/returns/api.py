@@ -348,9 +348,18 @@ def store_get_return(
 
 @store_api.post("/returns/{number}/cancel", response_model=ReturnOut)
 def store_cancel_return(
-    number: Number, session: DbSession, channel: ChannelCtx, customer_id: Customer
-) -> ReturnOut:
+    number: Number,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer_id: Customer,
+    key: IdempotencyKey,
+) -> JSONResponse:
     """Withdraw your return while nothing has been received."""
     ret = service.customer_return(session, customer_id, number)
     actor = _shopper(channel.id, customer_id, channel.code)
-    return _out(session, service.cancel(session, actor, ret, "cancelled by the customer"))
+
+    def run() -> ReturnOut:
+        return _out(session, service.cancel(session, actor, ret, "cancelled by the customer"))
+
+    scope = scope_for(f"returns.cancel.{number}", actor)
+    return Idempotent(session, scope, key, {"number": number}).run(run, 200)

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Header, Query
 from sqlalchemy.orm import Session
 
+from mercato.carts import service as carts
+from mercato.carts.totals import PriceTax, price_tax
 from mercato.catalog import service as catalog
 from mercato.catalog.models import Category, Product
 from mercato.catalog.schemas import ProductStatus
@@ -15,11 +17,13 @@ from mercato.channels.deps import ChannelCtx
 from mercato.deps import DbSession, Pagination
 from mercato.errors import NotFound, ValidationProblem
 from mercato.i18n import parse_accept_language
+from mercato.locations.schemas import validate_country
 from mercato.money import format_money
 from mercato.pricing import service as pricing
 from mercato.routing import router
 from mercato.schemas import PageOut
 from mercato.storefront.schemas import (
+    PriceTaxStatus,
     StoreCategoryOut,
     StoreChannelOut,
     StorePriceOut,
@@ -36,6 +40,15 @@ LocaleQuery = Annotated[
 AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
 CurrencyQuery = Annotated[
     str | None, Query(min_length=3, max_length=3, description="One of the channel's currencies")
+]
+CountryQuery = Annotated[
+    str | None,
+    Query(
+        min_length=2,
+        max_length=2,
+        description="The shopper's country: prices in the currency the channel quotes it in "
+        "(unless currency is given), with its country prices and tax",
+    ),
 ]
 
 
@@ -81,8 +94,11 @@ class _Prices:
         currency: str,
         locale: str,
         products: list[Product],
+        country: str | None = None,
     ) -> None:
+        self.country = country or channel.country
         self.currency, self.locale = currency, locale
+        self._tax: dict[bool, PriceTax] = {}
         ids = [v.id for p in products for v in p.variants]
         self.found = (
             pricing.resolve_prices(
@@ -90,7 +106,7 @@ class _Prices:
                 ids,
                 price_list=channel.price_list,
                 currency=currency,
-                country=channel.country,
+                country=self.country,
             )
             if channel.price_list
             else {}
@@ -101,11 +117,14 @@ class _Prices:
         if price is None:
             return None
         compare = price.compare_at
+        tax = self.tax(price.tax_inclusive)
         return StorePriceOut(
             amount=price.amount,
             currency=price.currency,
             formatted=format_money(price.amount, price.currency, self.locale),
-            tax_inclusive=price.tax_inclusive,
+            tax_inclusive=tax.included,
+            tax_status=_tax_status(tax),
+            tax_note=tax.pending,
             compare_at=compare,
             compare_at_formatted=None
             if compare is None
@@ -113,10 +132,26 @@ class _Prices:
         )
 
 
+    def tax(self, inclusive: bool) -> PriceTax:
+        """Asked once per page (every price of a list shares the convention)."""
+        if inclusive not in self._tax:
+            self._tax[inclusive] = price_tax(
+                carts.tax_provider(), self.currency, inclusive, self.country
+            )
+        return self._tax[inclusive]
+
+
+def _tax_status(tax: PriceTax) -> PriceTaxStatus:
+    if tax.pending is not None:
+        return PriceTaxStatus.PENDING
+    return PriceTaxStatus.INCLUDED if tax.included else PriceTaxStatus.ADDED
+
+
 def product_view(
     product: Product, locale: str, categories: _CategoryNames, prices: _Prices
 ) -> StoreProductOut:
     name, description = catalog.localized(product, locale)
+    translated = catalog.option_translations(product)
     return StoreProductOut(
         id=product.id,
         code=product.code,
@@ -130,7 +165,7 @@ def product_view(
                 id=v.id,
                 sku=v.sku,
                 barcode=v.barcode,
-                options=dict(v.options),
+                options=catalog.localized_options(dict(v.options), translated, locale),
                 price=prices.out(v.id),
             )
             for v in product.variants
@@ -139,9 +174,22 @@ def product_view(
     )
 
 
-def resolve_currency(channel: ChannelContext, currency: str | None) -> str:
+def resolve_country(country: str | None) -> str | None:
+    if country is None:
+        return None
+    try:
+        return validate_country(country)
+    except ValueError as exc:
+        raise ValidationProblem.field("query.country", str(exc)) from None
+
+
+def resolve_currency(
+    channel: ChannelContext, currency: str | None, country: str | None = None
+) -> str:
+    """The asked currency if the channel sells in it, else the one it quotes the
+    shopper's country in."""
     if currency is None:
-        return channel.default_currency
+        return channel.currency_for(country)
     wanted = currency.upper()
     if not channel.sells_in(wanted):
         raise ValidationProblem.field(
@@ -169,6 +217,7 @@ def channel_info(
         locales=list(channel.locales),
         currencies=list(channel.currencies),
         country=channel.country,
+        country_currencies=dict(channel.country_currencies),
     )
 
 
@@ -210,10 +259,12 @@ def list_products(
     category: Annotated[str | None, Query(max_length=80, description="Category code")] = None,
     locale: LocaleQuery = None,
     currency: CurrencyQuery = None,
+    country: CountryQuery = None,
     accept_language: AcceptLanguage = None,
 ) -> StoreProductPage:
     chosen = resolve_locale(channel, locale, accept_language)
-    money = resolve_currency(channel, currency)
+    shopper_country = resolve_country(country)
+    money = resolve_currency(channel, currency, shopper_country)
     cursor, limit = page
     category_ids: set[int] | None = None
     if category:
@@ -233,7 +284,7 @@ def list_products(
         limit=limit,
     )
     names = _CategoryNames(session, chosen)
-    prices = _Prices(session, channel, money, chosen, result.items)
+    prices = _Prices(session, channel, money, chosen, result.items, shopper_country)
     return StoreProductPage(
         locale=chosen,
         currency=money,
@@ -249,12 +300,14 @@ def get_product(
     channel: ChannelCtx,
     locale: LocaleQuery = None,
     currency: CurrencyQuery = None,
+    country: CountryQuery = None,
     accept_language: AcceptLanguage = None,
 ) -> StoreProductOut:
     chosen = resolve_locale(channel, locale, accept_language)
-    money = resolve_currency(channel, currency)
+    shopper_country = resolve_country(country)
+    money = resolve_currency(channel, currency, shopper_country)
     product = catalog.get_product(session, product_id)
     if not _visible(channel, product):
         raise NotFound(f"product {product_id} not found")
-    prices = _Prices(session, channel, money, chosen, [product])
+    prices = _Prices(session, channel, money, chosen, [product], shopper_country)
     return product_view(product, chosen, _CategoryNames(session, chosen), prices)

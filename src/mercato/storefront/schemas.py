@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import Field
 
 from mercato.schemas import ResponseModel
 
@@ -12,11 +15,23 @@ class StoreCategoryOut(ResponseModel):
     parent_id: int | None
 
 
+class PriceTaxStatus(StrEnum):
+    INCLUDED = "included"
+    ADDED = "added"
+    PENDING = "pending"
+
+
 class StorePriceOut(ResponseModel):
     amount: Decimal
     currency: str
     formatted: str
-    tax_inclusive: bool
+    tax_inclusive: bool = Field(description="The price includes the shopper's tax")
+    tax_status: PriceTaxStatus = Field(
+        default=PriceTaxStatus.INCLUDED,
+        description="included in the price, added on top, or pending: added on top at a "
+        "rate that depends on the address (a US state)",
+    )
+    tax_note: str | None = Field(default=None, description="Why the tax is pending")
     compare_at: Decimal | None = None
     compare_at_formatted: str | None = None
 
@@ -55,3 +70,7 @@ class StoreChannelOut(ResponseModel):
     locales: list[str]
     currencies: list[str]
     country: str | None
+    country_currencies: dict[str, str] = Field(
+        default_factory=dict,
+        description="The currency each listed country is quoted in; others get the first",
+    )

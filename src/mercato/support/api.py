@@ -23,7 +23,7 @@ from mercato.customers.deps import CustomerId
 from mercato.db import utcnow
 from mercato.deps import DbSession, IdempotencyKey, Pagination, require
 from mercato.errors import ValidationProblem
-from mercato.idempotency import Idempotent, scope_for
+from mercato.idempotency import Idempotent, scope_for, shopper_scope
 from mercato.money import quantize
 from mercato.orders.models import Order, OrderLine
 from mercato.routing import router
@@ -261,11 +261,25 @@ def write_to_my_case(
 
 @store_api.post("/cases/{case_id}/rating", response_model=StoreCaseOut)
 def rate_my_case(
-    case_id: int, body: RatingIn, session: DbSession, customer: CurrentCustomer, now: Now
-) -> StoreCaseOut:
-    """Rate a closed case from 1 to 5, once."""
-    case = service.rate(session, customer.id, case_id, body.satisfaction, body.comment, now=now)
-    return _full_store_case(session, case)
+    case_id: int,
+    body: RatingIn,
+    session: DbSession,
+    channel: ChannelCtx,
+    customer: CurrentCustomer,
+    key: IdempotencyKey,
+    now: Now,
+) -> JSONResponse:
+    """Rate a closed case from 1 to 5, once. With an ``Idempotency-Key`` a retry gets the
+    first answer instead of an already-rated conflict."""
+
+    def run() -> StoreCaseOut:
+        case = service.rate(
+            session, customer.id, case_id, body.satisfaction, body.comment, now=now
+        )
+        return _full_store_case(session, case)
+
+    scope = shopper_scope(f"support.rating:{case_id}", channel.id, customer.id)
+    return Idempotent(session, scope, key, body).run(run, 200)
 
 
 # --- staff ---------------------------------------------------------------------------------
