@@ -25,7 +25,11 @@ Headers = dict[str, str]
 
 
 def _grant(
-    client: TestClient, headers: Headers, customer: int, points: int, reason: str | None = "goodwill"
+    client: TestClient,
+    headers: Headers,
+    customer: int,
+    points: int,
+    reason: str | None = "goodwill",
 ) -> Any:
     body: dict[str, Any] = {"points": points}
     if reason is not None:

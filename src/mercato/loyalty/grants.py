@@ -97,14 +97,14 @@ def _count(session: Session, staff_id: int, at: datetime, points: int, per_day: 
     if points > per_day:
         return False
     maker = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = maker(GrantTally).values(staff_user_id=staff_id, day=at.date(), points=points)
-    raised = GrantTally.points + statement.excluded.points
-    statement = statement.on_conflict_do_update(
+    insert = maker(GrantTally).values(staff_user_id=staff_id, day=at.date(), points=points)
+    raised = GrantTally.points + insert.excluded.points
+    counted = insert.on_conflict_do_update(
         index_elements=[GrantTally.staff_user_id, GrantTally.day],
         set_={"points": raised},
         where=raised <= per_day,
     ).returning(GrantTally.points)
-    return session.execute(statement).first() is not None
+    return session.execute(counted).first() is not None
 
 
 def _counted(session: Session, staff_id: int, at: datetime) -> int:
