@@ -547,6 +547,7 @@ def import_order(session: Session, actor: Principal, data: ImportRequest) -> tup
             currency=currency,
             amount=order.grand_total,
             external_reference=data.external_id,
+            order_id=order.id,
         )
     publish(
         session,

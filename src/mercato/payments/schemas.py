@@ -106,6 +106,7 @@ class RefundOut(ResponseModel):
 class PaymentOut(ResponseModel):
     id: int
     reference: str
+    order_id: int | None
     position: int
     method: str
     status: str

@@ -1,4 +1,4 @@
-"""loyalty_grant_tallies: points granted by hand per staff member and day
+"""loyalty_grant_tallies: points granted by hand per staff member and day; payments.order_id
 
 Revision ID: 0012
 Revises: 0011
@@ -29,7 +29,18 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("staff_user_id", "day", name=op.f("pk_loyalty_grant_tallies")),
     )
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("order_id", sa.Integer(), nullable=True))
+        batch_op.create_index("ix_payments_order", ["order_id", "id"], unique=False)
+    # Every payment so far paid for the order whose number is its reference.
+    op.execute(
+        "UPDATE payments SET order_id = "
+        "(SELECT orders.id FROM orders WHERE orders.number = payments.reference)"
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_index("ix_payments_order")
+        batch_op.drop_column("order_id")
     op.drop_table("loyalty_grant_tallies")
