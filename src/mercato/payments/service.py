@@ -104,6 +104,7 @@ from mercato.payments.providers import (
     AuthorizeRequest,
     ChargeRequest,
     Outcome,
+    PaidElsewhere,
     ProviderResult,
     ProviderUnavailable,
     WebhookEvent,
@@ -130,6 +131,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 POS_METHODS = frozenset({Method.POS_CASH.value, Method.POS_CARD.value})
+# Providers that only record money taken elsewhere (imported orders): accepting one as a
+# tender would confirm an order nobody paid for.
+RECORD_ONLY_METHODS = frozenset({PaidElsewhere.name})
 # Which channel types accept a method; a method not listed is accepted everywhere.
 CHANNEL_TYPES = {
     Method.POS_CASH.value: frozenset({"pos"}),
@@ -471,6 +475,10 @@ def _check_tender(
     at = f"{field}[{i}]"
     if tender.method not in accepted_methods():
         raise ValidationProblem.field(f"{at}.method", "unknown payment method")
+    if tender.method in RECORD_ONLY_METHODS:
+        raise ValidationProblem.field(
+            f"{at}.method", f"{tender.method} records money taken outside Mercato: not a tender"
+        )
     allowed = CHANNEL_TYPES.get(tender.method)
     if allowed is not None and channel_type is not None and channel_type not in allowed:
         raise ValidationProblem.field(
