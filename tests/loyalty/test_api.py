@@ -50,7 +50,7 @@ def test_staff_set_up_the_programme(
     denied = assert_problem(
         client.put("/v1/loyalty/programme", headers=analyst, json=body), 403, "forbidden"
     )
-    assert denied["permission"] == "customers:write"
+    assert denied["permission"] == "pricing:write"
     assert len(audits(db, "loyalty.programme_updated")) == 1
 
 

@@ -44,6 +44,8 @@ class Permission(StrEnum):
     PAYMENTS_READ = "payments:read"
     PAYMENTS_WRITE = "payments:write"
     REFUNDS_WRITE = "refunds:write"
+    # Points granted by hand can be spent like money: within the role's limits (loyalty.grants).
+    LOYALTY_GRANT = "loyalty:grant"
     SHIPPING_READ = "shipping:read"
     SHIPPING_WRITE = "shipping:write"
     GIFT_CARDS_WRITE = "gift_cards:write"
@@ -78,6 +80,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.PAYMENTS_READ,
             P.PAYMENTS_WRITE,
             P.REFUNDS_WRITE,
+            P.LOYALTY_GRANT,
             P.SHIPPING_READ,
             P.SHIPPING_WRITE,
             P.GIFT_CARDS_WRITE,
@@ -122,6 +125,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.PAYMENTS_READ,
             P.SHIPPING_READ,
             P.ORDERS_WRITE,
+            P.LOYALTY_GRANT,
         }
     ),
     # Analysts see aggregates and pseudonymous records, never raw personal data.

@@ -24,6 +24,7 @@ from mercato.catalog.schemas import (
     VariantIn,
     VariantOut,
     VariantPatch,
+    import_request_body,
 )
 from mercato.deps import DbSession, Pagination, require
 from mercato.errors import ValidationProblem
@@ -204,7 +205,11 @@ def update_variant(
     return VariantOut.model_validate(service.update_variant(session, principal, variant_id, body))
 
 
-@api.post("/catalog/import", response_model=ImportReport)
+@api.post(
+    "/catalog/import",
+    response_model=ImportReport,
+    openapi_extra={"requestBody": import_request_body(importexport.MAX_ROWS, MAX_IMPORT_BYTES)},
+)
 async def import_catalog(
     request: Request,
     session: DbSession,

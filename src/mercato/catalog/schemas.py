@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, TypeAdapter, field_validator
 
 from mercato.i18n import normalise_locale
 from mercato.locations.schemas import validate_country
@@ -304,3 +304,79 @@ class ImportReport(ResponseModel):
     updated: int = 0
     errors: list[ImportRowError]
     imported: bool
+
+
+# --- the import file -------------------------------------------------------------------------
+
+
+class ImportProductIn(StrictModel):
+    """One product of a JSON import file, with its variants and translations. It documents
+    the file: the importer checks every product itself and reports each problem with its
+    position in the list."""
+
+    product_code: str = Field(min_length=1, max_length=80, description="Matches existing products")
+    name: str = Field(min_length=1, max_length=300)
+    description: str | None = Field(default=None, max_length=20_000)
+    status: ProductStatus = ProductStatus.DRAFT
+    tax_class: str = Field(default="standard", json_schema_extra={"enum": list(TAX_CLASSES)})
+    category_code: str | None = Field(default=None, max_length=80)
+    media_urls: list[str] = Field(default_factory=list, description="http(s) URLs")
+    attributes: dict[str, Any] | None = Field(
+        default=None, description="Left out: an existing product keeps its attributes"
+    )
+    translations: dict[str, TranslationIn] = Field(
+        default_factory=dict, description="Keyed by locale (BCP 47), e.g. ja, ja-JP, de"
+    )
+    variants: list[VariantIn] = Field(
+        default_factory=list, description="Matched to existing variants by SKU"
+    )
+
+
+class ImportFileIn(StrictModel):
+    products: list[ImportProductIn]
+
+
+IMPORT_CSV_DESCRIPTION = (
+    "One row per variant, the header first. Columns: product_code and sku (required), name, "
+    "description, status, tax_class, category_code, media_urls (|-separated), attributes (a "
+    "JSON object), barcode, weight_g, length_mm, width_mm, height_mm, hs_code, "
+    "country_of_origin, position, active; any number of option:<name> columns and "
+    "name:<locale> / description:<locale> translation columns. Product cells repeat on each "
+    "of its rows; a row whose variant cells are all empty is a product without variants."
+)
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with its local ``$ref``s replaced by what they name: the request body of
+    an operation that reads its file itself has no component of its own to point to."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        own = {k: _inline(v, defs) for k, v in schema.items() if k not in ("$ref", "$defs")}
+        if ref.startswith("#/$defs/"):
+            return {**_inline(defs[ref.removeprefix("#/$defs/")], defs), **own}
+        return own
+    if isinstance(schema, list):
+        return [_inline(item, defs) for item in schema]
+    return schema
+
+
+def import_request_body(max_rows: int, max_bytes: int) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of ``POST /v1/catalog/import``: the file itself, JSON or
+    CSV as the ``format`` query parameter says."""
+    products = TypeAdapter(list[ImportProductIn] | ImportFileIn).json_schema()
+    json_body = _inline(products, products.get("$defs", {}))
+    json_body["description"] = (
+        f"A list of products, or {{\"products\": [...]}}; at most {max_rows} products"
+    )
+    csv_body = {
+        "type": "string",
+        "description": f"{IMPORT_CSV_DESCRIPTION} At most {max_rows} rows.",
+    }
+    return {
+        "required": True,
+        "description": f"The file, UTF-8, at most {max_bytes} bytes (format=json or format=csv)",
+        "content": {
+            "application/json": {"schema": json_body},
+            "text/csv": {"schema": csv_body},
+        },
+    }

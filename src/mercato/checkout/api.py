@@ -14,7 +14,6 @@ from mercato.customers.deps import StandaloneCustomerId
 from mercato.deps import IdempotencyKey, get_database
 from mercato.errors import PROBLEM_CONTENT_TYPE
 from mercato.idempotency import run_repeatable, shopper_scope
-from mercato.payments.service import TenderRequest
 from mercato.routing import router
 from mercato.storefront.api import resolve_locale
 
@@ -35,7 +34,10 @@ def _response(outcome: service.Outcome) -> JSONResponse:
     responses={
         201: {"description": "Paid: the order"},
         202: {"description": "The payment needs the shopper (3-D Secure): follow action_url"},
-        402: {"description": "Declined: holds and codes released, the cart is open again"},
+        402: {
+            "description": "Declined: provider_code says why (docs/commerce.md); holds and "
+            "codes released, the cart is open again"
+        },
     },
 )
 def checkout(
@@ -60,7 +62,7 @@ def checkout(
         customer_id=customer_id,
         locale=resolve_locale(channel, locale, accept_language),
         request=service.CheckoutRequest(
-            tenders=[TenderRequest(**t.model_dump()) for t in body.payments],
+            tenders=[t.to_request() for t in body.payments],
             email=body.email,
             note=body.note,
         ),

@@ -260,6 +260,7 @@ def _hold_and_commit(
             total=computed.grand_total,
             tenders=request.tenders,
             channel_type=channel.type,
+            order_id=order.id,
         )
         return _Started(
             order.id,
@@ -397,7 +398,7 @@ def _pay_and_confirm(
         ):
             outcome = _answer(session, orders.get_order(session, started.order_id), status_code=202)
         else:
-            outcome = _decline(session, started, actor, statuses)
+            outcome = _decline(session, started, actor, recorded)
             to_void = [pid for pid, s in statuses.items() if s not in ("declined", "failed")]
         if key is not None and outcome.status_code != 202:
             idempotency.finish(session, _scope(cart_token), key, outcome.status_code, outcome.body)
@@ -446,7 +447,7 @@ def _decline(
     session: Session,
     started: _Started,
     actor: Principal,
-    statuses: dict[int, str],
+    recorded: Sequence[Payment],
 ) -> Outcome:
     try:
         order = orders.advance(
@@ -464,9 +465,18 @@ def _decline(
         promotions.release_redemptions(session, order.number)
     if order.cart_id is not None:
         carts.finish_checkout(session, order.cart_id, order.id, completed=False)
+    return _declined_outcome(
+        order.number, recorded, "the cart is open again for another payment method"
+    )
+
+
+def _declined_outcome(number: str, tenders: Sequence[Payment], then: str) -> Outcome:
+    """The 402 of a declined checkout, with the providers' reason codes."""
+    why = payments.decline_details(tenders)
+    code = f" ({why['provider_code']})" if why["provider_code"] else ""
     problem = payments.PaymentDeclined(
-        "the payment was declined; the cart is open again for another payment method",
-        extra={"order_number": order.number, "payments": statuses},
+        f"the payment was declined{code}; {then}",
+        extra={"order_number": number, "payments": {p.id: p.status for p in tenders}, **why},
     )
     return Outcome(problem.status, problem.body())
 
@@ -480,10 +490,8 @@ def _answer(
     if order.status == OrderStatus.PAYMENT_FAILED.value:
         if _was_abandoned(session, order):
             return _abandoned_outcome(order.number)
-        problem = payments.PaymentDeclined(
-            "the payment was declined", extra={"order_number": order.number}
-        )
-        return Outcome(problem.status, problem.body())
+        tenders = payments.payments_for_reference(session, order.number)
+        return _declined_outcome(order.number, tenders, "check out again to pay")
     body = order_json(session, order, lines)
     if status_code == 202:
         body["payments"] = _payment_actions(session, order.number)

@@ -48,6 +48,9 @@ store_api = router("/v1/store", tags=["storefront loyalty"])
 
 Reader = Annotated[Principal, Depends(require(Permission.CUSTOMERS_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.CUSTOMERS_WRITE))]
+# What a point is worth and how many an order earns are prices; campaigns are promotions.
+ProgrammeWriter = Annotated[Principal, Depends(require(Permission.PRICING_WRITE))]
+CampaignWriter = Annotated[Principal, Depends(require(Permission.PROMOTIONS_WRITE))]
 
 
 def _tier_out(tier: service.TierInfo | None) -> TierOut | None:
@@ -112,7 +115,9 @@ def get_programme(session: DbSession, principal: Reader) -> ProgrammeOut:
 
 
 @api.put("/programme", response_model=ProgrammeOut)
-def put_programme(body: ProgrammeIn, session: DbSession, principal: Writer) -> ProgrammeOut:
+def put_programme(
+    body: ProgrammeIn, session: DbSession, principal: ProgrammeWriter
+) -> ProgrammeOut:
     """Set earning rates, point values, category multipliers, tiers and expiry (audited)."""
     return programme_out(session, service.configure(session, principal, body))
 
@@ -123,14 +128,16 @@ def list_campaigns(session: DbSession, principal: Reader) -> list[CampaignOut]:
 
 
 @api.post("/campaigns", response_model=CampaignOut, status_code=201)
-def create_campaign(body: CampaignIn, session: DbSession, principal: Writer) -> CampaignOut:
+def create_campaign(
+    body: CampaignIn, session: DbSession, principal: CampaignWriter
+) -> CampaignOut:
     """Extra points for a while: x2 at weekends, +500 on a first order..."""
     return campaign_out(service.create_campaign(session, principal, body))
 
 
 @api.put("/campaigns/{campaign_id}", response_model=CampaignOut)
 def replace_campaign(
-    campaign_id: int, body: CampaignIn, session: DbSession, principal: Writer
+    campaign_id: int, body: CampaignIn, session: DbSession, principal: CampaignWriter
 ) -> CampaignOut:
     return campaign_out(service.replace_campaign(session, principal, campaign_id, body))
 
@@ -162,7 +169,17 @@ def get_ledger(
     )
 
 
-@api.post("/accounts/{customer_id}/adjustments", response_model=StaffEntryOut, status_code=201)
+@api.post(
+    "/accounts/{customer_id}/adjustments",
+    response_model=StaffEntryOut,
+    status_code=201,
+    responses={
+        403: {
+            "description": "Adding points needs loyalty:grant and stays within the role's "
+            "limits per grant and per day (code loyalty-grant-limit, naming the limit)"
+        }
+    },
+)
 def post_adjustment(
     customer_id: int,
     body: AdjustmentIn,
@@ -170,7 +187,13 @@ def post_adjustment(
     principal: Writer,
     key: IdempotencyKey,
 ) -> JSONResponse:
-    """Add or remove points by hand (audited); a removal never overdraws the balance."""
+    """Add or remove points by hand, with a reason (audited).
+
+    Points added can be spent like money: this needs ``loyalty:grant`` besides
+    ``customers:write``, within the role's limits (support agents 1,000 points per grant
+    and 5,000 a day, store managers 10,000 and 50,000, owners and admins no limit). A
+    removal never overdraws the balance.
+    """
 
     def run() -> StaffEntryOut:
         entry: Entry = service.adjust(

@@ -3,11 +3,11 @@ lots that expire first in first out, and what each order earned."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
@@ -221,3 +221,18 @@ class TenderCall(Base):
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     restored_points: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GrantTally(Base):
+    """Points one staff member granted by hand on one day (UTC), against the role's limit.
+
+    Raised by one conditional upsert per grant (see ``loyalty.grants``), never read and
+    then written, so grants racing for the last of a day's allowance cannot both pass.
+    """
+
+    __tablename__ = "loyalty_grant_tallies"
+    __table_args__ = (CheckConstraint("points >= 0", name="points_not_negative"),)
+
+    staff_user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    points: Mapped[int] = mapped_column(Integer)

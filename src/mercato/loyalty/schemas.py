@@ -118,7 +118,9 @@ class CampaignIn(StrictModel):
 
 class AdjustmentIn(StrictModel):
     points: int = Field(description="Signed: +500 goodwill, -200 correction (never zero)")
-    reason: str = Field(min_length=1, max_length=200)
+    reason: str = Field(
+        min_length=1, max_length=200, description="Why (kept on the ledger and in the audit log)"
+    )
     reference: str | None = Field(default=None, max_length=64)
 
 

@@ -50,7 +50,7 @@ from mercato.customers import service as customers
 from mercato.db import utcnow
 from mercato.errors import Conflict, FieldError, NotFound, ValidationProblem
 from mercato.events import publish
-from mercato.loyalty import rules
+from mercato.loyalty import grants, rules
 from mercato.loyalty.models import (
     PROGRAMME_ID,
     Account,
@@ -601,10 +601,13 @@ def adjust(
     reference: str | None = None,
     now: datetime | None = None,
 ) -> Entry:
-    """A staff correction or goodwill gesture (audited). A debit never overdraws."""
+    """A staff correction or goodwill gesture (audited, with its reason). A debit never
+    overdraws; a credit is money, granted within the actor's limits (``loyalty.grants``)."""
     check_points(points, "body.points", allow_negative=True)
     _require_customer(session, customer_id)
     at = now or utcnow()
+    if points > 0:
+        grants.check_grant(session, actor, points, at)
     config = get_config(session)
     posting = Posting(customer_id, Kind.ADJUST, points, "adjustment", reference, None, None, reason)
     expires = config.expires_at(at) if config and points > 0 else None

@@ -61,7 +61,11 @@ def search_orders(
     min_total: Decimal | None = None,
     max_total: Decimal | None = None,
 ) -> PageOut[OrderSummaryOut]:
-    """One order list for every channel: web, app, POS, marketplace, call centre."""
+    """One order list for every channel: web, app, POS, marketplace, call centre.
+
+    A declined checkout attempt (``payment_failed``) is listed only when asked for with
+    ``status=payment_failed`` or its ``number``.
+    """
     cursor, limit = page
     flt = service.OrderFilter(
         customer_id=customer_id,

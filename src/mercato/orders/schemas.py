@@ -6,8 +6,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from mercato.carts.schemas import AddressIn
 from mercato.customers.schemas import IdentityIn
 from mercato.money import quantize
+from mercato.payments.schemas import TenderIn
 from mercato.schemas import ResponseModel, StrictModel
 
 _ORDER_AMOUNTS = ("subtotal", "discount_total", "shipping_total", "tax_total", "grand_total")
@@ -173,12 +175,16 @@ class StaffOrderIn(StrictModel):
     email: str | None = Field(default=None, max_length=254)
     currency: str | None = None
     lines: list[StaffLineIn] = Field(min_length=1, max_length=100)
-    shipping_address: dict[str, Any] | None = None
+    shipping_address: AddressIn | None = None
     shipping_option_id: str | None = Field(
         default=None, max_length=200, description="Default: the cheapest option"
     )
     codes: list[str] = Field(default_factory=list, max_length=5)
-    payments: list[dict[str, Any]] = Field(min_length=1, max_length=5)
+    payments: list[TenderIn] = Field(
+        min_length=1,
+        max_length=5,
+        description="Up to five tenders adding up to the grand total exactly",
+    )
     note: str | None = Field(default=None, max_length=1000)
 
 

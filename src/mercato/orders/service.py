@@ -527,6 +527,11 @@ def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -
         value = getattr(flt, name)
         if value is not None:
             query = query.where(column == value)
+    if flt.status is None and flt.number is None:
+        # A declined checkout attempt stays recorded (its payments, released holds and
+        # codes name it) but is nobody's order: lists show it only when asked by status
+        # or number.
+        query = query.where(Order.status != OrderStatus.PAYMENT_FAILED.value)
     if flt.placed_from is not None:
         query = query.where(Order.created_at >= flt.placed_from)
     if flt.placed_to is not None:

@@ -547,6 +547,7 @@ def import_order(session: Session, actor: Principal, data: ImportRequest) -> tup
             currency=currency,
             amount=order.grand_total,
             external_reference=data.external_id,
+            order_id=order.id,
         )
     publish(
         session,
@@ -616,18 +617,13 @@ def create_staff_order(
     shopper's (stock held, codes, payment), recorded as taken by this staff member."""
     from mercato import idempotency
     from mercato.carts import service as carts
-    from mercato.carts.schemas import AddressIn, DeliveryMode
+    from mercato.carts.schemas import DeliveryMode
     from mercato.channels import service as channels
     from mercato.checkout import service as checkout
-    from mercato.checkout.schemas import TenderIn
 
     scope = f"staff-order:{actor.kind}:{actor.id}"[:120]
     payload = data.model_dump(mode="json")
     fingerprint = idempotency.request_fingerprint(payload)
-    try:
-        tenders = [TenderIn.model_validate(t) for t in data.payments]
-    except Exception as exc:  # a pydantic error: answer which tender is wrong
-        raise ValidationProblem.field("body.payments", str(exc).splitlines()[0]) from exc
     with database.transaction() as session:
         session.info["request_id"] = request_id
         channel = channels.context_for_channel(session, data.channel_id)
@@ -648,13 +644,14 @@ def create_staff_order(
                 )
             customer_id = carts.owner_of(session, token)
         else:
+            address = data.shipping_address
             customer_id = resolve_buyer(
                 session,
                 data.channel_id,
                 data.customer_id,
                 [(i.type.value, i.value, i.verified) for i in data.identities],
                 data.customer_name,
-                data.shipping_address,
+                None if address is None else address.model_dump(),
             )
             cart = carts.create_cart(session, channel, customer_id, data.currency)
             ids = catalog.variant_ids_by_sku(session, [x.sku for x in data.lines if x.sku])
@@ -671,9 +668,6 @@ def create_staff_order(
                     DeliveryMode(x.delivery_mode),
                     x.pickup_location_id,
                 )
-            address = (
-                AddressIn.model_validate(data.shipping_address) if data.shipping_address else None
-            )
             changes: dict[str, Any] = {"email": data.email} if data.email else {}
             if address is not None:
                 changes["shipping_address"] = address.model_dump()
@@ -698,7 +692,7 @@ def create_staff_order(
         customer_id=customer_id,
         locale=channel.default_locale,
         request=checkout.CheckoutRequest(
-            tenders=[payments.TenderRequest(**t.model_dump()) for t in tenders],
+            tenders=[t.to_request() for t in data.payments],
             email=data.email,
             note=data.note,
             actor=actor,

@@ -122,10 +122,21 @@ def list_payments(
     reference: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
     method: Annotated[str | None, Query(max_length=30)] = None,
+    order_id: Annotated[
+        int | None, Query(description="Payments of this order (an order number: reference)")
+    ] = None,
 ) -> PaymentPage:
+    """Payments, newest first; a declined checkout attempt's payments belong to its own
+    ``payment_failed`` order."""
     cursor, limit = page
     result = service.list_payments(
-        session, reference=reference, status=status, method=method, cursor=cursor, limit=limit
+        session,
+        reference=reference,
+        status=status,
+        method=method,
+        order_id=order_id,
+        cursor=cursor,
+        limit=limit,
     )
     return PaymentPage(
         items=[PaymentOut.model_validate(p) for p in result.items], next_cursor=result.next_cursor

@@ -95,11 +95,14 @@ class Payment(Base):
         ),
         Index("ix_payments_reference", "reference", "position"),
         Index("ix_payments_provider_reference", "method", "provider_reference"),
+        Index("ix_payments_order", "order_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     # What the payment is for: the checkout's (later the order's) reference.
     reference: Mapped[str] = mapped_column(String(64))
+    # The order paid for (the order whose number is ``reference``), to find its payments.
+    order_id: Mapped[int | None] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)
     method: Mapped[str] = mapped_column(String(30))
     status: Mapped[str] = mapped_column(String(20))

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import (
+    AwareDatetime,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import InitErrorDetails
 
 from mercato.payments.service import TenderRequest
 from mercato.schemas import ResponseModel, StrictModel
@@ -22,32 +31,179 @@ Amount = Annotated[
 Reason = Annotated[str | None, Field(default=None, max_length=200)]
 
 
-class TenderIn(StrictModel):
-    """One way of paying, as a checkout request names it."""
+# --- tenders: the ways a checkout pays, one model per method ----------------------------------
 
-    method: str = Field(
-        max_length=30,
-        description="test_gateway, cash_on_delivery, pos_cash, pos_card, gift_card, store_credit",
-    )
-    amount: Amount
-    token: str | None = Field(
-        default=None, max_length=64, description="test_gateway: a tok_... card token"
-    )
-    gift_card_code: str | None = Field(default=None, max_length=40)
-    approval_code: str | None = Field(
-        default=None, max_length=20, description="pos_card: the terminal's approval code"
-    )
-    location_id: int | None = Field(default=None, description="POS tenders: the store")
+TenderAmount = Annotated[
+    Decimal,
+    Field(
+        gt=0,
+        le=Decimal("1e12"),
+        allow_inf_nan=False,
+        description='A decimal string in the checkout\'s currency, such as "12.50" (a JSON '
+        "number is accepted), with no more decimals than the currency has",
+        examples=["12.50"],
+    ),
+]
+# A field another method uses: null or left out (tenders were once one model with every
+# field optional, and what clients sent then stays valid).
+Unused = Annotated[None, Field(description="Not used by this method: null or left out")]
+
+
+class _Tender(StrictModel):
+    method: str
+    amount: TenderAmount
+    location_id: int | None = Field(default=None, description="The store, for POS tenders")
 
     def to_request(self) -> TenderRequest:
         return TenderRequest(
             method=self.method,
             amount=self.amount,
-            token=self.token,
-            gift_card_code=self.gift_card_code,
-            approval_code=self.approval_code,
+            token=getattr(self, "token", None),
+            gift_card_code=getattr(self, "gift_card_code", None),
+            approval_code=getattr(self, "approval_code", None),
             location_id=self.location_id,
         )
+
+
+class TestGatewayTender(_Tender):
+    """A card, tokenised with ``POST /v1/store/payments/test-gateway/tokens`` (the built-in
+    simulated gateway)."""
+
+    method: Literal["test_gateway"]
+    token: str = Field(min_length=1, max_length=64, description="The tok_... card token")
+    gift_card_code: Unused = None
+    approval_code: Unused = None
+
+
+class _NoInstrument(_Tender):
+    """A tender that needs nothing but its amount."""
+
+    token: Unused = None
+    gift_card_code: Unused = None
+    approval_code: Unused = None
+
+
+class CashOnDeliveryTender(_NoInstrument):
+    """Paid to the courier (web, app, marketplace and call centre channels)."""
+
+    method: Literal["cash_on_delivery"]
+
+
+class PosCashTender(_NoInstrument):
+    """Cash at a store till (store channels)."""
+
+    method: Literal["pos_cash"]
+
+
+class PosCardTender(_Tender):
+    """A card on a store terminal (store channels)."""
+
+    method: Literal["pos_card"]
+    approval_code: str = Field(
+        pattern=r"^[A-Za-z0-9]{4,12}$", description="The terminal's approval code"
+    )
+    token: Unused = None
+    gift_card_code: Unused = None
+
+
+class GiftCardTender(_Tender):
+    """A gift card's balance, spent at once (in the gift card's currency only)."""
+
+    method: Literal["gift_card"]
+    gift_card_code: str = Field(min_length=1, max_length=64, description="The card's code")
+    token: Unused = None
+    approval_code: Unused = None
+
+
+class StoreCreditTender(_NoInstrument):
+    """The signed-in customer's store credit in the checkout's currency."""
+
+    method: Literal["store_credit"]
+
+
+class LoyaltyPointsTender(_NoInstrument):
+    """The signed-in customer's loyalty points. ``amount`` is money in the checkout's
+    currency; it spends ``amount`` divided by the programme's value of a point there (1
+    point = 1 JPY = 0.01 EUR), which must be a whole number of points. Declined with
+    ``insufficient_points`` when the balance is short."""
+
+    method: Literal["loyalty_points"]
+
+
+# Methods of the providers above; "paid_elsewhere" records money taken outside Mercato
+# (imported orders) and is no way to pay.
+BUILT_IN_METHODS = (
+    "test_gateway",
+    "cash_on_delivery",
+    "pos_cash",
+    "pos_card",
+    "gift_card",
+    "store_credit",
+    "loyalty_points",
+)
+RESERVED_METHODS = (*BUILT_IN_METHODS, "paid_elsewhere")
+
+
+class ExtensionTender(_NoInstrument):
+    """A payment method added by an extension (``register_provider``, e.g. a real card
+    gateway); a method no provider serves is refused with a 422 naming ``method``."""
+
+    method: str = Field(
+        min_length=1, max_length=30, json_schema_extra={"not": {"enum": list(RESERVED_METHODS)}}
+    )
+
+
+_EXTENSION = "extension"
+_BY_METHOD: dict[str, type[_Tender]] = {
+    "test_gateway": TestGatewayTender,
+    "cash_on_delivery": CashOnDeliveryTender,
+    "pos_cash": PosCashTender,
+    "pos_card": PosCardTender,
+    "gift_card": GiftCardTender,
+    "store_credit": StoreCreditTender,
+    "loyalty_points": LoyaltyPointsTender,
+}
+
+
+def _tender_kind(value: Any) -> str:
+    method = value.get("method") if isinstance(value, dict) else getattr(value, "method", None)
+    return method if isinstance(method, str) and method in _BY_METHOD else _EXTENSION
+
+
+def _errors_at_the_tender(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Name fields as the client wrote them (``payments[0].token``), without the union
+    member's tag that validation puts in between."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        tags = {*_BY_METHOD, _EXTENSION}
+        details: list[InitErrorDetails] = []
+        for error in exc.errors():
+            loc = error["loc"]
+            detail = InitErrorDetails(
+                type=error["type"],
+                loc=loc[1:] if loc and loc[0] in tags else loc,
+                input=error["input"],
+            )
+            if "ctx" in error:
+                detail["ctx"] = error["ctx"]
+            details.append(detail)
+        raise ValidationError.from_exception_data(exc.title, details) from None
+
+
+TenderIn = Annotated[
+    Annotated[TestGatewayTender, Tag("test_gateway")]
+    | Annotated[CashOnDeliveryTender, Tag("cash_on_delivery")]
+    | Annotated[PosCashTender, Tag("pos_cash")]
+    | Annotated[PosCardTender, Tag("pos_card")]
+    | Annotated[GiftCardTender, Tag("gift_card")]
+    | Annotated[StoreCreditTender, Tag("store_credit")]
+    | Annotated[LoyaltyPointsTender, Tag("loyalty_points")]
+    | Annotated[ExtensionTender, Tag(_EXTENSION)],
+    Discriminator(_tender_kind),
+    WrapValidator(_errors_at_the_tender),
+]
+"""One way of paying, chosen by ``method``."""
 
 
 class CaptureIn(StrictModel):
@@ -106,6 +262,7 @@ class RefundOut(ResponseModel):
 class PaymentOut(ResponseModel):
     id: int
     reference: str
+    order_id: int | None
     position: int
     method: str
     status: str

@@ -104,6 +104,7 @@ from mercato.payments.providers import (
     AuthorizeRequest,
     ChargeRequest,
     Outcome,
+    PaidElsewhere,
     ProviderResult,
     ProviderUnavailable,
     WebhookEvent,
@@ -130,6 +131,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 POS_METHODS = frozenset({Method.POS_CASH.value, Method.POS_CARD.value})
+# Providers that only record money taken elsewhere (imported orders): accepting one as a
+# tender would confirm an order nobody paid for.
+RECORD_ONLY_METHODS = frozenset({PaidElsewhere.name})
 # Which channel types accept a method; a method not listed is accepted everywhere.
 CHANNEL_TYPES = {
     Method.POS_CASH.value: frozenset({"pos"}),
@@ -157,6 +161,30 @@ class PaymentDeclined(Problem):
     status = 402
     code = "payment-declined"
     title = "The payment provider refused the operation"
+
+
+def decline_details(tenders: Sequence[Payment]) -> dict[str, Any]:
+    """Why payments were refused, for a 402: ``provider_code`` (the provider's reason code
+    of the first refused tender, e.g. ``card_declined``, ``insufficient_points``) and
+    ``declines``, one entry per refused tender."""
+    refused = [
+        p
+        for p in tenders
+        if p.status in (PaymentStatus.DECLINED.value, PaymentStatus.FAILED.value)
+    ]
+    return {
+        "provider_code": refused[0].failure_code if refused else None,
+        "declines": [
+            {
+                "payment_id": p.id,
+                "method": p.method,
+                "status": p.status,
+                "provider_code": p.failure_code,
+                "message": p.failure_message,
+            }
+            for p in refused
+        ],
+    }
 
 
 class ProviderUnavailableProblem(Problem):
@@ -318,10 +346,13 @@ def list_payments(
     method: str | None,
     cursor: str | None,
     limit: int,
+    order_id: int | None = None,
 ) -> Page[Payment]:
     query = select(Payment).order_by(Payment.id.desc())
     if reference is not None:
         query = query.where(Payment.reference == reference)
+    if order_id is not None:
+        query = query.where(Payment.order_id == order_id)
     if status is not None:
         query = query.where(Payment.status == status)
     if method is not None:
@@ -444,6 +475,10 @@ def _check_tender(
     at = f"{field}[{i}]"
     if tender.method not in accepted_methods():
         raise ValidationProblem.field(f"{at}.method", "unknown payment method")
+    if tender.method in RECORD_ONLY_METHODS:
+        raise ValidationProblem.field(
+            f"{at}.method", f"{tender.method} records money taken outside Mercato: not a tender"
+        )
     allowed = CHANNEL_TYPES.get(tender.method)
     if allowed is not None and channel_type is not None and channel_type not in allowed:
         raise ValidationProblem.field(
@@ -479,6 +514,7 @@ def create_payments(
     tenders: Sequence[TenderRequest],
     field: str = "body.payments",
     channel_type: str | None = None,
+    order_id: int | None = None,
 ) -> list[Payment]:
     """Record one ``pending`` payment per tender (in the caller's transaction).
 
@@ -486,7 +522,8 @@ def create_payments(
     here, so two checkouts can never spend the same balance twice; every other tender waits
     for :func:`authorize_pending`. Raises (and writes nothing the caller would keep) on any
     invalid tender, an unusable gift card or an insufficient balance. ``channel_type``
-    (web, pos...) saves looking the channel up when the caller knows it.
+    (web, pos...) saves looking the channel up when the caller knows it; ``order_id`` is
+    the order whose number ``reference`` is.
     """
     currency = checked_currency(currency, "body.currency")
     if not 1 <= len(reference) <= 64:
@@ -512,6 +549,7 @@ def create_payments(
     payments = [
         Payment(
             reference=reference,
+            order_id=order_id,
             position=i,
             method=t.method,
             status=PaymentStatus.PENDING.value,
@@ -551,6 +589,7 @@ def record_external_payment(
     currency: str,
     amount: Decimal,
     external_reference: str,
+    order_id: int | None = None,
 ) -> Payment:
     """Money taken outside Mercato (a marketplace, an ERP): recorded as captured by the
     ``paid_elsewhere`` method so the order's totals, captures and refunds add up."""
@@ -558,6 +597,7 @@ def record_external_payment(
     now = utcnow()
     payment = Payment(
         reference=reference,
+        order_id=order_id,
         position=0,
         method="paid_elsewhere",
         status=PaymentStatus.CAPTURED.value,

@@ -88,7 +88,7 @@ from mercato.orders.models import Order, OrderLine
 from mercato.orders.state import OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.payments import service as payments
-from mercato.payments.models import PaymentStatus, Refund
+from mercato.payments.models import Payment, PaymentStatus, Refund
 from mercato.pricing import service as pricing
 from mercato.returns import amounts
 from mercato.returns.models import (
@@ -1448,6 +1448,7 @@ def _replacement_order(
                 tenders=tenders,
                 field="body.payments",
                 channel_type=channel.type,
+                order_id=new_order.id,
             )
         ]
     else:
@@ -1546,13 +1547,12 @@ def _charge_difference(
         session.info["request_id"] = request_id
         if outcomes:
             payments.record_outcomes(session, outcomes)
-        statuses = {
-            p.id: p.status for p in payments.get_payments(session, list(attempt.charge_payment_ids))
-        }
+        charged = payments.get_payments(session, list(attempt.charge_payment_ids))
+        statuses = {p.id: p.status for p in charged}
         if all(s in PAID for s in statuses.values()):
             _confirm_exchange(session, attempt)
         else:
-            declined = _decline_exchange(session, attempt, statuses, idem)
+            declined = _decline_exchange(session, attempt, charged, idem)
             to_void = [pid for pid, s in statuses.items() if s not in ("declined", "failed")]
     if to_void:
         payments.void_payments(database, to_void, actor=attempt.actor, request_id=request_id)
@@ -1600,14 +1600,18 @@ def _confirm_exchange(session: Session, attempt: _Attempt) -> None:
 
 
 def _decline_exchange(
-    session: Session, attempt: _Attempt, statuses: dict[int, str], idem: _Idem | None
+    session: Session, attempt: _Attempt, charged: Sequence[Payment], idem: _Idem | None
 ) -> Outcome:
     """The difference was not paid: the replacement fails and the return waits for another
     settle; nothing was refunded."""
     problem = payments.PaymentDeclined(
         "the payment of the price difference was declined; nothing was refunded, settle again "
         "with another payment or refund instead",
-        extra={"payments": statuses, "return_number": attempt.number},
+        extra={
+            "payments": {p.id: p.status for p in charged},
+            "return_number": attempt.number,
+            **payments.decline_details(charged),
+        },
     )
     if attempt.exchange_order_id is not None:
         try:
