@@ -220,7 +220,10 @@ def test_two_dispatchers_drain_a_backlog_while_leases_run_out(
     ids = [event_id for _, event_id in delivered]
     assert len(ids) == len(set(ids)), "an event was delivered twice"
     assert confirmed <= set(ids)
-    # The leases did run out: the second dispatcher delivered part of what the first claimed.
-    assert {name for name, _ in delivered} == {"first", "second"}
+    if demo_world.database.dialect == "postgresql":
+        # The leases did run out: the second dispatcher delivered part of what the first
+        # claimed. (SQLite runs one writer at a time: on a busy machine one dispatcher may
+        # well deliver everything between the other's attempts.)
+        assert {name for name, _ in delivered} == {"first", "second"}
     for order in orders:
         assert _routing_of(demo_world, order) == (1, UNITS, UNITS), order["number"]
