@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from swagger_ui_bundle import swagger_ui_path
 
-from mercato import __version__, migrate
+from mercato import __version__, http_security, migrate
 from mercato.db import Database
 from mercato.errors import install_error_handlers
 from mercato.events import Dispatcher, Event
@@ -95,6 +95,7 @@ def _register_domains(app: FastAPI) -> None:
 
 def _register_subscribers(dispatcher: Dispatcher) -> None:
     """Cross-domain reactions go through events; domains add their handlers here."""
+    from mercato.auth import throttle
     from mercato.carts import customer_links as cart_links
     from mercato.channels import service as channels
     from mercato.checkout import service as checkout
@@ -116,6 +117,7 @@ def _register_subscribers(dispatcher: Dispatcher) -> None:
     from mercato.webhooks import events as webhook_events
 
     dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
+    dispatcher.add_periodic("prune-auth-throttles", 3600.0, throttle.prune)
     checkout.install(dispatcher)  # the tax provider setting, the abandoned-checkout job
 
     def location_changed(session: Session, event: Event) -> None:
@@ -182,6 +184,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if database.dialect == "sqlite":
         app.add_middleware(WriterGate, limit=settings.sqlite_concurrent_writers)
     app.add_middleware(RequestGate, limit=settings.max_concurrent_requests)
+    http_security.install(app, settings)  # body limits, security headers, trusted proxies
 
     app.add_middleware(RequestIdMiddleware)
 
@@ -189,12 +192,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="Mercato API",
-            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger/swagger-ui.css",
-            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        return http_security.page(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="Mercato API",
+                swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                swagger_css_url="/static/swagger/swagger-ui.css",
+                swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            )
         )
 
     @app.get("/health", tags=["operations"])

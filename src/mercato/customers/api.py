@@ -3,12 +3,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Response
+from fastapi import Depends, Header, Query, Request, Response
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
-from mercato.channels.deps import ChannelCtx
-from mercato.customers import service
+from mercato.channels.deps import ChannelCtx, StandaloneChannelCtx
+from mercato.customers import service, sessions
 from mercato.customers.models import Customer, CustomerMerge
 from mercato.customers.schemas import (
     AddressIn,
@@ -16,6 +16,7 @@ from mercato.customers.schemas import (
     AddressPatch,
     CustomerLoginIn,
     CustomerOut,
+    CustomerPasswordIn,
     CustomerTokenOut,
     IdentityIn,
     IdentityOut,
@@ -23,13 +24,22 @@ from mercato.customers.schemas import (
     MergeOut,
     ProfileOut,
     ProfilePatch,
+    RefreshIn,
     RegisterIn,
     StaffProfilePatch,
     SuggestionOut,
     TimelineEntryOut,
 )
-from mercato.deps import DbSession, Pagination, bearer_token, get_settings_dep, require
+from mercato.deps import (
+    DbSession,
+    Pagination,
+    bearer_token,
+    get_database,
+    get_settings_dep,
+    require,
+)
 from mercato.errors import Unauthorized
+from mercato.http_security import client_address
 from mercato.pagination import MAX_LIMIT
 from mercato.routing import router
 from mercato.schemas import PageOut
@@ -59,26 +69,112 @@ CurrentCustomer = Annotated[Customer, Depends(current_customer)]
 # --- store: the customer's own account -------------------------------------------------
 
 
+def _tokens_out(issued: sessions.Issued) -> CustomerTokenOut:
+    return CustomerTokenOut(
+        token=issued.access_token,
+        expires_at=issued.access_expires_at,
+        refresh_token=issued.refresh_token,
+        refresh_expires_at=issued.refresh_expires_at,
+        customer=CustomerOut.model_validate(issued.customer),
+    )
+
+
 @api.post("/store/customers", response_model=CustomerTokenOut, status_code=201)
 def register(
     body: RegisterIn, session: DbSession, channel: ChannelCtx, settings: SettingsDep
 ) -> CustomerTokenOut:
     customer = service.register(session, channel.id, body)
-    token, row = service.issue_token(session, customer, settings.customer_token_ttl_hours)
-    return CustomerTokenOut(
-        token=token, expires_at=row.expires_at, customer=CustomerOut.model_validate(customer)
-    )
+    return _tokens_out(sessions.start(session, customer, settings))
 
 
-@api.post("/store/customers/login", response_model=CustomerTokenOut)
+@api.post(
+    "/store/customers/login",
+    response_model=CustomerTokenOut,
+    responses={
+        401: {"description": "Wrong email or password, or no valid channel key"},
+        429: {
+            "description": "Too many failed sign-ins for this account or from this address "
+            "(`too-many-attempts`); `Retry-After` says when to try again"
+        },
+    },
+)
 def login(
-    body: CustomerLoginIn, session: DbSession, channel: ChannelCtx, settings: SettingsDep
+    body: CustomerLoginIn, request: Request, channel: StandaloneChannelCtx, settings: SettingsDep
 ) -> CustomerTokenOut:
-    customer = service.login(session, body.email, body.password)
-    token, row = service.issue_token(session, customer, settings.customer_token_ttl_hours)
-    return CustomerTokenOut(
-        token=token, expires_at=row.expires_at, customer=CustomerOut.model_validate(customer)
+    """Sign in: a short-lived access token and a refresh token. Repeated failures lock the
+    account, and the client address, for a while (a correct password resets the account)."""
+    issued = sessions.sign_in(
+        get_database(request), body.email, body.password, client_address(request), settings
     )
+    return _tokens_out(issued)
+
+
+@api.post(
+    "/store/customers/token",
+    response_model=CustomerTokenOut,
+    responses={
+        401: {
+            "description": "Unknown, expired or revoked refresh token "
+            "(`invalid-refresh-token`), or one used before (`refresh-token-reused`: the "
+            "session has ended)"
+        },
+    },
+)
+def refresh_tokens(
+    body: RefreshIn, request: Request, channel: StandaloneChannelCtx, settings: SettingsDep
+) -> CustomerTokenOut:
+    """Trade the refresh token for a new access token and refresh token. Each refresh
+    token works once: presenting a used one again ends the whole session."""
+    return _tokens_out(sessions.refresh(get_database(request), body.refresh_token, settings))
+
+
+@api.post(
+    "/store/customers/logout",
+    status_code=204,
+    responses={401: {"description": "No valid customer token"}},
+)
+def logout(
+    session: DbSession,
+    customer: CurrentCustomer,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """End this session: its access token and its refresh token stop working."""
+    token = bearer_token(authorization)
+    assert token is not None  # CurrentCustomer required it
+    sessions.sign_out(session, token)
+    return Response(status_code=204)
+
+
+@api.post(
+    "/store/customers/me/password",
+    status_code=204,
+    responses={
+        401: {"description": "No valid customer token"},
+        422: {"description": "`body.current_password` is wrong, or the new one is not valid"},
+        429: {"description": "Too many wrong passwords (`too-many-attempts`), see `Retry-After`"},
+    },
+)
+def change_password(
+    body: CustomerPasswordIn,
+    request: Request,
+    channel: StandaloneChannelCtx,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """Change your password. Every other session of yours ends; this one goes on. A wrong
+    current password counts as a failed sign-in."""
+    token = bearer_token(authorization)
+    if token is None:
+        raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
+    sessions.change_password(
+        get_database(request),
+        token,
+        body.current_password,
+        body.new_password,
+        client_address(request),
+        settings,
+    )
+    return Response(status_code=204)
 
 
 @api.get("/store/customers/me", response_model=CustomerOut)
