@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from mercato.auth.permissions import Role
 from mercato.db import Database
@@ -33,8 +35,11 @@ def _me(client: TestClient, headers: Headers) -> httpx.Response:
     return client.get("/v1/auth/me", headers=headers)
 
 
-def _change(client: TestClient, headers: Headers, current: str, new: str) -> httpx.Response:
+def _change(
+    client: TestClient, headers: Headers, current: str, new: str, key: str | None = None
+) -> httpx.Response:
     body = {"current_password": current, "new_password": new}
+    headers = {**headers, **({"Idempotency-Key": key} if key else {})}
     return client.post("/v1/auth/password", json=body, headers=headers)
 
 
@@ -86,6 +91,22 @@ def test_changing_ones_own_password_ends_the_other_sessions(
     [changed] = audit_entries(db, "staff.password_changed")
     assert changed.entity_id == str(user_id)
     assert changed.changes == {"password": "changed", "sessions_ended": 2}  # and the fixture's
+
+
+def test_a_change_retried_with_its_idempotency_key_gets_the_same_answer(
+    client: TestClient, db: Database, clerk: tuple[int, str]
+) -> None:
+    _, email = clerk
+    here = login(client, email)
+    assert _change(client, here, PASSWORD, NEW_PASSWORD, key="pw-1").status_code == 204
+    again = _change(client, here, PASSWORD, NEW_PASSWORD, key="pw-1")
+    assert again.status_code == 204 and again.headers["Idempotent-Replayed"] == "true"
+    assert len(audit_entries(db, "staff.password_changed")) == 1
+    # The stored fingerprint is keyed: it cannot be used to test password guesses.
+    with db.read() as session:
+        stored = session.execute(text("SELECT request_hash FROM idempotency_keys")).scalar_one()
+    plain = hashlib.sha256((PASSWORD + NEW_PASSWORD).encode()).hexdigest()
+    assert stored != plain and PASSWORD not in stored
 
 
 def test_a_wrong_current_password_changes_nothing_and_is_throttled(

@@ -41,17 +41,21 @@ def _me(shop: Shop, access_token: str) -> httpx.Response:
     return shop.client.get("/v1/store/customers/me", headers=shop.store(access_token))
 
 
-def _refresh(shop: Shop, refresh_token: str) -> httpx.Response:
+def _refresh(shop: Shop, refresh_token: str, key: str | None = None) -> httpx.Response:
+    headers = {**shop.store(), **({"Idempotency-Key": key} if key else {})}
     return shop.client.post(
-        "/v1/store/customers/token", json={"refresh_token": refresh_token}, headers=shop.store()
+        "/v1/store/customers/token", json={"refresh_token": refresh_token}, headers=headers
     )
 
 
-def _change_password(shop: Shop, access_token: str, current: str, new: str) -> httpx.Response:
+def _change_password(
+    shop: Shop, access_token: str, current: str, new: str, key: str | None = None
+) -> httpx.Response:
+    headers = {**shop.store(access_token), **({"Idempotency-Key": key} if key else {})}
     return shop.client.post(
         "/v1/store/customers/me/password",
         json={"current_password": current, "new_password": new},
-        headers=shop.store(access_token),
+        headers=headers,
     )
 
 
@@ -130,6 +134,24 @@ def test_concurrent_refreshes_with_one_token_let_at_most_one_through(
     assert_problem(_me(shop, winners[0].json()["token"]), 401)
 
 
+def test_a_refresh_retried_with_its_idempotency_key_gets_the_first_answer(
+    shop: Shop, account: dict[str, Any]
+) -> None:
+    """A storefront that lost the answer retries: no reuse, the session goes on."""
+    first = _refresh(shop, account["refresh_token"], key="renew-1")
+    again = _refresh(shop, account["refresh_token"], key="renew-1")
+    assert ok(again) == ok(first) and again.headers["Idempotent-Replayed"] == "true"
+    assert ok(_me(shop, again.json()["token"]))
+    assert ok(_refresh(shop, again.json()["refresh_token"]))
+    # Without the key, or with another one, it is a reuse.
+    assert_problem(_refresh(shop, account["refresh_token"], key="renew-2"), 401)
+
+
+def test_a_refused_refresh_is_judged_afresh_on_retry(shop: Shop, account: dict[str, Any]) -> None:
+    assert_problem(_refresh(shop, "mcr_made-up", key="k"), 401, "invalid-refresh-token")
+    assert_problem(_refresh(shop, "mcr_made-up", key="k"), 401, "invalid-refresh-token")
+
+
 def test_logout_ends_this_session_only(shop: Shop, account: dict[str, Any]) -> None:
     other = _session(shop)
     response = shop.client.post(
@@ -144,6 +166,22 @@ def test_logout_ends_this_session_only(shop: Shop, account: dict[str, Any]) -> N
         401,
         "missing-customer-token",
     )
+    assert_problem(
+        shop.client.post("/v1/store/customers/logout", headers=shop.store("mct_made-up")),
+        401,
+        "invalid-customer-token",
+    )
+
+
+def test_logout_is_safe_to_repeat_and_works_once_the_access_token_expired(
+    shop: Shop, account: dict[str, Any]
+) -> None:
+    logout = "/v1/store/customers/logout"
+    with shop.db.transaction() as session:
+        session.execute(update(CustomerToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    for _ in range(2):
+        assert shop.client.post(logout, headers=shop.store(account["token"])).status_code == 204
+    assert_problem(_refresh(shop, account["refresh_token"]), 401, "invalid-refresh-token")
 
 
 def test_a_password_change_ends_every_other_session(
@@ -163,6 +201,23 @@ def test_a_password_change_ends_every_other_session(
 
     assert_problem(_login(shop), 401, "invalid-credentials")
     assert ok(_login(shop, "a brand new secret"))
+
+
+def test_a_password_change_retried_with_its_idempotency_key_gets_the_same_answer(
+    shop: Shop, account: dict[str, Any]
+) -> None:
+    token, new = account["token"], "a brand new secret"
+    assert _change_password(shop, token, PASSWORD, new, key="pw-1").status_code == 204
+    again = _change_password(shop, token, PASSWORD, new, key="pw-1")
+    assert again.status_code == 204 and again.headers["Idempotent-Replayed"] == "true"
+    assert_problem(
+        _change_password(shop, token, PASSWORD, "yet another secret", key="pw-1"),
+        422,
+        "idempotency-key-reused",
+    )
+    # Without the key a repeat is a new change, whose current password is now wrong.
+    assert_problem(_change_password(shop, token, PASSWORD, new), 422)
+    assert ok(_login(shop, new))
 
 
 def test_a_wrong_current_password_changes_nothing_and_counts_as_a_failed_sign_in(

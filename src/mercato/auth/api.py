@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from mercato.auth import service
 from mercato.auth.models import StaffUser
+from mercato.auth.passwords import PasswordChange
 from mercato.auth.permissions import Permission, Role
 from mercato.auth.principal import Principal
 from mercato.auth.schemas import (
@@ -23,6 +24,7 @@ from mercato.auth.schemas import (
 )
 from mercato.deps import (
     DbSession,
+    IdempotencyKey,
     Pagination,
     StaffPrincipal,
     bearer_token,
@@ -90,6 +92,7 @@ def _signed_in_staff(
     "/auth/password",
     status_code=204,
     responses={
+        409: {"description": "A request with this Idempotency-Key is in progress"},
         401: {"description": "No valid staff token"},
         422: {"description": "`body.current_password` is wrong, or the new one is not valid"},
         429: {"description": "Too many wrong passwords (`too-many-attempts`), see `Retry-After`"},
@@ -100,18 +103,15 @@ def change_password(
     request: Request,
     principal: Annotated[Principal, Depends(_signed_in_staff)],
     settings: Annotated[Settings, Depends(get_settings_dep)],
+    key: IdempotencyKey,
 ) -> Response:
     """Change your own password. Every other session and API token of yours ends; this
     one goes on. A wrong current password counts as a failed sign-in."""
-    service.change_own_password(
-        get_database(request),
-        principal,
-        body.current_password,
-        body.new_password,
-        client_address(request),
-        settings,
+    change = PasswordChange(body.current_password, body.new_password, key)
+    replayed = service.change_own_password(
+        get_database(request), principal, change, client_address(request), settings
     )
-    return Response(status_code=204)
+    return Response(status_code=204, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @api.post("/auth/logout", status_code=204)

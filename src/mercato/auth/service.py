@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session
 
 from mercato.auth import throttle
 from mercato.auth.models import AuditEntry, StaffToken, StaffUser, StaffUserLocation
-from mercato.auth.passwords import hash_password, new_token, token_hash, verify_password
+from mercato.auth.passwords import (
+    PasswordChange,
+    hash_password,
+    new_token,
+    token_hash,
+    verify_password,
+)
 from mercato.auth.permissions import LOCATION_SCOPED_ROLES, MANAGEABLE_ROLES, Permission, Role
 from mercato.auth.principal import Principal
 from mercato.db import Database, locked_row, utcnow
@@ -134,27 +140,30 @@ def _new_session(session: Session, user_id: int, ttl_hours: int) -> tuple[str, S
 def change_own_password(
     database: Database,
     principal: Principal,
-    current: str,
-    new: str,
+    change: PasswordChange,
     address: str,
     settings: Settings,
-) -> None:
-    """The signed-in user changes their password; their other sessions end.
+) -> bool:
+    """The signed-in user changes their password; their other sessions end. True when this
+    is a retry (same Idempotency-Key and passwords) of a change already made.
 
     The current password is checked like a sign-in (same limits), so a stolen session
     cannot be used to guess it.
     """
     assert principal.id is not None
     user_id = principal.id
+    scope = f"staff-password:{user_id}"
     keys = throttle.sign_in_keys("staff", principal.label or str(user_id), address, settings)
     with database.transaction() as session:
+        if change.already_made(session, scope):
+            return True
         refused = throttle.claim(session, keys)
         stored_hash = _get_user(session, user_id).password_hash
     if refused:
         raise refused
-    if not verify_password(stored_hash, current):
+    if not verify_password(stored_hash, change.current):
         raise ValidationProblem.field("body.current_password", "is not your current password")
-    new_hash = hash_password(new)
+    new_hash = hash_password(change.new)
     with database.transaction() as session:
         throttle.succeeded(session, keys)
         user = locked_row(session, StaffUser, user_id, f"staff user {user_id}")
@@ -168,6 +177,8 @@ def change_own_password(
             user_id,
             {"password": "changed", "sessions_ended": ended},
         )
+        change.remember(session, scope)
+    return False
 
 
 def revoke_sessions(session: Session, user_id: int, *, keep: int | None = None) -> int:

@@ -24,8 +24,6 @@ a 256-bit secret nobody guesses; each process allows its own ``address_max_failu
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import math
 import threading
@@ -40,9 +38,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mercato.auth.models import AuthThrottle
+from mercato.auth.passwords import keyed_digest
 from mercato.db import utcnow
 from mercato.errors import Problem
-from mercato.settings import Settings, get_settings
+from mercato.settings import Settings
 
 FAILURES_FORGOTTEN_AFTER = timedelta(minutes=15)
 LOCKOUTS_FORGOTTEN_AFTER = timedelta(days=1)
@@ -94,9 +93,7 @@ class Key:
 
     @property
     def digest(self) -> str:
-        secret = hashlib.sha256(b"mercato-throttle\0" + get_settings().secret_key.encode())
-        message = f"{self.scope}\0{self.value}".encode()
-        return hmac.new(secret.digest(), message, hashlib.sha256).hexdigest()
+        return keyed_digest("throttle", self.scope, self.value)
 
 
 def address_key(host: str) -> str:

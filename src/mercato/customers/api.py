@@ -4,7 +4,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 
+from mercato.auth.passwords import PasswordChange
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.channels.deps import ChannelCtx, StandaloneChannelCtx
@@ -32,6 +34,7 @@ from mercato.customers.schemas import (
 )
 from mercato.deps import (
     DbSession,
+    IdempotencyKey,
     Pagination,
     bearer_token,
     get_database,
@@ -113,6 +116,7 @@ def login(
     "/store/customers/token",
     response_model=CustomerTokenOut,
     responses={
+        409: {"description": "A request with this Idempotency-Key is in progress"},
         401: {
             "description": "Unknown, expired or revoked refresh token "
             "(`invalid-refresh-token`), or one used before (`refresh-token-reused`: the "
@@ -121,26 +125,40 @@ def login(
     },
 )
 def refresh_tokens(
-    body: RefreshIn, request: Request, channel: StandaloneChannelCtx, settings: SettingsDep
-) -> CustomerTokenOut:
+    body: RefreshIn,
+    request: Request,
+    channel: StandaloneChannelCtx,
+    settings: SettingsDep,
+    key: IdempotencyKey,
+) -> JSONResponse:
     """Trade the refresh token for a new access token and refresh token. Each refresh
-    token works once: presenting a used one again ends the whole session."""
-    return _tokens_out(sessions.refresh(get_database(request), body.refresh_token, settings))
+    token works once: presenting a used one again ends the whole session, except as a
+    retry with the same `Idempotency-Key`, which gets the first answer again."""
+    answer, replayed = sessions.refresh(
+        get_database(request),
+        body.refresh_token,
+        settings,
+        lambda issued: _tokens_out(issued).model_dump(mode="json"),
+        key,
+    )
+    return JSONResponse(answer, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @api.post(
     "/store/customers/logout",
     status_code=204,
-    responses={401: {"description": "No valid customer token"}},
+    responses={401: {"description": "No customer token, or one this server never issued"}},
 )
 def logout(
     session: DbSession,
-    customer: CurrentCustomer,
+    channel: ChannelCtx,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    """End this session: its access token and its refresh token stop working."""
+    """End this session: its access token and its refresh token stop working. Safe to
+    repeat, and works with an expired access token too."""
     token = bearer_token(authorization)
-    assert token is not None  # CurrentCustomer required it
+    if token is None:
+        raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
     sessions.sign_out(session, token)
     return Response(status_code=204)
 
@@ -149,6 +167,7 @@ def logout(
     "/store/customers/me/password",
     status_code=204,
     responses={
+        409: {"description": "A request with this Idempotency-Key is in progress"},
         401: {"description": "No valid customer token"},
         422: {"description": "`body.current_password` is wrong, or the new one is not valid"},
         429: {"description": "Too many wrong passwords (`too-many-attempts`), see `Retry-After`"},
@@ -159,6 +178,7 @@ def change_password(
     request: Request,
     channel: StandaloneChannelCtx,
     settings: SettingsDep,
+    key: IdempotencyKey,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Change your password. Every other session of yours ends; this one goes on. A wrong
@@ -166,15 +186,11 @@ def change_password(
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
-    sessions.change_password(
-        get_database(request),
-        token,
-        body.current_password,
-        body.new_password,
-        client_address(request),
-        settings,
+    change = PasswordChange(body.current_password, body.new_password, key)
+    replayed = sessions.change_password(
+        get_database(request), token, change, client_address(request), settings
     )
-    return Response(status_code=204)
+    return Response(status_code=204, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @api.get("/store/customers/me", response_model=CustomerOut)

@@ -16,19 +16,28 @@ root profile, so a session survives a merge of the account into another profile.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from mercato import idempotency
 from mercato.auth import throttle
-from mercato.auth.passwords import hash_password, new_token, token_hash, verify_password
+from mercato.auth.passwords import (
+    PasswordChange,
+    hash_password,
+    new_token,
+    token_hash,
+    verify_password,
+)
 from mercato.customers import profiles
 from mercato.customers.models import Customer, CustomerRefreshToken, CustomerToken
 from mercato.customers.service import find_account
 from mercato.db import Database, locked_row, utcnow
-from mercato.errors import Unauthorized, ValidationProblem
+from mercato.errors import Conflict, Unauthorized, ValidationProblem
 from mercato.settings import Settings
 
 ACCESS_TOKEN_PREFIX = "mct"
@@ -71,19 +80,41 @@ def sign_in(
         return start(session, profiles.get(session, account.id), settings)
 
 
-def refresh(database: Database, refresh_token: str, settings: Settings) -> Issued:
-    """The session's next pair of tokens; a refresh token used before ends the session."""
+def refresh(
+    database: Database,
+    refresh_token: str,
+    settings: Settings,
+    answer: Callable[[Issued], dict[str, Any]],
+    key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """``answer`` for the session's next pair of tokens, and whether it is replayed: a retry
+    with the same Idempotency-Key (after a lost answer) gets the first answer again rather
+    than ending the session as a reuse would."""
+    scope = f"customer-token:{token_hash(refresh_token)[:40]}"
+    fingerprint = idempotency.request_fingerprint({"refresh_token": refresh_token})
     with database.transaction() as session:
+        if key is not None and not idempotency.try_claim(session, scope, key, fingerprint):
+            stored = idempotency.lookup(session, scope, key, fingerprint)
+            if stored is None:  # the first request was refused meanwhile: retry afresh
+                raise Conflict("a request with this Idempotency-Key just ended; retry it")
+            return stored.response, True
         row = session.scalar(
             select(CustomerRefreshToken)
             .where(CustomerRefreshToken.token_hash == token_hash(refresh_token))
             .with_for_update()
         )
         outcome = _rotate(session, row, settings)
+        if isinstance(outcome, Issued):
+            body = answer(outcome)
+            if key is not None:
+                idempotency.finish(session, scope, key, 200, body)
+        elif key is not None:
+            # Refusals are not kept: a retry is judged afresh.
+            idempotency.forget(session, scope, key)
     # Raised only now: ending a session on reuse must commit.
     if isinstance(outcome, Unauthorized):
         raise outcome
-    return outcome
+    return body, False
 
 
 def _rotate(
@@ -105,12 +136,14 @@ def _rotate(
 
 
 def sign_out(session: Session, access_token: str) -> None:
-    """End the session of ``access_token``: its access and refresh tokens."""
+    """End the session of ``access_token``: its access and refresh tokens. An expired or
+    revoked token still signs out (a retry, or a client whose access token ran out);
+    an unknown one is a 401."""
     row = session.scalar(
         select(CustomerToken).where(CustomerToken.token_hash == token_hash(access_token))
     )
     if row is None:
-        return
+        raise Unauthorized("unknown customer token", code="invalid-customer-token")
     if row.session_id is None:  # a token from before sessions existed
         row.revoked_at = row.revoked_at or utcnow()
         return
@@ -130,12 +163,12 @@ def end_session(session: Session, session_id: str) -> None:
 def change_password(
     database: Database,
     access_token: str,
-    current: str,
-    new: str,
+    change: PasswordChange,
     address: str,
     settings: Settings,
-) -> None:
-    """The signed-in customer changes their password; every other session ends.
+) -> bool:
+    """The signed-in customer changes their password; every other session ends. True when
+    this is a retry (same Idempotency-Key and passwords) of a change already made.
 
     The current password is checked like a sign-in (same limits), so a stolen access
     token cannot be used to guess it.
@@ -143,6 +176,9 @@ def change_password(
     with database.transaction() as session:
         token = _valid_access_token(session, access_token)
         account = profiles.get(session, token.customer_id)
+        scope = f"customer-password:{account.id}"
+        if change.already_made(session, scope):
+            return True
         keys = throttle.sign_in_keys(
             "customer", account.email or f"customer:{account.id}", address, settings
         )
@@ -150,9 +186,9 @@ def change_password(
         stored_hash = account.password_hash
     if refused:
         raise refused
-    if not verify_password(stored_hash, current):
+    if not verify_password(stored_hash, change.current):
         raise ValidationProblem.field("body.current_password", "is not your current password")
-    new_hash = hash_password(new)
+    new_hash = hash_password(change.new)
     with database.transaction() as session:
         throttle.succeeded(session, keys)
         locked = locked_row(session, Customer, account.id, f"customer {account.id}")
@@ -160,6 +196,8 @@ def change_password(
         locked.updated_at = utcnow()
         _end_other_sessions(session, account.id, keep=token)
         profiles.record(session, account.id, "profile.password_changed")
+        change.remember(session, scope)
+    return False
 
 
 def _valid_access_token(session: Session, access_token: str) -> CustomerToken:
