@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
-from mercato import __version__, bootstrap, instance_keys, migrate
+from mercato import __version__, bootstrap, http_security, instance_keys, migrate
 from mercato.db import Database
 from mercato.errors import install_error_handlers
 from mercato.inventory.stream import StockStream
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if database.dialect == "sqlite":
         app.add_middleware(WriterGate, limit=settings.sqlite_concurrent_writers)
     app.add_middleware(RequestGate, limit=settings.max_concurrent_requests)
+    http_security.install(app, settings)  # body limits, security headers, trusted proxies
 
     app.add_middleware(RequestIdMiddleware)
 
@@ -135,12 +136,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="Mercato API",
-            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger/swagger-ui.css",
-            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        return http_security.page(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="Mercato API",
+                swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                swagger_css_url="/static/swagger/swagger-ui.css",
+                swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            )
         )
 
     @app.get("/health", tags=["operations"])

@@ -90,6 +90,7 @@ def wire(dispatcher: Dispatcher) -> Dispatcher:
 
 def _subscribe(dispatcher: Dispatcher) -> None:
     """Cross-domain reactions go through events; domains add their handlers here."""
+    from mercato.auth import throttle
     from mercato.carts import customer_links as cart_links
     from mercato.channels import service as channels
     from mercato.checkout import service as checkout
@@ -111,6 +112,7 @@ def _subscribe(dispatcher: Dispatcher) -> None:
     from mercato.webhooks import events as webhook_events
 
     dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
+    dispatcher.add_periodic("prune-auth-throttles", 3600.0, throttle.prune)
     checkout.install(dispatcher)  # the abandoned-checkout and compensation jobs
 
     def location_changed(session: Session, event: Event) -> None:

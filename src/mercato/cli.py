@@ -60,6 +60,8 @@ def _serve(host: str, port: int, workers: int) -> None:
         workers=workers,
         log_level="info",
         access_log=False,
+        # X-Forwarded-* are believed only from MERCATO_TRUSTED_PROXIES (http_security).
+        proxy_headers=False,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy import Integer, String, select, update
+from sqlalchemy import Integer, String, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -150,6 +150,15 @@ def finish(session: Session, scope: str, key: str, status_code: int, response: A
         .values(status_code=status_code, response=jsonable_encoder(response))
         # Readers load the record afresh (populate_existing); nothing to evaluate in Python.
         .execution_options(synchronize_session=False)
+    )
+
+
+def forget(session: Session, scope: str, key: str) -> None:
+    """Give up a key claimed with :func:`try_claim` whose request did nothing to remember."""
+    session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
+        )
     )
 
 

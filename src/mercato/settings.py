@@ -33,7 +33,23 @@ class Settings(BaseSettings):
     # Fernet keys for personal data at rest, comma-separated, current first (privacy.crypto).
     encryption_keys: str | None = None
     token_ttl_hours: int = 12
+    # A customer stays signed in this long without using the refresh token (it rotates on use);
+    # each access token lives customer_access_token_minutes.
     customer_token_ttl_hours: int = 24 * 30
+    customer_access_token_minutes: int = Field(default=15, ge=1)
+    # Brute-force protection (auth/throttle.py): failed sign-ins allowed per account and per
+    # client address (wrong channel keys too) before a lockout; the first lockout's length,
+    # doubled for each further one up to the cap.
+    login_max_failures: int = Field(default=5, ge=1)
+    address_max_failures: int = Field(default=50, ge=1)
+    lockout_seconds: int = Field(default=60, ge=1)
+    lockout_max_seconds: int = Field(default=3600, ge=1)
+    # Request bodies (http_security.BodySizeLimit): the cap, and the larger one of imports.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_import_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or
+    # networks, comma-separated, or "*". Unset, the connecting address is the client.
+    trusted_proxies: str | None = None
     sql_echo: bool = False
     # The in-process event dispatcher runs in a background thread unless disabled (tests drain it).
     dispatcher_enabled: bool = True

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Header, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from mercato.auth import service
 from mercato.auth.models import StaffUser
+from mercato.auth.passwords import PasswordChange
 from mercato.auth.permissions import Permission, Role
 from mercato.auth.principal import Principal
 from mercato.auth.schemas import (
@@ -15,6 +16,7 @@ from mercato.auth.schemas import (
     AuditEntryOut,
     LoginIn,
     MeOut,
+    PasswordChangeIn,
     StaffUserIn,
     StaffUserOut,
     StaffUserPatch,
@@ -22,12 +24,16 @@ from mercato.auth.schemas import (
 )
 from mercato.deps import (
     DbSession,
+    IdempotencyKey,
     Pagination,
     StaffPrincipal,
     bearer_token,
+    get_database,
     get_settings_dep,
     require,
 )
+from mercato.errors import Unauthorized
+from mercato.http_security import client_address
 from mercato.routing import router
 from mercato.schemas import PageOut
 from mercato.settings import Settings
@@ -41,13 +47,71 @@ def _user_out(session: Session, user: StaffUser) -> StaffUserOut:
     return out
 
 
-@api.post("/auth/login", response_model=TokenOut)
+@api.post(
+    "/auth/login",
+    response_model=TokenOut,
+    responses={
+        401: {"description": "Wrong email or password (`invalid-credentials`)"},
+        429: {
+            "description": "Too many failed sign-ins for this account or from this address "
+            "(`too-many-attempts`); `Retry-After` says when to try again"
+        },
+    },
+)
 def login(
-    body: LoginIn, session: DbSession, settings: Annotated[Settings, Depends(get_settings_dep)]
+    body: LoginIn, request: Request, settings: Annotated[Settings, Depends(get_settings_dep)]
 ) -> TokenOut:
-    token, row = service.login(session, body.email, body.password, settings.token_ttl_hours)
-    user = service.get_user(session, row.user_id)
-    return TokenOut(token=token, expires_at=row.expires_at, user=_user_out(session, user))
+    """Sign in. Repeated failures lock the account, and the client address, for a while
+    (the lockout doubles each time up to a cap; a correct password resets the account)."""
+    database = get_database(request)
+    token, row = service.login(
+        database, body.email, body.password, client_address(request), settings
+    )
+    with database.read() as session:
+        user = _user_out(session, service.get_user(session, row.user_id))
+    return TokenOut(token=token, expires_at=row.expires_at, user=user)
+
+
+def _signed_in_staff(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    """The signed-in staff user, read in a short transaction of its own."""
+    token = bearer_token(authorization)
+    if token is None:
+        raise Unauthorized(
+            "a staff bearer token is required",
+            code="missing-token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    with get_database(request).read() as session:
+        return service.authenticate(session, token)
+
+
+@api.post(
+    "/auth/password",
+    status_code=204,
+    responses={
+        409: {"description": "A request with this Idempotency-Key is in progress"},
+        401: {"description": "No valid staff token"},
+        422: {"description": "`body.current_password` is wrong, or the new one is not valid"},
+        429: {"description": "Too many wrong passwords (`too-many-attempts`), see `Retry-After`"},
+    },
+)
+def change_password(
+    body: PasswordChangeIn,
+    request: Request,
+    principal: Annotated[Principal, Depends(_signed_in_staff)],
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+    key: IdempotencyKey,
+) -> Response:
+    """Change your own password. Every other session and API token of yours ends; this
+    one goes on. A wrong current password counts as a failed sign-in."""
+    change = PasswordChange(body.current_password, body.new_password, key)
+    replayed = service.change_own_password(
+        get_database(request), principal, change, client_address(request), settings
+    )
+    return Response(status_code=204, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @api.post("/auth/logout", status_code=204)

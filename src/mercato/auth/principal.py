@@ -19,9 +19,18 @@ class Principal:
     location_ids: frozenset[int] | None = None
     channel_id: int | None = None
     customer_id: int | None = None
+    # The staff token this request came with (a password change keeps that session).
+    token_id: int | None = None
 
     @classmethod
-    def staff(cls, user_id: int, email: str, role: Role, location_ids: frozenset[int]) -> Principal:
+    def staff(
+        cls,
+        user_id: int,
+        email: str,
+        role: Role,
+        location_ids: frozenset[int],
+        token_id: int | None = None,
+    ) -> Principal:
         return cls(
             kind="staff",
             id=user_id,
@@ -29,6 +38,7 @@ class Principal:
             role=role,
             permissions=ROLE_PERMISSIONS[role],
             location_ids=location_ids if role in LOCATION_SCOPED_ROLES else None,
+            token_id=token_id,
         )
 
     @classmethod

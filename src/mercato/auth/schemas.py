@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from mercato.auth.permissions import Role
 from mercato.schemas import ResponseModel, StrictModel
@@ -14,6 +14,18 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 class LoginIn(StrictModel):
     email: str = Field(pattern=EMAIL_PATTERN, max_length=254)
     password: str = Field(min_length=1, max_length=200)
+
+
+class PasswordChangeIn(StrictModel):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=10, max_length=200)
+
+    @field_validator("new_password")
+    @classmethod
+    def _differs(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("current_password"):
+            raise ValueError("must differ from the current password")
+        return value
 
 
 class StaffUserOut(ResponseModel):

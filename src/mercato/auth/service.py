@@ -6,16 +6,24 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from mercato.auth import throttle
 from mercato.auth.models import AuditEntry, StaffToken, StaffUser, StaffUserLocation
-from mercato.auth.passwords import hash_password, new_token, token_hash, verify_password
+from mercato.auth.passwords import (
+    PasswordChange,
+    hash_password,
+    new_token,
+    token_hash,
+    verify_password,
+)
 from mercato.auth.permissions import LOCATION_SCOPED_ROLES, MANAGEABLE_ROLES, Permission, Role
 from mercato.auth.principal import Principal
-from mercato.db import utcnow
+from mercato.db import Database, locked_row, utcnow
 from mercato.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationProblem
 from mercato.pagination import Page, decode_cursor, page_of
+from mercato.settings import Settings
 
 STAFF_TOKEN_PREFIX = "mst"
 
@@ -81,21 +89,44 @@ def user_location_ids(session: Session, user_id: int) -> frozenset[int]:
     )
 
 
-def principal_for(session: Session, user: StaffUser) -> Principal:
+def principal_for(session: Session, user: StaffUser, token_id: int | None = None) -> Principal:
     role = Role(user.role)
     # Only location-scoped roles carry locations; skip the lookup for the others.
     places = user_location_ids(session, user.id) if role in LOCATION_SCOPED_ROLES else frozenset()
-    return Principal.staff(user.id, user.email, role, places)
+    return Principal.staff(user.id, user.email, role, places, token_id=token_id)
 
 
-def login(session: Session, email: str, password: str, ttl_hours: int) -> tuple[str, StaffToken]:
-    user = session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+def login(
+    database: Database, email: str, password: str, address: str, settings: Settings
+) -> tuple[str, StaffToken]:
+    """A new session for the right password, within the brute-force limits (``throttle``).
+
+    The password is checked with no transaction open: argon2 takes a while and must not
+    hold SQLite's write lock meanwhile.
+    """
+    email = email.strip().lower()
+    keys = throttle.sign_in_keys("staff", email, address, settings)
+    with database.transaction() as session:
+        refused = throttle.claim(session, keys)
+        user = None if refused else _user_by_email(session, email)
+    if refused:
+        raise refused
     ok = verify_password(user.password_hash if user else None, password)
     if user is None or not ok or not user.active:
         raise Unauthorized("wrong email or password", code="invalid-credentials")
+    with database.transaction() as session:
+        throttle.succeeded(session, keys)
+        return _new_session(session, user.id, settings.token_ttl_hours)
+
+
+def _user_by_email(session: Session, email: str) -> StaffUser | None:
+    return session.scalar(select(StaffUser).where(StaffUser.email == email))
+
+
+def _new_session(session: Session, user_id: int, ttl_hours: int) -> tuple[str, StaffToken]:
     token = new_token(STAFF_TOKEN_PREFIX)
     row = StaffToken(
-        user_id=user.id,
+        user_id=user_id,
         token_hash=token_hash(token),
         name="login",
         created_at=utcnow(),
@@ -104,6 +135,63 @@ def login(session: Session, email: str, password: str, ttl_hours: int) -> tuple[
     session.add(row)
     session.flush()
     return token, row
+
+
+def change_own_password(
+    database: Database,
+    principal: Principal,
+    change: PasswordChange,
+    address: str,
+    settings: Settings,
+) -> bool:
+    """The signed-in user changes their password; their other sessions end. True when this
+    is a retry (same Idempotency-Key and passwords) of a change already made.
+
+    The current password is checked like a sign-in (same limits), so a stolen session
+    cannot be used to guess it.
+    """
+    assert principal.id is not None
+    user_id = principal.id
+    scope = f"staff-password:{user_id}"
+    keys = throttle.sign_in_keys("staff", principal.label or str(user_id), address, settings)
+    with database.transaction() as session:
+        if change.already_made(session, scope):
+            return True
+        refused = throttle.claim(session, keys)
+        stored_hash = _get_user(session, user_id).password_hash
+    if refused:
+        raise refused
+    if not verify_password(stored_hash, change.current):
+        raise ValidationProblem.field("body.current_password", "is not your current password")
+    new_hash = hash_password(change.new)
+    with database.transaction() as session:
+        throttle.succeeded(session, keys)
+        user = locked_row(session, StaffUser, user_id, f"staff user {user_id}")
+        user.password_hash = new_hash
+        ended = revoke_sessions(session, user_id, keep=principal.token_id)
+        audit(
+            session,
+            principal,
+            "staff.password_changed",
+            "staff_user",
+            user_id,
+            {"password": "changed", "sessions_ended": ended},
+        )
+        change.remember(session, scope)
+    return False
+
+
+def revoke_sessions(session: Session, user_id: int, *, keep: int | None = None) -> int:
+    """End every token of the user but ``keep``: login sessions and API tokens alike, since
+    a password changes because the old one may be known, and whoever knew it may have
+    issued tokens with it."""
+    query = update(StaffToken).where(
+        StaffToken.user_id == user_id, StaffToken.revoked_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(StaffToken.id != keep)
+    result = session.execute(query.values(revoked_at=utcnow()))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def issue_api_token(session: Session, actor: Principal, user_id: int, name: str) -> str:
@@ -131,7 +219,7 @@ def authenticate(session: Session, token: str) -> Principal:
         raise Unauthorized("token expired or revoked", code="invalid-token")
     if not user.active:
         raise Unauthorized("user deactivated", code="invalid-token")
-    return principal_for(session, user)
+    return principal_for(session, user, token_id=tok.id)
 
 
 def logout(session: Session, token: str) -> None:
@@ -236,6 +324,9 @@ def update_user(
     if password is not None:
         user.password_hash = hash_password(password)
         changes["password"] = "changed"
+        # A reset ends the user's sessions (the actor's own request keeps going).
+        keep = actor.token_id if actor.id == user.id else None
+        changes["sessions_ended"] = revoke_sessions(session, user.id, keep=keep)
     if location_ids is not None:
         changes["location_ids"] = _set_locations(session, user, location_ids)
     _validate_scope(Role(user.role), sorted(user_location_ids(session, user.id)))

@@ -360,7 +360,7 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
-def import_request_body(max_rows: int, max_bytes: int) -> dict[str, Any]:
+def import_request_body(max_rows: int) -> dict[str, Any]:
     """The OpenAPI ``requestBody`` of ``POST /v1/catalog/import``: the file itself, JSON or
     CSV as the ``format`` query parameter says."""
     products = TypeAdapter(list[ImportProductIn] | ImportFileIn).json_schema()
@@ -374,7 +374,8 @@ def import_request_body(max_rows: int, max_bytes: int) -> dict[str, Any]:
     }
     return {
         "required": True,
-        "description": f"The file, UTF-8, at most {max_bytes} bytes (format=json or format=csv)",
+        "description": "The file, UTF-8, at most `MERCATO_MAX_IMPORT_BYTES` bytes (20 MiB by "
+        "default; format=json or format=csv)",
         "content": {
             "application/json": {"schema": json_body},
             "text/csv": {"schema": csv_body},

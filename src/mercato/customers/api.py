@@ -3,13 +3,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Response
+from fastapi import Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from mercato.auth.passwords import PasswordChange
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
-from mercato.channels.deps import ChannelCtx
-from mercato.customers import service
+from mercato.channels.deps import ChannelCtx, StandaloneChannelCtx
+from mercato.customers import service, sessions
 from mercato.customers.models import Customer, CustomerMerge
 from mercato.customers.schemas import (
     AddressIn,
@@ -17,6 +18,7 @@ from mercato.customers.schemas import (
     AddressPatch,
     CustomerLoginIn,
     CustomerOut,
+    CustomerPasswordIn,
     CustomerTokenOut,
     IdentityIn,
     IdentityOut,
@@ -24,6 +26,7 @@ from mercato.customers.schemas import (
     MergeOut,
     ProfileOut,
     ProfilePatch,
+    RefreshIn,
     RegisterIn,
     StaffProfilePatch,
     SuggestionOut,
@@ -34,10 +37,12 @@ from mercato.deps import (
     IdempotencyKey,
     Pagination,
     bearer_token,
+    get_database,
     get_settings_dep,
     require,
 )
 from mercato.errors import Unauthorized
+from mercato.http_security import client_address
 from mercato.idempotency import Idempotent, secret_fingerprint, shopper_scope
 from mercato.pagination import MAX_LIMIT
 from mercato.routing import router
@@ -68,6 +73,16 @@ CurrentCustomer = Annotated[Customer, Depends(current_customer)]
 # --- store: the customer's own account -------------------------------------------------
 
 
+def _tokens_out(issued: sessions.Issued) -> CustomerTokenOut:
+    return CustomerTokenOut(
+        token=issued.access_token,
+        expires_at=issued.access_expires_at,
+        refresh_token=issued.refresh_token,
+        refresh_expires_at=issued.refresh_expires_at,
+        customer=CustomerOut.model_validate(issued.customer),
+    )
+
+
 @api.post("/store/customers", response_model=CustomerTokenOut, status_code=201)
 def register(
     body: RegisterIn,
@@ -81,25 +96,114 @@ def register(
 
     def run() -> CustomerTokenOut:
         customer = service.register(session, channel.id, body)
-        token, row = service.issue_token(session, customer, settings.customer_token_ttl_hours)
-        return CustomerTokenOut(
-            token=token, expires_at=row.expires_at, customer=CustomerOut.model_validate(customer)
-        )
+        return _tokens_out(sessions.start(session, customer, settings))
 
     payload = {**body.model_dump(mode="json"), "password": secret_fingerprint(body.password)}
     scope = shopper_scope("customer.register", channel.id)
     return Idempotent(session, scope, key, payload).run(run)
 
 
-@api.post("/store/customers/login", response_model=CustomerTokenOut)
+@api.post(
+    "/store/customers/login",
+    response_model=CustomerTokenOut,
+    responses={
+        401: {"description": "Wrong email or password, or no valid channel key"},
+        429: {
+            "description": "Too many failed sign-ins for this account or from this address "
+            "(`too-many-attempts`); `Retry-After` says when to try again"
+        },
+    },
+)
 def login(
-    body: CustomerLoginIn, session: DbSession, channel: ChannelCtx, settings: SettingsDep
+    body: CustomerLoginIn, request: Request, channel: StandaloneChannelCtx, settings: SettingsDep
 ) -> CustomerTokenOut:
-    customer = service.login(session, body.email, body.password)
-    token, row = service.issue_token(session, customer, settings.customer_token_ttl_hours)
-    return CustomerTokenOut(
-        token=token, expires_at=row.expires_at, customer=CustomerOut.model_validate(customer)
+    """Sign in: a short-lived access token and a refresh token. Repeated failures lock the
+    account, and the client address, for a while (a correct password resets the account)."""
+    issued = sessions.sign_in(
+        get_database(request), body.email, body.password, client_address(request), settings
     )
+    return _tokens_out(issued)
+
+
+@api.post(
+    "/store/customers/token",
+    response_model=CustomerTokenOut,
+    responses={
+        409: {"description": "A request with this Idempotency-Key is in progress"},
+        401: {
+            "description": "Unknown, expired or revoked refresh token "
+            "(`invalid-refresh-token`), or one used before (`refresh-token-reused`: the "
+            "session has ended)"
+        },
+    },
+)
+def refresh_tokens(
+    body: RefreshIn,
+    request: Request,
+    channel: StandaloneChannelCtx,
+    settings: SettingsDep,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    """Trade the refresh token for a new access token and refresh token. Each refresh
+    token works once: presenting a used one again ends the whole session, except as a
+    retry with the same `Idempotency-Key`, which gets the first answer again."""
+    answer, replayed = sessions.refresh(
+        get_database(request),
+        body.refresh_token,
+        settings,
+        lambda issued: _tokens_out(issued).model_dump(mode="json"),
+        key,
+    )
+    return JSONResponse(answer, headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+@api.post(
+    "/store/customers/logout",
+    status_code=204,
+    responses={401: {"description": "No customer token, or one this server never issued"}},
+)
+def logout(
+    session: DbSession,
+    channel: ChannelCtx,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """End this session: its access token and its refresh token stop working. Safe to
+    repeat, and works with an expired access token too."""
+    token = bearer_token(authorization)
+    if token is None:
+        raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
+    sessions.sign_out(session, token)
+    return Response(status_code=204)
+
+
+@api.post(
+    "/store/customers/me/password",
+    status_code=204,
+    responses={
+        409: {"description": "A request with this Idempotency-Key is in progress"},
+        401: {"description": "No valid customer token"},
+        422: {"description": "`body.current_password` is wrong, or the new one is not valid"},
+        429: {"description": "Too many wrong passwords (`too-many-attempts`), see `Retry-After`"},
+    },
+)
+def change_password(
+    body: CustomerPasswordIn,
+    request: Request,
+    channel: StandaloneChannelCtx,
+    settings: SettingsDep,
+    key: IdempotencyKey,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """Change your password. Every other session of yours ends; this one goes on. A wrong
+    current password counts as a failed sign-in."""
+    token = bearer_token(authorization)
+    if token is None:
+        raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
+    change = PasswordChange(body.current_password, body.new_password, key)
+    replayed = sessions.change_password(
+        get_database(request), token, change, client_address(request), settings
+    )
+    return Response(status_code=204, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @api.get("/store/customers/me", response_model=CustomerOut)

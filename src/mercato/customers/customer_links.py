@@ -25,6 +25,7 @@ from mercato.customers.models import (
     CustomerIdentity,
     CustomerMerge,
     CustomerOrderFact,
+    CustomerRefreshToken,
     CustomerToken,
     MergeSuggestion,
 )
@@ -149,6 +150,7 @@ def _erase(session: Session, subject: Subject) -> int:
         (CustomerIdentity, CustomerIdentity.customer_id),
         (CustomerAddress, CustomerAddress.customer_id),
         (CustomerToken, CustomerToken.customer_id),
+        (CustomerRefreshToken, CustomerRefreshToken.customer_id),
     ):
         session.execute(delete(model).where(column.in_(ids)))
     session.execute(

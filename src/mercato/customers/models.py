@@ -113,6 +113,8 @@ class Customer(Base):
 
 
 class CustomerToken(Base):
+    """A short-lived access token of a customer session (``customers/sessions.py``)."""
+
     __tablename__ = "customer_tokens"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -120,6 +122,28 @@ class CustomerToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The sign-in this token belongs to (shared with its refresh tokens); null before 0012.
+    session_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class CustomerRefreshToken(Base):
+    """A refresh token: used once, for the session's next pair of tokens.
+
+    A refresh token presented a second time was copied: the whole session is revoked.
+    """
+
+    __tablename__ = "customer_refresh_tokens"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    session_id: Mapped[str] = mapped_column(String(32), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from mercato.auth.schemas import EMAIL_PATTERN
 from mercato.customers.normalize import IdentityType, normalise_phone
@@ -57,10 +57,30 @@ class CustomerOut(ResponseModel):
 
 
 class CustomerTokenOut(ResponseModel):
-    token: str
+    token: str = Field(description="The access token: send it as `Authorization: Bearer ...`")
     token_type: str = "bearer"
-    expires_at: datetime
+    expires_at: datetime = Field(description="When the access token expires")
+    refresh_token: str = Field(
+        description="Trade it for the next pair at `POST /v1/store/customers/token`; once only"
+    )
+    refresh_expires_at: datetime
     customer: CustomerOut
+
+
+class RefreshIn(StrictModel):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class CustomerPasswordIn(StrictModel):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=8, max_length=200)
+
+    @field_validator("new_password")
+    @classmethod
+    def _differs(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("current_password"):
+            raise ValueError("must differ from the current password")
+        return value
 
 
 Label = Field(min_length=1, max_length=40, pattern=r"^[\w.:\- ]+$")

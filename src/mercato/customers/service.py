@@ -18,13 +18,12 @@ Every lookup answers with the *root* profile: the one a merged profile was merge
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mercato.auth.passwords import hash_password, new_token, token_hash, verify_password
+from mercato.auth.passwords import hash_password, token_hash
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.customers import profiles, suggestions
@@ -76,7 +75,6 @@ __all__ = [
     "undo_merge",
 ]
 
-CUSTOMER_TOKEN_PREFIX = "mct"
 # Fields that hold personal data: audit entries and events name them, never their values.
 PERSONAL_FIELDS = frozenset({"first_name", "last_name", "phone", "email"})
 
@@ -141,28 +139,6 @@ def find_account(session: Session, email: str) -> Customer | None:
             Customer.email_index.in_(blind_indexes("email", email.strip().lower()))
         )
     )
-
-
-def issue_token(session: Session, customer: Customer, ttl_hours: int) -> tuple[str, CustomerToken]:
-    token = new_token(CUSTOMER_TOKEN_PREFIX)
-    row = CustomerToken(
-        customer_id=customer.id,
-        token_hash=token_hash(token),
-        created_at=utcnow(),
-        expires_at=utcnow() + timedelta(hours=ttl_hours),
-    )
-    session.add(row)
-    session.flush()
-    return token, row
-
-
-def login(session: Session, email: str, password: str) -> Customer:
-    """The account's root profile: after a merge, either login reaches the merged profile."""
-    customer = find_account(session, email)
-    ok = verify_password(customer.password_hash if customer else None, password)
-    if customer is None or not ok:
-        raise Unauthorized("wrong email or password", code="invalid-credentials")
-    return profiles.root_of(session, customer)
 
 
 def authenticate(session: Session, token: str) -> Customer:
