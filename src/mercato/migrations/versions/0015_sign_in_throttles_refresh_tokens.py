@@ -1,8 +1,8 @@
 """auth_throttles (failed sign-ins per account and address); customer sessions with
 refresh tokens
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-25 10:00:00
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import mercato.db
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
