@@ -242,5 +242,5 @@ def test_the_server_believes_no_forwarded_headers_of_its_own(
         monkeypatch.setenv(name, "restored after the test")
     options: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: options.update(kwargs))
-    cli._serve(Settings(data_dir=tmp_path), "127.0.0.1", 8000, 1)
+    cli._serve("127.0.0.1", 8000, 1)
     assert options["proxy_headers"] is False
