@@ -48,6 +48,7 @@ from mercato.errors import (
     ValidationProblem,
 )
 from mercato.events import publish
+from mercato.geocoding import locate
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
 from mercato.loyalty import service as loyalty
@@ -406,14 +407,15 @@ def update_cart(
     _require_open(cart)
     if "email" in changes:
         cart.email = changes["email"].lower() if changes["email"] else None
+    # Addresses are placed on the map as they arrive (routing, stores near the shopper).
     if "shipping_address" in changes:
         cart.shipping_address = (
-            None if shipping_address is None else shipping_address.model_dump(mode="json")
+            None if shipping_address is None else locate(shipping_address.model_dump(mode="json"))
         )
         cart.shipping_option_id = None  # options depend on the destination
     if "billing_address" in changes:
         cart.billing_address = (
-            None if billing_address is None else billing_address.model_dump(mode="json")
+            None if billing_address is None else locate(billing_address.model_dump(mode="json"))
         )
     if "shipping_option_id" in changes:
         cart.shipping_option_id = changes["shipping_option_id"]

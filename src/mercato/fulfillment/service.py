@@ -48,6 +48,7 @@ from mercato.fulfillment.models import (
     RoutingDecision,
     Shipment,
 )
+from mercato.geocoding import describe, geocode, locate
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
 from mercato.locations.models import Location
@@ -114,12 +115,17 @@ def set_policy(
 
 
 def _engine_location(place: Location, capacity: int | None) -> sourcing.Location:
+    lat, lng = place.latitude, place.longitude
+    if lat is None or lng is None:
+        # A location saved before geocoding existed: placed from its address for now.
+        found = geocode(place.country, place.postal_code, place.city, place.region)
+        lat, lng = (found.latitude, found.longitude) if found else (None, None)
     return sourcing.Location(
         id=place.id,
         type=cast(sourcing.LocationType, place.type),
         country=place.country,
-        lat=place.latitude,
-        lng=place.longitude,
+        lat=lat,
+        lng=lng,
         can_ship=place.can_ship,
         can_pickup=place.can_pickup,
         can_ship_from_store=place.can_ship_from_store,
@@ -216,12 +222,7 @@ def route_order(
     released_own = _releasable(session, order, own, needs)
     for r, qty in released_own:
         table[r.variant_id][r.location_id] = table[r.variant_id].get(r.location_id, 0) + qty
-    address = order.shipping_address or {}
-    destination = sourcing.Destination(
-        country=address.get("country") or (context.country or ""),
-        lat=address.get("latitude"),
-        lng=address.get("longitude"),
-    )
+    destination = _destination(order.shipping_address, context.country)
     lines = [
         sourcing.OrderLine(
             line_id=str(n.line.id),
@@ -290,6 +291,20 @@ def route_order(
     publish(session, "order.routed", data, aggregate_type="order", aggregate_id=order.id)
     _settle_status(session, actor, order.id, filled=not plan.unfilled, trigger=trigger)
     return decision
+
+
+def _destination(address: dict[str, Any] | None, home: str | None) -> sourcing.Destination:
+    """Where the customer's parcel goes, placed on the map: an order saved before addresses
+    were geocoded is geocoded now."""
+    if not address:
+        return sourcing.Destination(country=home or "", basis=describe(None, {}))
+    located = locate(address)
+    return sourcing.Destination(
+        country=located.get("country") or (home or ""),
+        lat=located.get("latitude"),
+        lng=located.get("longitude"),
+        basis=describe(located.get("coordinates_source"), located),
+    )
 
 
 def _releasable(
