@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
-from mercato.carts import totals
+from mercato.carts import import_charges, totals
 from mercato.carts.models import Cart, CartLine
 from mercato.carts.schemas import MAX_LINE_QUANTITY, AddressIn, DeliveryMode
 from mercato.catalog import service as catalog
@@ -48,6 +48,7 @@ from mercato.errors import (
     ValidationProblem,
 )
 from mercato.events import publish
+from mercato.fulfillment import preview
 from mercato.geocoding import locate
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
@@ -616,6 +617,8 @@ class ShippingChoice:
     amount: Decimal
     min_days: int | None
     max_days: int | None
+    # The country the parcel leaves from (where routing would source it now).
+    origin_country: str | None = None
 
 
 @dataclass
@@ -646,6 +649,8 @@ class CartComputation:
     promotion_result: engine.PromotionResult | None
     codes: list[CodeStatus]
     issues: list[str]
+    # Import duty and tax of a cross-border parcel (None: domestic, or nothing ships).
+    import_charges: import_charges.ImportCharges | None = None
 
     @property
     def can_checkout(self) -> bool:
@@ -666,7 +671,7 @@ def _quote(
     address = cart.shipping_address
     if not ship_lines or not address:
         return []
-    origin = channel.ship_origin(address["country"])
+    origin = _ship_origin(session, cart, channel, ship_lines, address)
     if origin is None:
         return []
     options = shipping.quote(
@@ -689,9 +694,31 @@ def _quote(
             o.amount,
             o.min_days,
             o.max_days,
+            origin,
         )
         for o in options
     ]
+
+
+def _ship_origin(
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    ship_lines: list[LineComputation],
+    address: dict[str, Any],
+) -> str | None:
+    """The country the parcel will leave from: the channel's only one, else where routing
+    would source it now (a quote for the route the order will take)."""
+    if len(channel.ship_origins) <= 1:
+        return channel.ship_origin(address["country"])
+    held = (
+        [(r.variant_id, r.location_id, r.quantity) for r in held_units(session, cart)]
+        if is_held(cart)
+        else []
+    )
+    lines = [(x.line.variant_id, x.line.quantity) for x in ship_lines]
+    likely = preview.likely_origin_country(session, channel, lines, address, held)
+    return likely or channel.ship_origin(address["country"])
 
 
 def _tax_address(cart: Cart) -> TaxAddress | None:
@@ -852,6 +879,10 @@ def compute(
     for item in priced:
         line_tax = taxed.lines[str(item.line.id)]
         item.tax, item.tax_rate, item.total = line_tax.tax, line_tax.rate, line_tax.total
+    estimate_for = chosen or next(iter(options), None)  # before a choice: the cheapest
+    charges = _import_charges(
+        session, cart, channel, ship_lines, infos, estimate_for, shipping_amount - shipping_discount
+    )
     return CartComputation(
         cart=cart,
         channel=channel,
@@ -863,7 +894,7 @@ def compute(
         shipping_total=shipping_amount - shipping_discount,
         shipping_discount=shipping_discount,
         tax_total=taxed.tax_total,
-        grand_total=taxed.grand_total,
+        grand_total=taxed.grand_total + (charges.paid_with_order if charges else ZERO),
         tax_included=taxed.tax_included,
         taxes=taxed.breakdown,
         shipping_options=options,
@@ -872,6 +903,31 @@ def compute(
         promotion_result=result,
         codes=_code_statuses(cart, result),
         issues=issues,
+        import_charges=charges,
+    )
+
+
+def _import_charges(
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    ship_lines: list[LineComputation],
+    infos: dict[int, catalog.VariantInfo],
+    option: ShippingChoice | None,
+    shipping_amount: Decimal,
+) -> import_charges.ImportCharges | None:
+    if option is None or not cart.shipping_address:
+        return None
+    goods = [import_charges.GoodsLine(x.line.variant_id, x.total - x.tax) for x in ship_lines]
+    return import_charges.estimate(
+        session,
+        channel,
+        option.origin_country,
+        cart.shipping_address["country"],
+        goods,
+        infos,
+        shipping_amount,
+        cart.currency,
     )
 
 

@@ -24,6 +24,8 @@ class ChannelContext:
     location_order: tuple[int, ...] = ()
     # Countries it ships from, priority order (carts quote shipping from these).
     ship_origins: tuple[str, ...] = ()
+    # Import duty and tax of cross-border parcels: "ddp" paid at checkout, "dap" on delivery.
+    import_duties: str = "dap"
 
     def ship_origin(self, destination_country: str) -> str | None:
         """Domestic shipping when the channel ships from the destination country."""

@@ -14,7 +14,7 @@ from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels.context import ChannelContext
 from mercato.channels.models import Channel, ChannelApiKey, ChannelLocation
-from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelPatch
+from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelPatch, ImportDuties
 from mercato.db import utcnow
 from mercato.errors import Conflict, NotFound, Unauthorized, ValidationProblem
 from mercato.events import publish
@@ -142,6 +142,7 @@ def create_channel(session: Session, actor: Principal, data: ChannelIn) -> Chann
         country=data.country,
         ship_to_countries=list(data.ship_to_countries),
         assortment_category_ids=data.assortment_category_ids,
+        import_duties=data.import_duties.value,
         active=data.active,
     )
     session.add(channel)
@@ -172,6 +173,7 @@ def update_channel(
         "active",
         "ship_to_countries",
         "locations",
+        "import_duties",
     ):
         if name in changes and changes[name] is None:
             raise ValidationProblem.field(f"body.{name}", "may not be null")
@@ -186,9 +188,11 @@ def update_channel(
         "currencies",
         "ship_to_countries",
         "default_locale",
+        "import_duties",
     ):
         if name in changes:
-            setattr(channel, name, getattr(patch, name))
+            value = getattr(patch, name)
+            setattr(channel, name, value.value if isinstance(value, ImportDuties) else value)
     if patch.locales is not None:
         channel.locales = list(patch.locales)
     if patch.default_locale is not None and patch.default_locale not in channel.locales:
@@ -287,6 +291,7 @@ def _context(session: Session, channel: Channel) -> ChannelContext:
         ship_to_countries=tuple(channel.ship_to_countries or ()),
         location_order=location_ids,
         ship_origins=tuple(channel.ship_origins or ()),
+        import_duties=channel.import_duties,
     )
 
 

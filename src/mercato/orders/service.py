@@ -697,6 +697,37 @@ class NoteKind(StrEnum):
     RELEASED = "hold_released"
 
 
+def record_shipping_change(
+    session: Session, actor: Principal, order_id: int, change: dict[str, Any]
+) -> bool:
+    """Record that the order ships from another country or with another carrier than
+    quoted (``change`` as ``Order.shipping_changes`` keeps it); False, and nothing
+    recorded, when the shopper was already told exactly that."""
+    order = locked_row(session, Order, order_id, f"order {order_id}")
+    origin = change["origin_country"]
+    previous = [c for c in order.shipping_changes or [] if c["origin_country"] == origin]
+    same = ("carrier", "service")
+    if previous and all(previous[-1].get(k) == change.get(k) for k in same):
+        return False
+    order.shipping_changes = [*(order.shipping_changes or []), change]
+    order.updated_at = utcnow()
+    publish(
+        session,
+        "order.shipping_changed",
+        {
+            **order_event(order),
+            "origin_country": change["origin_country"],
+            "carrier": change["carrier"],
+            "service": change["service"],
+            "quoted": change.get("quoted"),
+            "actor_type": actor.kind,
+        },
+        aggregate_type="order",
+        aggregate_id=order.id,
+    )
+    return True
+
+
 def add_note(
     session: Session,
     actor: Principal,
