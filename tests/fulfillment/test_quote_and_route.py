@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mercato.marketing.models import Message
+from mercato.payments.models import Payment
 from mercato.orders.models import OrderNote
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import card_token, new_cart, ok
@@ -117,6 +118,13 @@ def test_a_tokyo_parcel_to_new_york_is_quoted_from_tokyo_with_duties_paid(
         chosen["service"],
     )
     assert order_of(demo_world, order["id"])["shipping_changes"] == []
+    # Shipped whole: everything paid is captured, the duties with it.
+    drain(demo_world)
+    with demo_world.database.read() as session:
+        captured = session.scalars(
+            select(Payment.captured_minor).where(Payment.reference == order["number"])
+        ).all()
+    assert Decimal(sum(captured)) / 100 == Decimal(order["grand_total"])
 
 
 def test_duties_due_on_delivery_are_shown_but_not_charged(demo_world: DemoWorld) -> None:
