@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 
 from mercato.marketing.models import Message
-from mercato.payments.models import Payment
 from mercato.orders.models import OrderNote
+from mercato.payments.models import Payment
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import card_token, new_cart, ok
 from tests.fulfillment.conftest import NEW_YORK, drain, item, order_of, staff, tasks
@@ -22,8 +22,10 @@ from tests.fulfillment.conftest import NEW_YORK, drain, item, order_of, staff, t
 PRICE = {"GLOBAL": {"USD": "900.00"}}
 
 
-def _cart(world: DemoWorld, channel: str, variant: int) -> tuple[str, dict[str, Any]]:
-    client, key = world.client, world.key(channel)
+def _cart(
+    world: DemoWorld, channel: str, variant: int, shopper: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    client, key = world.client, {**world.key(channel), **(shopper or {})}
     token = new_cart(client, key, currency="USD")["token"]
     ok(
         client.post(
@@ -32,13 +34,21 @@ def _cart(world: DemoWorld, channel: str, variant: int) -> tuple[str, dict[str, 
             json={"variant_id": variant, "quantity": 1},
         )
     )
-    patch = {"email": f"q-{uuid.uuid4().hex[:8]}@example.com", "shipping_address": NEW_YORK}
+    patch: dict[str, Any] = {"shipping_address": NEW_YORK}
+    if shopper is None:
+        patch["email"] = f"q-{uuid.uuid4().hex[:8]}@example.com"
     cart = ok(client.patch(f"/v1/store/carts/{token}", headers=key, json=patch))
     return token, cart
 
 
-def _checkout(world: DemoWorld, channel: str, token: str, option_id: str) -> dict[str, Any]:
-    client, key = world.client, world.key(channel)
+def _checkout(
+    world: DemoWorld,
+    channel: str,
+    token: str,
+    option_id: str,
+    shopper: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    client, key = world.client, {**world.key(channel), **(shopper or {})}
     cart = ok(
         client.patch(
             f"/v1/store/carts/{token}", headers=key, json={"shipping_option_id": option_id}
@@ -48,7 +58,7 @@ def _checkout(world: DemoWorld, channel: str, token: str, option_id: str) -> dic
     tender = {
         "method": "test_gateway",
         "amount": cart["grand_total"]["amount"],
-        "token": card_token(client, key),
+        "token": card_token(client, world.key(channel)),
     }
     order: dict[str, Any] = ok(
         client.post(
@@ -154,11 +164,21 @@ def test_duties_due_on_delivery_are_shown_but_not_charged(demo_world: DemoWorld)
 def test_a_carrier_swap_after_routing_is_shown_to_the_shopper(demo_world: DemoWorld) -> None:
     client = demo_world.client
     variant = item(demo_world, {"WH-NJ": 1, "WH-TYO": 3}, PRICE)
-    token, cart = _cart(demo_world, "app", variant)
+    email = f"swap-{uuid.uuid4().hex[:8]}@example.com"
+    registered = ok(
+        client.post(
+            "/v1/store/customers",
+            headers=demo_world.key("app"),
+            json={"email": email, "password": "a long enough secret"},
+        ),
+        201,
+    )
+    shopper = {"Authorization": f"Bearer {registered['token']}"}
+    token, cart = _cart(demo_world, "app", variant, shopper)
     # In stock in New Jersey: quoted domestic, no duties.
     ground = next(o for o in cart["shipping_options"] if o["carrier"] == "us-parcel")
     assert ground["origin_country"] == "US" and cart["import_charges"] is None
-    order = _checkout(demo_world, "app", token, ground["option_id"])
+    order = _checkout(demo_world, "app", token, ground["option_id"], shopper)
     [task] = tasks(demo_world, order["id"], "ship")
     assert task["location_id"] == demo_world.location_id("WH-NJ")
     # New Jersey cannot send it after all: routing moves it to Tokyo.
@@ -171,8 +191,11 @@ def test_a_carrier_swap_after_routing_is_shown_to_the_shopper(demo_world: DemoWo
         )
     )
     drain(demo_world)
-    # The order says how it ships now and what was quoted.
-    [change] = order_of(demo_world, order["id"])["shipping_changes"]
+    # The shopper's order page says how it ships now and what was quoted.
+    mine = {**demo_world.key("app"), **shopper}
+    page = ok(client.get(f"/v1/store/orders/{order['number']}", headers=mine))
+    assert page["shipping_changes"] == order_of(demo_world, order["id"])["shipping_changes"]
+    [change] = page["shipping_changes"]
     assert change["origin_country"] == "JP"
     assert change["carrier"] in ("intl-economy", "intl-express")
     assert change["min_days"] is not None and change["max_days"] is not None
@@ -188,7 +211,7 @@ def test_a_carrier_swap_after_routing_is_shown_to_the_shopper(demo_world: DemoWo
             )
         ).all()
     [(recipient, subject, body)] = messages
-    assert recipient == order["email"]
+    assert recipient == email
     assert "Japan" in body and order["number"] in subject
     # The parcel leaves with the carrier the shopper was told of, and only once told.
     shipment = _ship(demo_world, order["id"])
@@ -201,3 +224,23 @@ def test_a_carrier_swap_after_routing_is_shown_to_the_shopper(demo_world: DemoWo
             select(OrderNote.body).where(OrderNote.order_id == order["id"])
         ).all()
     assert any("us-parcel" in n and change["carrier"] in n for n in notes)
+
+
+def test_the_order_page_is_only_for_its_shopper(demo_world: DemoWorld) -> None:
+    client, key = demo_world.client, demo_world.key("app")
+    assert client.get("/v1/store/orders/MAAAA-AAAA", headers=key).status_code == 401
+    other = ok(
+        client.post(
+            "/v1/store/customers",
+            headers=key,
+            json={"email": f"o-{uuid.uuid4().hex[:8]}@example.com", "password": "a long secret!"},
+        ),
+        201,
+    )
+    variant = item(demo_world, {"WH-NJ": 1}, PRICE)
+    token, cart = _cart(demo_world, "app", variant)
+    order = _checkout(demo_world, "app", token, cart["shipping_options"][0]["option_id"])
+    # A guest's order, or anyone else's, does not exist for a signed-in shopper.
+    signed_in = {**key, "Authorization": f"Bearer {other['token']}"}
+    response = client.get(f"/v1/store/orders/{order['number']}", headers=signed_in)
+    assert response.status_code == 404

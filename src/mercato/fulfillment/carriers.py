@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pycountry
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
@@ -253,11 +252,6 @@ def recipient_of(session: Session, order: Order) -> tuple[int | None, str | None
     return customer_id, recipient, locale
 
 
-def _country_name(code: str | None) -> str:
-    found = pycountry.countries.get(alpha_2=code) if code else None
-    return found.name if found is not None else (code or "")
-
-
 def _notify(session: Session, order: Order, change: dict[str, Any]) -> int | None:
     """Queue the "your order ships differently" email (a service message: no marketing
     consent applies)."""
@@ -269,7 +263,7 @@ def _notify(session: Session, order: Order, change: dict[str, Any]) -> int | Non
         locale,
         messages.ShippingChange(
             order_number=order.number,
-            origin=_country_name(change["origin_country"]),
+            origin_country=change["origin_country"],
             carrier=change["name"],
             days=messages.days_text(change["min_days"], change["max_days"]),
             quoted_carrier=quoted.get("name") or quoted.get("carrier") or "",

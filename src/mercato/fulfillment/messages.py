@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale
 from babel.dates import format_datetime
 
 from mercato.marketing.templates import (
@@ -191,7 +192,7 @@ def days_text(min_days: int | None, max_days: int | None) -> str:
 @dataclass(frozen=True)
 class ShippingChange:
     order_number: str
-    origin: str
+    origin_country: str  # ISO 3166-1 alpha-2, named in the message's language
     carrier: str
     days: str
     quoted_carrier: str
@@ -203,7 +204,9 @@ def render_shipping_changed(locale: str | None, change: ShippingChange) -> Rende
     unit = _DAYS.get(language, _DAYS["en"])
     values = {
         "number": change.order_number,
-        "origin": change.origin,
+        "origin": Locale.parse(language).territories.get(
+            change.origin_country, change.origin_country
+        ),
         "carrier": change.carrier,
         "days": unit.format(change.days) if change.days else "",
         "quoted_carrier": change.quoted_carrier,
