@@ -180,22 +180,25 @@ def announce_route(
     address = order.shipping_address
     if not option.get("carrier") or not address:
         return  # nothing was quoted (staff and imported orders, pickups): nothing to change
-    weights = _weights_by_origin(session, order, plan)
-    seen: set[str] = set()
+    origins: dict[str, Location] = {}
     for shipment in plan.shipments:
         place = places.get(shipment.origin_id)
-        if shipment.destination_id is not None or place is None or place.country in seen:
-            continue
-        seen.add(place.country)
+        if shipment.destination_id is None and place is not None:
+            origins.setdefault(place.country, place)
+    # Leaving from the country quoted: the quoted carrier serves it, as checkout saw.
+    moved = {c: p for c, p in origins.items() if c != option.get("origin_country")}
+    if not moved:
+        return
+    weights = _weights_by_origin(session, order, plan)
+    for place in moved.values():
         try:
             choice = choose_carrier(
                 session, order, place, address, [weights[place.id]], None, None
             )
         except UnprocessableState:
             continue  # no carrier at all: shipping stops and says so, staff decide
-        moved = option.get("origin_country") not in (None, place.country)
-        if choice.substituted is None and not moved:
-            continue
+        if choice.substituted is None and option.get("origin_country") is None:
+            continue  # an order quoted before origins were recorded, and its carrier serves
         tell_shopper(session, actor, order, place, choice)
 
 
@@ -223,7 +226,9 @@ def tell_shopper(
         "origin_country": place.country,
         "carrier": choice.carrier,
         "service": choice.service,
-        "name": choice.name or f"{choice.carrier} {choice.service}",
+        "name": choice.name
+        or (option.get("name") if choice.carrier == option.get("carrier") else None)
+        or f"{choice.carrier} {choice.service}",
         "min_days": choice.min_days,
         "max_days": choice.max_days,
         "reason": choice.substituted,
