@@ -46,6 +46,7 @@ def _register_domains(app: FastAPI) -> None:
     from mercato.loyalty.api import store_api as loyalty_store_api
     from mercato.marketing.api import api as marketing_api
     from mercato.orders.api import api as orders_api
+    from mercato.orders.store_api import api as orders_store_api
     from mercato.payments.api import api as payments_api
     from mercato.payments.store_api import api as payments_store_api
     from mercato.pricing.api import api as pricing_api
@@ -77,6 +78,7 @@ def _register_domains(app: FastAPI) -> None:
         carts_api,
         checkout_api,
         orders_api,
+        orders_store_api,
         marketing_api,
         support_api,
         support_store_api,

@@ -25,7 +25,7 @@ from mercato.catalog import importexport
 from mercato.catalog import service as catalog_service
 from mercato.catalog.schemas import CategoryIn
 from mercato.channels import service as channels_service
-from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelType
+from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelType, ImportDuties
 from mercato.db import Database
 from mercato.demo_catalog import LOCALES, as_import_records, build_catalog
 from mercato.inventory import service as inventory
@@ -399,6 +399,9 @@ CHANNELS: list[
     ),
 ]
 
+# Channels whose shoppers pay import duty and tax at checkout (the others: on delivery).
+DUTIES_PAID = {"app"}
+
 # The global channels quote each market's shoppers in its currency.
 MARKET_CURRENCIES = {"JP": "JPY", "DE": "EUR", "SG": "SGD", "VN": "VND", "US": "USD"}
 COUNTRY_CURRENCIES = {"app": MARKET_CURRENCIES, "call-centre": MARKET_CURRENCIES}
@@ -482,6 +485,7 @@ def _channels(session: Session, actor: Principal, location_ids: dict[str, int]) 
                     ChannelLocationIn(location_id=location_ids[loc], priority=i)
                     for i, loc in enumerate(sells_from)
                 ],
+                import_duties=ImportDuties.DDP if code in DUTIES_PAID else ImportDuties.DAP,
             ),
         )
         _, secret = channels_service.issue_key(session, actor, channel.id, f"{code} demo key")

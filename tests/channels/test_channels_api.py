@@ -510,3 +510,22 @@ def test_storefront_search_and_pagination(client: TestClient, shop: dict[str, An
     assert sorted(codes) == ["KYOTO", "SENCHA", "TEE"] and second["next_cursor"] is None
     assert_problem(client.get("/v1/store/products?cursor=%%%", headers=jp), 422)
     assert_problem(client.get("/v1/store/products?sku=KB-250", headers=jp), 422)
+
+
+def test_a_channel_says_who_pays_import_duties(
+    client: TestClient, owner_headers: Headers, db: Database
+) -> None:
+    channel = make_channel(client, owner_headers, "web-x")
+    # By default the carrier collects them on delivery (delivered at place).
+    assert channel["import_duties"] == "dap"
+    path = f"/v1/channels/{channel['id']}"
+    changed = ok(client.patch(path, json={"import_duties": "ddp"}, headers=owner_headers))
+    assert changed["import_duties"] == "ddp"
+    before = snapshot_counts(db)
+    for value, field in (("exw", "body.import_duties"), (None, "body.import_duties")):
+        problem = assert_problem(
+            client.patch(path, json={"import_duties": value}, headers=owner_headers), 422
+        )
+        assert _fields(problem) == [field], problem
+    assert snapshot_counts(db) == before
+    assert ok(client.get(path, headers=owner_headers))["import_duties"] == "ddp"

@@ -281,6 +281,9 @@ def test_analysts_see_profiles_without_personal_data(shop: Shop, analyst: dict[s
     full = ok(shop.client.get(f"/v1/customers/{kai}/profile", headers=shop.staff))
     seen = ok(shop.client.get(f"/v1/customers/{kai}/profile", headers=analyst))
     assert full["email"] == "kai@example.com" and full["addresses"][0]["line1"] == "Torstraße 1"
+    # The address is placed on the map from its postal code (staff with customers:pii see it).
+    assert full["addresses"][0]["coordinates_source"] == "postal_code"
+    assert full["addresses"][0]["latitude"] is not None
     for field in ("email", "phone", "first_name", "last_name"):
         assert seen[field] is None
     assert [i["value"] for i in seen["identities"]] == [None, None]
@@ -288,6 +291,8 @@ def test_analysts_see_profiles_without_personal_data(shop: Shop, analyst: dict[s
     address = seen["addresses"][0]
     assert address["country"] == "DE"
     assert all(address[f] is None for f in ("line1", "city", "postal_code", "name", "phone"))
+    # Where someone lives, to a hundred metres, is personal data too.
+    assert all(address[f] is None for f in ("latitude", "longitude", "coordinates_source"))
     assert (seen["groups"], seen["locale"], seen["figures"]) == (["vip"], "de-DE", full["figures"])
     text = repr(seen)
     for secret in ("kai@example.com", "Berg", "901820", "Torstraße"):

@@ -248,24 +248,29 @@ def test_create_refuses_bad_input(
 
 
 def test_coordinates_are_optional_together(client: TestClient, owner_headers: Headers) -> None:
+    # Without coordinates a location is placed from its address (here its city, Berlin).
     placeless = _create(client, owner_headers, latitude=None, longitude=None)
-    assert placeless["latitude"] is None and placeless["longitude"] is None
+    assert placeless["coordinates_source"] == "city"
+    assert (round(placeless["latitude"]), round(placeless["longitude"])) == (53, 13)
     path = f"/v1/locations/{placeless['id']}"
     # Half a position is refused; a whole one, and clearing both, are fine.
     problem = assert_problem(client.patch(path, json={"latitude": 1.0}, headers=owner_headers), 422)
     assert _fields(problem) == ["body.latitude"]
     moved = ok(client.patch(path, json={"latitude": 1.0, "longitude": 2.0}, headers=owner_headers))
     assert (moved["latitude"], moved["longitude"]) == (1.0, 2.0)
+    assert moved["coordinates_source"] == "given"
     # Once placed, one coordinate may move alone.
     assert ok(client.patch(path, json={"longitude": 3.0}, headers=owner_headers))["latitude"] == 1.0
     problem = assert_problem(
         client.patch(path, json={"latitude": None}, headers=owner_headers), 422
     )
     assert _fields(problem) == ["body.latitude"]
+    # Clearing both goes back to the address's place.
     cleared = ok(
         client.patch(path, json={"latitude": None, "longitude": None}, headers=owner_headers)
     )
-    assert cleared["latitude"] is None and cleared["longitude"] is None
+    assert cleared["coordinates_source"] == "city"
+    assert cleared["latitude"] == placeless["latitude"]
 
 
 def test_patch_changes_what_is_sent(

@@ -10,7 +10,7 @@ from fastapi import Header, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from mercato.carts import service
+from mercato.carts import import_charges, service
 from mercato.carts.models import Cart
 from mercato.carts.schemas import (
     AppliedPromotionOut,
@@ -25,6 +25,7 @@ from mercato.carts.schemas import (
     DeliveryMode,
     DeliveryOptionsOut,
     HeldUnitsOut,
+    ImportChargesOut,
     LineDeliveryOut,
     LineDiscountOut,
     LineIn,
@@ -129,6 +130,7 @@ def cart_view(session: Session, computed: service.CartComputation) -> CartOut:
             )
             for t in computed.taxes
         ],
+        import_charges=_import_charges(computed.import_charges, locale),
         issues=computed.issues,
         can_checkout=computed.can_checkout and cart.status == "open",
         order_number=number,
@@ -148,6 +150,26 @@ def _option(o: service.ShippingChoice, currency: str, locale: str) -> ShippingOp
         amount=_money(o.amount, currency, locale),
         min_days=o.min_days,
         max_days=o.max_days,
+        origin_country=o.origin_country,
+    )
+
+
+def _import_charges(
+    charges: import_charges.ImportCharges | None, locale: str
+) -> ImportChargesOut | None:
+    if charges is None:
+        return None
+    currency = charges.currency
+    return ImportChargesOut(
+        origin_country=charges.origin_country,
+        destination_country=charges.destination_country,
+        duty=_money(charges.duty, currency, locale),
+        import_tax=_money(charges.import_tax, currency, locale),
+        total=_money(charges.total, currency, locale),
+        payment="with_order" if charges.prepaid else "on_delivery",
+        estimated=charges.estimated,
+        de_minimis_applied=charges.de_minimis_applied,
+        note=charges.note,
     )
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -159,6 +159,26 @@ class ShippingOptionOut(ResponseModel):
     amount: MoneyOut
     min_days: int | None = None
     max_days: int | None = None
+    origin_country: str | None = Field(
+        default=None, description="Where the parcel leaves from (where routing would source it)"
+    )
+
+
+class ImportChargesOut(ResponseModel):
+    """Import duty and tax of a parcel crossing a customs border (an estimate)."""
+
+    origin_country: str
+    destination_country: str
+    duty: MoneyOut
+    import_tax: MoneyOut
+    total: MoneyOut
+    payment: Literal["with_order", "on_delivery"] = Field(
+        description="with_order: in the grand total (duties paid); on_delivery: the carrier "
+        "collects them from the shopper"
+    )
+    estimated: bool
+    de_minimis_applied: bool
+    note: str | None = None
 
 
 class AppliedPromotionOut(ResponseModel):
@@ -211,6 +231,7 @@ class CartOut(ResponseModel):
     grand_total: MoneyOut
     tax_included: bool
     taxes: list[TaxLineOut]
+    import_charges: ImportChargesOut | None = None
     issues: list[str]
     can_checkout: bool
     order_number: str | None = None

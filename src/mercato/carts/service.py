@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
-from mercato.carts import totals
+from mercato.carts import import_charges, totals
 from mercato.carts.models import Cart, CartLine
 from mercato.carts.schemas import MAX_LINE_QUANTITY, AddressIn, DeliveryMode
 from mercato.catalog import service as catalog
@@ -48,6 +48,8 @@ from mercato.errors import (
     ValidationProblem,
 )
 from mercato.events import publish
+from mercato.fulfillment import preview
+from mercato.geocoding import locate
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
 from mercato.loyalty import service as loyalty
@@ -415,17 +417,18 @@ def update_cart(
     _require_open(cart)
     if "email" in changes:
         cart.email = changes["email"].lower() if changes["email"] else None
+    # Addresses are placed on the map as they arrive (routing, stores near the shopper).
     if "shipping_address" in changes:
         before = (cart.shipping_address or {}).get("country") or cart.tax_country
         cart.shipping_address = (
-            None if shipping_address is None else shipping_address.model_dump(mode="json")
+            None if shipping_address is None else locate(shipping_address.model_dump(mode="json"))
         )
         cart.shipping_option_id = None  # options depend on the destination
         if shipping_address is not None and not changes.get("currency"):
             _follow_country(cart, channel, before, shipping_address.country)
     if "billing_address" in changes:
         cart.billing_address = (
-            None if billing_address is None else billing_address.model_dump(mode="json")
+            None if billing_address is None else locate(billing_address.model_dump(mode="json"))
         )
     if "shipping_option_id" in changes:
         cart.shipping_option_id = changes["shipping_option_id"]
@@ -637,6 +640,8 @@ class ShippingChoice:
     amount: Decimal
     min_days: int | None
     max_days: int | None
+    # The country the parcel leaves from (where routing would source it now).
+    origin_country: str | None = None
 
 
 @dataclass
@@ -669,6 +674,8 @@ class CartComputation:
     issues: list[str]
     # Why the tax is not known yet (the address lacks its US state): shown as pending.
     tax_pending: TaxAddressIncomplete | None = None
+    # Import duty and tax of a cross-border parcel (None: domestic, or nothing ships).
+    import_charges: import_charges.ImportCharges | None = None
 
     @property
     def can_checkout(self) -> bool:
@@ -689,7 +696,7 @@ def _quote(
     address = cart.shipping_address
     if not ship_lines or not address:
         return []
-    origin = channel.ship_origin(address["country"])
+    origin = _ship_origin(session, cart, channel, ship_lines, address)
     if origin is None:
         return []
     options = shipping.quote(
@@ -712,9 +719,31 @@ def _quote(
             o.amount,
             o.min_days,
             o.max_days,
+            origin,
         )
         for o in options
     ]
+
+
+def _ship_origin(
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    ship_lines: list[LineComputation],
+    address: dict[str, Any],
+) -> str | None:
+    """The country the parcel will leave from: the channel's only one, else where routing
+    would source it now (a quote for the route the order will take)."""
+    if len(channel.ship_origins) <= 1:
+        return channel.ship_origin(address["country"])
+    held = (
+        [(r.variant_id, r.location_id, r.quantity) for r in held_units(session, cart)]
+        if is_held(cart)
+        else []
+    )
+    lines = [(x.line.variant_id, x.line.quantity) for x in ship_lines]
+    likely = preview.likely_origin_country(session, channel, lines, address, held)
+    return likely or channel.ship_origin(address["country"])
 
 
 def _tax_address(cart: Cart) -> TaxAddress | None:
@@ -877,6 +906,10 @@ def compute(
         item.tax, item.tax_rate, item.total = line_tax.tax, line_tax.rate, line_tax.total
     if taxed.tax_pending is not None:
         issues.append(TAX_PENDING_ISSUE)
+    estimate_for = chosen or next(iter(options), None)  # before a choice: the cheapest
+    charges = _import_charges(
+        session, cart, channel, ship_lines, infos, estimate_for, shipping_amount - shipping_discount
+    )
     return CartComputation(
         cart=cart,
         channel=channel,
@@ -888,7 +921,7 @@ def compute(
         shipping_total=shipping_amount - shipping_discount,
         shipping_discount=shipping_discount,
         tax_total=taxed.tax_total,
-        grand_total=taxed.grand_total,
+        grand_total=taxed.grand_total + (charges.paid_with_order if charges else ZERO),
         tax_included=taxed.tax_included,
         taxes=taxed.breakdown,
         shipping_options=options,
@@ -898,6 +931,31 @@ def compute(
         codes=_code_statuses(cart, result),
         issues=issues,
         tax_pending=taxed.tax_pending,
+        import_charges=charges,
+    )
+
+
+def _import_charges(
+    session: Session,
+    cart: Cart,
+    channel: ChannelContext,
+    ship_lines: list[LineComputation],
+    infos: dict[int, catalog.VariantInfo],
+    option: ShippingChoice | None,
+    shipping_amount: Decimal,
+) -> import_charges.ImportCharges | None:
+    if option is None or not cart.shipping_address:
+        return None
+    goods = [import_charges.GoodsLine(x.line.variant_id, x.total - x.tax) for x in ship_lines]
+    return import_charges.estimate(
+        session,
+        channel,
+        option.origin_country,
+        cart.shipping_address["country"],
+        goods,
+        infos,
+        shipping_amount,
+        cart.currency,
     )
 
 

@@ -17,6 +17,7 @@ from mercato.channels.schemas import (
     ChannelOut,
     ChannelPatch,
     ChannelType,
+    ImportDuties,
 )
 from mercato.deps import DbSession, Pagination, require
 from mercato.routing import router
@@ -43,6 +44,7 @@ def channel_out(session: Session, channel: Channel) -> ChannelOut:
         ship_to_countries=list(channel.ship_to_countries or []),
         locations=service.channel_locations(session, channel.id),
         assortment_category_ids=channel.assortment_category_ids,
+        import_duties=ImportDuties(channel.import_duties),
         active=channel.active,
         created_at=channel.created_at,
         updated_at=channel.updated_at,

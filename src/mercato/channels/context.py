@@ -26,6 +26,8 @@ class ChannelContext:
     ship_origins: tuple[str, ...] = ()
     # (country, currency): the currency a shopper from that country is quoted in.
     country_currencies: tuple[tuple[str, str], ...] = ()
+    # Import duty and tax of cross-border parcels: "ddp" paid at checkout, "dap" on delivery.
+    import_duties: str = "dap"
 
     def ship_origin(self, destination_country: str) -> str | None:
         """Domestic shipping when the channel ships from the destination country."""

@@ -35,6 +35,9 @@ class Channel(Base):
     # Countries the channel ships from (its active shipping locations, priority order):
     # carts quote shipping from here. Refreshed when a location changes (events).
     ship_origins: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Import duties and taxes of a cross-border parcel: "ddp" the shopper pays them at
+    # checkout (delivered duty paid), "dap" the carrier collects them on delivery.
+    import_duties: Mapped[str] = mapped_column(String(3), default="dap", server_default="dap")
     # None: every active product; a list: only products in these categories and below.
     assortment_category_ids: Mapped[list[int] | None] = mapped_column(JSONType)
     active: Mapped[bool] = mapped_column(Boolean, default=True)

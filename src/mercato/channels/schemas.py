@@ -39,6 +39,11 @@ COUNTRY_CURRENCIES_DOC = (
     "Which currency a shopper from each country is quoted in (ISO 3166-1 alpha-2 -> one of "
     "the channel's currencies); other countries get the default currency"
 )
+class ImportDuties(StrEnum):
+    """Who pays the import duty and tax of a cross-border parcel, and when."""
+
+    DDP = "ddp"  # delivered duty paid: the shopper pays them at checkout, with the order
+    DAP = "dap"  # delivered at place: the carrier collects them from the shopper on delivery
 
 
 class ChannelLocationIn(StrictModel):
@@ -61,6 +66,7 @@ class ChannelIn(StrictModel):
     ship_to_countries: list[str] = Field(default_factory=list, max_length=300)
     locations: list[ChannelLocationIn] = Field(default_factory=list, max_length=1000)
     assortment_category_ids: list[int] | None = Field(default=None, max_length=1000)
+    import_duties: ImportDuties = ImportDuties.DAP
     active: bool = True
 
     _default_locale = field_validator("default_locale")(normalise_locale)
@@ -107,6 +113,7 @@ class ChannelPatch(StrictModel):
     ship_to_countries: list[str] | None = Field(default=None, max_length=300)
     locations: list[ChannelLocationIn] | None = Field(default=None, max_length=1000)
     assortment_category_ids: list[int] | None = Field(default=None, max_length=1000)
+    import_duties: ImportDuties | None = None
     active: bool | None = None
 
     @field_validator("default_locale")
@@ -154,6 +161,7 @@ class ChannelOut(ResponseModel):
     ship_to_countries: list[str]
     locations: list[ChannelLocationIn]
     assortment_category_ids: list[int] | None
+    import_duties: ImportDuties
     active: bool
     created_at: datetime
     updated_at: datetime

@@ -18,6 +18,7 @@ from mercato.channels.schemas import (
     ChannelIn,
     ChannelLocationIn,
     ChannelPatch,
+    ImportDuties,
     check_country_currencies,
 )
 from mercato.db import utcnow
@@ -148,6 +149,7 @@ def create_channel(session: Session, actor: Principal, data: ChannelIn) -> Chann
         country_currencies=dict(data.country_currencies),
         ship_to_countries=list(data.ship_to_countries),
         assortment_category_ids=data.assortment_category_ids,
+        import_duties=data.import_duties.value,
         active=data.active,
     )
     session.add(channel)
@@ -179,6 +181,7 @@ def update_channel(
         "ship_to_countries",
         "locations",
         "country_currencies",
+        "import_duties",
     ):
         if name in changes and changes[name] is None:
             raise ValidationProblem.field(f"body.{name}", "may not be null")
@@ -194,9 +197,11 @@ def update_channel(
         "ship_to_countries",
         "default_locale",
         "country_currencies",
+        "import_duties",
     ):
         if name in changes:
-            setattr(channel, name, getattr(patch, name))
+            value = getattr(patch, name)
+            setattr(channel, name, value.value if isinstance(value, ImportDuties) else value)
     if patch.locales is not None:
         channel.locales = list(patch.locales)
     if patch.default_locale is not None and patch.default_locale not in channel.locales:
@@ -300,6 +305,7 @@ def _context(session: Session, channel: Channel) -> ChannelContext:
         location_order=location_ids,
         ship_origins=tuple(channel.ship_origins or ()),
         country_currencies=tuple(sorted((channel.country_currencies or {}).items())),
+        import_duties=channel.import_duties,
     )
 
 

@@ -350,7 +350,13 @@ def _draft(
             "name": option.name,
             "amount": str(option.amount),
             "discount": str(computed.shipping_discount),
+            "origin_country": option.origin_country,
+            "min_days": option.min_days,
+            "max_days": option.max_days,
         },
+        import_charges=None
+        if computed.import_charges is None
+        else computed.import_charges.as_json(),
         tax_breakdown=[
             {k: str(v) if isinstance(v, Decimal) else v for k, v in t.items()}
             for t in computed.taxes

@@ -409,4 +409,15 @@ def _redacted_profile(out: ProfileOut, principal: Principal) -> ProfileOut:
 
 
 # The country stays: aggregates by country are what analysts work with.
-_ADDRESS_PERSONAL = ("name", "line1", "line2", "city", "region", "postal_code", "phone")
+_ADDRESS_PERSONAL = (
+    "name",
+    "line1",
+    "line2",
+    "city",
+    "region",
+    "postal_code",
+    "phone",
+    "latitude",
+    "longitude",
+    "coordinates_source",
+)

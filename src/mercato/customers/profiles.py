@@ -33,6 +33,7 @@ from mercato.customers.normalize import (
 from mercato.db import utcnow
 from mercato.errors import NotFound
 from mercato.events import publish
+from mercato.geocoding import locate
 from mercato.privacy.crypto import blind_index, blind_indexes
 
 # Merge chains are short (staff merge into the surviving profile); this bounds a cycle.
@@ -255,7 +256,13 @@ def verified_owner(session: Session, kind: IdentityType, value: str) -> int | No
 
 
 def clean_address(address: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: address[k] for k in ADDRESS_FIELDS if address.get(k) not in (None, "")}
+    """The address's fields, and where it lies (geocoded offline from its postal code,
+    city or country: stores near the customer, routing of their orders)."""
+    data = {k: address[k] for k in ADDRESS_FIELDS if address.get(k) not in (None, "")}
+    located = locate(data)
+    if located.get("coordinates_source"):
+        data.update({k: located[k] for k in ("latitude", "longitude", "coordinates_source")})
+    return data
 
 
 def add_address(

@@ -172,6 +172,10 @@ class AddressOut(ResponseModel):
     postal_code: str | None = None
     country: str | None = None
     phone: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    # Where the coordinates come from: postal_code, city or country (geocoded offline).
+    coordinates_source: str | None = None
     default_shipping: bool
     default_billing: bool
     source_channel_id: int | None

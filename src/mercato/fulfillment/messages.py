@@ -1,4 +1,5 @@
-"""Service messages of fulfilment: the click & collect "ready for pickup" email.
+"""Service messages of fulfilment: the click & collect "ready for pickup" email, and the
+"your order ships differently" email when routing changes what checkout quoted.
 
 Worded per language like the marketing templates (and rendered by the same code, so values
 are escaped in the HTML body); it is a transactional message, sent whatever the customer's
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale
 from babel.dates import format_datetime
 
 from mercato.marketing.templates import (
@@ -122,3 +124,92 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+# --- the parcel leaves from elsewhere, or with another carrier, than quoted -------------------
+
+SHIPPING_CHANGED = "shipping_changed"
+
+_CHANGED: Mapping[str, Wording] = {
+    "en": _wording(
+        "Your order $number ships differently",
+        Paragraph("Hello,"),
+        Paragraph(
+            "Your order $number leaves from $origin, so it travels with another carrier "
+            "than the one shown at checkout."
+        ),
+        Highlight("Now", "$carrier, $days"),
+        Highlight("Shown at checkout", "$quoted_carrier, $quoted_days"),
+        Paragraph("You pay nothing more for shipping. We will send the tracking number."),
+    ),
+    "ja": _wording(
+        "ご注文 $number の配送方法が変わりました",
+        Paragraph("ご利用いただきありがとうございます。"),
+        Paragraph(
+            "ご注文 $number は $origin から発送されるため、ご注文時に表示された配送業者とは"
+            "異なる業者がお届けします。"
+        ),
+        Highlight("配送", "$carrier、$days"),
+        Highlight("ご注文時の表示", "$quoted_carrier、$quoted_days"),
+        Paragraph("追加の送料はかかりません。追跡番号は発送時にお知らせします。"),
+        separator="：",  # noqa: RUF001
+    ),
+    "de": _wording(
+        "Ihre Bestellung $number wird anders versendet",
+        Paragraph("Guten Tag,"),
+        Paragraph(
+            "Ihre Bestellung $number wird aus $origin versendet und reist daher mit einem "
+            "anderen Versanddienst als beim Kauf angezeigt."
+        ),
+        Highlight("Jetzt", "$carrier, $days"),
+        Highlight("Beim Kauf angezeigt", "$quoted_carrier, $quoted_days"),
+        Paragraph("Für den Versand zahlen Sie nichts dazu. Die Sendungsnummer folgt."),
+    ),
+    "vi": _wording(
+        "Đơn hàng $number của bạn được giao theo cách khác",
+        Paragraph("Xin chào,"),
+        Paragraph(
+            "Đơn hàng $number được gửi từ $origin, nên sẽ do một đơn vị vận chuyển khác "
+            "với đơn vị hiển thị khi thanh toán đảm nhận."
+        ),
+        Highlight("Hiện tại", "$carrier, $days"),
+        Highlight("Khi thanh toán", "$quoted_carrier, $quoted_days"),
+        Paragraph("Bạn không phải trả thêm phí vận chuyển. Chúng tôi sẽ gửi mã vận đơn."),
+    ),
+}
+
+_DAYS = {"en": "{} days", "ja": "{}日", "de": "{} Tage", "vi": "{} ngày"}
+
+
+def days_text(min_days: int | None, max_days: int | None) -> str:
+    """Transit time as a range of days (2 to 5 with an en dash), the same in every
+    language; "" when unknown."""
+    if min_days is None or max_days is None:
+        return ""
+    return str(max_days) if min_days == max_days else f"{min_days}\u2013{max_days}"
+
+
+@dataclass(frozen=True)
+class ShippingChange:
+    order_number: str
+    origin_country: str  # ISO 3166-1 alpha-2, named in the message's language
+    carrier: str
+    days: str
+    quoted_carrier: str
+    quoted_days: str
+
+
+def render_shipping_changed(locale: str | None, change: ShippingChange) -> Rendered:
+    language = best_language(_CHANGED, locale)
+    unit = _DAYS.get(language, _DAYS["en"])
+    values = {
+        "number": change.order_number,
+        "origin": Locale.parse(language).territories.get(
+            change.origin_country, change.origin_country
+        ),
+        "carrier": change.carrier,
+        "days": unit.format(change.days) if change.days else "",
+        "quoted_carrier": change.quoted_carrier,
+        "quoted_days": unit.format(change.quoted_days) if change.quoted_days else "",
+    }
+    return render(language, _CHANGED[language], values)

@@ -29,7 +29,6 @@ from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
-from mercato.customers import service as customers
 from mercato.db import utcnow
 from mercato.errors import (
     Conflict,
@@ -41,6 +40,12 @@ from mercato.errors import (
 )
 from mercato.events import publish
 from mercato.fulfillment import messages, sourcing
+from mercato.fulfillment.carriers import (
+    announce_route,
+    choose_carrier,
+    recipient_of,
+    tell_shopper,
+)
 from mercato.fulfillment.models import (
     FulfillmentLine,
     FulfillmentOrder,
@@ -48,6 +53,7 @@ from mercato.fulfillment.models import (
     RoutingDecision,
     Shipment,
 )
+from mercato.geocoding import describe, geocode, locate
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
 from mercato.locations.models import Location
@@ -58,7 +64,6 @@ from mercato.orders.state import OrderStatus
 from mercato.shipping import customs as customs_rules
 from mercato.shipping import service as shipping
 from mercato.shipping.carriers import Address, CustomsItem, LabelRequest
-from mercato.shipping.carriers import Destination as ShippingDestination
 
 ROUTABLE = (OrderStatus.CONFIRMED, OrderStatus.ALLOCATED, OrderStatus.PARTIALLY_FULFILLED)
 OPEN_TASK = ("open", "picking", "packed", "awaiting_transfer", "ready_for_pickup")
@@ -114,12 +119,17 @@ def set_policy(
 
 
 def _engine_location(place: Location, capacity: int | None) -> sourcing.Location:
+    lat, lng = place.latitude, place.longitude
+    if lat is None or lng is None:
+        # A location saved before geocoding existed: placed from its address for now.
+        found = geocode(place.country, place.postal_code, place.city, place.region)
+        lat, lng = (found.latitude, found.longitude) if found else (None, None)
     return sourcing.Location(
         id=place.id,
         type=cast(sourcing.LocationType, place.type),
         country=place.country,
-        lat=place.latitude,
-        lng=place.longitude,
+        lat=lat,
+        lng=lng,
         can_ship=place.can_ship,
         can_pickup=place.can_pickup,
         can_ship_from_store=place.can_ship_from_store,
@@ -234,12 +244,7 @@ def _route(
     released_own = _releasable(session, order, own, needs)
     for r, qty in released_own:
         table[r.variant_id][r.location_id] = table[r.variant_id].get(r.location_id, 0) + qty
-    address = order.shipping_address or {}
-    destination = sourcing.Destination(
-        country=address.get("country") or (context.country or ""),
-        lat=address.get("latitude"),
-        lng=address.get("longitude"),
-    )
+    destination = _destination(order.shipping_address, context.country)
     lines = [
         sourcing.OrderLine(
             line_id=str(n.line.id),
@@ -262,6 +267,7 @@ def _route(
     for r, qty in released_own:
         inventory.release_quantity(session, ctx, r.id, qty)
     tasks = _apply(session, ctx, order, needs, plan)
+    announce_route(session, actor, order, plan, {p.id: p for p in places})
     decision = RoutingDecision(
         order_id=order.id,
         trigger=trigger,
@@ -308,6 +314,20 @@ def _route(
     publish(session, "order.routed", data, aggregate_type="order", aggregate_id=order.id)
     _settle_status(session, actor, order.id, filled=not plan.unfilled, trigger=trigger)
     return decision
+
+
+def _destination(address: dict[str, Any] | None, home: str | None) -> sourcing.Destination:
+    """Where the customer's parcel goes, placed on the map: an order saved before addresses
+    were geocoded is geocoded now."""
+    if not address:
+        return sourcing.Destination(country=home or "", basis=describe(None, {}))
+    located = locate(address)
+    return sourcing.Destination(
+        country=located.get("country") or (home or ""),
+        lat=located.get("latitude"),
+        lng=located.get("longitude"),
+        basis=describe(located.get("coordinates_source"), located),
+    )
 
 
 def _releasable(
@@ -723,87 +743,6 @@ def _customs(
 
 
 @dataclass(frozen=True)
-class CarrierChoice:
-    carrier: str
-    service: str
-    # Why another carrier than the one quoted at checkout ships this parcel (None if not).
-    substituted: str | None = None
-
-
-def _choose_carrier(
-    session: Session,
-    order: Order,
-    place: Location,
-    address: dict[str, Any],
-    weights: Sequence[int],
-    carrier_code: str | None,
-    service_code: str | None,
-) -> CarrierChoice:
-    """The carrier the staff named, else the one quoted at checkout when it serves this
-    location's route, else another one that does (the same service level first)."""
-    if carrier_code or service_code:
-        option = order.shipping_option or {}
-        carrier = carrier_code or option.get("carrier")
-        service = service_code or option.get("service")
-        if not carrier or not service:
-            raise ValidationProblem.field(
-                "body.carrier_code" if not carrier else "body.service_code",
-                "name both the carrier and its service",
-            )
-        if not shipping.serves_route(session, carrier, service, place.country, address["country"]):
-            raise ValidationProblem.field(
-                "body.carrier_code",
-                f"{carrier} {service} does not ship from {place.code} ({place.country}) "
-                f"to {address['country']}",
-            )
-        return CarrierChoice(carrier, service)
-    option = order.shipping_option or {}
-    quoted_carrier, quoted_service = option.get("carrier"), option.get("service")
-    origin, destination = place.country, address["country"]
-    if (
-        quoted_carrier
-        and quoted_service
-        and shipping.serves_route(session, quoted_carrier, quoted_service, origin, destination)
-    ):
-        return CarrierChoice(quoted_carrier, quoted_service)
-    level = (
-        shipping.service_level(session, quoted_carrier, quoted_service)
-        if quoted_carrier and quoted_service
-        else None
-    )
-    options = shipping.quote(
-        session,
-        origin_country=origin,
-        destination=ShippingDestination(
-            destination, address.get("region"), address.get("postal_code")
-        ),
-        parcels=list(weights),
-        order_value=order.subtotal,
-        currency=order.currency,
-        at=utcnow(),
-    )
-    if not options:
-        raise UnprocessableState(
-            f"no carrier ships from {place.code} ({origin}) to {destination}"
-            + (f"; {quoted_carrier} was quoted at checkout" if quoted_carrier else ""),
-            code="no-carrier-for-route",
-            extra={"origin_country": origin, "destination_country": destination},
-        )
-    same_level = [o for o in options if level is not None and o.level == level]
-    chosen = (same_level or options)[0]  # cheapest first
-    if quoted_carrier:
-        why = (
-            f"{quoted_carrier} {quoted_service} (quoted at checkout) does not ship from "
-            f"{origin} to {destination}; {chosen.carrier_code} {chosen.service_code} "
-            + ("at the same service level" if same_level else "as the cheapest option")
-            + f" ships from {place.code}"
-        )
-    else:
-        why = f"no carrier was quoted; {chosen.carrier_code} {chosen.service_code} is cheapest"
-    return CarrierChoice(chosen.carrier_code, chosen.service_code, why)
-
-
-@dataclass(frozen=True)
 class ShipResult:
     task: FulfillmentOrder
     shipments: list[Shipment]
@@ -862,7 +801,7 @@ def ship(
     )
     open_qty = _quantities(lines)
     _check_contents(parcels, open_qty)
-    choice = _choose_carrier(
+    choice = choose_carrier(
         session,
         order,
         place,
@@ -977,6 +916,8 @@ def ship(
             },
         )
         orders.add_note(session, actor, order.id, f"Carrier changed: {choice.substituted}")
+        if (order.shipping_option or {}).get("carrier"):
+            tell_shopper(session, actor, order, place, choice)
     for shipment in made:
         publish(
             session,
@@ -1174,20 +1115,11 @@ def _notify_ready(session: Session, order: Order, task: FulfillmentOrder, code: 
     """Queue the "ready for pickup" email in the notifier's outbox (a service message: no
     marketing consent applies). It goes to the order's email, in the order's language,
     for a guest too (the message then belongs to no profile)."""
-    customer_id = order.customer_id
-    recipient = order.email
-    if customer_id is not None and not recipient:
-        recipient = customers.get_customer(session, customer_id).email
-    if customer_id is None and recipient:
-        # A guest checkout with the email of an account: the message belongs to it.
-        account = customers.find_account(session, recipient)
-        customer_id = account.id if account is not None else None
+    # A guest checkout with the email of an account: the message belongs to it.
+    customer_id, recipient, locale = recipient_of(session, order)
     if not recipient or task.expires_at is None:
         return None
     store = locations.get_location(session, task.location_id)
-    locale = order.locale
-    if locale is None and customer_id is not None:
-        locale = customers.customer_locale(session, customer_id)
     rendered = messages.render_ready_for_pickup(
         locale,
         messages.PickupDetails(

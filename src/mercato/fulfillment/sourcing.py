@@ -26,7 +26,9 @@ optimiser::
          + Σ over units shipped or transferred from a store  store_unit_penalty
 
 ``distance_km`` is the great-circle (haversine) distance; when the origin or the target has
-no coordinates it is ``policy.unknown_distance_km``. Units a pickup store hands over from its
+no coordinates it is ``policy.unknown_distance_km`` (explanations then say "no coordinates:
+assumed far"). Addresses and locations are geocoded offline (``mercato.geocoding``), so this
+only happens for a country Mercato knows nothing about. Units a pickup store hands over from its
 own shelf carry no store penalty: moving stock the store already holds can never be cheaper
 than using it.
 
@@ -198,11 +200,15 @@ class Location:
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """The customer's delivery address: its country and, when geocoded, its coordinates."""
+    """The customer's delivery address: its country and, when geocoded, its coordinates.
+
+    ``basis`` says where the coordinates come from ("distance from postal code 10115
+    (GeoNames)"); explanations quote it next to each distance."""
 
     country: str
     lat: float | None = None
     lng: float | None = None
+    basis: str = ""
     _point: _Point | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -518,15 +524,22 @@ class _Demand:
 
 
 class _Target:
-    __slots__ = ("country", "label", "point", "store_id")
+    __slots__ = ("basis", "country", "label", "point", "store_id")
 
     def __init__(
-        self, store_id: int | None, country: str, point: _Point | None, label: str
+        self, store_id: int | None, country: str, point: _Point | None, label: str, basis: str = ""
     ) -> None:
         self.store_id = store_id
         self.country = country
         self.point = point
         self.label = label
+        self.basis = basis
+
+    def distance_text(self, origin: Location, km: float) -> str:
+        """The distance as explanations give it, with where it comes from."""
+        if origin._point is None or self.point is None:
+            return f"no coordinates: assumed far ({km:.0f} km)"
+        return f"{km:.0f} km ({self.basis})" if self.basis else f"{km:.0f} km"
 
 
 _Take = list[tuple[int, int]]
@@ -1124,7 +1137,10 @@ class _Run:
             sequence.append((target, demands, transfer_limit))
         if ship:
             assert self.destination is not None
-            home = _Target(None, self.destination.country, self.destination._point, "the customer")
+            destination = self.destination
+            home = _Target(
+                None, destination.country, destination._point, "the customer", destination.basis
+            )
             limit = policy.max_shipments or _UNLIMITED
             sequence.append((home, ship, 1 if not policy.allow_split else limit))
         return unfilled, sequence
@@ -1264,7 +1280,8 @@ class _Run:
                         lines=loads,
                         explanation=(
                             f"{origin.label} -> {target.label}: {len(loads)} line(s), "
-                            f"{units} unit(s), {km:.0f} km, cost {shipment_fixed:.2f}"
+                            f"{units} unit(s), {target.distance_text(origin, km)}, "
+                            f"cost {shipment_fixed:.2f}"
                         ),
                     )
                 )
@@ -1342,7 +1359,7 @@ class _Run:
         else:
             what = f"{units} {noun} in a shipment of their own"
         text = (
-            f"{origin.label}: {what}, {group.dist[origin_id]:.0f} km, "
+            f"{origin.label}: {what}, {target.distance_text(origin, group.dist[origin_id])}, "
             f"cost {group.leg[origin_id]:.2f}"
         )
         if group.pen[origin_id]:

@@ -241,6 +241,9 @@ class AvailabilityOut(ResponseModel):
     channel: str | None = None
     variants: list[VariantAvailabilityOut]
     locations: list[LocationStockOut] = []
+    # Where the distances are measured from: given (coordinates), else geocoded from the
+    # postal code, the city or the country.
+    coordinates_source: str | None = None
 
 
 class VerifyOut(ResponseModel):

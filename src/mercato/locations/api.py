@@ -40,6 +40,7 @@ def location_out(location: Location, distance_km: float | None = None) -> Locati
         timezone=location.timezone,
         latitude=location.latitude,
         longitude=location.longitude,
+        coordinates_source=location.coordinates_source,
         opening_hours=location.opening_hours,
         capabilities=Capabilities(
             ship=location.can_ship,

@@ -27,6 +27,8 @@ class Location(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    # given (typed in), postal_code, city or country (geocoded from the address, offline).
+    coordinates_source: Mapped[str | None] = mapped_column(String(20))
     # {"mon": [["09:00", "20:00"]], ...}; a missing day means closed.
     opening_hours: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     can_ship: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -133,6 +133,8 @@ class LocationOut(ResponseModel):
     timezone: str
     latitude: float | None
     longitude: float | None
+    # given, or geocoded from the address: postal_code, city or country.
+    coordinates_source: str | None = None
     opening_hours: dict[str, Any]
     capabilities: Capabilities
     daily_capacity: int | None

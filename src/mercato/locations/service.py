@@ -13,6 +13,7 @@ from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.errors import Conflict, NotFound, ValidationProblem
 from mercato.events import publish
+from mercato.geocoding import Source, geocode
 from mercato.locations.models import Location
 from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationPatch
 from mercato.pagination import Page, decode_id_cursor, page_of
@@ -36,6 +37,18 @@ def _apply_address(location: Location, address: Address) -> None:
     location.region = address.region
     location.postal_code = address.postal_code
     location.country = address.country
+
+
+def _place(location: Location, *, given: bool) -> None:
+    """Coordinates typed in are kept (``given``); without them the location is geocoded
+    from its address (postal code, else city, else country), so it is never "far away"."""
+    if given:
+        location.coordinates_source = Source.GIVEN.value
+        return
+    found = geocode(location.country, location.postal_code, location.city, location.region)
+    location.latitude = None if found is None else found.latitude
+    location.longitude = None if found is None else found.longitude
+    location.coordinates_source = None if found is None else found.source.value
 
 
 def _apply_capabilities(location: Location, caps: Capabilities) -> None:
@@ -71,6 +84,7 @@ def create_location(session: Session, actor: Principal, data: LocationIn) -> Loc
         active=data.active,
     )
     _apply_address(location, data.address)
+    _place(location, given=data.latitude is not None)
     _apply_capabilities(location, data.capabilities)
     session.add(location)
     session.flush()
@@ -104,9 +118,16 @@ def update_location(
     if "latitude" in changes or "longitude" in changes:
         lat = patch.latitude if "latitude" in changes else location.latitude
         lon = patch.longitude if "longitude" in changes else location.longitude
-        if (lat is None) != (lon is None):
+        # One coordinate may move alone only from a position typed in, not a geocoded one.
+        half = ("latitude" in changes) != ("longitude" in changes)
+        if (lat is None) != (lon is None) or (
+            half and location.coordinates_source != Source.GIVEN
+        ):
             raise ValidationProblem.field("body.latitude", "latitude and longitude go together")
         location.latitude, location.longitude = lat, lon
+        _place(location, given=lat is not None)
+    elif patch.address is not None and location.coordinates_source != Source.GIVEN:
+        _place(location, given=False)  # geocoded coordinates follow the address
     if changes:
         session.flush()
         audit(session, actor, "location.updated", "location", location.id, changes)

@@ -95,6 +95,12 @@ class Order(Base):
     shipping_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     billing_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     shipping_option: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Import duty and tax of a cross-border order as estimated at checkout, and whether the
+    # shopper paid them with the order (ddp: in the grand total) or pays on delivery (dap).
+    import_charges: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Changes to how the order ships after checkout (another origin or carrier than quoted),
+    # oldest first: what the shopper is told.
+    shipping_changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     tax_breakdown: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     promotions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     fraud: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mercato.carts.schemas import AddressIn
 from mercato.customers.schemas import IdentityIn
@@ -86,6 +86,12 @@ class OrderOut(ResponseModel):
     shipping_address: dict[str, Any] | None
     billing_address: dict[str, Any] | None
     shipping_option: dict[str, Any] | None
+    # Import duty and tax of a cross-border order: prepaid (in the grand total) or due on
+    # delivery, as estimated at checkout.
+    import_charges: dict[str, Any] | None = None
+    # Each time the order came to ship from another country or with another carrier than
+    # quoted, oldest first: what the shopper was told (and emailed).
+    shipping_changes: list[dict[str, Any]] = []
     tax_breakdown: list[dict[str, Any]]
     promotions: list[dict[str, Any]]
     placed_at: datetime | None
@@ -94,6 +100,11 @@ class OrderOut(ResponseModel):
     timeline: list[TransitionOut] = []
     # The status changes with the holds and notes, oldest first.
     activity: list[ActivityOut] = []
+
+    @field_validator("shipping_changes", mode="before")
+    @classmethod
+    def _no_changes(cls, value: Any) -> Any:
+        return [] if value is None else value
 
     @model_validator(mode="after")
     def _minor_units(self) -> OrderOut:

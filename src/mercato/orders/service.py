@@ -17,6 +17,7 @@ from mercato.auth.principal import Principal
 from mercato.db import locked_row, utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
+from mercato.geocoding import locate
 from mercato.orders.models import Order, OrderLine, OrderLocation, OrderNote, OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
@@ -69,11 +70,21 @@ class OrderDraft:
     shipping_address: dict[str, Any] | None = None
     billing_address: dict[str, Any] | None = None
     shipping_option: dict[str, Any] | None = None
+    # Import duty and tax (see Order.import_charges); with "prepaid" they are in the total.
+    import_charges: dict[str, Any] | None = None
     tax_breakdown: list[dict[str, Any]] = field(default_factory=list)
     promotions: list[dict[str, Any]] = field(default_factory=list)
     status: OrderStatus = OrderStatus.PENDING_PAYMENT
     fraud: dict[str, Any] | None = None
     note: str | None = None
+
+
+def prepaid_import_charges(charges: dict[str, Any] | None) -> Decimal:
+    """What the shopper paid with the order for import duty and tax (0 when due on
+    delivery, or for a domestic order)."""
+    if not charges or not charges.get("prepaid"):
+        return Decimal(0)
+    return Decimal(str(charges["total"]))
 
 
 def check_totals(draft: OrderDraft) -> None:
@@ -90,11 +101,15 @@ def check_totals(draft: OrderDraft) -> None:
         if x.subtotal - x.discount != x.total - (0 if draft.tax_included else x.tax):
             raise ValueError(f"line {x.sku}: subtotal - discount does not give its total")
     goods = sum((x.total for x in lines), Decimal(0))
-    expected = goods + draft.shipping_total
+    expected = goods + draft.shipping_total + prepaid_import_charges(draft.import_charges)
     if not draft.tax_included:
         expected += draft.tax_total - sum((x.tax for x in lines), Decimal(0))
     if expected != draft.grand_total:
         raise ValueError(f"grand total {draft.grand_total} is not lines + shipping {expected}")
+
+
+def _located(address: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if address is None else locate(address)
 
 
 def create_order(session: Session, actor: Principal, draft: OrderDraft) -> Order:
@@ -125,9 +140,11 @@ def create_order_with_lines(
         tax_total=draft.tax_total,
         grand_total=draft.grand_total,
         email=draft.email,
-        shipping_address=draft.shipping_address,
-        billing_address=draft.billing_address,
+        # Placed on the map for routing (a cart's addresses already are: kept as they are).
+        shipping_address=_located(draft.shipping_address),
+        billing_address=_located(draft.billing_address),
         shipping_option=draft.shipping_option,
+        import_charges=draft.import_charges,
         tax_breakdown=draft.tax_breakdown,
         promotions=draft.promotions,
         fraud=draft.fraud,
@@ -683,6 +700,37 @@ class NoteKind(StrEnum):
     NOTE = "note"
     HOLD = "hold"
     RELEASED = "hold_released"
+
+
+def record_shipping_change(
+    session: Session, actor: Principal, order_id: int, change: dict[str, Any]
+) -> bool:
+    """Record that the order ships from another country or with another carrier than
+    quoted (``change`` as ``Order.shipping_changes`` keeps it); False, and nothing
+    recorded, when the shopper was already told exactly that."""
+    order = locked_row(session, Order, order_id, f"order {order_id}")
+    origin = change["origin_country"]
+    previous = [c for c in order.shipping_changes or [] if c["origin_country"] == origin]
+    same = ("carrier", "service")
+    if previous and all(previous[-1].get(k) == change.get(k) for k in same):
+        return False
+    order.shipping_changes = [*(order.shipping_changes or []), change]
+    order.updated_at = utcnow()
+    publish(
+        session,
+        "order.shipping_changed",
+        {
+            **order_event(order),
+            "origin_country": change["origin_country"],
+            "carrier": change["carrier"],
+            "service": change["service"],
+            "quoted": change.get("quoted"),
+            "actor_type": actor.kind,
+        },
+        aggregate_type="order",
+        aggregate_id=order.id,
+    )
+    return True
 
 
 def add_note(

@@ -329,7 +329,7 @@ def _owed(session: Session, order: Order) -> Decimal:
     )
     if kept == 0:
         return ZERO
-    return kept + quantize(order.shipping_total, order.currency)
+    return kept + _beyond_lines(order)
 
 
 def _due_now(session: Session, order: Order) -> Decimal:
@@ -345,7 +345,13 @@ def _due_now(session: Session, order: Order) -> Decimal:
     )
     if shipped == 0:
         return ZERO
-    return min(shipped + quantize(order.shipping_total, order.currency), _owed(session, order))
+    return min(shipped + _beyond_lines(order), _owed(session, order))
+
+
+def _beyond_lines(order: Order) -> Decimal:
+    """Shipping, and import duty and tax the shopper paid with the order (duties paid)."""
+    extra = order.shipping_total + orders.prepaid_import_charges(order.import_charges)
+    return quantize(extra, order.currency)
 
 
 def capture_due(

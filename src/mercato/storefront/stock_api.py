@@ -12,9 +12,11 @@ from mercato.channels.context import ChannelContext
 from mercato.channels.deps import ChannelCtx
 from mercato.deps import DbSession, get_database
 from mercato.errors import ValidationProblem
+from mercato.geocoding import Source, geocode
 from mercato.inventory import service as inventory
 from mercato.inventory.schemas import AvailabilityOut, LocationStockOut, VariantAvailabilityOut
 from mercato.inventory.stream import StockStream
+from mercato.locations.schemas import validate_country
 from mercato.routing import router
 
 api = router("/v1/store", tags=["storefront"])
@@ -41,12 +43,21 @@ def availability(
     longitude: Annotated[float | None, Query(ge=-180, le=180)] = None,
     radius_km: Annotated[float | None, Query(gt=0, le=20_000)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    postal_code: Annotated[str | None, Query(min_length=1, max_length=20)] = None,
+    city: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
 ) -> AvailabilityOut:
-    """How many units the channel can sell now; with coordinates, the nearest locations
-    holding them (for "pick up in a store near you" and ship-from-store)."""
+    """How many units the channel can sell now; with coordinates, or a postal code or city
+    (in ``country``, by default the channel's), the nearest locations holding them (for
+    "pick up in a store near you" and ship-from-store)."""
     ids = parse_ids(variant_ids)
     if (latitude is None) != (longitude is None):
         raise ValidationProblem.field("query.latitude", "latitude and longitude go together")
+    source = None if latitude is None else Source.GIVEN.value
+    if latitude is None and (postal_code or city):
+        found = geocode(_country(country or channel.country), postal_code, city)
+        if found is not None:
+            latitude, longitude, source = found.latitude, found.longitude, found.source.value
     totals = inventory.availability(session, ids, channel.location_ids)
     places: list[LocationStockOut] = []
     if latitude is not None:
@@ -67,7 +78,17 @@ def availability(
             for v, n in totals.items()
         ],
         locations=places,
+        coordinates_source=source,
     )
+
+
+def _country(value: str | None) -> str:
+    if not value:
+        raise ValidationProblem.field("query.country", "required with a postal code or city")
+    try:
+        return validate_country(value)
+    except ValueError as exc:
+        raise ValidationProblem.field("query.country", str(exc)) from exc
 
 
 def _snapshot(request: Request, channel: ChannelContext, ids: list[int] | None) -> dict[int, int]:
