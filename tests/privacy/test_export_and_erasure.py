@@ -308,6 +308,24 @@ def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: Demo
             for o in session.scalars(select(Order).where(Order.customer_id == customer_id))
         }
 
+    # Her order is not shipped yet: the erasure waits until it is delivered or cancelled.
+    blocked = assert_problem(
+        client.post(
+            f"/v1/customers/{customer_id}/privacy/erase",
+            headers=staff,
+            json={"reason": "GDPR art. 17 request", "confirm_customer_id": customer_id},
+        ),
+        409,
+        "erasure-blocked",
+    )
+    assert [b["number"] for b in blocked["blocking"]] == [order["number"]]
+    ok(
+        client.post(
+            f"/v1/orders/{order['id']}/cancel",
+            headers=staff,
+            json={"reason": "cancelled before an erasure request"},
+        )
+    )
     # Erasure asks for the id twice and a reason; an analyst may not.
     assert_problem(
         client.post(

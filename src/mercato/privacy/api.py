@@ -57,12 +57,24 @@ def export_customer(
 
 
 @api.post(
-    "/customers/{customer_id}/privacy/erase", response_model=PrivacyRequestOut, status_code=201
+    "/customers/{customer_id}/privacy/erase",
+    response_model=PrivacyRequestOut,
+    status_code=201,
+    responses={
+        409: {
+            "description": "Already erased (`already-erased`), or orders not yet delivered or "
+            "returns in progress (`erasure-blocked`, each listed under `blocking`): nothing "
+            "changed"
+        }
+    },
 )
 def erase_customer(
     customer_id: int, body: ErasureIn, session: DbSession, principal: PrivacyOfficer
 ) -> PrivacyRequestOut:
-    """Erase the person's personal data everywhere; orders keep amounts and a reference."""
+    """Erase the person's personal data everywhere; orders keep amounts and a reference.
+
+    Refused while an order is not yet delivered, collected or cancelled, or a return is in
+    progress: they still need the person's address."""
     if body.confirm_customer_id != customer_id:
         raise ValidationProblem.field(
             "body.confirm_customer_id", "must repeat the customer id of the path"
