@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import BackgroundTasks, Depends, Query, Request
 from pydantic import ConfigDict, Field
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.channels.deps import ChannelCtx
 from mercato.customers.deps import CustomerId
-from mercato.deps import DbSession, require
+from mercato.deps import DbSession, get_database, require
 from mercato.errors import Unauthorized, ValidationProblem
-from mercato.privacy import service
+from mercato.privacy import scrub, service
 from mercato.routing import router
 from mercato.schemas import StrictModel
 
@@ -69,7 +69,12 @@ def export_customer(
     },
 )
 def erase_customer(
-    customer_id: int, body: ErasureIn, session: DbSession, principal: PrivacyOfficer
+    customer_id: int,
+    body: ErasureIn,
+    session: DbSession,
+    principal: PrivacyOfficer,
+    request: Request,
+    after: BackgroundTasks,
 ) -> PrivacyRequestOut:
     """Erase the person's personal data everywhere; orders keep amounts and a reference.
 
@@ -79,8 +84,11 @@ def erase_customer(
         raise ValidationProblem.field(
             "body.confirm_customer_id", "must repeat the customer id of the path"
         )
-    request = service.erase_customer(session, principal, customer_id, body.reason)
-    return PrivacyRequestOut.model_validate(request)
+    erased = service.erase_customer(session, principal, customer_id, body.reason)
+    # Once committed and answered: old row versions leave the database files.
+    swept = list(erased.summary.get("sweep", {}))
+    after.add_task(scrub.scrub_quietly, get_database(request).engine, swept)
+    return PrivacyRequestOut.model_validate(erased)
 
 
 @api.get("/privacy/requests", response_model=list[PrivacyRequestOut])
