@@ -42,7 +42,8 @@ def _filled(table: Table, given: dict[str, Any]) -> dict[str, Any]:
 def _insert(database: Database, name: str, **given: Any) -> int:
     with database.engine.begin() as connection:
         table = Table(name, MetaData(), autoload_with=connection)
-        found = connection.execute(insert(table).values(_filled(table, given)).returning(table.c.id))
+        row = _filled(table, given)
+        found = connection.execute(insert(table).values(row).returning(table.c.id))
         return int(found.scalar_one())
 
 
