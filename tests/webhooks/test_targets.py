@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,7 +18,7 @@ from mercato.db import Database
 from mercato.events import Dispatcher
 from mercato.webhooks.config import WebhookConfig
 from mercato.webhooks.models import WebhookSubscription
-from mercato.webhooks.targets import refusal
+from mercato.webhooks.targets import GuardedTransport, proxy_mounts, refusal
 from mercato.webhooks.worker import ERROR_CHARS, WebhookWorker
 from tests.conftest import assert_problem
 from tests.helpers import count, created, ok
@@ -208,3 +209,18 @@ def test_dns_rebinding_between_the_check_and_the_connection_is_refused(
     assert _guarded(db, clock).run_once() == 1
     assert asked[0] == "93.184.215.14" and len(asked) >= 2
     _assert_refused(db, receiver, "rebind.partner.example resolves to 127.0.0.1")
+
+
+def test_an_outgoing_proxy_is_still_used_and_no_proxy_hosts_go_direct_through_the_guard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,::1,10.0.0.0/8,.partner.example")
+    guarded = GuardedTransport()
+    with httpx.Client(transport=guarded, mounts=proxy_mounts()) as client:
+        def transport(url: str) -> httpx.BaseTransport:
+            return client._transport_for_url(httpx.URL(url))
+
+        assert transport("https://erp.example.com/hooks") is not guarded
+        assert transport("https://hooks.partner.example/in") is guarded
+        assert transport("http://plain.example.com/hooks") is guarded  # no HTTP_PROXY

@@ -179,5 +179,29 @@ def proxy_mounts() -> dict[str, httpx.BaseTransport | None]:
             mounts[f"{scheme}://"] = httpx.HTTPTransport(proxy=url)
     if mounts:
         for host in bypass:
-            mounts[f"all://*{host}"] = None
+            pattern = _bypass_pattern(host)
+            if pattern is not None:
+                mounts[pattern] = None
     return mounts
+
+
+def _bypass_pattern(host: str) -> str | None:
+    """httpx's mount pattern for a ``NO_PROXY`` entry (as httpx reads them); None for what
+    it cannot express (address ranges: those are internal and refused anyway)."""
+    if "/" in host:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv6Address):
+        pattern = f"all://[{host}]"
+    elif address is not None or host.lower() == "localhost":
+        pattern = f"all://{host}"
+    else:
+        pattern = f"all://*{host}"
+    try:
+        httpx.URL(pattern.replace("*", "x", 1))
+    except httpx.InvalidURL:
+        return None
+    return pattern
