@@ -158,6 +158,10 @@ GUARDED: list[Call] = [
         {"name": "Ten off", "action": {"type": "percent_off_order", "percent": "10"}},
     ),
     Call(P.SHIPPING_READ, "GET", "/v1/shipping/carriers"),
+    # Labels name the recipient: every role with shipping:read may list them, and roles
+    # without customers:pii get them without their content (tests/privacy walks every
+    # answer that can carry personal data).
+    Call(P.SHIPPING_READ, "GET", "/v1/shipping/labels"),
     Call(
         P.SHIPPING_WRITE,
         "POST",

@@ -186,12 +186,47 @@ def _customer_with_history(world: DemoWorld, person: dict[str, str]) -> dict[str
         )
     # The outbox sends it (a notifier standing for the SMTP server).
     notifier.deliver_queued(world.database, {notifier.MessageChannel.EMAIL: _Outbox()}, limit=1000)
-    # Goodwill points from the call centre.
+    full_name = f"{person['first_name']} {person['last_name']}"
+    # Goodwill points and store credit from the call centre, gift card and a damaged unit
+    # her courier brought back: free text staff typed about her, with her name and phone.
     ok(
         client.post(
             f"/v1/loyalty/accounts/{customer_id}/adjustments",
             headers={**staff, "Idempotency-Key": f"goodwill-{customer_id}"},
-            json={"points": 150, "reason": "late parcel"},
+            json={"points": 150, "reason": f"late parcel, {full_name} called"},
+        ),
+        201,
+    )
+    ok(
+        client.post(
+            f"/v1/store-credit/{customer_id}/adjustments",
+            headers={**staff, "Idempotency-Key": f"credit-{customer_id}"},
+            json={"currency": "JPY", "amount": "500", "reason": f"sorry {person['phone']}"},
+        ),
+        201,
+    )
+    ok(
+        client.post(
+            "/v1/gift-cards",
+            headers={**staff, "Idempotency-Key": f"card-{customer_id}"},
+            json={
+                "currency": "JPY",
+                "amount": "1000",
+                "customer_id": customer_id,
+                "note": f"for {person['first_name']} {person['last_name']}",
+            },
+        ),
+        201,
+    )
+    ok(
+        client.post(
+            "/v1/inventory/adjustments",
+            headers={**staff, "Idempotency-Key": f"damage-{customer_id}"},
+            json={
+                "location_id": world.location_id("WH-TYO"),
+                "lines": [{"variant_id": item, "quantity": -1, "reason": "damage"}],
+                "note": f"crushed in the parcel of {full_name}",
+            },
         ),
         201,
     )
@@ -285,13 +320,10 @@ def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: Demo
     assert [o["number"] for o in mine["data"]["orders"]] == [order["number"]]
 
     with demo_world.database.read() as session:
-        # Before: her details are stored in many places, encrypted, staff notes and hold
-        # reasons included; in clear only where an event or the audit log quoted the hold
-        # reason (copies the erasure's sweep finds).
-        assert set(_raw_hits(session, _needles(person))) <= {
-            "audit_log.changes",
-            "outbox_events.data",
-        }
+        # Before: her details are stored in many places, all encrypted: staff notes, hold
+        # reasons, the audit log's record of them, the reasons and notes staff typed about
+        # points, credit, cards and stock. Events and webhook bodies carry ids, not them.
+        assert _raw_hits(session, _needles(person)) == []
         before = _decrypted_hits(session, _needles(person))
         assert {
             "customers.email",
@@ -302,12 +334,38 @@ def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: Demo
             "support_messages.body",
             "marketing_messages.recipient",
             "customer_addresses.data",
-        } <= set(before)
+            "audit_log.changes",
+            "loyalty_entries.reason",
+            "store_credit_transactions.reason",
+            "gift_cards.note",
+            "stock_movements.note",
+        } <= set(before), before
         totals = {
             o.id: (o.grand_total, o.tax_total)
             for o in session.scalars(select(Order).where(Order.customer_id == customer_id))
         }
 
+    # Her order is not shipped yet: the erasure waits until it is delivered or cancelled.
+    blocked = assert_problem(
+        client.post(
+            f"/v1/customers/{customer_id}/privacy/erase",
+            headers=staff,
+            json={"reason": "GDPR art. 17 request", "confirm_customer_id": customer_id},
+        ),
+        409,
+        "erasure-blocked",
+    )
+    assert [b["number"] for b in blocked["blocking"]] == [order["number"]]
+    ok(
+        client.post(
+            f"/v1/orders/{order['id']}/cancel",
+            headers=staff,
+            json={"reason": f"{person['first_name']} {person['last_name']} asked to cancel"},
+        )
+    )
+    with demo_world.database.read() as session:
+        assert _raw_hits(session, _needles(person)) == []
+        assert "order_transitions.reason" in _decrypted_hits(session, _needles(person))
     # Erasure asks for the id twice and a reason; an analyst may not.
     assert_problem(
         client.post(

@@ -45,6 +45,13 @@ class Subscribed:
     secret: str
 
 
+@pytest.fixture(autouse=True)
+def _local_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test receivers listen on 127.0.0.1, which only this setting lets webhooks call;
+    tests of the refusal turn it off again (``test_targets``)."""
+    monkeypatch.setenv("MERCATO_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
+
+
 @pytest.fixture
 def webhook_db(
     backend: str, _databases: dict[str, Database], tmp_path_factory: pytest.TempPathFactory

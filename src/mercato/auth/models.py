@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigIntPK, UTCDateTime, utcnow
+from mercato.privacy.crypto import EncryptedJSON, EncryptedString
 
 
 class StaffUser(Base):
@@ -75,6 +76,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(80), index=True)
     entity_type: Mapped[str] = mapped_column(String(40))
     entity_id: Mapped[str | None] = mapped_column(String(64))
-    changes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # What staff changed and typed (names, addresses, reasons): encrypted like personal data.
+    changes: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON(), default=dict)
     request_id: Mapped[str | None] = mapped_column(String(64))
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(EncryptedString())

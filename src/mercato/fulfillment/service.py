@@ -1206,9 +1206,8 @@ def reject_lines(
     ]
     if not chosen:
         raise ValidationProblem.field("body.order_line_ids", "no open line of this task")
-    ctx = inventory.Context(
-        actor, order.channel_id, "order", order.number, note=f"rejected: {reason}"
-    )
+    # The reason stays in the audit log (encrypted): the ledger names the order only.
+    ctx = inventory.Context(actor, order.channel_id, "order", order.number, note="rejected")
     for x in chosen:
         if x.reservation_id is not None:
             inventory.release_quantity(session, ctx, x.reservation_id, x.quantity)

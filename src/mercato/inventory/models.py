@@ -6,6 +6,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, UTCDateTime, utcnow
+from mercato.privacy.crypto import EncryptedString
 
 
 class StockLevel(Base):
@@ -60,7 +61,8 @@ class StockMovement(Base):
     channel_id: Mapped[int | None] = mapped_column(Integer)
     reference_type: Mapped[str | None] = mapped_column(String(30))
     reference_id: Mapped[str | None] = mapped_column(String(64))
-    note: Mapped[str | None] = mapped_column(Text)
+    # Typed by staff (may name a customer): encrypted.
+    note: Mapped[str | None] = mapped_column(EncryptedString())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 

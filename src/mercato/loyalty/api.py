@@ -163,10 +163,13 @@ def get_ledger(
     result = service.entries(
         session, customer_id, kind=kind.value if kind else None, cursor=cursor, limit=limit
     )
-    return PageOut(
-        items=[StaffEntryOut.model_validate(e) for e in result.items],
-        next_cursor=result.next_cursor,
-    )
+    items = [StaffEntryOut.model_validate(e) for e in result.items]
+    if not principal.has(Permission.CUSTOMERS_PII):
+        # What staff typed about an adjustment may quote the customer.
+        items = [
+            e.model_copy(update={"reason": None}) if e.actor_type == "staff" else e for e in items
+        ]
+    return PageOut(items=items, next_cursor=result.next_cursor)
 
 
 @api.post(

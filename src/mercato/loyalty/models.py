@@ -7,10 +7,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.privacy.crypto import EncryptedString
 
 PROGRAMME_ID = 1
 
@@ -131,7 +132,8 @@ class Entry(Base):
     channel_id: Mapped[int | None] = mapped_column(Integer)
     actor_type: Mapped[str | None] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(Text)
+    # Typed by staff for adjustments (may quote the customer): encrypted.
+    reason: Mapped[str | None] = mapped_column(EncryptedString())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -39,7 +39,7 @@ class ConsentRecord(Base):
     staff_user_id: Mapped[int | None] = mapped_column(Integer)
     # The version of the wording the customer was shown when deciding.
     wording_version: Mapped[str] = mapped_column(String(40))
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(EncryptedString())  # typed by staff: encrypted
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -37,7 +37,8 @@ from mercato.events import Dispatcher, Event
 from mercato.merges import follow_merges
 from mercato.orders import service
 from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
-from mercato.privacy.registry import Subject, record, register
+from mercato.orders.state import OrderStatus
+from mercato.privacy.registry import Blocker, Subject, record, register
 
 _SYSTEM = Principal(kind="system", id=None, label="guest order linking")
 
@@ -97,6 +98,7 @@ def _orders_of(session: Session, subject: Subject) -> list[Order]:
 
 def _collect(session: Session, subject: Subject) -> None:
     for order in _orders_of(session, subject):
+        subject.order_ids.add(order.id)
         subject.identifiers.add_email(order.email)
         subject.identifiers.add_address(order.shipping_address)
         subject.identifiers.add_address(order.billing_address)
@@ -159,4 +161,35 @@ def _erase(session: Session, subject: Subject) -> int:
     return len(orders)
 
 
-register("orders", export=_export, erase=_erase, collect=_collect)
+# Orders whose contract is performed: nothing is shipped to or collected by the person any
+# more. Any other order still needs the name, address and phone it ships to.
+FINISHED = frozenset(
+    {
+        OrderStatus.DELIVERED,
+        OrderStatus.PICKED_UP,
+        OrderStatus.CLOSED,
+        OrderStatus.CANCELLED,
+        OrderStatus.PAYMENT_FAILED,
+    }
+)
+
+
+def _open_orders(session: Session, subject: Subject) -> list[Blocker]:
+    """Orders not yet delivered, collected or cancelled: erasing now would ship a parcel to
+    an erased address."""
+    return [
+        Blocker("order", order.id, order.number, order.status, _why(OrderStatus(order.status)))
+        for order in _orders_of(session, subject)
+        if OrderStatus(order.status) not in FINISHED
+    ]
+
+
+def _why(status: OrderStatus) -> str:
+    if status is OrderStatus.PENDING_PAYMENT:
+        return "its checkout is waiting for payment"
+    if status is OrderStatus.FULFILLED:
+        return "shipped or ready, not yet delivered or collected"
+    return "not yet shipped: deliver or cancel it first"
+
+
+register("orders", export=_export, erase=_erase, collect=_collect, blocks=_open_orders)

@@ -5,7 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
@@ -166,7 +166,8 @@ class OrderTransition(Base):
     to_status: Mapped[str] = mapped_column(String(24))
     actor_type: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(Text)
+    # Typed by staff (a cancellation reason may quote the customer): encrypted.
+    reason: Mapped[str | None] = mapped_column(EncryptedString())
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

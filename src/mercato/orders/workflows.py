@@ -218,12 +218,13 @@ def _cancel_in(
         order.id,
         {"lines": {str(k): v for k, v in quantities.items()}, "reason": reason},
     )
+    # No reason in the event: staff type it about the customer, and events reach every
+    # subscriber and webhook. It is on the order's timeline for readers of personal data.
     publish(
         session,
         "order.lines_cancelled",
         {
             **orders.order_event(order),
-            "reason": reason,
             "refund_due": str(refund_due),
             "lines": [
                 {"order_line_id": k, "variant_id": by_id[k].variant_id, "quantity": q}
@@ -244,7 +245,9 @@ def _release_stock(
 ) -> None:
     """Units of the cancelled lines held at locations go back: tasks' lines first, then any
     hold not yet given to a location."""
-    ctx = inventory.Context(actor, order.channel_id, "order", order.number, note=reason)
+    # The ledger names the order; the reason typed (which may quote the customer) stays on
+    # the order's timeline, encrypted and shown only to readers of personal data.
+    ctx = inventory.Context(actor, order.channel_id, "order", order.number, note="cancelled")
     left = dict(quantities)
     for task in fulfillment.tasks_for_order(session, order.id):
         for x in fulfillment.task_lines(session, task.id):

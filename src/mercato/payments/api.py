@@ -94,7 +94,20 @@ def payment_out(payment: Payment, database: Database | None = None) -> PaymentOu
     return out
 
 
-def gift_card_out(card: GiftCard) -> GiftCardOut:
+def _sees_free_text(reader: Principal) -> bool:
+    # Notes and reasons staff type about a card or a credit may quote the customer.
+    return reader.has(Permission.CUSTOMERS_PII)
+
+
+def gift_card_out(card: GiftCard, reader: Principal | None = None) -> GiftCardOut:
+    """The card; without customers:pii (``reader`` given), without its notes."""
+    out = _gift_card_out(card)
+    if reader is not None and not _sees_free_text(reader):
+        out.note = None
+    return out
+
+
+def _gift_card_out(card: GiftCard) -> GiftCardOut:
     return GiftCardOut(
         id=card.id,
         masked_code=balances.masked_code(card),
@@ -310,17 +323,19 @@ def list_gift_cards(
         session, status=status, customer_id=customer_id, last4=last4, cursor=cursor, limit=limit
     )
     return GiftCardPage(
-        items=[gift_card_out(c) for c in result.items], next_cursor=result.next_cursor
+        items=[gift_card_out(c, principal) for c in result.items], next_cursor=result.next_cursor
     )
 
 
 @api.get("/gift-cards/{gift_card_id}", response_model=GiftCardOut, tags=["gift cards"])
 def get_gift_card(gift_card_id: int, session: DbSession, principal: Reader) -> GiftCardOut:
-    out = gift_card_out(service.get_gift_card(session, gift_card_id))
+    out = gift_card_out(service.get_gift_card(session, gift_card_id), principal)
     out.transactions = [
         GiftCardTransactionOut.model_validate(t)
         for t in balances.gift_card_transactions(session, gift_card_id)
     ]
+    if not _sees_free_text(principal):
+        out.transactions = [t.model_copy(update={"note": None}) for t in out.transactions]
     return out
 
 
@@ -328,14 +343,16 @@ def get_gift_card(gift_card_id: int, session: DbSession, principal: Reader) -> G
 def disable_gift_card(
     gift_card_id: int, session: DbSession, principal: GiftCardWriter
 ) -> GiftCardOut:
-    return gift_card_out(service.set_gift_card_status(session, principal, gift_card_id, "disabled"))
+    card = service.set_gift_card_status(session, principal, gift_card_id, "disabled")
+    return gift_card_out(card, principal)
 
 
 @api.post("/gift-cards/{gift_card_id}/enable", response_model=GiftCardOut, tags=["gift cards"])
 def enable_gift_card(
     gift_card_id: int, session: DbSession, principal: GiftCardWriter
 ) -> GiftCardOut:
-    return gift_card_out(service.set_gift_card_status(session, principal, gift_card_id, "active"))
+    card = service.set_gift_card_status(session, principal, gift_card_id, "active")
+    return gift_card_out(card, principal)
 
 
 # --- store credit -------------------------------------------------------------------------------
@@ -367,10 +384,10 @@ def store_credit_transactions(
 ) -> StoreCreditTransactionPage:
     cursor, limit = page
     result = balances.store_credit_transactions(session, customer_id, cursor=cursor, limit=limit)
-    return StoreCreditTransactionPage(
-        items=[StoreCreditTransactionOut.model_validate(t) for t in result.items],
-        next_cursor=result.next_cursor,
-    )
+    items = [StoreCreditTransactionOut.model_validate(t) for t in result.items]
+    if not _sees_free_text(principal):
+        items = [t.model_copy(update={"reason": None}) for t in items]
+    return StoreCreditTransactionPage(items=items, next_cursor=result.next_cursor)
 
 
 @api.post(

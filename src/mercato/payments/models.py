@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.money import from_minor
+from mercato.privacy.crypto import EncryptedString
 
 
 class Method(StrEnum):
@@ -237,7 +238,7 @@ class Refund(Base):
     currency: Mapped[str] = mapped_column(String(3))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20))
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(EncryptedString())  # typed by staff: encrypted
     provider_reference: Mapped[str | None] = mapped_column(String(100))
     failure_code: Mapped[str | None] = mapped_column(String(50))
     failure_message: Mapped[str | None] = mapped_column(String(300))
@@ -286,7 +287,7 @@ class GiftCard(Base):
     status: Mapped[str] = mapped_column(String(12))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     customer_id: Mapped[int | None] = mapped_column(Integer)
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(EncryptedString())  # typed by staff: encrypted
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -315,7 +316,7 @@ class GiftCardTransaction(Base):
     reference: Mapped[str | None] = mapped_column(String(64))
     actor_type: Mapped[str | None] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(EncryptedString())  # typed by staff: encrypted
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property
@@ -362,7 +363,7 @@ class StoreCreditTransaction(Base):
     balance_after_minor: Mapped[int] = mapped_column(BigInteger)
     payment_id: Mapped[int | None] = mapped_column(BigInteger)
     reference: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(EncryptedString())  # typed by staff: encrypted
     actor_type: Mapped[str | None] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

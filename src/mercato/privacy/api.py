@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import BackgroundTasks, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
@@ -13,10 +13,10 @@ from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.channels.deps import ChannelCtx
 from mercato.customers.deps import CustomerId
-from mercato.deps import DbSession, IdempotencyKey, require
+from mercato.deps import DbSession, IdempotencyKey, get_database, require
 from mercato.errors import Unauthorized, ValidationProblem
 from mercato.idempotency import Idempotent, shopper_scope
-from mercato.privacy import service
+from mercato.privacy import scrub, service
 from mercato.routing import router
 from mercato.schemas import StrictModel
 
@@ -59,18 +59,38 @@ def export_customer(
 
 
 @api.post(
-    "/customers/{customer_id}/privacy/erase", response_model=PrivacyRequestOut, status_code=201
+    "/customers/{customer_id}/privacy/erase",
+    response_model=PrivacyRequestOut,
+    status_code=201,
+    responses={
+        409: {
+            "description": "Already erased (`already-erased`), or orders not yet delivered or "
+            "returns in progress (`erasure-blocked`, each listed under `blocking`): nothing "
+            "changed"
+        }
+    },
 )
 def erase_customer(
-    customer_id: int, body: ErasureIn, session: DbSession, principal: PrivacyOfficer
+    customer_id: int,
+    body: ErasureIn,
+    session: DbSession,
+    principal: PrivacyOfficer,
+    request: Request,
+    after: BackgroundTasks,
 ) -> PrivacyRequestOut:
-    """Erase the person's personal data everywhere; orders keep amounts and a reference."""
+    """Erase the person's personal data everywhere; orders keep amounts and a reference.
+
+    Refused while an order is not yet delivered, collected or cancelled, or a return is in
+    progress: they still need the person's address."""
     if body.confirm_customer_id != customer_id:
         raise ValidationProblem.field(
             "body.confirm_customer_id", "must repeat the customer id of the path"
         )
-    request = service.erase_customer(session, principal, customer_id, body.reason)
-    return PrivacyRequestOut.model_validate(request)
+    erased = service.erase_customer(session, principal, customer_id, body.reason)
+    # Once committed and answered: old row versions leave the database files.
+    swept = list(erased.summary.get("sweep", {}))
+    after.add_task(scrub.scrub_quietly, get_database(request).engine, swept)
+    return PrivacyRequestOut.model_validate(erased)
 
 
 @api.get("/privacy/requests", response_model=list[PrivacyRequestOut])

@@ -1,4 +1,4 @@
-"""``mercato privacy ...``: encryption keys for personal data."""
+"""``mercato privacy ...``: encryption keys for personal data; purging erased data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
-privacy_app = typer.Typer(help="Encryption keys for personal data.", no_args_is_help=True)
+privacy_app = typer.Typer(
+    help="Encryption keys for personal data; purging erased data from disk.",
+    no_args_is_help=True,
+)
 
 DatabaseUrl = Annotated[
     str | None,
@@ -40,3 +43,32 @@ def rotate_keys(database_url: DatabaseUrl = None) -> None:
     ):
         rewritten = rotate(session)
     typer.echo(json.dumps({"rows_rewritten": rewritten}))
+
+
+@privacy_app.command("scrub")
+def scrub(database_url: DatabaseUrl = None) -> None:
+    """Purge old versions of erased rows from the database files.
+
+    SQLite: a TRUNCATE checkpoint empties the write-ahead log. PostgreSQL: VACUUM of every
+    table that holds personal data. The server does it after each erasure; run it after a
+    batch of erasures, or when an erasure's scrub was interrupted.
+    """
+    from mercato.db import Database
+    from mercato.privacy.scrub import scrub as purge
+    from mercato.settings import Settings
+
+    settings = Settings(database_url=database_url) if database_url else Settings()
+    database = Database(settings.resolved_database_url())
+    try:
+        result = purge(database.engine)
+    finally:
+        database.dispose()
+    typer.echo(
+        json.dumps(
+            {
+                "database": result.dialect,
+                "vacuumed": list(result.tables),
+                "checkpointed": result.checkpointed,
+            }
+        )
+    )

@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.privacy.crypto import EncryptedString
 
 
 class PrivacyRequest(Base):
@@ -26,7 +27,8 @@ class PrivacyRequest(Base):
     reference: Mapped[str | None] = mapped_column(String(40), unique=True)
     actor_type: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(Text)
+    # Typed by staff (how the person asked): encrypted.
+    reason: Mapped[str | None] = mapped_column(EncryptedString())
     # Rows changed per domain (erasure) or entries exported per domain (export).
     summary: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

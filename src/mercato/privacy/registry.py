@@ -4,7 +4,8 @@ Privacy requests cross every domain, but no domain may read another's tables, so
 domain that holds personal data registers a :class:`DomainPrivacy` here from its own
 ``privacy`` module: how to *collect* the person's identifiers it holds (an order keeps
 the email it was placed with even after the profile changed), how to *export* its data
-about them, and how to *erase* it. The privacy service runs them in one transaction.
+about them, how to *erase* it, and what *blocks* an erasure (an order still to be
+delivered needs the address it ships to). The privacy service runs them in one transaction.
 """
 
 from __future__ import annotations
@@ -74,11 +75,36 @@ class Subject:
     # The person's own emails and phone numbers (normalised), by which records kept without
     # a customer id (a guest's orders, carts, support cases) are found as theirs.
     contacts: Contacts = field(default_factory=Contacts)
+    # Every order of the person, guest orders included (filled by the orders collector), so
+    # that domains keyed by order (returns) find what belongs to a guest's orders.
+    order_ids: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Something of the person's still under way that needs their personal data: an order
+    to deliver, a return to refund. An erasure waits until none is left."""
+
+    kind: str  # "order" | "return"
+    id: int
+    number: str
+    status: str
+    why: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "number": self.number,
+            "status": self.status,
+            "why": self.why,
+        }
 
 
 Collector = Callable[[Session, Subject], None]
 Exporter = Callable[[Session, Subject], Any]
 Eraser = Callable[[Session, Subject], int]
+BlockerFinder = Callable[[Session, Subject], list[Blocker]]
 
 
 @dataclass(frozen=True)
@@ -87,16 +113,22 @@ class DomainPrivacy:
     export: Exporter
     erase: Eraser | None = None
     collect: Collector | None = None
+    blocks: BlockerFinder | None = None
 
 
 _DOMAINS: dict[str, DomainPrivacy] = {}
 
 
 def register(
-    name: str, *, export: Exporter, erase: Eraser | None = None, collect: Collector | None = None
+    name: str,
+    *,
+    export: Exporter,
+    erase: Eraser | None = None,
+    collect: Collector | None = None,
+    blocks: BlockerFinder | None = None,
 ) -> None:
     """Declare a domain's part of export and erasure (idempotent per name)."""
-    _DOMAINS[name] = DomainPrivacy(name, export, erase, collect)
+    _DOMAINS[name] = DomainPrivacy(name, export, erase, collect, blocks)
 
 
 def domains() -> Iterable[DomainPrivacy]:

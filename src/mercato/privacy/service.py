@@ -13,6 +13,14 @@ phone numbers and names in free-form columns (event payloads, webhook bodies, no
 audit entries) with the request's reference. Orders and payments keep their amounts and
 the customer id (which now points at an emptied profile), so accounting still balances.
 An erased profile cannot be found by email or phone; a second erasure is a 409.
+
+**What blocks an erasure.** Personal data needed to perform a contract may be kept until
+it is performed (GDPR art. 17(3) and 6(1)(b)): an order not yet delivered, collected or
+cancelled still needs the name, address and phone it ships to, and a return in progress
+needs them for the parcel back and the refund. Erasing then would have the warehouse buy a
+label for an erased address, so the request is refused (409 ``erasure-blocked``) and
+changes nothing: the answer lists each order and return under way (``blocking``); staff
+finish or cancel them and ask again.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from mercato.errors import Conflict, NotFound
 from mercato.events import publish
 from mercato.privacy import sweep
 from mercato.privacy.models import PrivacyRequest
-from mercato.privacy.registry import Identifiers, Subject, domains
+from mercato.privacy.registry import Blocker, Identifiers, Subject, domains
 
 EXPORT = "export"
 ERASURE = "erasure"
@@ -141,6 +149,7 @@ def erase_customer(
         raise Conflict(f"customer {customer_id} was already erased", code="already-erased")
     reference = f"erased-{secrets.token_hex(8)}"
     subject = _subject(session, customer_id, reference)
+    _refuse_while_under_way(subject, blockers(session, subject))
     summary: dict[str, Any] = {}
     for domain in domains():
         if domain.erase is not None:
@@ -172,6 +181,29 @@ def erase_customer(
         aggregate_id=customer_id,
     )
     return request
+
+
+def blockers(session: Session, subject: Subject) -> list[Blocker]:
+    """What of the person's is still under way (orders to deliver, returns to settle)."""
+    found: list[Blocker] = []
+    for domain in domains():
+        if domain.blocks is not None:
+            found += domain.blocks(session, subject)
+    return found
+
+
+def _refuse_while_under_way(subject: Subject, found: list[Blocker]) -> None:
+    if not found:
+        return
+    listed = ", ".join(f"{b.kind} {b.number} ({b.status})" for b in found)
+    raise Conflict(
+        f"customer {subject.customer_id} cannot be erased while orders or returns are under "
+        f"way: {listed}. Their delivery and refund need the person's details; erase once "
+        "they are delivered, collected, refunded or cancelled",
+        code="erasure-blocked",
+        title="Orders or returns are under way",
+        extra={"blocking": [b.as_json() for b in found]},
+    )
 
 
 def list_requests(

@@ -22,7 +22,20 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import JSON, Column, String, Table, Text, and_, cast, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    String,
+    Table,
+    Text,
+    and_,
+    cast,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from mercato.privacy.crypto import EncryptedJSON, EncryptedString
@@ -31,8 +44,25 @@ from mercato.privacy.registry import Identifiers
 # The shortest column that can hold an email or an E.164 phone number.
 MIN_LENGTH = 6
 # Tables whose encrypted columns are decrypted and searched row by row: short-lived copies
-# with no customer key, and staff notes, which may quote the person on anyone's order.
-DECRYPTING_SWEEP = ("idempotency_keys", "order_notes")
+# with no customer key, and free text staff type (notes, reasons, the audit log's record of
+# what they changed), which may quote the person on anyone's order, return or stock move.
+DECRYPTING_SWEEP = (
+    "idempotency_keys",
+    "order_notes",
+    "order_transitions",
+    "audit_log",
+    "stock_movements",
+    "returns",
+    "return_lines",
+    "return_transitions",
+    "loyalty_entries",
+    "payment_refunds",
+    "store_credit_transactions",
+    "gift_cards",
+    "gift_card_transactions",
+    "consent_records",
+    "privacy_requests",
+)
 BATCH = 500
 
 
@@ -124,23 +154,25 @@ def sweep_plaintext(
 def sweep_encrypted(
     session: Session, table: Table, identifiers: Identifiers, reference: str
 ) -> int:
-    """Decrypt ``table``'s encrypted columns batch by batch and rewrite rows that match."""
+    """Decrypt ``table``'s encrypted columns batch by batch and rewrite rows that match.
+
+    Only rows with something encrypted are read (most stock movements and transitions
+    carry no text), in key order from where the last batch ended."""
     finder = pattern(identifiers)
     columns = [c for c in table.columns if _encrypted(c)]
     key = list(table.primary_key.columns)
     if finder is None or not columns or not key:
         return 0
     changed = 0
-    offset = 0
+    last: tuple[Any, ...] | None = None
     while True:
-        rows = (
-            session.execute(select(*key, *columns).order_by(*key).offset(offset).limit(BATCH))
-            .mappings()
-            .all()
-        )
+        query = select(*key, *columns).where(or_(*(c.is_not(None) for c in columns)))
+        if last is not None:
+            query = query.where(_after(key, last))
+        rows = session.execute(query.order_by(*key).limit(BATCH)).mappings().all()
         if not rows:
             return changed
-        offset += len(rows)
+        last = tuple(rows[-1][k.name] for k in key)
         for row in rows:
             values = {
                 c.name: replace(row[c.name], finder, reference)
@@ -153,3 +185,9 @@ def sweep_encrypted(
                     update(table).where(and_(*(k == row[k.name] for k in key))).values(values)
                 )
                 changed += 1
+
+
+def _after(key: list[Column[Any]], last: tuple[Any, ...]) -> Any:
+    if len(key) == 1:
+        return key[0] > last[0]
+    return tuple_(*key) > tuple_(*last)

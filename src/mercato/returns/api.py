@@ -53,7 +53,7 @@ from mercato.returns.schemas import (
     StoreReturnIn,
 )
 from mercato.returns.state import ReturnStatus
-from mercato.returns.views import return_out
+from mercato.returns.views import return_out, shown_to
 from mercato.routing import router
 from mercato.schemas import PageOut
 
@@ -66,13 +66,15 @@ WriterNoTx = Annotated[Principal, Depends(require_outside_transaction(Permission
 Number = Annotated[str, Path(max_length=20)]
 
 
-def _out(session: Session, ret: Return) -> ReturnOut:
-    return return_out(
+def _out(session: Session, ret: Return, reader: Principal | None = None) -> ReturnOut:
+    """The return; for staff ``reader``s without customers:pii, without free text."""
+    out = return_out(
         ret,
         service.return_lines(session, ret.id),
         service.timeline(session, ret.id),
         service.settlements(session, ret.id),
     )
+    return shown_to(reader, out)
 
 
 def _policy_out(policy: ReturnPolicy | service.EffectivePolicy) -> PolicyOut:
@@ -163,7 +165,9 @@ def create_return(
         else:
             order = orders.get_by_number(session, body.order_number or "")
         request = _request(body.lines, body.note, body.refund_method)
-        return _out(session, service.request_return(session, principal, order, request))
+        return _out(
+            session, service.request_return(session, principal, order, request), principal
+        )
 
     return Idempotent(session, scope_for("returns.create", principal), key, body).run(run)
 
@@ -197,7 +201,7 @@ def search_returns(
 @api.get("/returns/{return_id}", response_model=ReturnOut)
 def get_return(return_id: int, session: DbSession, principal: Reader) -> ReturnOut:
     """The return with its lines, its timeline and its refund attempts."""
-    return _out(session, service.get_return(session, return_id))
+    return _out(session, service.get_return(session, return_id), principal)
 
 
 @api.post("/returns/{return_id}/approve", response_model=ReturnOut)
@@ -205,14 +209,15 @@ def approve_return(
     return_id: int, session: DbSession, principal: Writer, body: DecisionIn | None = None
 ) -> ReturnOut:
     reason = body.reason if body else None
-    return _out(session, service.approve(session, principal, return_id, reason))
+    return _out(session, service.approve(session, principal, return_id, reason), principal)
 
 
 @api.post("/returns/{return_id}/reject", response_model=ReturnOut)
 def reject_return(
     return_id: int, body: ReasonIn, session: DbSession, principal: Writer
 ) -> ReturnOut:
-    return _out(session, service.reject(session, principal, return_id, body.reason))
+    ret = service.reject(session, principal, return_id, body.reason)
+    return _out(session, ret, principal)
 
 
 @api.post("/returns/{return_id}/cancel", response_model=ReturnOut)
@@ -220,7 +225,8 @@ def cancel_return(
     return_id: int, session: DbSession, principal: Writer, body: DecisionIn | None = None
 ) -> ReturnOut:
     ret = service.get_return(session, return_id)
-    return _out(session, service.cancel(session, principal, ret, body.reason if body else None))
+    cancelled = service.cancel(session, principal, ret, body.reason if body else None)
+    return _out(session, cancelled, principal)
 
 
 @api.post("/returns/{return_id}/receive", response_model=ReturnOut)
@@ -234,7 +240,7 @@ def receive_return(
     def run() -> ReturnOut:
         found = [service.Inspection(x.return_line_id, x.condition, x.note) for x in body.lines]
         ret = service.receive(session, principal, return_id, body.location_id, found, body.note)
-        return _out(session, ret)
+        return _out(session, ret, principal)
 
     scope = scope_for(f"returns.receive.{return_id}", principal)
     return Idempotent(session, scope, key, body).run(run, status_code=200)
@@ -273,8 +279,12 @@ def refund_return(
         payload=body.model_dump(mode="json"),
         request_id=request_id,
     )
-    media = PROBLEM_CONTENT_TYPE if outcome.status_code >= 400 else "application/json"
-    return JSONResponse(outcome.body, status_code=outcome.status_code, media_type=media)
+    if outcome.status_code >= 400:
+        return JSONResponse(
+            outcome.body, status_code=outcome.status_code, media_type=PROBLEM_CONTENT_TYPE
+        )
+    shown = shown_to(principal, ReturnOut.model_validate(outcome.body))
+    return JSONResponse(shown.model_dump(mode="json"), status_code=outcome.status_code)
 
 
 @api.post("/returns/{return_id}/close", response_model=ReturnOut)
@@ -282,7 +292,7 @@ def close_return(
     return_id: int, body: ReasonIn, session: DbSession, principal: Writer
 ) -> ReturnOut:
     """End an inspected return without paying (more) out."""
-    return _out(session, service.close(session, principal, return_id, body.reason))
+    return _out(session, service.close(session, principal, return_id, body.reason), principal)
 
 
 # --- returns (shoppers) -------------------------------------------------------------------------

@@ -9,14 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mercato.customers.timeline import TimelineEntry, register_timeline_source
 from mercato.events import Dispatcher
 from mercato.merges import follow_merges
-from mercato.privacy.registry import Subject, record, register
+from mercato.privacy.registry import Blocker, Subject, record, register
 from mercato.returns.models import Return, ReturnLine, ReturnSettlement, ReturnTransition
+from mercato.returns.state import ReturnStatus
 
 
 def register_subscribers(dispatcher: Dispatcher) -> None:
@@ -107,4 +108,26 @@ def _erase(session: Session, subject: Subject) -> int:
     return len(returns)
 
 
-register("returns", export=_export, erase=_erase)
+# Returns that need nothing more from the person.
+SETTLED = frozenset(
+    {ReturnStatus.REFUNDED, ReturnStatus.CLOSED, ReturnStatus.REJECTED, ReturnStatus.CANCELLED}
+)
+
+
+def _returns_in_progress(session: Session, subject: Subject) -> list[Blocker]:
+    """Returns still on their way or waiting for their refund or exchange (guest orders'
+    included): the parcel back, the refund and any replacement need the person's details."""
+    query = select(Return).where(
+        or_(
+            Return.customer_id.in_(subject.customer_ids),
+            Return.order_id.in_(sorted(subject.order_ids)),
+        )
+    )
+    return [
+        Blocker("return", r.id, r.number, r.status, "in progress: refund or close it first")
+        for r in session.scalars(query.order_by(Return.id))
+        if ReturnStatus(r.status) not in SETTLED
+    ]
+
+
+register("returns", export=_export, erase=_erase, blocks=_returns_in_progress)

@@ -11,6 +11,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.privacy.crypto import EncryptedString
 
 
 class ReturnPolicy(Base):
@@ -67,7 +68,7 @@ class Return(Base):
     exchange_charge: Mapped[Decimal] = mapped_column(FixedDecimal(4), default=Decimal(0))
     # none -> pending -> done, or failed (retry allowed); guarded by conditional UPDATEs.
     settlement: Mapped[str] = mapped_column(String(12), default="none")
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(EncryptedString())  # their words: encrypted
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -88,7 +89,7 @@ class ReturnLine(Base):
     name: Mapped[str] = mapped_column(String(400))
     quantity: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(20))
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(EncryptedString())  # their words: encrypted
     exchange_variant_id: Mapped[int | None] = mapped_column(Integer)
     condition: Mapped[str | None] = mapped_column(String(12))  # restock | damaged | to_vendor
     # Set when received: the customer's payment for these units, the fee kept, the credit.
@@ -111,7 +112,7 @@ class ReturnTransition(Base):
     to_status: Mapped[str] = mapped_column(String(20))
     actor_type: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(EncryptedString())  # typed by staff: encrypted
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

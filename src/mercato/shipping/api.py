@@ -111,16 +111,21 @@ def customs_out(session: Session, country: str) -> CustomsOut:
     return CustomsOut.model_validate(view)
 
 
-def tracking_out(session: Session, label: ShippingLabel) -> TrackingOut:
+def tracking_out(session: Session, label: ShippingLabel, reader: Principal) -> TrackingOut:
+    """The parcel's scans; a carrier's description can name who signed for it, so readers
+    without customers:pii get it as null."""
+    events = [
+        TrackingEventOut.model_validate(e) for e in service.tracking_events(session, label.id)
+    ]
+    if not reader.has(Permission.CUSTOMERS_PII):
+        events = [e.model_copy(update={"description": None}) for e in events]
     return TrackingOut(
         tracking_number=label.tracking_number,
         carrier_code=label.carrier_code,
         service_code=label.service_code,
         status=label.status,
         status_at=label.status_at,
-        events=[
-            TrackingEventOut.model_validate(e) for e in service.tracking_events(session, label.id)
-        ],
+        events=events,
     )
 
 
@@ -302,6 +307,15 @@ def create_label(
     return Idempotent(session, scope_for("shipping.label", principal), key, body).run(run)
 
 
+def label_out(label: ShippingLabel, reader: Principal) -> LabelOut:
+    """The label; its printable ``content`` and ``url`` show the recipient's name, address
+    and phone, so readers without customers:pii get them as null."""
+    out = LabelOut.model_validate(label)
+    if reader.has(Permission.CUSTOMERS_PII):
+        return out
+    return out.model_copy(update={"content": None, "url": None})
+
+
 @api.get("/labels", response_model=list[LabelOut])
 def list_labels(
     session: DbSession,
@@ -309,18 +323,20 @@ def list_labels(
     reference: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[LabelOut]:
+    """Labels, newest first; ``content`` and ``url`` are null without customers:pii."""
     labels = service.list_labels(session, reference=reference, limit=limit)
-    return [LabelOut.model_validate(x) for x in labels]
+    return [label_out(x, principal) for x in labels]
 
 
 @api.get("/labels/{label_id}", response_model=LabelOut)
 def get_label(label_id: int, session: DbSession, principal: Reader) -> LabelOut:
-    return LabelOut.model_validate(service.get_label(session, label_id))
+    """The label; ``content`` and ``url`` are null without customers:pii."""
+    return label_out(service.get_label(session, label_id), principal)
 
 
 @api.post("/labels/{label_id}/void", response_model=LabelOut)
 def void_label(label_id: int, session: DbSession, principal: Writer) -> LabelOut:
-    return LabelOut.model_validate(service.void_label(session, principal, label_id))
+    return label_out(service.void_label(session, principal, label_id), principal)
 
 
 TrackingNumber = Annotated[str, Path(min_length=1, max_length=40)]
@@ -330,7 +346,8 @@ TrackingNumber = Annotated[str, Path(min_length=1, max_length=40)]
 def get_tracking(
     tracking_number: TrackingNumber, session: DbSession, principal: Reader
 ) -> TrackingOut:
-    return tracking_out(session, service.label_by_tracking_number(session, tracking_number))
+    label = service.label_by_tracking_number(session, tracking_number)
+    return tracking_out(session, label, principal)
 
 
 @api.post("/tracking/{tracking_number}/events", response_model=TrackingOut, status_code=201)
@@ -352,7 +369,7 @@ def record_tracking_event(
         actor=principal,
     )
     label = service.label_by_tracking_number(session, tracking_number)
-    out = tracking_out(session, label)
+    out = tracking_out(session, label, principal)
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if recorded else 200)
 
 

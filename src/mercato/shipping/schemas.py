@@ -323,8 +323,10 @@ class LabelOut(ResponseModel):
     destination_country: str
     weight_g: int
     format: str
-    content: str | None
-    url: str | None
+    content: str | None = Field(
+        description="The printable label (names the recipient): null without customers:pii"
+    )
+    url: str | None = Field(description="Where the carrier serves it: null without customers:pii")
     customs: list[dict[str, Any]]
     status: str
     status_at: datetime | None

@@ -1531,6 +1531,7 @@ def record_tracking_event(
             label.id,
             {"status": parsed.value, "occurred_at": at.isoformat(), "event_id": event_id},
         )
+    # The carrier's description is left out: it can name who signed for the parcel.
     publish(
         session,
         "shipment.tracking_updated",
@@ -1541,7 +1542,6 @@ def record_tracking_event(
                 "status": parsed.value,
                 "occurred_at": at.isoformat(),
                 "location": location,
-                "description": description,
                 "source": source,
                 "carrier_event_id": event_id,
             },

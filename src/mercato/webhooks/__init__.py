@@ -3,7 +3,8 @@
 The full guide for integrators and operators is ``docs/webhooks.md``; in short:
 
 **Subscriptions** (``/v1/webhooks/subscriptions``; ``webhooks:write`` to change,
-``events:read`` to read) name an ``http(s)`` URL without credentials, the event types
+``events:read`` to read) name an ``http(s)`` URL without credentials on a public address
+(``targets.py``: checked when saved and at every delivery), the event types
 wanted (``order.placed``, the prefix ``order.*`` or ``*``), an active flag and a
 description. The secret (``whsec_...``) is generated, shown once, and stored sealed
 (Fernet under a key derived from ``MERCATO_SECRET_KEY``; see ``signing.py``).

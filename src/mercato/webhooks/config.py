@@ -28,6 +28,9 @@ class WebhookConfig(BaseSettings):
     retention_days: int = Field(default=30, ge=1)
     # Run a delivery worker in this API process (turn off to run deliveries elsewhere).
     worker_enabled: bool = True
+    # Let subscriptions call loopback, private, link-local and metadata addresses (local
+    # development only: in production that lets a subscription reach internal services).
+    allow_private_targets: bool = False
 
     @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> WebhookConfig:
@@ -35,3 +38,8 @@ class WebhookConfig(BaseSettings):
         if self.lease_seconds < 5 * self.timeout_seconds:
             raise ValueError("lease_seconds must be at least 5 * timeout_seconds")
         return self
+
+
+def private_targets_allowed() -> bool:
+    """The setting as the environment gives it now (subscriptions are checked against it)."""
+    return WebhookConfig().allow_private_targets

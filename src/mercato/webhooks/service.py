@@ -26,7 +26,8 @@ from mercato.db import utcnow
 from mercato.errors import FieldError, NotFound, UnprocessableState, ValidationProblem
 from mercato.events import ENVELOPE_VERSION, Event
 from mercato.pagination import Page, decode_cursor, page_of
-from mercato.webhooks import signing
+from mercato.webhooks import signing, targets
+from mercato.webhooks.config import private_targets_allowed
 from mercato.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -43,8 +44,10 @@ _SUBSCRIPTIONS_CACHE = "mercato_webhook_subscriptions"
 # --- validation ---------------------------------------------------------------------------
 
 
-def check_url(url: str, field: str = "body.url") -> str:
-    """An absolute http(s) URL with a host and no credentials; anything else is a 422."""
+def check_url(url: str, field: str = "body.url", *, allow_private: bool | None = None) -> str:
+    """An absolute http(s) URL with a host and no credentials, not naming a loopback,
+    private, link-local or metadata address (unless the setting allows them); anything
+    else is a 422. Names are resolved and checked at each delivery (``targets``)."""
     url = url.strip()
     if not url or len(url) > MAX_URL_LENGTH:
         raise ValidationProblem.field(field, f"1 to {MAX_URL_LENGTH} characters")
@@ -64,6 +67,14 @@ def check_url(url: str, field: str = "body.url") -> str:
         raise ValidationProblem.field(field, "has an invalid port") from exc
     if parts.fragment:
         raise ValidationProblem.field(field, "must not contain a #fragment (it is never sent)")
+    allowed = private_targets_allowed() if allow_private is None else allow_private
+    refused = None if allowed else targets.literal_refusal(parts.hostname)
+    if refused is not None:
+        raise ValidationProblem.field(
+            field,
+            f"must be a public address: {refused} (MERCATO_WEBHOOKS_ALLOW_PRIVATE_TARGETS "
+            "allows such targets for local development)",
+        )
     return url
 
 

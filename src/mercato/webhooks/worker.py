@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from mercato import __version__
 from mercato.db import Database, utcnow
-from mercato.webhooks import signing
+from mercato.webhooks import signing, targets
 from mercato.webhooks.config import WebhookConfig
 from mercato.webhooks.models import (
     DeliveryStatus,
@@ -44,12 +45,14 @@ from mercato.webhooks.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from mercato.webhooks.targets import TargetRefused
 
 log = logging.getLogger(__name__)
 
 # A session whose commit should wake a worker carries its ``kick`` under this key.
 WAKE_KEY = "mercato_webhooks_wake"
-SNIPPET_BYTES = 512
+# A failure's reason is a status or a short error, never the receiver's answer.
+ERROR_CHARS = 200
 USER_AGENT = f"Mercato-Webhooks/{__version__}"
 
 
@@ -217,7 +220,10 @@ class WebhookWorker:
         return found
 
     def send(self, claim: Claim, client: httpx.Client) -> Outcome:
-        """POST the delivery; never raises for anything the receiver or network does."""
+        """POST the delivery; never raises for anything the receiver or network does.
+
+        Only the status and a short reason are recorded, never what the receiver answered:
+        an answer can hold anything (an internal service's data, someone's details)."""
         started = utcnow()
         start = time.monotonic()
         if not claim.secrets:
@@ -230,18 +236,24 @@ class WebhookWorker:
                 0,
             )
         try:
-            code, snippet = self._post(claim, client)
+            if not self.config.allow_private_targets:
+                # Through a proxy this is the only check; direct connections check again
+                # the very addresses they connect to (targets.GuardedBackend).
+                targets.check_url(claim.url)
+            code = self._post(claim, client)
         except httpx.TimeoutException:
             error = f"timed out after {self.config.timeout_seconds:g}s"
             return Outcome(False, None, error, started, _ms_since(start))
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:1000]
+        except TargetRefused as exc:
+            return Outcome(False, None, _short(str(exc)), started, _ms_since(start))
+        except (httpx.HTTPError, OSError, UnicodeError) as exc:
+            error = _short(f"{type(exc).__name__}: {exc}")
             return Outcome(False, None, error, started, _ms_since(start))
         if 200 <= code < 300:
             return Outcome(True, code, None, started, _ms_since(start))
-        return Outcome(False, code, f"HTTP {code}: {snippet}"[:1000], started, _ms_since(start))
+        return Outcome(False, code, status_reason(code), started, _ms_since(start))
 
-    def _post(self, claim: Claim, client: httpx.Client) -> tuple[int, str]:
+    def _post(self, claim: Claim, client: httpx.Client) -> int:
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -252,14 +264,9 @@ class WebhookWorker:
             "Mercato-Delivery-Id": str(claim.delivery_id),
             "Mercato-Attempt": str(claim.number),
         }
+        # Streamed and closed unread: only the status matters, whatever the body holds.
         with client.stream("POST", claim.url, content=claim.body, headers=headers) as response:
-            # Only the start of the answer is kept (for the operator); never read it all.
-            chunks = bytearray()
-            for chunk in response.iter_bytes():
-                chunks += chunk
-                if len(chunks) >= SNIPPET_BYTES:
-                    break
-            return response.status_code, bytes(chunks[:SNIPPET_BYTES]).decode("utf-8", "replace")
+            return response.status_code
 
     def finish(self, claim: Claim, outcome: Outcome) -> bool:
         """Record the attempt; False when this worker no longer held the lease."""
@@ -312,10 +319,17 @@ class WebhookWorker:
 
     @contextmanager
     def http_client(self) -> Iterator[httpx.Client]:
+        guarded: dict[str, Any] = {}
+        if not self.config.allow_private_targets:
+            guarded = {
+                "transport": targets.GuardedTransport(),
+                "mounts": targets.proxy_mounts(),
+            }
         with httpx.Client(
             timeout=httpx.Timeout(self.config.timeout_seconds),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
+            **guarded,
         ) as client:
             yield client
 
@@ -390,6 +404,18 @@ class WebhookWorker:
     @property
     def running(self) -> bool:
         return self._running
+
+
+def status_reason(code: int) -> str:
+    """``HTTP 503 Service Unavailable``: what a failed answer leaves in ``last_error``."""
+    try:
+        return f"HTTP {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
+
+
+def _short(reason: str) -> str:
+    return reason if len(reason) <= ERROR_CHARS else reason[: ERROR_CHARS - 1] + "…"
 
 
 def _ms_since(start: float) -> int:
