@@ -56,7 +56,7 @@ def test_the_migration_encrypts_stored_free_text_and_scrubs_copies(
     empty_database: Database,  # noqa: F811
 ) -> None:
     database = empty_database
-    migrate.upgrade(database.engine, "0011")
+    migrate.upgrade(database.engine, "0016")
     entry = _insert(
         database, "audit_log", changes={"reason": SECRET}, note=SECRET, actor_type="staff"
     )
@@ -140,7 +140,7 @@ def test_the_migration_encrypts_stored_free_text_and_scrubs_copies(
     config = migrate.alembic_config(database.engine.url.render_as_string(hide_password=False))
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0011")
+        command.downgrade(config, "0016")
     assert _raw(database, f"SELECT note FROM stock_movements WHERE id = {movement}") == SECRET
     changes = _raw(database, f"SELECT changes FROM audit_log WHERE id = {entry}")
     assert (json.loads(changes) if isinstance(changes, str) else changes) == {"reason": SECRET}
