@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from decimal import Decimal
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+
+# An amount to compare stored amounts with (list filters): no finer and no larger than
+# amounts are kept (18 digits, 4 of them decimals), so the comparison is exact everywhere.
+MoneyFilter = Annotated[
+    Decimal,
+    Field(max_digits=18, decimal_places=4, allow_inf_nan=False, examples=["25.00"]),
+]
 
 
 class StrictModel(BaseModel):

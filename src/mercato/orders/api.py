@@ -38,7 +38,7 @@ from mercato.orders.schemas import (
 from mercato.orders.state import OrderStatus
 from mercato.orders.views import note_out, order_out
 from mercato.routing import router
-from mercato.schemas import PageOut
+from mercato.schemas import MoneyFilter, PageOut
 
 api = router("/v1/orders", tags=["orders"])
 
@@ -58,8 +58,8 @@ def search_orders(
     location_id: int | None = None,
     placed_from: datetime | None = None,
     placed_to: datetime | None = None,
-    min_total: Decimal | None = None,
-    max_total: Decimal | None = None,
+    min_total: MoneyFilter | None = None,
+    max_total: MoneyFilter | None = None,
 ) -> PageOut[OrderSummaryOut]:
     """One order list for every channel: web, app, POS, marketplace, call centre."""
     cursor, limit = page
