@@ -26,6 +26,7 @@ MAX_BIGINT = 2**63 - 1
 MIN_BIGINT = -MAX_BIGINT
 INTEGER_REASON = f"must be between {MIN_BIGINT} and {MAX_BIGINT}"
 NUL_REASON = "must not contain the NUL character"
+ENCODING_REASON = "not UTF-8 encoded JSON"
 
 # Only a body holding one of these needs a closer look: an escaped NUL, or a number of
 # 19 digits or more (2**63 has 19). Most bodies are passed on without being parsed twice.
@@ -104,7 +105,12 @@ def _fits_bigint(raw: str) -> bool:
 
 
 def body_problems(raw: bytes) -> list[FieldError]:
-    """Integers no database column holds and NUL characters anywhere in a JSON body."""
+    """Integers no database column holds and NUL characters anywhere in a JSON body, or a
+    body that is not UTF-8 at all (JSON between systems is UTF-8, RFC 8259)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return [FieldError("body", ENCODING_REASON)]
     if not _SUSPECT_BODY.search(raw):
         return []
     try:

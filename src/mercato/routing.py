@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 
 from mercato.errors import FieldError, ValidationProblem
 from mercato.input_checks import ParamChecks, body_problems
+from mercato.openapi import document_route
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -30,7 +31,12 @@ def _invalid(errors: list[FieldError]) -> ValidationProblem:
 
 class StrictRoute(APIRoute):
     """An APIRoute that answers 422 for query parameters the endpoint does not declare and
-    for integers or text that no database column could hold."""
+    for integers or text that no database column could hold, and documents the error
+    statuses and credentials its dependencies imply (:mod:`mercato.openapi`)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        document_route(self)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

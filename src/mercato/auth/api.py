@@ -28,6 +28,7 @@ from mercato.deps import (
     get_settings_dep,
     require,
 )
+from mercato.openapi import problem_responses
 from mercato.routing import router
 from mercato.schemas import PageOut
 from mercato.settings import Settings
@@ -41,7 +42,7 @@ def _user_out(session: Session, user: StaffUser) -> StaffUserOut:
     return out
 
 
-@api.post("/auth/login", response_model=TokenOut)
+@api.post("/auth/login", response_model=TokenOut, responses=problem_responses(401))
 def login(
     body: LoginIn, session: DbSession, settings: Annotated[Settings, Depends(get_settings_dep)]
 ) -> TokenOut:

@@ -11,10 +11,13 @@ from mercato.channels.context import ChannelContext
 from mercato.deps import DbSession, get_database
 from mercato.errors import Unauthorized
 
+# Documented as the ``channelKey`` security scheme (mercato.openapi), not as a parameter.
+ChannelKeyHeader = Annotated[str | None, Header(include_in_schema=False)]
+
 
 def channel_context(
     session: DbSession,
-    x_channel_key: Annotated[str | None, Header(description="The channel's API key")] = None,
+    x_channel_key: ChannelKeyHeader = None,
 ) -> ChannelContext:
     if not x_channel_key:
         raise Unauthorized("an X-Channel-Key header is required", code="missing-channel-key")
@@ -26,7 +29,7 @@ ChannelCtx = Annotated[ChannelContext, Depends(channel_context)]
 
 def channel_context_standalone(
     request: Request,
-    x_channel_key: Annotated[str | None, Header(description="The channel's API key")] = None,
+    x_channel_key: ChannelKeyHeader = None,
 ) -> ChannelContext:
     """The channel, read in a short transaction of its own.
 

@@ -217,10 +217,10 @@ def add_note(order_id: int, body: NoteIn, session: DbSession, principal: Writer)
     return note_out(service.add_note(session, principal, order_id, body.body), principal)
 
 
-@api.get("/{order_id}/notes", response_model=list[NoteOut])
-def list_notes(order_id: int, session: DbSession, principal: Reader) -> list[NoteOut]:
+@api.get("/{order_id}/notes", response_model=PageOut[NoteOut])
+def list_notes(order_id: int, session: DbSession, principal: Reader) -> PageOut[NoteOut]:
     service.get_order(session, order_id)
-    return [note_out(n, principal) for n in service.notes(session, order_id)]
+    return PageOut(items=[note_out(n, principal) for n in service.notes(session, order_id)])
 
 
 @api.post("/{order_id}/transitions", response_model=OrderOut)
@@ -241,13 +241,14 @@ def transition(
     return order_out(session, order, with_timeline=True, reader=principal)
 
 
-@api.get("/{order_id}/routing", response_model=list[RoutingDecisionOut])
+@api.get("/{order_id}/routing", response_model=PageOut[RoutingDecisionOut])
 def routing_decisions(
     order_id: int, session: DbSession, principal: Reader
-) -> list[RoutingDecisionOut]:
+) -> PageOut[RoutingDecisionOut]:
     """Every sourcing decision for the order, with the engine's explanation."""
     service.get_order(session, order_id)
-    return [RoutingDecisionOut.model_validate(d) for d in fulfillment.decisions(session, order_id)]
+    decisions = fulfillment.decisions(session, order_id)
+    return PageOut(items=[RoutingDecisionOut.model_validate(d) for d in decisions])
 
 
 @api.post("/{order_id}/route", response_model=list[RoutingDecisionOut])

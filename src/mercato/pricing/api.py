@@ -32,6 +32,7 @@ from mercato.pricing.schemas import (
     RoundingOut,
 )
 from mercato.routing import router
+from mercato.schemas import PageOut
 
 api = router("/v1", tags=["pricing"])
 
@@ -39,9 +40,10 @@ Reader = Annotated[Principal, Depends(require(Permission.PRICING_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.PRICING_WRITE))]
 
 
-@api.get("/price-lists", response_model=list[PriceListOut])
-def list_price_lists(session: DbSession, principal: Reader) -> list[PriceListOut]:
-    return [PriceListOut.model_validate(p) for p in service.list_price_lists(session)]
+@api.get("/price-lists", response_model=PageOut[PriceListOut])
+def list_price_lists(session: DbSession, principal: Reader) -> PageOut[PriceListOut]:
+    lists = service.list_price_lists(session)
+    return PageOut(items=[PriceListOut.model_validate(p) for p in lists])
 
 
 @api.post("/price-lists", response_model=PriceListOut, status_code=201)
@@ -71,11 +73,12 @@ def update_price_list(
     return PriceListOut.model_validate(service.update_price_list(session, principal, code, changes))
 
 
-@api.get("/price-lists/{code}/prices", response_model=list[PriceOut])
+@api.get("/price-lists/{code}/prices", response_model=PageOut[PriceOut])
 def list_prices(
     code: str, session: DbSession, principal: Reader, variant_id: int | None = None
-) -> list[PriceOut]:
-    return [PriceOut.model_validate(p) for p in service.list_prices(session, code, variant_id)]
+) -> PageOut[PriceOut]:
+    prices = service.list_prices(session, code, variant_id)
+    return PageOut(items=[PriceOut.model_validate(p) for p in prices])
 
 
 def _to_inputs(session: DbSession, prices: list[PriceIn]) -> list[service.PriceInput]:
@@ -107,7 +110,7 @@ def set_prices(code: str, body: PricesIn, session: DbSession, principal: Writer)
     return {"saved": service.set_prices(session, principal, code, _to_inputs(session, body.prices))}
 
 
-@api.get("/prices/resolve", response_model=list[ResolvedPriceOut])
+@api.get("/prices/resolve", response_model=PageOut[ResolvedPriceOut])
 def resolve(
     session: DbSession,
     principal: Reader,
@@ -118,7 +121,7 @@ def resolve(
     customer_group: Annotated[str | None, Query(max_length=40)] = None,
     at: datetime | None = None,
     locale: Annotated[str, Query(max_length=20)] = "en",
-) -> list[ResolvedPriceOut]:
+) -> PageOut[ResolvedPriceOut]:
     """The price each variant sells at, and where it came from (explicit or converted)."""
     try:
         code = validate_currency(currency)
@@ -135,7 +138,7 @@ def resolve(
         customer_group=customer_group,
         at=at,
     )
-    return [
+    items = [
         ResolvedPriceOut(
             variant_id=p.variant_id,
             currency=p.currency,
@@ -148,19 +151,20 @@ def resolve(
         )
         for p in found.values()
     ]
+    return PageOut(items=items)
 
 
-@api.get("/exchange-rates", response_model=list[RateOut])
+@api.get("/exchange-rates", response_model=PageOut[RateOut])
 def list_rates(
     session: DbSession,
     principal: Reader,
     base: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
     quote: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
-) -> list[RateOut]:
+) -> PageOut[RateOut]:
     rows = service.list_rates(
         session, base.upper() if base else None, quote.upper() if quote else None
     )
-    return [RateOut.model_validate(r) for r in rows]
+    return PageOut(items=[RateOut.model_validate(r) for r in rows])
 
 
 def _rate_inputs(rates: list[RateIn]) -> list[service.RateInput]:
@@ -200,9 +204,9 @@ async def import_rates_file(
     return {"imported": count}
 
 
-@api.get("/currency-rounding", response_model=list[RoundingOut])
-def list_rounding(session: DbSession, principal: Reader) -> list[RoundingOut]:
-    return [RoundingOut.model_validate(r) for r in service.list_rounding(session)]
+@api.get("/currency-rounding", response_model=PageOut[RoundingOut])
+def list_rounding(session: DbSession, principal: Reader) -> PageOut[RoundingOut]:
+    return PageOut(items=[RoundingOut.model_validate(r) for r in service.list_rounding(session)])
 
 
 @api.put("/currency-rounding/{currency}", response_model=RoundingOut)
