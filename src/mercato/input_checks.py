@@ -20,12 +20,12 @@ from fastapi.dependencies.models import Dependant
 from pydantic import TypeAdapter, ValidationError
 
 from mercato.errors import FieldError
+from mercato.schemas import NUL_REASON
 
 # The range of a BIGINT (the type of every id) on PostgreSQL and of an SQLite integer.
 MAX_BIGINT = 2**63 - 1
 MIN_BIGINT = -MAX_BIGINT
 INTEGER_REASON = f"must be between {MIN_BIGINT} and {MAX_BIGINT}"
-NUL_REASON = "must not contain the NUL character"
 ENCODING_REASON = "not UTF-8 encoded JSON"
 
 # Only a body holding one of these needs a closer look: an escaped NUL, or a number of

@@ -5,19 +5,21 @@ problem+json (:mod:`mercato.errors`), and which statuses an operation can answer
 from what the route is made of, so they are derived here from the route, not written by
 hand on each endpoint:
 
-* a staff bearer token (a dependency reading ``Authorization`` without a channel key): 401
-  (no or a bad token) and 403 (the role lacks the permission, or the location);
-* a channel key (``X-Channel-Key``), with or without a customer token: 401;
+* a bearer token (a dependency reading ``Authorization``): 401 (no or a bad token) and 403
+  (a staff role lacks the permission or the location; a cart of another customer);
+* a channel key (``X-Channel-Key``): 401;
+* a payment provider's call (dependencies that keep the request outside a transaction):
+  402 (declined) and 503 (the provider is unreachable);
 * a path parameter, or a query parameter or body field naming another object
   (``..._id``, ``..._number``, ``reference``): 404 (nothing has that id);
 * any parameter or body: 422 (invalid input, unknown query parameters);
-* a body: 413 (larger than the server accepts);
-* an unsafe method: 409 (the object's state does not allow it, or a unique value is taken);
+* an unsafe method: 409 (the object's state does not allow it, or a unique value is
+  taken) and 413 (a body larger than the server accepts);
 * an ``Idempotency-Key`` header: 409 (the same key is still being answered, or was used
   with another body) and 422 (a malformed key).
 
 An endpoint declares what the route does not show with FastAPI's own ``responses=``, for
-example ``responses=problem_responses(402, 503)`` on an operation that charges a card;
+example ``responses=problem_responses(429)`` on a login that locks out;
 any error response without a body schema gets the problem schema. The security schemes
 ``bearerAuth`` (staff and customer tokens) and ``channelKey`` are declared and set on each
 operation from the same dependencies.
@@ -45,6 +47,14 @@ AUTHORIZATION_HEADER = "authorization"
 IDEMPOTENCY_HEADER = "idempotency-key"
 
 PROBLEM_REF = "#/components/schemas/Problem"
+# The dependencies of endpoints that run their own short transactions around a payment
+# provider's call (mercato.deps, channels.deps, payments.deps): a payment may be declined
+# (402) or its provider unreachable (503).
+PROVIDER_DEPENDENCIES = (
+    "require_outside_transaction.",
+    "channel_context_standalone",
+    "channel_outside_transaction",
+)
 # Parameter and body field names that name another object (which may not exist).
 REFERENCE_SUFFIXES = ("_id", "_ids", "_number")
 REFERENCE_NAMES = frozenset({"reference"})
@@ -125,6 +135,13 @@ def _headers(route: APIRoute) -> set[str]:
     }
 
 
+def _calls_providers(route: APIRoute) -> bool:
+    return any(
+        getattr(part.call, "__qualname__", "").startswith(PROVIDER_DEPENDENCIES)
+        for part in _dependants(route.dependant)
+    )
+
+
 def _names_another_object(name: str) -> bool:
     return name.endswith(REFERENCE_SUFFIXES) or name in REFERENCE_NAMES
 
@@ -163,16 +180,18 @@ def route_statuses(route: APIRoute) -> set[int]:
     statuses: set[int] = set()
     if CHANNEL_HEADER in headers:
         statuses.add(401)
-    elif AUTHORIZATION_HEADER in headers:
+    if AUTHORIZATION_HEADER in headers:
         statuses |= {401, 403}
+    if _calls_providers(route):
+        statuses |= {402, 503}
     if _references(route):
         statuses.add(404)
     # Unknown query parameters are refused on every route (mercato.routing.StrictRoute).
     statuses.add(422)
-    if route.body_field is not None:
-        statuses.add(413)
     if (route.methods or set()) & UNSAFE_METHODS:
-        statuses.add(409)
+        # A body (declared, or read raw like an imported file) may be too large; the
+        # object's state or a unique value may be in the way.
+        statuses |= {409, 413}
     if IDEMPOTENCY_HEADER in headers:
         statuses |= {409, 422}
     return statuses

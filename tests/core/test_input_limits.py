@@ -108,3 +108,18 @@ def test_nul_in_query_and_path_text_is_422(client: TestClient, owner_headers: He
     assert _fields(client.get("/v1/orders/by-number/A%00B", headers=owner_headers)) == [
         "path.number"
     ]
+
+
+def test_nul_in_an_imported_file_is_refused_and_nothing_is_written(
+    client: TestClient, owner_headers: Headers, db: Any
+) -> None:
+    before = snapshot_counts(db)
+    csv = "product_code,name,sku\nA,Fine,A-1\nB,Bro\x00ken,B-1\n"
+    response = client.post(
+        "/v1/catalog/import?format=csv",
+        content=csv.encode(),
+        headers={**owner_headers, "content-type": "text/csv"},
+    )
+    problem = assert_problem(response, 422, "import-invalid")
+    assert [(e["line"], e["field"]) for e in problem["report"]["errors"]] == [(3, "name")]
+    assert snapshot_counts(db) == before

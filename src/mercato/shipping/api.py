@@ -15,6 +15,7 @@ from mercato.db import utcnow
 from mercato.deps import DbSession, IdempotencyKey, Pagination, require
 from mercato.errors import ValidationProblem
 from mercato.idempotency import Idempotent, scope_for
+from mercato.openapi import problem_responses
 from mercato.pagination import decode_id_cursor, page_of
 from mercato.routing import router
 from mercato.schemas import PageOut
@@ -365,7 +366,9 @@ def record_tracking_event(
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if recorded else 200)
 
 
-@api.post("/webhooks/{carrier_code}", response_model=WebhookResultOut)
+@api.post(
+    "/webhooks/{carrier_code}", response_model=WebhookResultOut, responses=problem_responses(401)
+)
 async def carrier_webhook(
     carrier_code: Annotated[str, Path(min_length=1, max_length=40)],
     request: Request,
