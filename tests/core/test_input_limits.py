@@ -9,7 +9,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import assert_problem
-from tests.helpers import fast_password_hashing, make_location, snapshot_counts
+from tests.helpers import (
+    channel_key,
+    fast_password_hashing,
+    make_channel,
+    make_location,
+    snapshot_counts,
+)
 
 Headers = dict[str, str]
 TOO_BIG = 2**63  # one more than the largest BIGINT
@@ -123,3 +129,26 @@ def test_nul_in_an_imported_file_is_refused_and_nothing_is_written(
     problem = assert_problem(response, 422, "import-invalid")
     assert [(e["line"], e["field"]) for e in problem["report"]["errors"]] == [(3, "name")]
     assert snapshot_counts(db) == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/prices/resolve?price_list=EU&currency=EUR&variant_ids=1,{big}",
+        "/v1/inventory/availability?variant_ids={big},2",
+    ],
+)
+def test_id_lists_beyond_a_bigint_are_422(
+    client: TestClient, owner_headers: Headers, path: str
+) -> None:
+    response = client.get(path.format(big=TOO_BIG), headers=owner_headers)
+    assert _fields(response) == ["query.variant_ids"]
+
+
+def test_shopper_id_lists_beyond_a_bigint_are_422(
+    client: TestClient, owner_headers: Headers
+) -> None:
+    channel = make_channel(client, owner_headers, "web")
+    store = {"X-Channel-Key": channel_key(client, owner_headers, channel["id"])}
+    response = client.get(f"/v1/store/availability?variant_ids=1,-{TOO_BIG}", headers=store)
+    assert _fields(response) == ["query.variant_ids"]

@@ -1,7 +1,7 @@
 """The OpenAPI document tells the truth: a fuzzer sends every operation valid and invalid
 requests built from the document alone, and every answer must be a documented status,
-never a 5xx. Plus the parts of the document clients rely on: the problem schema, the
-security schemes and the statuses each kind of route declares."""
+never a 5xx, and every error a problem+json. Plus the parts of the document clients rely
+on: the problem schema, the security schemes and the statuses each kind of route declares."""
 
 from __future__ import annotations
 
@@ -186,9 +186,14 @@ def _fuzz(
         url = kwargs.pop("url")
         kwargs.pop("cookies", None)
         answer = client.request(url=_path_of(url), **_httpx_kwargs(kwargs))
-        if answer.status_code >= 500 or str(answer.status_code) not in documented:
+        status = answer.status_code
+        undocumented = status >= 500 or str(status) not in documented
+        not_a_problem = status >= 400 and not answer.headers.get("content-type", "").startswith(
+            "application/problem+json"
+        )
+        if undocumented or not_a_problem:
             name = f"{operation.method.upper()} {operation.path}"
-            failures.append(Failure(name, answer.status_code, _describe(case), answer.text))
+            failures.append(Failure(name, status, _describe(case), answer.text))
 
     # Unsatisfiable: nothing of this operation can be made invalid (no parameters, no body).
     with contextlib.suppress(hypothesis.errors.Unsatisfiable):

@@ -15,6 +15,7 @@ from mercato.auth.principal import Principal
 from mercato.catalog import service as catalog
 from mercato.deps import DbSession, require
 from mercato.errors import FieldError, ValidationProblem
+from mercato.input_checks import id_list
 from mercato.money import RoundingRule, format_money, validate_currency
 from mercato.pricing import service
 from mercato.pricing.schemas import (
@@ -116,7 +117,7 @@ def resolve(
     principal: Reader,
     price_list: Annotated[str, Query(max_length=40)],
     currency: Annotated[str, Query(min_length=3, max_length=3)],
-    variant_ids: Annotated[str, Query(description="Comma-separated")],
+    variant_ids: Annotated[str, Query(description="Comma-separated variant ids (up to 200)")],
     country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
     customer_group: Annotated[str | None, Query(max_length=40)] = None,
     at: datetime | None = None,
@@ -125,9 +126,9 @@ def resolve(
     """The price each variant sells at, and where it came from (explicit or converted)."""
     try:
         code = validate_currency(currency)
-        ids = [int(x) for x in variant_ids.split(",") if x.strip()]
     except ValueError as exc:
-        raise ValidationProblem.field("query", str(exc)) from exc
+        raise ValidationProblem.field("query.currency", str(exc)) from exc
+    ids = id_list(variant_ids, "query.variant_ids")
     service.get_price_list(session, price_list)
     found = service.resolve_prices(
         session,
