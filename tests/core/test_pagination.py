@@ -9,7 +9,14 @@ from fastapi.testclient import TestClient
 
 from mercato.pagination import encode_cursor
 from tests.conftest import assert_problem
-from tests.helpers import channel_key, fast_password_hashing, make_channel, make_location, ok
+from tests.helpers import (
+    channel_key,
+    fast_password_hashing,
+    make_channel,
+    make_location,
+    make_product,
+    ok,
+)
 
 Headers = dict[str, str]
 
@@ -228,3 +235,29 @@ def test_privacy_requests_page_newest_first(client: TestClient, owner_headers: H
             break
         cursor = f"&cursor={page['next_cursor']}"
     assert seen == ids
+
+
+def test_a_price_list_pages_through_its_prices(client: TestClient, owner_headers: Headers) -> None:
+    price_list = {"code": "EU", "name": "Europe", "base_currency": "EUR", "tax_inclusive": True}
+    assert client.post("/v1/price-lists", json=price_list, headers=owner_headers).status_code == 201
+    make_product(client, owner_headers, "P", skus=["P-1", "P-2", "P-3"])
+    prices = [
+        {"sku": sku, "currency": currency, "amount": "10"}
+        for sku in ("P-1", "P-2", "P-3")
+        for currency in ("USD", "EUR")
+    ]
+    put = client.put("/v1/price-lists/EU/prices", json={"prices": prices}, headers=owner_headers)
+    assert put.status_code == 200, put.text
+    everything = ok(client.get("/v1/price-lists/EU/prices", headers=owner_headers))
+    assert len(everything["items"]) == 6 and everything["next_cursor"] is None
+    seen: list[int] = []
+    cursor = ""
+    while True:
+        page = ok(client.get(f"/v1/price-lists/EU/prices?limit=4{cursor}", headers=owner_headers))
+        seen += [p["id"] for p in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert seen == [p["id"] for p in everything["items"]]
+    variants = [p["variant_id"] for p in everything["items"]]
+    assert variants == sorted(variants)

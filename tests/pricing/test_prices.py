@@ -217,7 +217,7 @@ def test_rates_csv_import(
 def test_decimal_amounts_survive_the_database_exactly(db: Database, variants: list[int]) -> None:
     _set(db, pricing.PriceInput(variants[0], "KWD", D("123456789.123")))
     with db.read() as session:
-        stored = pricing.list_prices(session, "EU")[0].amount
+        stored = pricing.list_prices(session, "EU").items[0].amount
     assert stored == D("123456789.123")
 
 

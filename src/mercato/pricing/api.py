@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.catalog import service as catalog
-from mercato.deps import DbSession, require
+from mercato.deps import DbSession, Pagination, require
 from mercato.errors import FieldError, ValidationProblem
 from mercato.input_checks import id_list
 from mercato.money import RoundingRule, format_money, validate_currency
@@ -76,10 +76,18 @@ def update_price_list(
 
 @api.get("/price-lists/{code}/prices", response_model=PageOut[PriceOut])
 def list_prices(
-    code: str, session: DbSession, principal: Reader, variant_id: int | None = None
+    code: str,
+    session: DbSession,
+    principal: Reader,
+    page: Pagination,
+    variant_id: int | None = None,
 ) -> PageOut[PriceOut]:
-    prices = service.list_prices(session, code, variant_id)
-    return PageOut(items=[PriceOut.model_validate(p) for p in prices])
+    """By variant, then in the order the prices were set."""
+    cursor, limit = page
+    found = service.list_prices(session, code, variant_id, cursor=cursor, limit=limit)
+    return PageOut(
+        items=[PriceOut.model_validate(p) for p in found.items], next_cursor=found.next_cursor
+    )
 
 
 def _to_inputs(session: DbSession, prices: list[PriceIn]) -> list[service.PriceInput]:
