@@ -153,3 +153,16 @@ def channel_key(client: TestClient, headers: dict[str, str], channel_id: int) ->
         client.post(f"/v1/channels/{channel_id}/keys", json={"name": "tests"}, headers=headers)
     )
     return str(issued["key"])
+
+
+def all_items(client: TestClient, path: str, headers: dict[str, str]) -> list[Any]:
+    """Every item of a paginated list, following ``next_cursor`` to the last page."""
+    items: list[Any] = []
+    separator = "&" if "?" in path else "?"
+    url = f"{path}{separator}limit=200" if "limit=" not in path else path
+    while True:
+        page = ok(client.get(url, headers=headers))
+        items += page["items"]
+        if not page["next_cursor"]:
+            return items
+        url = f"{path}{separator}limit=200&cursor={page['next_cursor']}"

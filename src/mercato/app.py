@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
-from mercato import __version__, bootstrap, http_security, instance_keys, migrate
+from mercato import __version__, bootstrap, http_security, instance_keys, migrate, openapi
 from mercato.db import Database
 from mercato.errors import install_error_handlers
 from mercato.inventory.stream import StockStream
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.stock_stream = stock_stream
 
     install_error_handlers(app)
+    openapi.install(app)
     if database.dialect == "sqlite":
         app.add_middleware(WriterGate, limit=settings.sqlite_concurrent_writers)
     app.add_middleware(RequestGate, limit=settings.max_concurrent_requests)
@@ -152,7 +153,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/ready", tags=["operations"])
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        responses={503: {"description": "The database is unreachable or not migrated"}},
+    )
     def ready() -> JSONResponse:
         try:
             with database.engine.connect() as connection:

@@ -34,6 +34,9 @@ NAMING_CONVENTION = {
 
 # BIGINT identity on PostgreSQL, INTEGER PRIMARY KEY (rowid alias) on SQLite.
 BigIntPK = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+# A column holding another row's id: as wide as the ids it holds (a 32-bit INTEGER would
+# fail the statement for an id, or a filter value, above 2**31 - 1 on PostgreSQL).
+BigId = BigIntPK
 JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 

@@ -297,10 +297,13 @@ class ProblemFallback:
                 title="Internal server error",
                 extra={"request_id": request_id} if request_id else None,
             )
+            # The server drops the connection once the exception reaches it; saying so
+            # lets a keep-alive client open a new one instead of failing its next request.
             response = JSONResponse(
                 problem.body(scope.get("path")),
                 status_code=500,
                 media_type=PROBLEM_CONTENT_TYPE,
+                headers={"Connection": "close"},
             )
             await response(scope, receive, send)
             raise

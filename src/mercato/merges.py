@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, Integer, String, Table, select, update
+from sqlalchemy import Column, String, Table, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mercato.db import Base, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, JSONType, UTCDateTime, utcnow
 from mercato.events import Dispatcher, Event
 
 
@@ -28,8 +28,8 @@ class MergeMove(Base):
 
     merge_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     table_name: Mapped[str] = mapped_column(String(60), primary_key=True)
-    from_id: Mapped[int] = mapped_column(Integer)
-    into_id: Mapped[int] = mapped_column(Integer)
+    from_id: Mapped[int] = mapped_column(BigId)
+    into_id: Mapped[int] = mapped_column(BigId)
     row_ids: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     moved_at: Mapped[Any] = mapped_column(UTCDateTime, default=utcnow)
     restored_at: Mapped[Any] = mapped_column(UTCDateTime, nullable=True)

@@ -17,6 +17,7 @@ from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, TOKYO, add, card_token, new_cart, ok, ship_to
 from tests.commerce.test_story2_store_fulfilment import _associate, _drain, _level, _pay
 from tests.conftest import assert_problem
+from tests.helpers import all_items
 
 
 def _order(
@@ -57,11 +58,8 @@ def test_cancel_a_whole_order(demo_world: DemoWorld) -> None:
         ),
         409,
     )
-    tasks = ok(
-        demo_world.client.get(
-            f"/v1/fulfillment/orders?location_id={demo_world.location_id('WH-FRA')}", headers=staff
-        )
-    )
+    fra = demo_world.location_id("WH-FRA")
+    tasks = all_items(demo_world.client, f"/v1/fulfillment/orders?location_id={fra}", staff)
     assert all(t["status"] == "cancelled" for t in tasks if t["order_id"] == order["id"])
 
 
@@ -96,9 +94,7 @@ def test_cancel_one_line_then_capture_only_what_ships(demo_world: DemoWorld) -> 
     fra = demo_world.location_id("WH-FRA")
     task = next(
         t
-        for t in ok(
-            demo_world.client.get(f"/v1/fulfillment/orders?location_id={fra}", headers=staff)
-        )
+        for t in all_items(demo_world.client, f"/v1/fulfillment/orders?location_id={fra}", staff)
         if t["order_id"] == order["id"] and t["status"] != "cancelled"
     )
     assert [x["variant_id"] for x in task["lines"] if x["status"] == "open"] == [keep]
@@ -134,7 +130,7 @@ def test_a_hold_stops_fulfilment_until_released(demo_world: DemoWorld) -> None:
     fra = demo_world.location_id("WH-FRA")
     task = next(
         t
-        for t in ok(client.get(f"/v1/fulfillment/orders?location_id={fra}", headers=staff))
+        for t in all_items(client, f"/v1/fulfillment/orders?location_id={fra}", staff)
         if t["order_id"] == order["id"]
     )
     assert_problem(
@@ -144,7 +140,7 @@ def test_a_hold_stops_fulfilment_until_released(demo_world: DemoWorld) -> None:
     )
     ok(client.post(f"/v1/orders/{order['id']}/release", headers=staff))
     ok(client.post(f"/v1/fulfillment/orders/{task['id']}/ship", headers=staff, json={}))
-    notes = ok(client.get(f"/v1/orders/{order['id']}/notes", headers=staff))
+    notes = ok(client.get(f"/v1/orders/{order['id']}/notes", headers=staff))["items"]
     assert notes[0]["body"].startswith("Called") and notes[0]["author_type"] == "staff"
 
 
@@ -259,7 +255,7 @@ def test_an_uncollected_pickup_expires(demo_world: DemoWorld) -> None:
     associate = _associate(demo_world, "ST-BERLIN")
     task = next(
         t
-        for t in ok(client.get("/v1/fulfillment/orders?kind=pickup", headers=associate))
+        for t in all_items(client, "/v1/fulfillment/orders?kind=pickup", associate)
         if t["order_id"] == order["id"]
     )
     ok(client.post(f"/v1/fulfillment/orders/{task['id']}/ready", headers=associate))

@@ -13,6 +13,7 @@ from mercato.shipping import service as shipping
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, add, card_token, new_cart, ok, ship_to
 from tests.conftest import assert_problem
+from tests.helpers import all_items
 
 POTSDAM = (52.39, 13.06)
 
@@ -99,17 +100,17 @@ def test_click_and_collect_in_the_nearest_store(demo_world: DemoWorld) -> None:
     staff = demo_world.staff()
     routed = ok(client.get(f"/v1/orders/{order['id']}", headers=staff))
     assert routed["status"] == "allocated"
-    decision = ok(client.get(f"/v1/orders/{order['id']}/routing", headers=staff))[0]
+    decision = ok(client.get(f"/v1/orders/{order['id']}/routing", headers=staff))["items"][0]
     assert "ST-BERLIN" in decision["explanation"]
     # The Berlin store sees the pick task; Munich does not.
     associate = _associate(demo_world, "ST-BERLIN")
-    tasks = ok(client.get("/v1/fulfillment/orders?kind=pickup", headers=associate))
+    tasks = all_items(client, "/v1/fulfillment/orders?kind=pickup", associate)
     task = next(t for t in tasks if t["order_id"] == order["id"])
     assert task["location_id"] == berlin and task["lines"][0]["quantity"] == 1
     munich = _associate(demo_world, "ST-MUNICH")
     assert all(
         t["order_id"] != order["id"]
-        for t in ok(client.get("/v1/fulfillment/orders", headers=munich))
+        for t in all_items(client, "/v1/fulfillment/orders", munich)
     )
     assert_problem(client.post(f"/v1/fulfillment/orders/{task['id']}/ready", headers=munich), 403)
     ready = ok(client.post(f"/v1/fulfillment/orders/{task['id']}/ready", headers=associate))
@@ -150,7 +151,7 @@ def test_ship_from_store_when_the_warehouse_is_empty(demo_world: DemoWorld) -> N
     associate = _associate(demo_world, "ST-BERLIN")
     task = next(
         t
-        for t in ok(client.get("/v1/fulfillment/orders?kind=ship", headers=associate))
+        for t in all_items(client, "/v1/fulfillment/orders?kind=ship", associate)
         if t["order_id"] == order["id"]
     )
     ok(
@@ -188,7 +189,7 @@ def test_a_store_that_rejects_a_line_hands_it_to_another(demo_world: DemoWorld) 
     berlin = _associate(demo_world, "ST-BERLIN")
     task = next(
         t
-        for t in ok(client.get("/v1/fulfillment/orders", headers=berlin))
+        for t in all_items(client, "/v1/fulfillment/orders", berlin)
         if t["order_id"] == order["id"]
     )
     ok(
@@ -202,13 +203,13 @@ def test_a_store_that_rejects_a_line_hands_it_to_another(demo_world: DemoWorld) 
         )
     )
     staff = demo_world.staff()
-    decisions = ok(client.get(f"/v1/orders/{order['id']}/routing", headers=staff))
+    decisions = ok(client.get(f"/v1/orders/{order['id']}/routing", headers=staff))["items"]
     assert decisions[-1]["trigger"] == "reroute"
     assert demo_world.location_id("ST-BERLIN") in decisions[-1]["excluded_location_ids"]
     munich = _associate(demo_world, "ST-MUNICH")
     assert any(
         t["order_id"] == order["id"]
-        for t in ok(client.get("/v1/fulfillment/orders", headers=munich))
+        for t in all_items(client, "/v1/fulfillment/orders", munich)
     )
     assert _level(demo_world, item, "ST-BERLIN").reserved == 0
     assert _level(demo_world, item, "ST-MUNICH").reserved == 1

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -18,6 +22,7 @@ from mercato.locations.models import Location
 from tests.backends import POSTGRES_URL
 from tests.conftest import assert_problem
 from tests.helpers import fast_password_hashing, gtin, make_location, make_product, ok
+from tests.servers import free_port
 
 Headers = dict[str, str]
 
@@ -164,3 +169,32 @@ def test_the_server_still_sees_the_failure(broken_app: FastAPI) -> None:
     # The problem is the answer; the exception still reaches the server (and its log).
     with pytest.raises(RuntimeError, match="secret"), TestClient(broken_app) as client:
         client.get("/test/crash")
+
+
+def test_a_500_closes_the_connection_and_says_so(broken_app: FastAPI) -> None:
+    """A real server drops the connection after an unhandled error; the answer says
+    ``Connection: close`` so that a keep-alive client does not reuse it."""
+    config = uvicorn.Config(broken_app, port=free_port(), log_level="critical", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        connection = http.client.HTTPConnection("127.0.0.1", config.port, timeout=5)
+        connection.request("GET", "/health")
+        first = connection.getresponse()
+        first.read()
+        assert first.getheader("connection") in (None, "keep-alive")
+        connection.request("GET", "/test/crash")  # on the same, kept-alive connection
+        crashed = connection.getresponse()
+        assert crashed.status == 500
+        assert crashed.getheader("content-type") == "application/problem+json"
+        assert crashed.getheader("connection") == "close"
+        assert json.loads(crashed.read())["code"] == "internal-error"
+        assert crashed.will_close
+        connection.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)

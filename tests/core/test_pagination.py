@@ -9,7 +9,14 @@ from fastapi.testclient import TestClient
 
 from mercato.pagination import encode_cursor
 from tests.conftest import assert_problem
-from tests.helpers import channel_key, fast_password_hashing, make_channel, make_location, ok
+from tests.helpers import (
+    channel_key,
+    fast_password_hashing,
+    make_channel,
+    make_location,
+    make_product,
+    ok,
+)
 
 Headers = dict[str, str]
 
@@ -149,3 +156,108 @@ def test_categories_channels_and_keys_page_through_every_row(
         for cursor in FOREIGN_CURSORS:
             problem = assert_problem(client.get(f"{path}?cursor={cursor}", headers=headers), 422)
             assert [e["field"] for e in problem["errors"]] == ["query.cursor"], (path, cursor)
+
+
+# Lists that answered bare arrays before they took the one page shape.
+FORMERLY_BARE_LISTS = [
+    "/v1/store/customers/me/addresses",
+    "/v1/customers/{customer_id}/timeline",
+    "/v1/price-lists",
+    "/v1/price-lists/{code}/prices",
+    "/v1/prices/resolve",
+    "/v1/exchange-rates",
+    "/v1/currency-rounding",
+    "/v1/shipping/carriers",
+    "/v1/shipping/zones",
+    "/v1/shipping/rate-tables",
+    "/v1/shipping/labels",
+    "/v1/shipping/customs",
+    "/v1/shipping/customs-exchange-rates",
+    "/v1/orders/{order_id}/notes",
+    "/v1/orders/{order_id}/routing",
+    "/v1/support/sla-policies",
+    "/v1/fulfillment/orders",
+    "/v1/privacy/requests",
+    "/v1/loyalty/campaigns",
+    "/v1/return-policies",
+]
+
+
+def _schema_of(document: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = operation["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]
+    ref = schema.get("$ref")
+    return document["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else schema
+
+
+def test_every_list_has_the_one_page_shape(app: Any) -> None:
+    document = app.openapi()
+    for path, item in document["paths"].items():
+        operation = item.get("get")
+        if operation is None or "application/json" not in str(operation["responses"].get("200")):
+            continue
+        schema = _schema_of(document, operation)
+        assert schema.get("type") != "array", path
+        if schema.get("properties", {}).get("items", {}).get("type") == "array":
+            assert "next_cursor" in schema["properties"], path
+    for path in FORMERLY_BARE_LISTS:
+        schema = _schema_of(document, document["paths"][path]["get"])
+        assert {"items", "next_cursor"} <= set(schema["properties"]), path
+
+
+def test_reference_lists_answer_a_page(client: TestClient, owner_headers: Headers) -> None:
+    for path in ["/v1/shipping/carriers", "/v1/price-lists", "/v1/return-policies"]:
+        assert ok(client.get(path, headers=owner_headers)) == {"items": [], "next_cursor": None}
+
+
+def test_privacy_requests_page_newest_first(client: TestClient, owner_headers: Headers) -> None:
+    channel = make_channel(client, owner_headers, "web")
+    store = {"X-Channel-Key": channel_key(client, owner_headers, channel["id"])}
+    for n in range(3):
+        body = {"email": f"p{n}@example.com", "password": "long enough pw"}
+        client.post("/v1/store/customers", json=body, headers=store)
+    customers = ok(client.get("/v1/customers", headers=owner_headers))["items"]
+    for customer in customers:
+        path = f"/v1/customers/{customer['id']}/privacy/export"
+        exported = client.post(path, json={}, headers=owner_headers)
+        assert exported.status_code == 200, exported.text
+    everything = ok(client.get("/v1/privacy/requests", headers=owner_headers))
+    assert everything["next_cursor"] is None and len(everything["items"]) == 3
+    ids = [r["id"] for r in everything["items"]]
+    assert ids == sorted(ids, reverse=True)
+    seen: list[int] = []
+    cursor = ""
+    while True:
+        page = ok(client.get(f"/v1/privacy/requests?limit=2{cursor}", headers=owner_headers))
+        seen += [r["id"] for r in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert seen == ids
+
+
+def test_a_price_list_pages_through_its_prices(client: TestClient, owner_headers: Headers) -> None:
+    price_list = {"code": "EU", "name": "Europe", "base_currency": "EUR", "tax_inclusive": True}
+    assert client.post("/v1/price-lists", json=price_list, headers=owner_headers).status_code == 201
+    make_product(client, owner_headers, "P", skus=["P-1", "P-2", "P-3"])
+    prices = [
+        {"sku": sku, "currency": currency, "amount": "10"}
+        for sku in ("P-1", "P-2", "P-3")
+        for currency in ("USD", "EUR")
+    ]
+    put = client.put("/v1/price-lists/EU/prices", json={"prices": prices}, headers=owner_headers)
+    assert put.status_code == 200, put.text
+    everything = ok(client.get("/v1/price-lists/EU/prices", headers=owner_headers))
+    assert len(everything["items"]) == 6 and everything["next_cursor"] is None
+    seen: list[int] = []
+    cursor = ""
+    while True:
+        page = ok(client.get(f"/v1/price-lists/EU/prices?limit=4{cursor}", headers=owner_headers))
+        seen += [p["id"] for p in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert seen == [p["id"] for p in everything["items"]]
+    variants = [p["variant_id"] for p in everything["items"]]
+    assert variants == sorted(variants)

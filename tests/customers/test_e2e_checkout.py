@@ -32,6 +32,6 @@ def test_a_checkout_shows_up_in_the_profile_and_the_timeline(
     assert figures["favourite_channel_id"] == order.json()["channel_id"]
     assert figures["segment"] == "new"
     timeline = world.client.get(f"/v1/customers/{me['id']}/timeline", headers=staff)
-    entries: list[dict[str, Any]] = timeline.json()
+    entries: list[dict[str, Any]] = timeline.json()["items"]
     assert [e["kind"] for e in entries][:2] == ["order", "cart"]
     assert entries[0]["ref_id"] == str(order.json()["id"])

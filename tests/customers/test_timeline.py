@@ -71,7 +71,7 @@ def test_timeline_shows_orders_store_visits_carts_and_profile_changes(
     ok(shop.client.patch(f"/v1/customers/{kai}", headers=shop.staff, json={"tags": ["x"]}))
     place_order(shop.db, channel_id=shop.web["id"], customer_id=None, currency="EUR", amounts=["1"])
 
-    entries = ok(shop.client.get(f"/v1/customers/{kai}/timeline", headers=shop.staff))
+    entries = ok(shop.client.get(f"/v1/customers/{kai}/timeline", headers=shop.staff))["items"]
     kinds = [(e["source"], e["kind"]) for e in entries]
     assert kinds[0] == ("support", "support_message")
     assert sorted(kinds) == sorted(
@@ -100,13 +100,14 @@ def test_timeline_shows_orders_store_visits_carts_and_profile_changes(
     assert by_kind["profile.updated"]["data"] == {"fields": ["tags"]}
 
     limited = ok(shop.client.get(f"/v1/customers/{kai}/timeline?limit=2", headers=shop.staff))
+    limited = limited["items"]
     assert limited == entries[:2]
     later = (utcnow() + timedelta(minutes=30)).isoformat().replace("+00:00", "Z")
     since = ok(
         shop.client.get(
             f"/v1/customers/{kai}/timeline", params={"since": later}, headers=shop.staff
         )
-    )
+    )["items"]
     # Only the support source's entry is that recent (it ignores ``since`` itself).
     assert [e["kind"] for e in since] == ["support_message"]
 
@@ -119,7 +120,7 @@ def test_timeline_of_a_merged_profile_includes_what_is_still_filed_under_it(
     place_order(shop.db, channel_id=shop.web["id"], customer_id=b, currency="EUR", amounts=["4"])
     created(shop.client.post(f"/v1/customers/{a}/merge", json={"from": b}, headers=shop.staff))
     support_source.clear()
-    entries = ok(shop.client.get(f"/v1/customers/{a}/timeline", headers=analyst))
+    entries = ok(shop.client.get(f"/v1/customers/{a}/timeline", headers=analyst))["items"]
     assert sorted(support_source) == [a, b]
     assert [e["kind"] for e in entries if e["source"] == "orders"] == ["order"]
     assert "profile.merged" in [e["kind"] for e in entries]

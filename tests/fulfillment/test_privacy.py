@@ -5,6 +5,7 @@ from __future__ import annotations
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, ok
 from tests.fulfillment.conftest import item, place, staff, tasks
+from tests.helpers import all_items
 
 PERSONAL = ("name", "line1", "line2", "city", "region", "postal_code", "phone", "email")
 
@@ -22,12 +23,10 @@ def test_an_analyst_sees_pick_lists_without_the_customers_address(
     seen = ok(client.get(f"/v1/fulfillment/orders/{task['id']}", headers=analyst))
     listed = next(
         t
-        for t in ok(
-            client.get(
-                f"/v1/fulfillment/orders?location_id={task['location_id']}&kind=ship"
-                "&status=open&limit=200",
-                headers=analyst,
-            )
+        for t in all_items(
+            client,
+            f"/v1/fulfillment/orders?location_id={task['location_id']}&kind=ship&status=open",
+            analyst,
         )
         if t["id"] == task["id"]
     )

@@ -51,7 +51,8 @@ def _routed_to(world: DemoWorld, variant: int) -> str:
 
 
 def _decision(world: DemoWorld, order_id: int) -> dict[str, Any]:
-    decisions = ok(world.client.get(f"/v1/orders/{order_id}/routing", headers=staff(world)))
+    page = ok(world.client.get(f"/v1/orders/{order_id}/routing", headers=staff(world)))
+    decisions = page["items"]
     return dict(decisions[-1])
 
 

@@ -114,7 +114,7 @@ def test_campaigns(client: TestClient, owner_headers: Headers, loyal: Loyal) -> 
         )
     )
     assert changed["active"] is False
-    listed = ok(client.get("/v1/loyalty/campaigns", headers=owner_headers))
+    listed = ok(client.get("/v1/loyalty/campaigns", headers=owner_headers))["items"]
     assert [c["id"] for c in listed] == [made["id"]]
     bad = [
         ({**weekend, "ends_at": weekend["starts_at"]}, "body.ends_at"),
@@ -131,7 +131,7 @@ def test_campaigns(client: TestClient, owner_headers: Headers, loyal: Loyal) -> 
     assert_problem(
         client.put("/v1/loyalty/campaigns/999", headers=owner_headers, json=weekend), 404
     )
-    assert len(ok(client.get("/v1/loyalty/campaigns", headers=owner_headers))) == 1
+    assert len(ok(client.get("/v1/loyalty/campaigns", headers=owner_headers))["items"]) == 1
 
 
 def test_adjustments_are_idempotent_audited_and_never_overdraw(

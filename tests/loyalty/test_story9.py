@@ -23,6 +23,7 @@ from mercato.inventory import service as inventory
 from mercato.pricing import service as pricing
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, login, new_cart, ok, pay, register, ship_to
+from tests.helpers import all_items
 
 SYSTEM = Principal.system("tests")
 
@@ -96,7 +97,7 @@ def _mine(world: DemoWorld, headers: dict[str, str]) -> dict[str, Any]:
 
 
 def _task(world: DemoWorld, order: dict[str, Any], kind: str) -> dict[str, Any]:
-    tasks = ok(world.client.get(f"/v1/fulfillment/orders?kind={kind}", headers=world.staff()))
+    tasks = all_items(world.client, f"/v1/fulfillment/orders?kind={kind}", world.staff())
     found: dict[str, Any] = next(t for t in tasks if t["order_id"] == order["id"])
     return found
 

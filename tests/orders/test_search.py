@@ -151,7 +151,7 @@ def test_holds_and_notes_are_on_the_timeline(demo_world: DemoWorld) -> None:
     times = [a["at"] for a in seen["activity"]]
     assert times == sorted(times)
     # The notes list holds the notes only.
-    notes = ok(client.get(f"/v1/orders/{order['id']}/notes", headers=staff))
+    notes = ok(client.get(f"/v1/orders/{order['id']}/notes", headers=staff))["items"]
     assert [n["body"] for n in notes] == ["Called back"]
 
 

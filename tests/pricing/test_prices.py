@@ -177,7 +177,7 @@ def test_prices_api_validation_and_permissions(
     resolved = client.get(
         f"/v1/prices/resolve?price_list=EU&currency=JPY&variant_ids={variants[1]}&locale=ja-JP",
         headers=owner_headers,
-    ).json()
+    ).json()["items"]
     assert resolved[0]["amount"] == "6800" and resolved[0]["formatted"] == "￥6,800"
     analyst = make_staff(Role.ANALYST)
     assert client.get("/v1/price-lists", headers=analyst).status_code == 200
@@ -210,14 +210,14 @@ def test_rates_csv_import(
         client.post("/v1/exchange-rates/import", content=bad, headers=owner_headers), 422
     )
     assert problem["errors"][0]["field"] == "line 2"
-    rates = client.get("/v1/exchange-rates?base=EUR", headers=owner_headers).json()
+    rates = client.get("/v1/exchange-rates?base=EUR", headers=owner_headers).json()["items"]
     assert {r["quote_currency"] for r in rates} == {"JPY", "USD"}
 
 
 def test_decimal_amounts_survive_the_database_exactly(db: Database, variants: list[int]) -> None:
     _set(db, pricing.PriceInput(variants[0], "KWD", D("123456789.123")))
     with db.read() as session:
-        stored = pricing.list_prices(session, "EU")[0].amount
+        stored = pricing.list_prices(session, "EU").items[0].amount
     assert stored == D("123456789.123")
 
 

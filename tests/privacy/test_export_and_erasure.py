@@ -279,7 +279,8 @@ def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: Demo
     staff = demo_world.staff()
 
     # Her timeline has every interaction, from every domain, each with its channel.
-    timeline = ok(client.get(f"/v1/customers/{customer_id}/timeline?limit=200", headers=staff))
+    page = ok(client.get(f"/v1/customers/{customer_id}/timeline?limit=200", headers=staff))
+    timeline = page["items"]
     kinds = {entry["kind"] for entry in timeline}
     assert {"order", "cart", "support_message", "consent", "email", "points"} <= kinds, kinds
     times = [entry["at"] for entry in timeline]

@@ -88,7 +88,7 @@ def test_the_most_specific_policy_wins(demo_world: DemoWorld) -> None:
     assert effective(app, "JP") == 21
     assert client.delete(f"/v1/return-policies/{made[40]['id']}", headers=staff).status_code == 204
     assert effective(web_jp, "JP") == 30
-    listed: list[dict[str, Any]] = client.get("/v1/return-policies", headers=staff).json()
+    listed: list[dict[str, Any]] = client.get("/v1/return-policies", headers=staff).json()["items"]
     assert sorted(p["days_allowed"] for p in listed) == [10, 21, 30]
     assert_problem(
         client.post(
@@ -116,7 +116,7 @@ def test_policy_input_is_checked(demo_world: DemoWorld) -> None:
     for body, field in bad:
         problem = assert_problem(client.post("/v1/return-policies", headers=staff, json=body), 422)
         assert problem["errors"][0]["field"] == field, (body, problem)
-    assert client.get("/v1/return-policies", headers=staff).json() == []
+    assert client.get("/v1/return-policies", headers=staff).json()["items"] == []
     analyst = staff_login(demo_world, "analyst")
     denied = assert_problem(
         client.post("/v1/return-policies", headers=analyst, json={"days_allowed": 30}), 403

@@ -110,7 +110,7 @@ def test_web_order_returned_in_a_shibuya_store(demo_world: DemoWorld) -> None:
             f"/v1/customers/{order.body['customer_id']}/timeline",
             headers=staff_login(demo_world),
         )
-    )
+    )["items"]
     (entry,) = [e for e in timeline if e["kind"] == "return"]
     assert entry["ref_id"] == str(ret["id"]) and "refunded" in entry["summary"]
 

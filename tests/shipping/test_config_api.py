@@ -162,7 +162,7 @@ def test_crud_and_audit(
                 f"/v1/shipping/rate-tables?service_id={setup['service']['id']}",
                 headers=owner_headers,
             )
-        )
+        )["items"]
     ] == [table["id"]]
     in_use = client.delete(f"/v1/shipping/zones/{setup['zone']['id']}", headers=owner_headers)
     assert_problem(in_use, 409, "zone-in-use")
@@ -484,5 +484,6 @@ def test_permissions(
             problem = assert_problem(write, 403, "forbidden")
             assert problem["permission"] == "shipping:write"
             assert "shipping:write" in problem["detail"]
-    written = {z["code"] for z in ok(client.get("/v1/shipping/zones", headers=owner_headers))}
+    zones = ok(client.get("/v1/shipping/zones", headers=owner_headers))["items"]
+    written = {z["code"] for z in zones}
     assert "z-analyst" not in written and "z-support-agent" not in written

@@ -278,10 +278,10 @@ def test_customs_api(client: TestClient, owner_headers: Headers, db: Database) -
         "/v1/shipping/customs-exchange-rates/usd/eur", json={"rate": "0.92"}, headers=owner_headers
     )
     assert rate.status_code == 200 and rate.json()["from_currency"] == "USD"
-    assert len(client.get("/v1/shipping/customs-exchange-rates", headers=owner_headers).json()) == 1
-    assert [
-        c["country"] for c in client.get("/v1/shipping/customs", headers=owner_headers).json()
-    ] == ["DE"]
+    rates = client.get("/v1/shipping/customs-exchange-rates", headers=owner_headers).json()
+    assert len(rates["items"]) == 1
+    customs = client.get("/v1/shipping/customs", headers=owner_headers).json()
+    assert [c["country"] for c in customs["items"]] == ["DE"]
     audits = count(db, AuditEntry)
     bad = [
         ({**body, "default_duty_rate": "0.1234567"}, "body.default_duty_rate"),

@@ -125,6 +125,7 @@ def test_label_has_a_check_digit_and_a_deterministic_document(
     assert created[0].data["tracking_number"] == first["tracking_number"]
     assert created[0].data["reference"] == "shipment-1"
     found = client.get("/v1/shipping/labels?reference=shipment-1", headers=owner_headers).json()
+    found = found["items"]
     assert len(found) == 3
 
 

@@ -398,7 +398,7 @@ def test_the_sla_table_is_configurable_and_a_new_priority_moves_the_due_times(
     client = shop.client
     customer_id, _ = shop.customer()
     agent = make_staff(Role.SUPPORT_AGENT)
-    policies = ok(client.get("/v1/support/sla-policies", headers=agent))
+    policies = ok(client.get("/v1/support/sla-policies", headers=agent))["items"]
     assert [(p["priority"], p["first_response_minutes"], p["default"]) for p in policies] == [
         ("low", 1440, True),
         ("normal", 480, True),

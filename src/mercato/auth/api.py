@@ -34,6 +34,7 @@ from mercato.deps import (
 )
 from mercato.errors import Unauthorized
 from mercato.http_security import client_address
+from mercato.openapi import problem_responses
 from mercato.routing import router
 from mercato.schemas import PageOut
 from mercato.settings import Settings
@@ -47,17 +48,7 @@ def _user_out(session: Session, user: StaffUser) -> StaffUserOut:
     return out
 
 
-@api.post(
-    "/auth/login",
-    response_model=TokenOut,
-    responses={
-        401: {"description": "Wrong email or password (`invalid-credentials`)"},
-        429: {
-            "description": "Too many failed sign-ins for this account or from this address "
-            "(`too-many-attempts`); `Retry-After` says when to try again"
-        },
-    },
-)
+@api.post("/auth/login", response_model=TokenOut, responses=problem_responses(401, 429))
 def login(
     body: LoginIn, request: Request, settings: Annotated[Settings, Depends(get_settings_dep)]
 ) -> TokenOut:

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import EncryptedJSON, EncryptedString
 
 
@@ -19,7 +19,7 @@ class Cart(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     # The secret an anonymous shopper (or an app) holds to reach the cart.
     token: Mapped[str] = mapped_column(String(64), unique=True)
-    customer_id: Mapped[int | None] = mapped_column(Integer)
+    customer_id: Mapped[int | None] = mapped_column(BigId)
     status: Mapped[str] = mapped_column(String(16), default="open")
     currency: Mapped[str] = mapped_column(String(3))
     price_list: Mapped[str] = mapped_column(String(40))
@@ -36,7 +36,7 @@ class Cart(Base):
     # Until when the shopper's stock hold (reservations referencing this cart) runs; None
     # when the cart holds nothing. Only a hint for reads: the reservations are the truth.
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    order_id: Mapped[int | None] = mapped_column(Integer)
+    order_id: Mapped[int | None] = mapped_column(BigId)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -51,6 +51,7 @@ from mercato.db import utcnow
 from mercato.errors import ValidationProblem
 from mercato.events import publish
 from mercato.i18n import normalise_locale
+from mercato.schemas import NUL_REASON, holds_nul
 
 MAX_ROWS = 50_000
 PRODUCT_COLUMNS = (
@@ -107,6 +108,9 @@ class _Collector:
             loc = ".".join(str(p) for p in err["loc"])
             reason = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             self.add(line, f"{prefix}{loc}" if loc else prefix.rstrip("."), reason)
+
+
+_VARIANT_CELLS = frozenset({"variants", *VariantIn.model_fields})
 
 
 def _blank(value: Any) -> bool:
@@ -309,6 +313,10 @@ def parse_json(text: str, errors: _Collector) -> list[ProductRecord]:
 
 def _product_record(line: int, item: dict[str, Any], errors: _Collector) -> ProductRecord | None:
     before = len(errors.errors)
+    # Variant cells are checked by VariantIn; the product's own cells here.
+    for cell, value in item.items():
+        if cell not in _VARIANT_CELLS and holds_nul(value):
+            errors.add(line, cell, NUL_REASON)
     code = item.get("product_code")
     if _blank(code) or not isinstance(code, str) or len(code) > 80:
         errors.add(line, "product_code", "required, up to 80 characters")

@@ -29,11 +29,14 @@ def _guarded(request: Request, resolve: Callable[[], ChannelContext]) -> Channel
             guard.failed(address)
         raise
 
+# Documented as the ``channelKey`` security scheme (mercato.openapi), not as a parameter.
+ChannelKeyHeader = Annotated[str | None, Header(include_in_schema=False)]
+
 
 def channel_context(
     request: Request,
     session: DbSession,
-    x_channel_key: Annotated[str | None, Header(description="The channel's API key")] = None,
+    x_channel_key: ChannelKeyHeader = None,
 ) -> ChannelContext:
     if not x_channel_key:
         raise Unauthorized("an X-Channel-Key header is required", code="missing-channel-key")
@@ -46,7 +49,7 @@ ChannelCtx = Annotated[ChannelContext, Depends(channel_context)]
 
 def channel_context_standalone(
     request: Request,
-    x_channel_key: Annotated[str | None, Header(description="The channel's API key")] = None,
+    x_channel_key: ChannelKeyHeader = None,
 ) -> ChannelContext:
     """The channel, read in a short transaction of its own.
 

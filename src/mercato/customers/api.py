@@ -44,6 +44,7 @@ from mercato.deps import (
 from mercato.errors import Unauthorized
 from mercato.http_security import client_address
 from mercato.idempotency import Idempotent, secret_fingerprint, shopper_scope
+from mercato.openapi import problem_responses
 from mercato.pagination import MAX_LIMIT
 from mercato.routing import router
 from mercato.schemas import PageOut
@@ -106,13 +107,7 @@ def register(
 @api.post(
     "/store/customers/login",
     response_model=CustomerTokenOut,
-    responses={
-        401: {"description": "Wrong email or password, or no valid channel key"},
-        429: {
-            "description": "Too many failed sign-ins for this account or from this address "
-            "(`too-many-attempts`); `Retry-After` says when to try again"
-        },
-    },
+    responses=problem_responses(401, 429),
 )
 def login(
     body: CustomerLoginIn, request: Request, channel: StandaloneChannelCtx, settings: SettingsDep
@@ -220,9 +215,10 @@ def update_me(
     return CustomerOut.model_validate(updated)
 
 
-@api.get("/store/customers/me/addresses", response_model=list[AddressOut])
-def my_addresses(session: DbSession, customer: CurrentCustomer) -> list[AddressOut]:
-    return [service.address_out(a) for a in service.list_addresses(session, customer.id)]
+@api.get("/store/customers/me/addresses", response_model=PageOut[AddressOut])
+def my_addresses(session: DbSession, customer: CurrentCustomer) -> PageOut[AddressOut]:
+    addresses = service.list_addresses(session, customer.id)
+    return PageOut(items=[service.address_out(a) for a in addresses])
 
 
 @api.post("/store/customers/me/addresses", response_model=AddressOut, status_code=201)
@@ -360,17 +356,19 @@ def merge(customer_id: int, body: MergeIn, session: DbSession, principal: Writer
     return _merge_out(service.merge(session, principal, customer_id, body.from_id))
 
 
-@api.get("/customers/{customer_id}/timeline", response_model=list[TimelineEntryOut])
+@api.get("/customers/{customer_id}/timeline", response_model=PageOut[TimelineEntryOut])
 def timeline(
     customer_id: int,
     session: DbSession,
     principal: Reader,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-) -> list[TimelineEntryOut]:
-    """Every interaction on every channel, newest first (the profile and merged ones)."""
+) -> PageOut[TimelineEntryOut]:
+    """Every interaction on every channel, newest first (the profile and merged ones): the
+    ``limit`` newest at or after ``since``, in one page."""
     entries = service.customer_timeline(session, customer_id, since=since, limit=limit)
-    return [TimelineEntryOut.model_validate(e, from_attributes=True) for e in entries]
+    items = [TimelineEntryOut.model_validate(e, from_attributes=True) for e in entries]
+    return PageOut(items=items)
 
 
 def _merge_out(record: CustomerMerge) -> MergeOut:

@@ -16,7 +16,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from mercato.customers.normalize import address_key, area_key, index_kind, name_key
-from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import BLIND_INDEX, EncryptedJSON, EncryptedString, blind_index
 
 ACTIVE = "active"
@@ -76,7 +76,7 @@ class Customer(Base):
     # Preferences: language, currency, the store the customer usually goes to.
     locale: Mapped[str | None] = mapped_column(String(20))
     currency: Mapped[str | None] = mapped_column(String(3))
-    preferred_store_id: Mapped[int | None] = mapped_column(Integer)
+    preferred_store_id: Mapped[int | None] = mapped_column(BigId)
     # Customer groups and segments that prices and promotions target ("members", "vip").
     groups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # Staff labels with no pricing meaning ("wholesale", "press").
@@ -175,7 +175,7 @@ class CustomerIdentity(Base):
     value: Mapped[str] = mapped_column(EncryptedString())
     value_index: Mapped[str] = mapped_column(String(64), info={BLIND_INDEX: _identity_input})
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
-    source_channel_id: Mapped[int | None] = mapped_column(Integer)
+    source_channel_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -200,7 +200,7 @@ class CustomerAddress(Base):
     )
     default_shipping: Mapped[bool] = mapped_column(Boolean, default=False)
     default_billing: Mapped[bool] = mapped_column(Boolean, default=False)
-    source_channel_id: Mapped[int | None] = mapped_column(Integer)
+    source_channel_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -253,7 +253,7 @@ class CustomerActivity(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     kind: Mapped[str] = mapped_column(String(40))
-    channel_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
@@ -263,10 +263,10 @@ class CustomerOrderFact(Base):
     __tablename__ = "customer_order_facts"
     __table_args__ = (Index("ix_customer_order_facts_customer", "customer_id", "placed_at"),)
 
-    order_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    order_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    channel_id: Mapped[int | None] = mapped_column(Integer)
-    store_location_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
+    store_location_id: Mapped[int | None] = mapped_column(BigId)
     currency: Mapped[str] = mapped_column(String(3))
     grand_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
     placed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

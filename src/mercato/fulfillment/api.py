@@ -11,13 +11,20 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
-from mercato.deps import DbSession, get_database, require, require_outside_transaction
+from mercato.deps import (
+    DbSession,
+    Pagination,
+    get_database,
+    require,
+    require_outside_transaction,
+)
 from mercato.fulfillment import service
 from mercato.fulfillment.models import FulfillmentOrder, Shipment
 from mercato.orders import service as orders
 from mercato.orders import workflows
+from mercato.pagination import decode_id_cursor, page_of
 from mercato.routing import router
-from mercato.schemas import ResponseModel, StrictModel
+from mercato.schemas import PageOut, ResponseModel, StrictModel
 
 api = router("/v1/fulfillment", tags=["fulfillment"])
 
@@ -200,22 +207,34 @@ def task_out(
     )
 
 
-@api.get("/orders", response_model=list[TaskOut])
+@api.get("/orders", response_model=PageOut[TaskOut])
 def list_tasks(
     session: DbSession,
     principal: Reader,
+    page: Pagination,
     location_id: int | None = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
     kind: Annotated[str | None, Query(pattern="^(ship|pickup|transfer)$")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 100,
-) -> list[TaskOut]:
+) -> PageOut[TaskOut]:
     """The pick list of a location (store staff see their own locations only)."""
     places = principal.location_ids
     if location_id is not None:
         principal.require_location(location_id)
         places = frozenset({location_id})
-    tasks = service.list_tasks(session, location_ids=places, status=status, kind=kind, limit=limit)
-    return [task_out(session, principal, t) for t in tasks]
+    cursor, limit = page
+    tasks = service.list_tasks(
+        session,
+        location_ids=places,
+        status=status,
+        kind=kind,
+        limit=limit + 1,
+        after=decode_id_cursor(cursor),
+    )
+    found = page_of(tasks, limit, key=lambda task: task.id)
+    return PageOut(
+        items=[task_out(session, principal, t) for t in found.items],
+        next_cursor=found.next_cursor,
+    )
 
 
 @api.get("/orders/{task_id}", response_model=TaskOut)

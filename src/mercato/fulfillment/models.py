@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
 
 
 class RoutingDecision(Base):
@@ -61,7 +61,7 @@ class FulfillmentOrder(Base):
     kind: Mapped[str] = mapped_column(String(12))
     # open -> picking -> packed -> shipped | ready_for_pickup -> picked_up; cancelled
     status: Mapped[str] = mapped_column(String(20))
-    destination_location_id: Mapped[int | None] = mapped_column(Integer)
+    destination_location_id: Mapped[int | None] = mapped_column(BigId)
     packages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     pickup_code_hash: Mapped[str | None] = mapped_column(String(64))
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -79,10 +79,10 @@ class FulfillmentLine(Base):
     fulfillment_order_id: Mapped[int] = mapped_column(
         ForeignKey("fulfillment_orders.id", ondelete="CASCADE")
     )
-    order_line_id: Mapped[int] = mapped_column(Integer)
-    variant_id: Mapped[int] = mapped_column(Integer)
+    order_line_id: Mapped[int] = mapped_column(BigId)
+    variant_id: Mapped[int] = mapped_column(BigId)
     quantity: Mapped[int] = mapped_column(Integer)
-    reservation_id: Mapped[int | None] = mapped_column(Integer)
+    reservation_id: Mapped[int | None] = mapped_column(BigId)
     # open -> shipped | handed_over; rejected (the location could not fill it); cancelled
     status: Mapped[str] = mapped_column(String(16), default="open")
 
@@ -96,11 +96,11 @@ class Shipment(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     fulfillment_order_id: Mapped[int] = mapped_column(ForeignKey("fulfillment_orders.id"))
-    location_id: Mapped[int] = mapped_column(Integer)
+    location_id: Mapped[int] = mapped_column(BigId)
     carrier_code: Mapped[str] = mapped_column(String(40))
     service_code: Mapped[str] = mapped_column(String(40))
     tracking_number: Mapped[str] = mapped_column(String(64), index=True)
-    label_id: Mapped[int | None] = mapped_column(Integer)
+    label_id: Mapped[int | None] = mapped_column(BigId)
     # shipped (label bought, parcel handed to the carrier) -> in_transit -> delivered;
     # exception, returned_to_sender
     status: Mapped[str] = mapped_column(String(20))

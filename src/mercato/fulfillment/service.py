@@ -520,8 +520,12 @@ def list_tasks(
     status: str | None,
     kind: str | None,
     limit: int = 100,
+    after: int | None = None,
 ) -> list[FulfillmentOrder]:
+    """Oldest first; ``after`` continues after the task with that id."""
     query = select(FulfillmentOrder).order_by(FulfillmentOrder.id)
+    if after is not None:
+        query = query.where(FulfillmentOrder.id > after)
     if location_ids is not None:
         query = query.where(FulfillmentOrder.location_id.in_(sorted(location_ids)))
     if status:

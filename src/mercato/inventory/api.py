@@ -13,6 +13,7 @@ from mercato.channels import service as channels
 from mercato.deps import DbSession, IdempotencyKey, Pagination, require
 from mercato.errors import ValidationProblem
 from mercato.idempotency import Idempotent, scope_for
+from mercato.input_checks import id_list
 from mercato.inventory import service
 from mercato.inventory.models import PurchaseOrder, Reservation, StockLevel, Transfer
 from mercato.inventory.schemas import (
@@ -119,16 +120,6 @@ def _require_any_location(principal: Principal, *location_ids: int) -> None:
     """
     if not any(principal.can_access_location(x) for x in location_ids):
         principal.require_location(location_ids[0])
-
-
-def _ids(raw: str, field: str, maximum: int = 200) -> list[int]:
-    try:
-        ids = [int(x) for x in raw.split(",") if x.strip()]
-    except ValueError as exc:
-        raise ValidationProblem.field(field, "comma-separated variant ids") from exc
-    if not ids or len(ids) > maximum:
-        raise ValidationProblem.field(field, f"1 to {maximum} ids")
-    return ids
 
 
 # --- levels and movements -----------------------------------------------------------------
@@ -475,7 +466,7 @@ def staff_availability(
     longitude: Annotated[float | None, Query(ge=-180, le=180)] = None,
 ) -> AvailabilityOut:
     """Availability to promise, for one channel's locations or every location."""
-    ids = _ids(variant_ids, "query.variant_ids")
+    ids = id_list(variant_ids, "query.variant_ids")
     channel_code = None
     if channel_id is not None:
         context = channels.context_for_channel(session, channel_id)

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, UTCDateTime, utcnow
 from mercato.privacy.crypto import EncryptedString
 
 
@@ -51,14 +51,14 @@ class StockMovement(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    variant_id: Mapped[int] = mapped_column(Integer)
-    location_id: Mapped[int] = mapped_column(Integer)
+    variant_id: Mapped[int] = mapped_column(BigId)
+    location_id: Mapped[int] = mapped_column(BigId)
     reason: Mapped[str] = mapped_column(String(20))
     on_hand_delta: Mapped[int] = mapped_column(Integer, default=0)
     reserved_delta: Mapped[int] = mapped_column(Integer, default=0)
     actor_type: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
-    channel_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
     reference_type: Mapped[str | None] = mapped_column(String(30))
     reference_id: Mapped[str | None] = mapped_column(String(64))
     # Typed by staff (may name a customer): encrypted.
@@ -77,12 +77,12 @@ class Reservation(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    variant_id: Mapped[int] = mapped_column(Integer)
-    location_id: Mapped[int] = mapped_column(Integer)
+    variant_id: Mapped[int] = mapped_column(BigId)
+    location_id: Mapped[int] = mapped_column(BigId)
     quantity: Mapped[int] = mapped_column(Integer)
     # held (expires) -> allocated (to an order line, no expiry) -> fulfilled; or released/expired
     status: Mapped[str] = mapped_column(String(12))
-    channel_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
     reference_type: Mapped[str | None] = mapped_column(String(30))
     reference_id: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -122,9 +122,9 @@ def put_programme(
     return programme_out(session, service.configure(session, principal, body))
 
 
-@api.get("/campaigns", response_model=list[CampaignOut])
-def list_campaigns(session: DbSession, principal: Reader) -> list[CampaignOut]:
-    return [campaign_out(c) for c in service.list_campaigns(session)]
+@api.get("/campaigns", response_model=PageOut[CampaignOut])
+def list_campaigns(session: DbSession, principal: Reader) -> PageOut[CampaignOut]:
+    return PageOut(items=[campaign_out(c) for c in service.list_campaigns(session)])
 
 
 @api.post("/campaigns", response_model=CampaignOut, status_code=201)

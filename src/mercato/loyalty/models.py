@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import EncryptedString
 
 PROGRAMME_ID = 1
@@ -53,7 +53,7 @@ class CategoryMultiplier(Base):
 
     __tablename__ = "loyalty_category_multipliers"
 
-    category_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     multiplier: Mapped[Decimal] = mapped_column(FixedDecimal(4))
 
 
@@ -100,12 +100,12 @@ class Account(Base):
 
     __tablename__ = "loyalty_accounts"
 
-    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     balance: Mapped[int] = mapped_column(Integer, default=0)
     tier_code: Mapped[str | None] = mapped_column(String(40))
     tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The order that took the first-order bonus (claimed once, with a conditional UPDATE).
-    first_order_id: Mapped[int | None] = mapped_column(Integer)
+    first_order_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -121,15 +121,15 @@ class Entry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(BigId)
     # earn | redeem | refund | reverse | expire | adjust
     kind: Mapped[str] = mapped_column(String(12))
     points: Mapped[int] = mapped_column(Integer)
     balance_after: Mapped[int] = mapped_column(Integer)
     reference_type: Mapped[str | None] = mapped_column(String(30))
     reference_id: Mapped[str | None] = mapped_column(String(64))
-    order_id: Mapped[int | None] = mapped_column(Integer)
-    channel_id: Mapped[int | None] = mapped_column(Integer)
+    order_id: Mapped[int | None] = mapped_column(BigId)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
     actor_type: Mapped[str | None] = mapped_column(String(20))
     actor_id: Mapped[str | None] = mapped_column(String(64))
     # Typed by staff for adjustments (may quote the customer): encrypted.
@@ -153,10 +153,10 @@ class Lot(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(Integer)
-    entry_id: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(BigId)
+    entry_id: Mapped[int] = mapped_column(BigId)
     # The order that earned the lot: a return of that order takes back these points first.
-    order_id: Mapped[int | None] = mapped_column(Integer)
+    order_id: Mapped[int | None] = mapped_column(BigId)
     points: Mapped[int] = mapped_column(Integer)
     remaining: Mapped[int] = mapped_column(Integer)
     earned_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -169,10 +169,10 @@ class OrderPoints(Base):
     __tablename__ = "loyalty_orders"
     __table_args__ = (Index("ix_loyalty_orders_customer", "customer_id", "status"),)
 
-    order_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(Integer)
+    order_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId)
     number: Mapped[str] = mapped_column(String(20))
-    channel_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
     currency: Mapped[str] = mapped_column(String(3))
     # pending -> granted, or pending -> cancelled
     status: Mapped[str] = mapped_column(String(12))
@@ -212,8 +212,8 @@ class TenderCall(Base):
 
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
     operation: Mapped[str] = mapped_column(String(12))
-    payment_id: Mapped[int] = mapped_column(Integer)
-    customer_id: Mapped[int | None] = mapped_column(Integer)
+    payment_id: Mapped[int] = mapped_column(BigId)
+    customer_id: Mapped[int | None] = mapped_column(BigId)
     outcome: Mapped[str] = mapped_column(String(20))
     code: Mapped[str | None] = mapped_column(String(50))
     message: Mapped[str | None] = mapped_column(String(300))

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import EncryptedString
 
 
@@ -29,14 +29,14 @@ class ConsentRecord(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(BigId)
     purpose: Mapped[str] = mapped_column(String(30))
-    channel_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
     granted: Mapped[bool] = mapped_column(Boolean)
     # channel (the shopper, through a channel) | staff | import
     source: Mapped[str] = mapped_column(String(10))
-    source_channel_id: Mapped[int | None] = mapped_column(Integer)
-    staff_user_id: Mapped[int | None] = mapped_column(Integer)
+    source_channel_id: Mapped[int | None] = mapped_column(BigId)
+    staff_user_id: Mapped[int | None] = mapped_column(BigId)
     # The version of the wording the customer was shown when deciding.
     wording_version: Mapped[str] = mapped_column(String(40))
     note: Mapped[str | None] = mapped_column(EncryptedString())  # typed by staff: encrypted
@@ -55,7 +55,7 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     # None for a service message to a guest (a click & collect order without an account).
-    customer_id: Mapped[int | None] = mapped_column(Integer)
+    customer_id: Mapped[int | None] = mapped_column(BigId)
     channel: Mapped[str] = mapped_column(String(10))  # email | sms
     # Address, subject and body name the person (and carry personal codes): encrypted.
     recipient: Mapped[str] = mapped_column(EncryptedString())
@@ -93,10 +93,10 @@ class OfferRule(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    category_id: Mapped[int] = mapped_column(Integer)
+    category_id: Mapped[int] = mapped_column(BigId)
     min_purchases: Mapped[int] = mapped_column(Integer)
     window_days: Mapped[int] = mapped_column(Integer)
-    template_promotion_id: Mapped[int] = mapped_column(Integer)
+    template_promotion_id: Mapped[int] = mapped_column(BigId)
     valid_days: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -112,9 +112,9 @@ class OfferClaim(Base):
     rule_id: Mapped[int] = mapped_column(
         ForeignKey("marketing_rules.id", ondelete="CASCADE"), primary_key=True
     )
-    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    run_id: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(BigId)
 
 
 class RuleRun(Base):
@@ -143,11 +143,11 @@ class RunResult(Base):
     run_id: Mapped[int] = mapped_column(
         ForeignKey("marketing_rule_runs.id", ondelete="CASCADE"), primary_key=True
     )
-    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     purchases: Mapped[int] = mapped_column(Integer)
     channel_ids: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     outcome: Mapped[str] = mapped_column(String(12))  # issued | skipped | failed
     reason: Mapped[str | None] = mapped_column(String(30))
     detail: Mapped[str | None] = mapped_column(Text)
-    code_id: Mapped[int | None] = mapped_column(Integer)
-    message_id: Mapped[int | None] = mapped_column(Integer)
+    code_id: Mapped[int | None] = mapped_column(BigId)
+    message_id: Mapped[int | None] = mapped_column(BigId)

@@ -38,7 +38,7 @@ from mercato.orders.schemas import (
 from mercato.orders.state import OrderStatus
 from mercato.orders.views import note_out, order_out
 from mercato.routing import router
-from mercato.schemas import PageOut
+from mercato.schemas import MoneyFilter, PageOut
 
 api = router("/v1/orders", tags=["orders"])
 
@@ -58,8 +58,8 @@ def search_orders(
     location_id: int | None = None,
     placed_from: datetime | None = None,
     placed_to: datetime | None = None,
-    min_total: Decimal | None = None,
-    max_total: Decimal | None = None,
+    min_total: MoneyFilter | None = None,
+    max_total: MoneyFilter | None = None,
 ) -> PageOut[OrderSummaryOut]:
     """One order list for every channel: web, app, POS, marketplace, call centre.
 
@@ -221,10 +221,10 @@ def add_note(order_id: int, body: NoteIn, session: DbSession, principal: Writer)
     return note_out(service.add_note(session, principal, order_id, body.body), principal)
 
 
-@api.get("/{order_id}/notes", response_model=list[NoteOut])
-def list_notes(order_id: int, session: DbSession, principal: Reader) -> list[NoteOut]:
+@api.get("/{order_id}/notes", response_model=PageOut[NoteOut])
+def list_notes(order_id: int, session: DbSession, principal: Reader) -> PageOut[NoteOut]:
     service.get_order(session, order_id)
-    return [note_out(n, principal) for n in service.notes(session, order_id)]
+    return PageOut(items=[note_out(n, principal) for n in service.notes(session, order_id)])
 
 
 @api.post("/{order_id}/transitions", response_model=OrderOut)
@@ -245,13 +245,14 @@ def transition(
     return order_out(session, order, with_timeline=True, reader=principal)
 
 
-@api.get("/{order_id}/routing", response_model=list[RoutingDecisionOut])
+@api.get("/{order_id}/routing", response_model=PageOut[RoutingDecisionOut])
 def routing_decisions(
     order_id: int, session: DbSession, principal: Reader
-) -> list[RoutingDecisionOut]:
+) -> PageOut[RoutingDecisionOut]:
     """Every sourcing decision for the order, with the engine's explanation."""
     service.get_order(session, order_id)
-    return [RoutingDecisionOut.model_validate(d) for d in fulfillment.decisions(session, order_id)]
+    decisions = fulfillment.decisions(session, order_id)
+    return PageOut(items=[RoutingDecisionOut.model_validate(d) for d in decisions])
 
 
 @api.post("/{order_id}/route", response_model=list[RoutingDecisionOut])

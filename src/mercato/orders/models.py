@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import BLIND_INDEX, EncryptedJSON, EncryptedString, blind_index
 
 
@@ -68,8 +68,8 @@ class Order(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
-    customer_id: Mapped[int | None] = mapped_column(Integer)
-    cart_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    customer_id: Mapped[int | None] = mapped_column(BigId)
+    cart_id: Mapped[int | None] = mapped_column(BigId, index=True)
     external_id: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(20))  # checkout | staff | import
     status: Mapped[str] = mapped_column(String(24), index=True)
@@ -135,7 +135,7 @@ class OrderLine(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     line_no: Mapped[int] = mapped_column(Integer)
-    variant_id: Mapped[int] = mapped_column(Integer, index=True)
+    variant_id: Mapped[int] = mapped_column(BigId, index=True)
     sku: Mapped[str] = mapped_column(String(80))
     name: Mapped[str] = mapped_column(String(400))
     tax_class: Mapped[str] = mapped_column(String(40))
@@ -147,7 +147,7 @@ class OrderLine(Base):
     tax_rate: Mapped[Decimal] = mapped_column(FixedDecimal(6, 10))
     total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
     delivery_mode: Mapped[str] = mapped_column(String(12))  # ship | pickup
-    pickup_location_id: Mapped[int | None] = mapped_column(Integer)
+    pickup_location_id: Mapped[int | None] = mapped_column(BigId)
     status: Mapped[str] = mapped_column(String(20), default="open")
     cancelled_quantity: Mapped[int] = mapped_column(Integer, default=0)
     fulfilled_quantity: Mapped[int] = mapped_column(Integer, default=0)
@@ -201,4 +201,4 @@ class OrderLocation(Base):
     order_id: Mapped[int] = mapped_column(
         ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
     )
-    location_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    location_id: Mapped[int] = mapped_column(BigId, primary_key=True)

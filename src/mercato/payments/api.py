@@ -30,6 +30,7 @@ from mercato.deps import (
 )
 from mercato.errors import NotFound, Unauthorized, ValidationProblem
 from mercato.idempotency import Idempotent, scope_for
+from mercato.openapi import problem_responses
 from mercato.payments import balances, keys, service
 from mercato.payments.deps import RequestId
 from mercato.payments.models import GiftCard, Payment, StoreCreditTransaction
@@ -258,7 +259,12 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-@api.post("/payments/webhooks/{provider}", response_model=WebhookAck, tags=["webhooks"])
+@api.post(
+    "/payments/webhooks/{provider}",
+    response_model=WebhookAck,
+    tags=["webhooks"],
+    responses=problem_responses(401),
+)
 def provider_webhook(
     provider: str,
     request: Request,

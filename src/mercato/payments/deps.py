@@ -16,6 +16,7 @@ from fastapi import Depends, Header, Request
 
 from mercato.channels import service as channels
 from mercato.channels.context import ChannelContext
+from mercato.channels.deps import ChannelKeyHeader
 from mercato.deps import get_database
 from mercato.errors import Unauthorized
 
@@ -24,7 +25,7 @@ Authorization = Annotated[str | None, Header(include_in_schema=False)]
 
 def channel_outside_transaction(
     request: Request,
-    x_channel_key: Annotated[str | None, Header(description="The channel's API key")] = None,
+    x_channel_key: ChannelKeyHeader = None,
 ) -> ChannelContext:
     if not x_channel_key:
         raise Unauthorized("an X-Channel-Key header is required", code="missing-channel-key")

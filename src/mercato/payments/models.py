@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.money import from_minor
 from mercato.privacy.crypto import EncryptedString
 
@@ -115,9 +115,9 @@ class Payment(Base):
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_pending_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     charged_back_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    customer_id: Mapped[int | None] = mapped_column(Integer)
-    channel_id: Mapped[int | None] = mapped_column(Integer)
-    location_id: Mapped[int | None] = mapped_column(Integer)
+    customer_id: Mapped[int | None] = mapped_column(BigId)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
+    location_id: Mapped[int | None] = mapped_column(BigId)
     # The charge at the provider (``ch_...``) once it answered.
     provider_reference: Mapped[str | None] = mapped_column(String(100))
     card_token: Mapped[str | None] = mapped_column(String(64))
@@ -286,7 +286,7 @@ class GiftCard(Base):
     balance_minor: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(12))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    customer_id: Mapped[int | None] = mapped_column(Integer)
+    customer_id: Mapped[int | None] = mapped_column(BigId)
     note: Mapped[str | None] = mapped_column(EncryptedString())  # typed by staff: encrypted
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

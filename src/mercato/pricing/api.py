@@ -13,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.catalog import service as catalog
-from mercato.deps import DbSession, require
+from mercato.deps import DbSession, Pagination, require
 from mercato.errors import FieldError, ValidationProblem
+from mercato.input_checks import id_list
 from mercato.money import RoundingRule, format_money, validate_currency
 from mercato.pricing import service
 from mercato.pricing.schemas import (
@@ -32,6 +33,7 @@ from mercato.pricing.schemas import (
     RoundingOut,
 )
 from mercato.routing import router
+from mercato.schemas import PageOut
 
 api = router("/v1", tags=["pricing"])
 
@@ -39,9 +41,10 @@ Reader = Annotated[Principal, Depends(require(Permission.PRICING_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.PRICING_WRITE))]
 
 
-@api.get("/price-lists", response_model=list[PriceListOut])
-def list_price_lists(session: DbSession, principal: Reader) -> list[PriceListOut]:
-    return [PriceListOut.model_validate(p) for p in service.list_price_lists(session)]
+@api.get("/price-lists", response_model=PageOut[PriceListOut])
+def list_price_lists(session: DbSession, principal: Reader) -> PageOut[PriceListOut]:
+    lists = service.list_price_lists(session)
+    return PageOut(items=[PriceListOut.model_validate(p) for p in lists])
 
 
 @api.post("/price-lists", response_model=PriceListOut, status_code=201)
@@ -71,11 +74,20 @@ def update_price_list(
     return PriceListOut.model_validate(service.update_price_list(session, principal, code, changes))
 
 
-@api.get("/price-lists/{code}/prices", response_model=list[PriceOut])
+@api.get("/price-lists/{code}/prices", response_model=PageOut[PriceOut])
 def list_prices(
-    code: str, session: DbSession, principal: Reader, variant_id: int | None = None
-) -> list[PriceOut]:
-    return [PriceOut.model_validate(p) for p in service.list_prices(session, code, variant_id)]
+    code: str,
+    session: DbSession,
+    principal: Reader,
+    page: Pagination,
+    variant_id: int | None = None,
+) -> PageOut[PriceOut]:
+    """By variant, then in the order the prices were set."""
+    cursor, limit = page
+    found = service.list_prices(session, code, variant_id, cursor=cursor, limit=limit)
+    return PageOut(
+        items=[PriceOut.model_validate(p) for p in found.items], next_cursor=found.next_cursor
+    )
 
 
 def _to_inputs(session: DbSession, prices: list[PriceIn]) -> list[service.PriceInput]:
@@ -107,24 +119,24 @@ def set_prices(code: str, body: PricesIn, session: DbSession, principal: Writer)
     return {"saved": service.set_prices(session, principal, code, _to_inputs(session, body.prices))}
 
 
-@api.get("/prices/resolve", response_model=list[ResolvedPriceOut])
+@api.get("/prices/resolve", response_model=PageOut[ResolvedPriceOut])
 def resolve(
     session: DbSession,
     principal: Reader,
     price_list: Annotated[str, Query(max_length=40)],
     currency: Annotated[str, Query(min_length=3, max_length=3)],
-    variant_ids: Annotated[str, Query(description="Comma-separated")],
+    variant_ids: Annotated[str, Query(description="Comma-separated variant ids (up to 200)")],
     country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
     customer_group: Annotated[str | None, Query(max_length=40)] = None,
     at: datetime | None = None,
     locale: Annotated[str, Query(max_length=20)] = "en",
-) -> list[ResolvedPriceOut]:
+) -> PageOut[ResolvedPriceOut]:
     """The price each variant sells at, and where it came from (explicit or converted)."""
     try:
         code = validate_currency(currency)
-        ids = [int(x) for x in variant_ids.split(",") if x.strip()]
     except ValueError as exc:
-        raise ValidationProblem.field("query", str(exc)) from exc
+        raise ValidationProblem.field("query.currency", str(exc)) from exc
+    ids = id_list(variant_ids, "query.variant_ids")
     service.get_price_list(session, price_list)
     found = service.resolve_prices(
         session,
@@ -135,7 +147,7 @@ def resolve(
         customer_group=customer_group,
         at=at,
     )
-    return [
+    items = [
         ResolvedPriceOut(
             variant_id=p.variant_id,
             currency=p.currency,
@@ -148,19 +160,20 @@ def resolve(
         )
         for p in found.values()
     ]
+    return PageOut(items=items)
 
 
-@api.get("/exchange-rates", response_model=list[RateOut])
+@api.get("/exchange-rates", response_model=PageOut[RateOut])
 def list_rates(
     session: DbSession,
     principal: Reader,
     base: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
     quote: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
-) -> list[RateOut]:
+) -> PageOut[RateOut]:
     rows = service.list_rates(
         session, base.upper() if base else None, quote.upper() if quote else None
     )
-    return [RateOut.model_validate(r) for r in rows]
+    return PageOut(items=[RateOut.model_validate(r) for r in rows])
 
 
 def _rate_inputs(rates: list[RateIn]) -> list[service.RateInput]:
@@ -200,9 +213,9 @@ async def import_rates_file(
     return {"imported": count}
 
 
-@api.get("/currency-rounding", response_model=list[RoundingOut])
-def list_rounding(session: DbSession, principal: Reader) -> list[RoundingOut]:
-    return [RoundingOut.model_validate(r) for r in service.list_rounding(session)]
+@api.get("/currency-rounding", response_model=PageOut[RoundingOut])
+def list_rounding(session: DbSession, principal: Reader) -> PageOut[RoundingOut]:
+    return PageOut(items=[RoundingOut.model_validate(r) for r in service.list_rounding(session)])
 
 
 @api.put("/currency-rounding/{currency}", response_model=RoundingOut)

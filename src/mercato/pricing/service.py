@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
@@ -39,6 +39,7 @@ from mercato.db import utcnow
 from mercato.errors import Conflict, FieldError, NotFound, ValidationProblem
 from mercato.events import publish
 from mercato.money import RoundingRule, check_precision, convert, default_rounding, quantize
+from mercato.pagination import Page, decode_key_cursor, page_of
 from mercato.pricing.models import CurrencyRounding, ExchangeRate, Price, PriceList
 
 
@@ -206,12 +207,27 @@ def set_prices(session: Session, actor: Principal, code: str, prices: Sequence[P
     return len(prices)
 
 
-def list_prices(session: Session, code: str, variant_id: int | None = None) -> list[Price]:
+def list_prices(
+    session: Session,
+    code: str,
+    variant_id: int | None = None,
+    *,
+    cursor: str | None = None,
+    limit: int = 200,
+) -> Page[Price]:
+    """The list's prices by variant (then in the order they were set), a page at a time."""
     price_list = get_price_list(session, code)
     query = select(Price).where(Price.price_list_id == price_list.id)
     if variant_id is not None:
         query = query.where(Price.variant_id == variant_id)
-    return list(session.scalars(query.order_by(Price.variant_id, Price.currency, Price.id)))
+    after = decode_key_cursor(cursor, 2)
+    if after is not None:
+        variant, ident = after
+        query = query.where(
+            or_(Price.variant_id > variant, and_(Price.variant_id == variant, Price.id > ident))
+        )
+    rows = list(session.scalars(query.order_by(Price.variant_id, Price.id).limit(limit + 1)))
+    return page_of(rows, limit, key=lambda p: [p.variant_id, p.id])
 
 
 def _specificity(price: Price) -> tuple[int, int, float]:

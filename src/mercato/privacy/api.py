@@ -13,12 +13,13 @@ from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.channels.deps import ChannelCtx
 from mercato.customers.deps import CustomerId
-from mercato.deps import DbSession, IdempotencyKey, get_database, require
+from mercato.deps import DbSession, IdempotencyKey, Pagination, get_database, require
 from mercato.errors import Unauthorized, ValidationProblem
 from mercato.idempotency import Idempotent, shopper_scope
+from mercato.pagination import decode_id_cursor, page_of
 from mercato.privacy import scrub, service
 from mercato.routing import router
-from mercato.schemas import StrictModel
+from mercato.schemas import PageOut, StrictModel
 
 api = router("/v1", tags=["privacy"])
 
@@ -93,18 +94,22 @@ def erase_customer(
     return PrivacyRequestOut.model_validate(erased)
 
 
-@api.get("/privacy/requests", response_model=list[PrivacyRequestOut])
+@api.get("/privacy/requests", response_model=PageOut[PrivacyRequestOut])
 def list_requests(
     session: DbSession,
     principal: PrivacyOfficer,
+    page: Pagination,
     customer_id: Annotated[int | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[PrivacyRequestOut]:
-    """The log of export and erasure requests: who asked, for whom, when, what changed."""
-    return [
-        PrivacyRequestOut.model_validate(r)
-        for r in service.list_requests(session, customer_id, limit)
-    ]
+) -> PageOut[PrivacyRequestOut]:
+    """The log of export and erasure requests, newest first: who asked, for whom, when, what
+    changed."""
+    cursor, limit = page
+    rows = service.list_requests(session, customer_id, limit + 1, before=decode_id_cursor(cursor))
+    found = page_of(rows, limit, key=lambda row: row.id)
+    return PageOut(
+        items=[PrivacyRequestOut.model_validate(r) for r in found.items],
+        next_cursor=found.next_cursor,
+    )
 
 
 @api.post("/store/customers/me/data-export")

@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import EncryptedString
 
 
@@ -22,7 +22,7 @@ class PrivacyRequest(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(12))  # export | erasure
-    customer_id: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(BigId)
     # The pseudonymous reference an erasure left on records that must be kept.
     reference: Mapped[str | None] = mapped_column(String(40), unique=True)
     actor_type: Mapped[str] = mapped_column(String(20))

@@ -207,9 +207,12 @@ def _refuse_while_under_way(subject: Subject, found: list[Blocker]) -> None:
 
 
 def list_requests(
-    session: Session, customer_id: int | None = None, limit: int = 100
+    session: Session, customer_id: int | None = None, limit: int = 100, before: int | None = None
 ) -> list[PrivacyRequest]:
+    """Newest first; ``before`` continues after the request with that id."""
     query = select(PrivacyRequest).order_by(PrivacyRequest.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(PrivacyRequest.id < before)
     if customer_id is not None:
         query = query.where(PrivacyRequest.customer_id == customer_id)
     return list(session.scalars(query))

@@ -107,9 +107,9 @@ def _request(lines: list[ReturnLineIn], note: str | None, method: Any) -> servic
 # --- policies -----------------------------------------------------------------------------------
 
 
-@api.get("/return-policies", response_model=list[PolicyOut])
-def list_policies(session: DbSession, principal: Reader) -> list[PolicyOut]:
-    return [_policy_out(p) for p in service.list_policies(session)]
+@api.get("/return-policies", response_model=PageOut[PolicyOut])
+def list_policies(session: DbSession, principal: Reader) -> PageOut[PolicyOut]:
+    return PageOut(items=[_policy_out(p) for p in service.list_policies(session)])
 
 
 @api.get("/return-policies/effective", response_model=PolicyOut)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import EncryptedString
 
 
@@ -50,9 +50,9 @@ class Return(Base):
     number: Mapped[str] = mapped_column(String(20), unique=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"))
     order_number: Mapped[str] = mapped_column(String(20))
-    channel_id: Mapped[int] = mapped_column(Integer)  # the order's channel
-    origin_channel_id: Mapped[int | None] = mapped_column(Integer)  # where it was started
-    customer_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int] = mapped_column(BigId)  # the order's channel
+    origin_channel_id: Mapped[int | None] = mapped_column(BigId)  # where it was started
+    customer_id: Mapped[int | None] = mapped_column(BigId)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20))
     refund_method: Mapped[str] = mapped_column(String(20))
@@ -63,7 +63,7 @@ class Return(Base):
     shipping_refund: Mapped[Decimal] = mapped_column(FixedDecimal(4), default=Decimal(0))
     refund_total: Mapped[Decimal | None] = mapped_column(FixedDecimal(4))
     refunded_total: Mapped[Decimal] = mapped_column(FixedDecimal(4), default=Decimal(0))
-    exchange_order_id: Mapped[int | None] = mapped_column(Integer)
+    exchange_order_id: Mapped[int | None] = mapped_column(BigId)
     exchange_order_number: Mapped[str | None] = mapped_column(String(20))
     exchange_charge: Mapped[Decimal] = mapped_column(FixedDecimal(4), default=Decimal(0))
     # none -> pending -> done, or failed (retry allowed); guarded by conditional UPDATEs.
@@ -83,14 +83,14 @@ class ReturnLine(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"))
     line_no: Mapped[int] = mapped_column(Integer)
-    order_line_id: Mapped[int] = mapped_column(Integer)
-    variant_id: Mapped[int] = mapped_column(Integer)
+    order_line_id: Mapped[int] = mapped_column(BigId)
+    variant_id: Mapped[int] = mapped_column(BigId)
     sku: Mapped[str] = mapped_column(String(80))
     name: Mapped[str] = mapped_column(String(400))
     quantity: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(EncryptedString())  # their words: encrypted
-    exchange_variant_id: Mapped[int | None] = mapped_column(Integer)
+    exchange_variant_id: Mapped[int | None] = mapped_column(BigId)
     condition: Mapped[str | None] = mapped_column(String(12))  # restock | damaged | to_vendor
     # Set when received: the customer's payment for these units, the fee kept, the credit.
     paid: Mapped[Decimal | None] = mapped_column(FixedDecimal(4))
@@ -137,7 +137,7 @@ class ReturnSettlement(Base):
     amount: Mapped[Decimal] = mapped_column(FixedDecimal(4))  # to give back in this attempt
     refunded: Mapped[Decimal] = mapped_column(FixedDecimal(4), default=Decimal(0))
     charge: Mapped[Decimal] = mapped_column(FixedDecimal(4), default=Decimal(0))
-    exchange_order_id: Mapped[int | None] = mapped_column(Integer)
+    exchange_order_id: Mapped[int | None] = mapped_column(BigId)
     charge_payment_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
     hold_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
     refund_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)

@@ -12,10 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.db import utcnow
-from mercato.deps import DbSession, IdempotencyKey, require
+from mercato.deps import DbSession, IdempotencyKey, Pagination, require
 from mercato.errors import ValidationProblem
 from mercato.idempotency import Idempotent, scope_for
+from mercato.openapi import problem_responses
+from mercato.pagination import decode_id_cursor, page_of
 from mercato.routing import router
+from mercato.schemas import PageOut
 from mercato.shipping import service
 from mercato.shipping.carriers import Address, CustomsItem, Destination, LabelRequest
 from mercato.shipping.models import ShippingCarrier, ShippingLabel, ShippingZone
@@ -162,9 +165,9 @@ def label_request(body: LabelIn) -> LabelRequest:
 # --- carriers and services --------------------------------------------------------------------
 
 
-@api.get("/carriers", response_model=list[CarrierOut])
-def list_carriers(session: DbSession, principal: Reader) -> list[CarrierOut]:
-    return carriers_out(session, service.list_carriers(session))
+@api.get("/carriers", response_model=PageOut[CarrierOut])
+def list_carriers(session: DbSession, principal: Reader) -> PageOut[CarrierOut]:
+    return PageOut(items=carriers_out(session, service.list_carriers(session)))
 
 
 @api.post("/carriers", response_model=CarrierOut, status_code=201)
@@ -204,9 +207,9 @@ def update_service(
 # --- zones ---------------------------------------------------------------------------------
 
 
-@api.get("/zones", response_model=list[ZoneOut])
-def list_zones(session: DbSession, principal: Reader) -> list[ZoneOut]:
-    return zones_out(session, service.list_zones(session))
+@api.get("/zones", response_model=PageOut[ZoneOut])
+def list_zones(session: DbSession, principal: Reader) -> PageOut[ZoneOut]:
+    return PageOut(items=zones_out(session, service.list_zones(session)))
 
 
 @api.post("/zones", response_model=ZoneOut, status_code=201)
@@ -234,15 +237,16 @@ def delete_zone(zone_id: int, session: DbSession, principal: Writer) -> Response
 # --- rate tables ---------------------------------------------------------------------------
 
 
-@api.get("/rate-tables", response_model=list[RateTableOut])
+@api.get("/rate-tables", response_model=PageOut[RateTableOut])
 def list_rate_tables(
     session: DbSession,
     principal: Reader,
     service_id: int | None = None,
     zone_id: int | None = None,
-) -> list[RateTableOut]:
+) -> PageOut[RateTableOut]:
     tables = service.list_rate_tables(session, service_id=service_id, zone_id=zone_id)
-    return [RateTableOut.model_validate(v) for v in service.rate_table_views(session, tables)]
+    views = service.rate_table_views(session, tables)
+    return PageOut(items=[RateTableOut.model_validate(v) for v in views])
 
 
 @api.post("/rate-tables", response_model=RateTableOut, status_code=201)
@@ -316,16 +320,20 @@ def label_out(label: ShippingLabel, reader: Principal) -> LabelOut:
     return out.model_copy(update={"content": None, "url": None})
 
 
-@api.get("/labels", response_model=list[LabelOut])
+@api.get("/labels", response_model=PageOut[LabelOut])
 def list_labels(
     session: DbSession,
     principal: Reader,
+    page: Pagination,
     reference: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> list[LabelOut]:
+) -> PageOut[LabelOut]:
     """Labels, newest first; ``content`` and ``url`` are null without customers:pii."""
-    labels = service.list_labels(session, reference=reference, limit=limit)
-    return [label_out(x, principal) for x in labels]
+    cursor, limit = page
+    before = decode_id_cursor(cursor)
+    labels = service.list_labels(session, reference=reference, limit=limit + 1, before=before)
+    found = page_of(labels, limit, key=lambda label: label.id)
+    items = [label_out(x, principal) for x in found.items]
+    return PageOut(items=items, next_cursor=found.next_cursor)
 
 
 @api.get("/labels/{label_id}", response_model=LabelOut)
@@ -373,7 +381,9 @@ def record_tracking_event(
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if recorded else 200)
 
 
-@api.post("/webhooks/{carrier_code}", response_model=WebhookResultOut)
+@api.post(
+    "/webhooks/{carrier_code}", response_model=WebhookResultOut, responses=problem_responses(401)
+)
 async def carrier_webhook(
     carrier_code: Annotated[str, Path(min_length=1, max_length=40)],
     request: Request,
@@ -394,10 +404,10 @@ async def carrier_webhook(
 # --- customs -------------------------------------------------------------------------------
 
 
-@api.get("/customs", response_model=list[CustomsOut])
-def list_customs(session: DbSession, principal: Reader) -> list[CustomsOut]:
+@api.get("/customs", response_model=PageOut[CustomsOut])
+def list_customs(session: DbSession, principal: Reader) -> PageOut[CustomsOut]:
     views = service.customs_views(session, service.list_customs(session))
-    return [CustomsOut.model_validate(v) for v in views]
+    return PageOut(items=[CustomsOut.model_validate(v) for v in views])
 
 
 Country = Annotated[str, Path(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")]
@@ -423,9 +433,10 @@ def delete_customs(country: Country, session: DbSession, principal: Writer) -> R
     return Response(status_code=204)
 
 
-@api.get("/customs-exchange-rates", response_model=list[ExchangeRateOut])
-def list_exchange_rates(session: DbSession, principal: Reader) -> list[ExchangeRateOut]:
-    return [ExchangeRateOut.model_validate(r) for r in service.list_exchange_rates(session)]
+@api.get("/customs-exchange-rates", response_model=PageOut[ExchangeRateOut])
+def list_exchange_rates(session: DbSession, principal: Reader) -> PageOut[ExchangeRateOut]:
+    rates = service.list_exchange_rates(session)
+    return PageOut(items=[ExchangeRateOut.model_validate(r) for r in rates])
 
 
 Currency = Annotated[str, Path(min_length=3, max_length=3, description="ISO 4217")]

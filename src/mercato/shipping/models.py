@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import EncryptedString
 
 # ``origin_country`` of a rate table that applies to parcels from any origin.
@@ -241,7 +241,7 @@ class TrackingEventRecord(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     label_id: Mapped[int] = mapped_column(ForeignKey("shipping_labels.id", ondelete="CASCADE"))
-    carrier_id: Mapped[int] = mapped_column(Integer)
+    carrier_id: Mapped[int] = mapped_column(BigId)
     tracking_number: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(24))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1341,9 +1341,12 @@ def label_by_tracking_number(session: Session, tracking_number: str) -> Shipping
 
 
 def list_labels(
-    session: Session, *, reference: str | None, limit: int = 100
+    session: Session, *, reference: str | None, limit: int = 100, before: int | None = None
 ) -> list[ShippingLabel]:
+    """Newest first; ``before`` continues after the label with that id."""
     query = select(ShippingLabel).order_by(ShippingLabel.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(ShippingLabel.id < before)
     if reference is not None:
         query = query.where(ShippingLabel.reference == reference)
     return list(session.scalars(query))

@@ -13,6 +13,7 @@ from mercato.channels.deps import ChannelCtx
 from mercato.deps import DbSession, get_database
 from mercato.errors import ValidationProblem
 from mercato.geocoding import Source, geocode
+from mercato.input_checks import id_list
 from mercato.inventory import service as inventory
 from mercato.inventory.schemas import AvailabilityOut, LocationStockOut, VariantAvailabilityOut
 from mercato.inventory.stream import StockStream
@@ -25,13 +26,7 @@ VariantIds = Annotated[str, Query(description="Comma-separated variant ids (up t
 
 
 def parse_ids(raw: str, field: str = "query.variant_ids", maximum: int = 200) -> list[int]:
-    try:
-        ids = sorted({int(x) for x in raw.split(",") if x.strip()})
-    except ValueError as exc:
-        raise ValidationProblem.field(field, "comma-separated whole numbers") from exc
-    if not ids or len(ids) > maximum:
-        raise ValidationProblem.field(field, f"1 to {maximum} ids")
-    return ids
+    return sorted(set(id_list(raw, field, maximum)))
 
 
 @api.get("/availability", response_model=AvailabilityOut)

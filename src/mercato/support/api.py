@@ -548,9 +548,9 @@ def satisfaction(
     )
 
 
-@api.get("/sla-policies", response_model=list[SlaPolicyOut])
-def list_sla_policies(session: DbSession, principal: Reader) -> list[SlaPolicyOut]:
-    return [SlaPolicyOut.model_validate(x) for x in service.sla_policies(session)]
+@api.get("/sla-policies", response_model=PageOut[SlaPolicyOut])
+def list_sla_policies(session: DbSession, principal: Reader) -> PageOut[SlaPolicyOut]:
+    return PageOut(items=[SlaPolicyOut.model_validate(x) for x in service.sla_policies(session)])
 
 
 @api.put("/sla-policies/{priority}", response_model=SlaPolicyOut)

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.privacy.crypto import EncryptedString
 
 
@@ -29,7 +29,7 @@ class SupportCase(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
-    customer_id: Mapped[int | None] = mapped_column(Integer)
+    customer_id: Mapped[int | None] = mapped_column(BigId)
     # A guest's address; identified customers are reached through their account.
     email: Mapped[str | None] = mapped_column(EncryptedString())
     # What the person wrote about is personal data: encrypted at rest like the thread.
@@ -38,8 +38,8 @@ class SupportCase(Base):
     priority: Mapped[str] = mapped_column(String(10))
     # The contact channel it was opened through (app, email, phone...) and the sales channel.
     source: Mapped[str] = mapped_column(String(20))
-    channel_id: Mapped[int | None] = mapped_column(Integer)
-    assignee_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int | None] = mapped_column(BigId)
+    assignee_id: Mapped[int | None] = mapped_column(BigId)
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     first_response_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolution_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -70,7 +70,7 @@ class SupportMessage(Base):
     direction: Mapped[str] = mapped_column(String(10))  # inbound | outbound | internal
     channel: Mapped[str] = mapped_column(String(20))
     author_type: Mapped[str] = mapped_column(String(10))  # customer | staff | guest | system
-    author_id: Mapped[int | None] = mapped_column(Integer)
+    author_id: Mapped[int | None] = mapped_column(BigId)
     author_name: Mapped[str | None] = mapped_column(EncryptedString())
     body: Mapped[str] = mapped_column(EncryptedString())
     attachments: Mapped[list[str]] = mapped_column(JSONType, default=list)
@@ -85,7 +85,7 @@ class SupportCaseOrder(Base):
     case_id: Mapped[int] = mapped_column(
         ForeignKey("support_cases.id", ondelete="CASCADE"), primary_key=True
     )
-    order_id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+    order_id: Mapped[int] = mapped_column(BigId, primary_key=True, index=True)
     order_number: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
