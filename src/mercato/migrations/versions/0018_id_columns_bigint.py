@@ -1,7 +1,7 @@
 """Columns holding ids are BIGINT like the ids they hold (PostgreSQL)
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-07 11:30:00
 
 An INTEGER column holding another row's id failed any statement that bound a larger id,
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0018"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
