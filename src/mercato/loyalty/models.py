@@ -235,6 +235,6 @@ class GrantTally(Base):
     __tablename__ = "loyalty_grant_tallies"
     __table_args__ = (CheckConstraint("points >= 0", name="points_not_negative"),)
 
-    staff_user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     points: Mapped[int] = mapped_column(Integer)

@@ -103,7 +103,7 @@ class Payment(Base):
     # What the payment is for: the checkout's (later the order's) reference.
     reference: Mapped[str] = mapped_column(String(64))
     # The order paid for (the order whose number is ``reference``), to find its payments.
-    order_id: Mapped[int | None] = mapped_column(Integer)
+    order_id: Mapped[int | None] = mapped_column(BigId)
     position: Mapped[int] = mapped_column(Integer)
     method: Mapped[str] = mapped_column(String(30))
     status: Mapped[str] = mapped_column(String(20))

@@ -17,11 +17,14 @@ down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Ids are BIGINT on PostgreSQL, SQLite integers are 64 bits already.
+_ID = sa.BigInteger().with_variant(sa.INTEGER(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table(
         "loyalty_grant_tallies",
-        sa.Column("staff_user_id", sa.Integer(), nullable=False),
+        sa.Column("staff_user_id", _ID, nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("points", sa.Integer(), nullable=False),
         sa.CheckConstraint(
@@ -30,7 +33,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("staff_user_id", "day", name=op.f("pk_loyalty_grant_tallies")),
     )
     with op.batch_alter_table("payments", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("order_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("order_id", _ID, nullable=True))
         batch_op.create_index("ix_payments_order", ["order_id", "id"], unique=False)
     # Every payment so far paid for the order whose number is its reference.
     op.execute(
