@@ -298,7 +298,7 @@ def test_security_schemes_are_declared_and_used(app: Any) -> None:
             {"200", "401", "403", "404", "409", "413", "422"},
         ),
         ("GET", "/v1/store/customers/me", {"200", "401", "403", "422"}),
-        ("POST", "/v1/auth/login", {"200", "401", "409", "413", "422"}),
+        ("POST", "/v1/auth/login", {"200", "401", "409", "413", "422", "429"}),
         ("POST", "/v1/catalog/import", {"200", "401", "403", "409", "413", "422"}),
     ],
 )

@@ -284,7 +284,7 @@ def _make_person(world: DemoWorld) -> Person:
 
 
 def _label_of(world: DemoWorld, owner: Headers, number: str) -> dict[str, Any]:
-    labels = ok(world.client.get(f"/v1/shipping/labels?reference={number}", headers=owner))
+    labels = ok(world.client.get(f"/v1/shipping/labels?reference={number}", headers=owner))["items"]
     [label] = labels
     return dict(label)
 

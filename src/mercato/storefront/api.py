@@ -19,6 +19,7 @@ from mercato.errors import NotFound, ValidationProblem
 from mercato.i18n import parse_accept_language
 from mercato.locations.schemas import validate_country
 from mercato.money import format_money
+from mercato.openapi import problem_responses
 from mercato.pricing import service as pricing
 from mercato.routing import router
 from mercato.schemas import PageOut
@@ -250,7 +251,11 @@ def list_categories(
     )
 
 
-@api.get("/products", response_model=StoreProductPage)
+@api.get(
+    "/products",
+    response_model=StoreProductPage,
+    responses=problem_responses(404),  # an unknown category code
+)
 def list_products(
     session: DbSession,
     channel: ChannelCtx,
