@@ -26,9 +26,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.auth.principal import Principal
+from mercato.crypto import EncryptedJSON
 from mercato.db import Base, Database, UTCDateTime, utcnow
 from mercato.errors import PROBLEM_CONTENT_TYPE, Conflict, ValidationProblem
-from mercato.privacy.crypto import EncryptedJSON
 
 MAX_KEY_LENGTH = 200
 IN_PROGRESS = 0
@@ -85,7 +85,7 @@ def secret_fingerprint(value: str) -> str:
     A keyed hash: the stored fingerprint of a body must not let anyone test guesses of
     the secret it carried.
     """
-    from mercato.privacy.crypto import blind_index
+    from mercato.crypto import blind_index
 
     return blind_index("idempotency-secret", value)
 

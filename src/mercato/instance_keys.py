@@ -67,7 +67,7 @@ def secret_key(settings: Settings | None = None) -> str:
 
 def problems(settings: Settings) -> list[str]:
     """What stops these settings from serving real data (empty: nothing)."""
-    from mercato.privacy.crypto import parse_keys
+    from mercato.crypto import parse_keys
 
     found = []
     secret = settings.secret_key

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # webhook secrets derive from it. No default: one in the source would be public
     # (instance_keys says what is required and how to make it).
     secret_key: str | None = None
-    # Fernet keys for personal data at rest, comma-separated, current first (privacy.crypto).
+    # Fernet keys for personal data at rest, comma-separated, current first (mercato.crypto).
     encryption_keys: str | None = None
     token_ttl_hours: int = 12
     # A customer stays signed in this long without using the refresh token (it rotates on use);

@@ -18,10 +18,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from mercato import instance_keys
+from mercato import crypto, instance_keys
 from mercato.app import create_app
 from mercato.cli import CREDENTIALS_FILE, app
-from mercato.privacy import crypto
 from mercato.settings import Settings
 from tests.helpers import fast_password_hashing
 from tests.servers import free_port

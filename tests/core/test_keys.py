@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from mercato import cli, instance_keys
+from mercato import cli, crypto, instance_keys
 from mercato.app import create_app
 from mercato.payments import keys as payment_keys
-from mercato.privacy import crypto
 from mercato.settings import Settings, get_settings, settings_in_force
 from mercato.webhooks import signing
 

@@ -8,10 +8,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
+from mercato import crypto
 from mercato.customers import service
 from mercato.customers.models import Customer, CustomerAddress, CustomerIdentity
 from mercato.db import Database
-from mercato.privacy import crypto
 from mercato.settings import Settings, get_settings
 from tests.conftest import assert_problem
 from tests.customers.conftest import Shop, register

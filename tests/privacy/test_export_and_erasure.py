@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
+from mercato.crypto import EncryptedJSON, EncryptedString
 from mercato.customers import service as customers
 from mercato.db import Base
 from mercato.marketing import notifier
 from mercato.orders.models import Order
-from mercato.privacy.crypto import EncryptedJSON, EncryptedString
 from mercato.privacy.models import PrivacyRequest
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import add, new_cart, ok, pay, ship_to

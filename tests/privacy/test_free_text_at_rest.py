@@ -12,8 +12,8 @@ from alembic import command
 from sqlalchemy import MetaData, Table, insert, text
 
 from mercato import migrate
+from mercato.crypto import keyring
 from mercato.db import Database
-from mercato.privacy.crypto import keyring
 from tests.core.test_migrations import empty_database  # noqa: F401  (a fixture)
 
 SECRET = "Hana Kobayashi called from +81 90 1234 5678"

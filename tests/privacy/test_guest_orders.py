@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 
 from mercato.carts.models import Cart
+from mercato.crypto import EncryptedJSON, EncryptedString
 from mercato.orders.models import Order
-from mercato.privacy.crypto import EncryptedJSON, EncryptedString
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, new_cart, ok, pay, register, ship_to
 

@@ -6,8 +6,8 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.crypto import EncryptedJSON, EncryptedString
 from mercato.db import Base, BigIntPK, UTCDateTime, utcnow
-from mercato.privacy.crypto import EncryptedJSON, EncryptedString
 
 
 class StaffUser(Base):

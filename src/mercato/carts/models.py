@@ -6,8 +6,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.crypto import EncryptedJSON, EncryptedString
 from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import EncryptedJSON, EncryptedString
 
 
 class Cart(Base):
@@ -27,7 +27,7 @@ class Cart(Base):
     last_channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     # Where taxes are estimated before an address is known: the creating channel's market.
     tax_country: Mapped[str | None] = mapped_column(String(2))
-    # Personal data, encrypted at rest (see mercato.privacy.crypto).
+    # Personal data, encrypted at rest (see mercato.crypto).
     email: Mapped[str | None] = mapped_column(EncryptedString())
     shipping_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     billing_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())

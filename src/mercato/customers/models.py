@@ -1,7 +1,7 @@
 """The customer profile: one per person across every channel.
 
 Personal data (emails, phone numbers, names, identifier values, addresses) is stored
-encrypted (``privacy.crypto``); each value that must be found has a blind index beside
+encrypted (``mercato.crypto``); each value that must be found has a blind index beside
 it, declared with ``info={BLIND_INDEX: ...}`` so that a key rotation recomputes it.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
+from mercato.crypto import BLIND_INDEX, EncryptedJSON, EncryptedString, blind_index
 from mercato.customers.normalize import address_key, area_key, index_kind, name_key
 from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import BLIND_INDEX, EncryptedJSON, EncryptedString, blind_index
 
 ACTIVE = "active"
 MERGED = "merged"

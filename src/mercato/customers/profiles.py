@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from mercato.crypto import blind_index, blind_indexes
 from mercato.customers.models import (
     ACTIVE,
     Customer,
@@ -34,7 +35,6 @@ from mercato.db import utcnow
 from mercato.errors import NotFound
 from mercato.events import publish
 from mercato.geocoding import locate
-from mercato.privacy.crypto import blind_index, blind_indexes
 
 # Merge chains are short (staff merge into the surviving profile); this bounds a cycle.
 MAX_CHAIN = 32

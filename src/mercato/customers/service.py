@@ -132,7 +132,7 @@ def register(session: Session, channel_id: int, data: RegisterIn) -> Customer:
 
 def find_account(session: Session, email: str) -> Customer | None:
     """The account whose login email this is (not resolved to a root)."""
-    from mercato.privacy.crypto import blind_indexes
+    from mercato.crypto import blind_indexes
 
     return session.scalar(
         select(Customer).where(
@@ -452,8 +452,8 @@ def update_address(
         if required in changes and changes[required] is None:
             raise ValidationProblem.field(f"body.{required}", "cannot be cleared")
     if changes:
+        from mercato.crypto import blind_index
         from mercato.customers.normalize import address_key, area_key
-        from mercato.privacy.crypto import blind_index
 
         data = profiles.clean_address({**address.data, **changes})
         address.data = data

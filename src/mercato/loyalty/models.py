@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.crypto import EncryptedString
 from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import EncryptedString
 
 PROGRAMME_ID = 1
 

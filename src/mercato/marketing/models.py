@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.crypto import EncryptedString
 from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import EncryptedString
 
 
 class ConsentRecord(Base):

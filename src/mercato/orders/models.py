@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
+from mercato.crypto import BLIND_INDEX, EncryptedJSON, EncryptedString, blind_index
 from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import BLIND_INDEX, EncryptedJSON, EncryptedString, blind_index
 
 
 def contact_email(value: str | None) -> str | None:
@@ -82,9 +82,9 @@ class Order(Base):
     shipping_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
     tax_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
     grand_total: Mapped[Decimal] = mapped_column(FixedDecimal(4))
-    # Personal data, encrypted at rest (see mercato.privacy.crypto).
+    # Personal data, encrypted at rest (see mercato.crypto).
     email: Mapped[str | None] = mapped_column(EncryptedString())
-    # Keyed hashes of the email and phone (see mercato.privacy.crypto): how a guest's orders
+    # Keyed hashes of the email and phone (see mercato.crypto): how a guest's orders
     # are found for the person's export, erasure and linking to their profile.
     email_index: Mapped[str | None] = mapped_column(
         String(64), index=True, info={BLIND_INDEX: _email_input}

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
+from mercato.crypto import blind_indexes
 from mercato.db import locked_row, utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
@@ -21,7 +22,6 @@ from mercato.geocoding import locate
 from mercato.orders.models import Order, OrderLine, OrderLocation, OrderNote, OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
-from mercato.privacy.crypto import blind_indexes
 
 # Crockford base32 without I, L, O, U: order numbers read out over the phone.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -20,9 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.crypto import EncryptedString
 from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.money import from_minor
-from mercato.privacy.crypto import EncryptedString
 
 
 class Method(StrEnum):

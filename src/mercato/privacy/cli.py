@@ -21,7 +21,7 @@ DatabaseUrl = Annotated[
 @privacy_app.command("generate-key")
 def generate_key() -> None:
     """Print a new key for MERCATO_ENCRYPTION_KEYS (put it first to make it current)."""
-    from mercato.privacy.crypto import generate_key as new_key
+    from mercato.crypto import generate_key as new_key
 
     typer.echo(new_key())
 
@@ -34,7 +34,7 @@ def rotate_keys(database_url: DatabaseUrl = None) -> None:
     keys can be removed from the setting.
     """
     from mercato.bootstrap import command_database, command_settings
-    from mercato.privacy.crypto import rotate_keys as rotate
+    from mercato.crypto import rotate_keys as rotate
 
     with (
         command_settings(database_url) as settings,

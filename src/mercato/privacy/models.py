@@ -6,8 +6,8 @@ from typing import Any
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.crypto import EncryptedString
 from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import EncryptedString
 
 
 class PrivacyRequest(Base):

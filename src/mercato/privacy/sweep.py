@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from mercato.privacy.crypto import EncryptedJSON, EncryptedString
+from mercato.crypto import EncryptedJSON, EncryptedString
 from mercato.privacy.registry import Identifiers
 
 # The shortest column that can hold an email or an E.164 phone number.

@@ -22,8 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.crypto import EncryptedString
 from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import EncryptedString
 
 # ``origin_country`` of a rate table that applies to parcels from any origin.
 ANY_ORIGIN = "*"

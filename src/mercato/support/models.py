@@ -5,8 +5,8 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.crypto import EncryptedString
 from mercato.db import Base, BigId, BigIntPK, JSONType, UTCDateTime, utcnow
-from mercato.privacy.crypto import EncryptedString
 
 
 class SupportCase(Base):

@@ -54,7 +54,7 @@ def _rewrite(convert: Callable[[Any, str], str]) -> None:
 
 def _encrypt_existing() -> None:
     from mercato.customers.normalize import name_key
-    from mercato.privacy.crypto import DecryptionError, blind_index, keyring
+    from mercato.crypto import DecryptionError, blind_index, keyring
 
     ring = keyring()
 
@@ -89,7 +89,7 @@ def _encrypt_existing() -> None:
 
 
 def _decrypt_existing() -> None:
-    from mercato.privacy.crypto import keyring
+    from mercato.crypto import keyring
 
     ring = keyring()
     _rewrite(lambda value, _column: ring.decrypt(value))

@@ -45,7 +45,7 @@ def _rewrite(convert: Callable[[str], str]) -> None:
 
 
 def _encrypt_existing() -> None:
-    from mercato.privacy.crypto import DecryptionError, keyring
+    from mercato.crypto import DecryptionError, keyring
 
     ring = keyring()
 
@@ -62,7 +62,7 @@ def _encrypt_existing() -> None:
 def _index_existing() -> None:
     """The keyed hashes of every order's email and phone (both encrypted since 0008)."""
     from mercato.orders.models import buyer_phone, contact_email
-    from mercato.privacy.crypto import blind_index, keyring
+    from mercato.crypto import blind_index, keyring
 
     ring = keyring()
     connection = op.get_bind()
@@ -89,7 +89,7 @@ def _index_existing() -> None:
 
 
 def _decrypt_existing() -> None:
-    from mercato.privacy.crypto import keyring
+    from mercato.crypto import keyring
 
     ring = keyring()
     _rewrite(lambda value: ring.decrypt(value))

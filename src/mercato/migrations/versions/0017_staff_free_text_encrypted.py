@@ -93,7 +93,7 @@ def _as_text(value: Any) -> str:
 
 
 def _encrypt_existing() -> None:
-    from mercato.privacy.crypto import DecryptionError, keyring
+    from mercato.crypto import DecryptionError, keyring
 
     ring = keyring()
 
@@ -109,7 +109,7 @@ def _encrypt_existing() -> None:
 
 
 def _decrypt_existing() -> None:
-    from mercato.privacy.crypto import keyring
+    from mercato.crypto import keyring
 
     ring = keyring()
     _rewrite(lambda value: ring.decrypt(value))
