@@ -32,67 +32,6 @@ promotion engine, one real-time stock ledger, one order system, one customer pro
 """
 
 
-def _register_domains(app: FastAPI) -> None:
-    from mercato.auth.api import api as auth_api
-    from mercato.carts.api import api as carts_api
-    from mercato.catalog.api import api as catalog_api
-    from mercato.channels.api import api as channels_api
-    from mercato.checkout.api import api as checkout_api
-    from mercato.customers.api import api as customers_api
-    from mercato.fulfillment.api import api as fulfillment_api
-    from mercato.inventory.api import api as inventory_api
-    from mercato.locations.api import api as locations_api
-    from mercato.loyalty.api import api as loyalty_api
-    from mercato.loyalty.api import store_api as loyalty_store_api
-    from mercato.marketing.api import api as marketing_api
-    from mercato.orders.api import api as orders_api
-    from mercato.orders.store_api import api as orders_store_api
-    from mercato.payments.api import api as payments_api
-    from mercato.payments.store_api import api as payments_store_api
-    from mercato.pricing.api import api as pricing_api
-    from mercato.privacy.api import api as privacy_api
-    from mercato.promotions.api import api as promotions_api
-    from mercato.returns.api import api as returns_api
-    from mercato.returns.api import store_api as returns_store_api
-    from mercato.shipping.api import api as shipping_api
-    from mercato.storefront.api import api as storefront_api
-    from mercato.storefront.stock_api import api as storefront_stock_api
-    from mercato.support.api import api as support_api
-    from mercato.support.api import store_api as support_store_api
-    from mercato.webhooks.api import api as webhooks_api
-
-    for router in (
-        auth_api,
-        locations_api,
-        channels_api,
-        catalog_api,
-        customers_api,
-        inventory_api,
-        payments_api,
-        payments_store_api,
-        pricing_api,
-        promotions_api,
-        shipping_api,
-        storefront_api,
-        storefront_stock_api,
-        carts_api,
-        checkout_api,
-        orders_api,
-        orders_store_api,
-        marketing_api,
-        support_api,
-        support_store_api,
-        fulfillment_api,
-        webhooks_api,
-        privacy_api,
-        loyalty_api,
-        loyalty_store_api,
-        returns_api,
-        returns_store_api,
-    ):
-        app.include_router(router)
-
-
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     instance_keys.secret_key(settings)  # refuses to start with none or a published one
@@ -180,5 +119,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             status_code=200 if ok else 503,
         )
 
-    _register_domains(app)
+    for api in bootstrap.routers():
+        app.include_router(api)
     return app

@@ -1,30 +1,41 @@
-"""The wiring every entry point runs before domain work: the server (``create_app``) and
-each ``mercato`` command alike, so a command can do whatever the server can (void a points
-payment, tax a cart with the configured provider).
+"""The one place that wires the platform, run by every entry point before domain work: the
+server (``create_app``), the worker and each ``mercato`` command alike, so a command can do
+whatever the server can (void a points payment, tax a cart with the configured provider)
+and nothing depends on which entry point ran first.
 
-Two kinds of registration:
+Every domain declares what it brings in ``mercato/<domain>/manifest.py`` (see
+:mod:`mercato.manifest`); :func:`manifests` finds them all, so there is no list of domains
+to keep by hand. Two kinds of wiring:
 
-* process-wide (:func:`install`): payment providers beyond the built-in ones (loyalty
-  points) and the tax provider ``MERCATO_TAX_PROVIDER`` names;
-* per dispatcher (:func:`wire`): the subscribers of cross-domain events and the periodic
-  jobs.
+* process-wide (:func:`install`): contributions to extension points (privacy hooks,
+  customer timeline sources, payment providers) and set-up that depends on the settings
+  (the tax provider ``MERCATO_TAX_PROVIDER`` names);
+* per dispatcher (:func:`wire`): the subscriptions and periodic jobs, and reactions that
+  keep state per dispatcher (the webhook worker, message senders).
 
 :func:`bootstrap` does both and returns the wired dispatcher. Running it again is
-harmless: providers are replaced by the same ones, and a dispatcher is wired once.
+harmless: contributions are installed once, and a dispatcher is wired once.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
+import mercato
 from mercato.db import Database
-from mercato.events import Dispatcher, Event
+from mercato.events import Dispatcher
+from mercato.manifest import Manifest
 from mercato.settings import Settings, get_settings, settings_in_force
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 _wired: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 
@@ -66,76 +77,58 @@ def open_database(settings: Settings) -> Database:
 
 def bootstrap(database: Database, settings: Settings | None = None) -> Dispatcher:
     """Every registration of the platform, and a dispatcher for ``database`` wired with the
-    subscribers and periodic jobs (started by whoever runs it, e.g. the server)."""
+    subscriptions and periodic jobs (started by whoever runs it, e.g. the server)."""
     install(settings or get_settings())
     return wire(Dispatcher(database))
 
 
-def install(settings: Settings) -> None:
-    """Process-wide registrations: the payment providers domains add, the tax provider."""
-    from mercato.carts import service as carts
-    from mercato.loyalty import provider as loyalty_provider
+@cache
+def manifests() -> tuple[Manifest, ...]:
+    """Every package's ``MANIFEST`` (the domains', the flows'), in name order."""
+    found = []
+    for package in packages():
+        try:
+            module = importlib.import_module(f"mercato.{package}.manifest")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"mercato.{package}.manifest":
+                raise
+            continue
+        found.append(module.MANIFEST)
+    return tuple(sorted(found, key=lambda m: m.name))
 
-    loyalty_provider.register()
-    carts.configure_tax_provider(settings.tax_provider)
+
+def packages() -> list[str]:
+    """The sub-packages of ``mercato`` (domains, flows and infrastructure)."""
+    return sorted(info.name for info in pkgutil.iter_modules(mercato.__path__) if info.ispkg)
+
+
+def routers() -> Sequence[APIRouter]:
+    return [router for manifest in manifests() for router in manifest.routers]
+
+
+def install(settings: Settings) -> None:
+    """Process-wide registrations: what domains contribute to each other's extension
+    points, and the set-up that follows the settings."""
+    for manifest in manifests():
+        for contribution in manifest.contributions:
+            contribution.point.install(contribution, owner=manifest.name)
+        if manifest.configure is not None:
+            manifest.configure(settings)
 
 
 def wire(dispatcher: Dispatcher) -> Dispatcher:
     """Subscribe every domain's reactions and add the periodic jobs (once per dispatcher)."""
-    if dispatcher not in _wired:
-        _subscribe(dispatcher)
-        _wired.add(dispatcher)
+    if dispatcher in _wired:
+        return dispatcher
+    for manifest in manifests():
+        for subscription in manifest.subscriptions:
+            dispatcher.subscribe(subscription.event, subscription.handler)
+        for job in manifest.jobs:
+            if job.run is not None:
+                dispatcher.add_periodic(job.name, job.every_seconds, job.run)
+            elif job.run_outside is not None:
+                dispatcher.add_periodic_work(job.name, job.every_seconds, job.run_outside)
+        if manifest.attach is not None:
+            manifest.attach(dispatcher)
+    _wired.add(dispatcher)
     return dispatcher
-
-
-def _subscribe(dispatcher: Dispatcher) -> None:
-    """Cross-domain reactions go through events; domains add their handlers here."""
-    from mercato.auth import throttle
-    from mercato.carts import customer_links as cart_links
-    from mercato.channels import service as channels
-    from mercato.checkout import service as checkout
-    from mercato.customers import subscribers as customer_subscribers
-    from mercato.fulfillment import events as fulfillment_events
-    from mercato.inventory import service as inventory
-    from mercato.loyalty import customer_links as loyalty_links
-    from mercato.loyalty import events as loyalty_events
-    from mercato.marketing import customer_links as marketing_links
-    from mercato.marketing import events as marketing_events
-    from mercato.orders import customer_links as order_links
-    from mercato.orders import subscribers as order_subscribers
-    from mercato.payments import customer_links as payment_links
-    from mercato.promotions import customer_links as promotion_links
-    from mercato.returns import customer_links as return_links
-    from mercato.returns import subscribers as return_subscribers
-    from mercato.support import customer_links as support_links
-    from mercato.support import events as support_events
-    from mercato.webhooks import events as webhook_events
-
-    dispatcher.add_periodic("expire-holds", 15.0, lambda session: inventory.expire_holds(session))
-    dispatcher.add_periodic("prune-auth-throttles", 3600.0, throttle.prune)
-    checkout.install(dispatcher)  # the abandoned-checkout and compensation jobs
-
-    def location_changed(session: Session, event: Event) -> None:
-        channels.refresh_ship_origins(session, int(event.data["id"]))
-
-    dispatcher.subscribe("location.created", location_changed)
-    dispatcher.subscribe("location.updated", location_changed)
-    customer_subscribers.register(dispatcher)
-    order_subscribers.register(dispatcher)
-    for links in (
-        order_links,
-        cart_links,
-        payment_links,
-        marketing_links,
-        support_links,
-        loyalty_links,
-        return_links,
-        promotion_links,
-    ):
-        links.register_subscribers(dispatcher)
-    marketing_events.register(dispatcher)
-    support_events.register(dispatcher)
-    fulfillment_events.register(dispatcher)
-    webhook_events.register(dispatcher)
-    loyalty_events.register(dispatcher)
-    return_subscribers.register(dispatcher)

@@ -18,7 +18,8 @@ from sqlalchemy import Column, String, Table, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.db import Base, BigId, JSONType, UTCDateTime, utcnow
-from mercato.events import Dispatcher, Event
+from mercato.events import Event
+from mercato.manifest import Subscription
 
 
 class MergeMove(Base):
@@ -104,9 +105,10 @@ def table_of(model: Any) -> Table:
 
 
 def follow_merges(
-    dispatcher: Dispatcher, domain: str, models: Sequence[Any], column: str = "customer_id"
-) -> None:
-    """Subscribe ``domain`` to merges: its ``models``' rows follow the merged profile."""
+    domain: str, models: Sequence[Any], column: str = "customer_id"
+) -> list[Subscription]:
+    """``domain``'s subscriptions to merges: its ``models``' rows follow the merged
+    profile, and go back on undo."""
     tables = [table_of(m) for m in models]
 
     def merged(session: Session, event: Event) -> None:
@@ -122,5 +124,4 @@ def follow_merges(
     # Stable, distinct subscriber names (the dispatcher records which ones succeeded).
     merged.__qualname__ = f"follow_merges.{domain}.merged"
     undone.__qualname__ = f"follow_merges.{domain}.undone"
-    dispatcher.subscribe("customer.merged", merged)
-    dispatcher.subscribe("customer.merge_undone", undone)
+    return [Subscription("customer.merged", merged), Subscription("customer.merge_undone", undone)]

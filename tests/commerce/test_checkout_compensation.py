@@ -169,7 +169,7 @@ def test_no_transaction_is_open_while_the_provider_is_asked(
     add(client, key, token, item, 1)
     total = Decimal(ship_to(client, key, token, TOKYO)["grand_total"]["amount"])
     payments = _split(demo_world, gift, total, "ok")
-    monkeypatch.setitem(providers._FACTORIES, "test_gateway", _Probe)
+    monkeypatch.setitem(providers.PROVIDERS, "test_gateway", providers.ProviderSpec(_Probe))
     monkeypatch.setattr(_Probe, "seen", [])
     placed = ok(_checkout(demo_world, token, payments), 201)
     expected: dict[str, Any] = {

@@ -126,8 +126,6 @@ def test_bootstrap_twice_wires_a_dispatcher_once(db: Database) -> None:
 def test_subscribing_loyalty_registers_no_payment_provider(
     db: Database, monkeypatch: Any
 ) -> None:
-    from mercato.loyalty import events as loyalty_events
-
-    monkeypatch.delitem(providers._FACTORIES, "loyalty_points")
-    loyalty_events.register(Dispatcher(db))
+    monkeypatch.delitem(providers.PROVIDERS, "loyalty_points")
+    bootstrap.wire(Dispatcher(db))
     assert "loyalty_points" not in providers.provider_names()

@@ -36,9 +36,13 @@ def support_source() -> Iterator[list[int]]:
             )
         ][:limit]
 
+    original = timeline.SOURCES.get("support")
     timeline.register_timeline_source("support", messages)
     yield asked
-    timeline._sources.pop("support", None)
+    if original is None:
+        timeline.SOURCES.remove("support")
+    else:
+        timeline.register_timeline_source("support", original)
 
 
 def test_timeline_shows_orders_store_visits_carts_and_profile_changes(
@@ -140,10 +144,10 @@ def test_timeline_bad_requests(shop: Shop) -> None:
 
 def test_sources_are_named_and_replaceable() -> None:
     assert {"orders", "carts", "profile"} <= set(timeline.timeline_sources())
-    original = timeline._sources["profile"]
+    original = timeline.SOURCES["profile"]
     try:
         timeline.register_timeline_source("profile", lambda s, c, since, limit: [])
-        assert timeline._sources["profile"] is not original
+        assert timeline.SOURCES["profile"] is not original
     finally:
         timeline.register_timeline_source("profile", original)
     assert service.register_timeline_source is timeline.register_timeline_source

@@ -16,16 +16,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mercato.carts.models import Cart, CartLine
-from mercato.customers.timeline import TimelineEntry, register_timeline_source
-from mercato.events import Dispatcher, Event
-from mercato.merges import follow_merges
-from mercato.privacy.registry import Subject, record, register
-
-
-def register_subscribers(dispatcher: Dispatcher) -> None:
-    follow_merges(dispatcher, "carts", [Cart])
-    register_timeline_source("carts", _timeline)
-    dispatcher.subscribe("order.customer_linked", on_order_linked)
+from mercato.customers.timeline import TimelineEntry
+from mercato.events import Event
+from mercato.personal_data import DomainPrivacy, Subject, record
 
 
 def on_order_linked(session: Session, event: Event) -> None:
@@ -49,7 +42,7 @@ _CART_STATES = {
 }
 
 
-def _timeline(
+def timeline_entries(
     session: Session, customer_id: int, since: datetime | None, limit: int
 ) -> list[TimelineEntry]:
     """The customer's carts, from the carts themselves: opened where, last used where."""
@@ -146,4 +139,4 @@ def _erase(session: Session, subject: Subject) -> int:
     return len(carts)
 
 
-register("carts", export=_export, erase=_erase, collect=_collect)
+PRIVACY = DomainPrivacy("carts", export=_export, erase=_erase, collect=_collect)

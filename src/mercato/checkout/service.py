@@ -42,7 +42,7 @@ from mercato.channels.context import ChannelContext
 from mercato.checkout.fraud import FraudDecision, OrderScreening, fraud_check
 from mercato.db import Database, utcnow
 from mercato.errors import Forbidden, NotFound, Problem, UnprocessableState, ValidationProblem
-from mercato.events import Dispatcher, publish
+from mercato.events import publish
 from mercato.inventory import service as inventory
 from mercato.money import from_minor
 from mercato.orders import service as orders
@@ -570,13 +570,6 @@ def _keys_in_progress(session: Session, scope: str) -> list[str]:
             )
         )
     )
-
-
-def install(dispatcher: Dispatcher) -> None:
-    """The checkout's periodic jobs: abandon stale checkouts, finish compensations (the
-    tax provider setting is installed by ``mercato.bootstrap``)."""
-    dispatcher.add_periodic_work("abandon-checkouts", 60.0, abandon_stale_checkouts)
-    dispatcher.add_periodic_work("finish-compensations", 60.0, finish_compensations)
 
 
 def checkout_timeout() -> timedelta:

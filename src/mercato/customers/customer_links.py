@@ -31,7 +31,7 @@ from mercato.customers.models import (
 )
 from mercato.customers.normalize import IdentityType
 from mercato.db import utcnow
-from mercato.privacy.registry import Contacts, Subject, record, register
+from mercato.personal_data import Contacts, DomainPrivacy, Subject, record
 
 
 def profile_ids(session: Session, customer_id: int) -> list[int]:
@@ -161,4 +161,4 @@ def _erase(session: Session, subject: Subject) -> int:
     return len(customers)
 
 
-register("customers", export=_export, erase=_erase, collect=_collect)
+PRIVACY = DomainPrivacy("customers", export=_export, erase=_erase, collect=_collect)

@@ -1,22 +1,20 @@
 """The customer timeline: every interaction, from every domain, newest first.
 
 Domains contribute entries through a small provider interface instead of the customers
-domain reading their tables::
-
-    from mercato.customers.timeline import TimelineEntry, register_timeline_source
+domain reading their tables: a source is a function, contributed to :data:`SOURCES` from
+the domain's manifest::
 
     def support_messages(session, customer_id, since, limit) -> list[TimelineEntry]:
         ...  # at most ``limit`` entries at or after ``since`` (None: any time), newest first
 
-    register_timeline_source("support", support_messages)
+    MANIFEST = Manifest("support", contributions=[timeline.SOURCES("support", support_messages)])
 
 A source is called once for the profile and once for each profile merged into it, so
 entries still filed under a merged profile's id show up until their domain re-points
-them. Built in: ``orders`` (orders, and store visits for POS channels, from the orders
-service), ``carts`` (from ``cart.*`` events in the outbox, until the carts domain
-registers its own source from the carts themselves) and ``profile`` (changes to the
-profile itself). Each domain's ``customer_links`` module adds its own: ``returns``,
-``support`` (messages), ``emails`` and ``consents`` (marketing), ``points`` (loyalty).
+them. The customers domain contributes ``profile`` (changes to the profile itself); the
+others theirs: ``orders`` (orders, and store visits for POS channels), ``carts``,
+``returns``, ``support`` (messages), ``emails`` and ``consents`` (marketing), ``points``
+(loyalty).
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -32,8 +29,7 @@ from sqlalchemy.orm import Session
 
 from mercato.customers import profiles
 from mercato.customers.models import CustomerActivity
-from mercato.errors import NotFound
-from mercato.events import OutboxEvent
+from mercato.manifest import ExtensionPoint
 
 
 @dataclass(frozen=True)
@@ -50,16 +46,17 @@ class TimelineEntry:
 
 TimelineSource = Callable[[Session, int, datetime | None, int], list[TimelineEntry]]
 
-_sources: dict[str, TimelineSource] = {}
+SOURCES: ExtensionPoint[TimelineSource] = ExtensionPoint("customer timeline sources")
 
 
 def register_timeline_source(name: str, fn: TimelineSource) -> None:
-    """Add (or replace, so re-registering is harmless) a named source of entries."""
-    _sources[name] = fn
+    """Put ``fn`` under ``name`` on purpose (a plug-in's source, a test's stand-in);
+    domains contribute theirs from their manifest instead."""
+    SOURCES.replace(name, fn)
 
 
 def timeline_sources() -> list[str]:
-    return list(_sources)
+    return list(SOURCES)
 
 
 def customer_timeline(
@@ -69,91 +66,11 @@ def customer_timeline(
     profiles.get(session, customer_id)
     ids = profiles.group_ids(session, customer_id)
     entries: list[TimelineEntry] = []
-    for name, source in list(_sources.items()):
+    for name, source in SOURCES.items():
         for member in ids:
             entries += [replace(e, source=name) for e in source(session, member, since, limit)]
     entries.sort(key=lambda e: (e.at, e.kind), reverse=True)
     return entries[:limit]
-
-
-def _channel_types(session: Session, ids: set[int]) -> dict[int, str]:
-    from mercato.channels import service as channels
-
-    types = {}
-    for channel_id in ids:
-        try:
-            types[channel_id] = channels.get_channel(session, channel_id).type
-        except NotFound:
-            continue
-    return types
-
-
-def orders_source(
-    session: Session, customer_id: int, since: datetime | None, limit: int
-) -> list[TimelineEntry]:
-    from mercato.orders import service as orders
-
-    page = orders.search(
-        session, orders.OrderFilter(customer_id=customer_id, placed_from=since), None, limit
-    )
-    types = _channel_types(session, {o.channel_id for o in page.items})
-    entries = []
-    for order in page.items:
-        visit = types.get(order.channel_id) == "pos"
-        total = Decimal(order.grand_total)
-        entries.append(
-            TimelineEntry(
-                at=order.placed_at or order.created_at,
-                kind="store_visit" if visit else "order",
-                channel_id=order.channel_id,
-                summary=(
-                    f"{'Store purchase' if visit else 'Order'} {order.number}: "
-                    f"{order.status}, {total.normalize():f} {order.currency}"
-                ),
-                ref_type="order",
-                ref_id=str(order.id),
-                data={
-                    "number": order.number,
-                    "status": order.status,
-                    "currency": order.currency,
-                    "grand_total": str(order.grand_total),
-                },
-            )
-        )
-    return entries
-
-
-_CART_EVENTS = {
-    "cart.created": "Cart started",
-    "cart.merged": "Guest cart merged into the customer's cart",
-}
-
-
-def carts_source(
-    session: Session, customer_id: int, since: datetime | None, limit: int
-) -> list[TimelineEntry]:
-    query = select(OutboxEvent).where(
-        OutboxEvent.type.in_(list(_CART_EVENTS)),
-        OutboxEvent.data["customer_id"].as_integer() == customer_id,
-    )
-    if since is not None:
-        query = query.where(OutboxEvent.occurred_at >= since)
-    rows = session.scalars(query.order_by(OutboxEvent.id.desc()).limit(limit))
-    entries = []
-    for row in rows:
-        cart_id = row.data.get("cart_id", row.data.get("into_cart_id"))
-        entries.append(
-            TimelineEntry(
-                at=row.occurred_at,
-                kind="cart",
-                channel_id=row.data.get("channel_id"),
-                summary=_CART_EVENTS[row.type],
-                ref_type="cart",
-                ref_id=None if cart_id is None else str(cart_id),
-                data={"event": row.type},
-            )
-        )
-    return entries
 
 
 _PROFILE_SUMMARIES = {
@@ -189,7 +106,3 @@ def profile_source(
         for row in rows
     ]
 
-
-register_timeline_source("orders", orders_source)
-register_timeline_source("carts", carts_source)
-register_timeline_source("profile", profile_source)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mercato.fulfillment.models import FulfillmentOrder, Shipment
 from mercato.orders import service as orders
-from mercato.privacy.registry import Subject, record, register
+from mercato.personal_data import DomainPrivacy, Subject, record
 from mercato.shipping import service as shipping
 
 
@@ -42,4 +42,4 @@ def _erase(session: Session, subject: Subject) -> int:
     return shipping.forget_label_contents(session, [number for _, number in refs])
 
 
-register("fulfillment", export=_export, erase=_erase)
+PRIVACY = DomainPrivacy("fulfillment", export=_export, erase=_erase)

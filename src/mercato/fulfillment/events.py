@@ -1,4 +1,4 @@
-"""How fulfilment reacts to the rest of the platform (registered by ``app``)."""
+"""How fulfilment reacts to the rest of the platform (wired by its manifest)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,22 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.db import Database
-from mercato.events import Dispatcher, Event
+from mercato.events import Event
 from mercato.fulfillment import service
 
 
-def _order_confirmed(session: Session, event: Event) -> None:
+def on_order_confirmed(session: Session, event: Event) -> None:
     service.on_order_confirmed(session, int(event.data["order_id"]))
 
 
-def _tracking(session: Session, event: Event) -> None:
+def on_tracking_updated(session: Session, event: Event) -> None:
     number = event.data.get("tracking_number")
     status = event.data.get("status") or (event.data.get("event") or {}).get("status")
     if number and status:
         service.on_tracking_update(session, str(number), str(status))
 
 
-def _delivered(database: Database) -> None:
+def capture_delivered_cod(database: Database) -> None:
     """Cash on delivery is settled when the parcel arrives."""
     from sqlalchemy import select
 
@@ -64,13 +64,3 @@ def expire_pickups(database: Database) -> int:
         if quantities:
             workflows.cancel_lines(database, system, order_id, quantities, "not collected in time")
     return len(expired)
-
-
-def register(dispatcher: Dispatcher) -> None:
-    from mercato.orders import workflows
-
-    dispatcher.subscribe("order.confirmed", _order_confirmed)
-    dispatcher.subscribe("shipment.tracking_updated", _tracking)
-    dispatcher.add_periodic_work("expire-pickups", 300.0, expire_pickups)
-    dispatcher.add_periodic_work("capture-shipped", 120.0, workflows.capture_sweep)
-    dispatcher.add_periodic_work("capture-delivered-cod", 300.0, _delivered)

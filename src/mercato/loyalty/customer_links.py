@@ -19,13 +19,13 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from mercato.customers.timeline import TimelineEntry, register_timeline_source
+from mercato.customers.timeline import TimelineEntry
 from mercato.db import utcnow
-from mercato.events import Dispatcher, Event
+from mercato.events import Event
 from mercato.loyalty import service
 from mercato.loyalty.models import Account, Entry, Lot, OrderPoints
 from mercato.merges import merge_ids, move_rows, restore_rows, table_of
-from mercato.privacy.registry import Subject, record, register
+from mercato.personal_data import DomainPrivacy, Subject, record
 
 _MOVED: tuple[Any, ...] = (Entry, Lot, OrderPoints)
 
@@ -67,7 +67,7 @@ def _rebalance(session: Session, customer_id: int) -> None:
         service._consume_lots(session, customer_id, excess)
 
 
-def _merged(session: Session, event: Event) -> None:
+def on_merged(session: Session, event: Event) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     _lock_accounts(session, [from_id, into_id])
     for model in _MOVED:
@@ -77,7 +77,7 @@ def _merged(session: Session, event: Event) -> None:
     service._evaluate_tier(session, into_id, utcnow(), service.get_config(session))
 
 
-def _undone(session: Session, event: Event) -> None:
+def on_merge_undone(session: Session, event: Event) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     _lock_accounts(session, [from_id, into_id])
     for model in _MOVED:
@@ -87,11 +87,6 @@ def _undone(session: Session, event: Event) -> None:
         _rebalance(session, customer_id)
         service._evaluate_tier(session, customer_id, utcnow(), config)
 
-
-def register_subscribers(dispatcher: Dispatcher) -> None:
-    dispatcher.subscribe("customer.merged", _merged)
-    dispatcher.subscribe("customer.merge_undone", _undone)
-    register_timeline_source("points", _timeline)
 
 
 _POINTS = {
@@ -104,7 +99,7 @@ _POINTS = {
 }
 
 
-def _timeline(
+def timeline_entries(
     session: Session, customer_id: int, since: datetime | None, limit: int
 ) -> list[TimelineEntry]:
     query = select(Entry).where(Entry.customer_id == customer_id)
@@ -141,4 +136,4 @@ def _export(session: Session, subject: Subject) -> dict[str, Any]:
     }
 
 
-register("loyalty", export=_export)
+PRIVACY = DomainPrivacy("loyalty", export=_export)

@@ -16,13 +16,12 @@ skipped: retrying them would not make them readable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mercato.events import Dispatcher, Event
+from mercato.events import Event
 from mercato.loyalty import service
 
 log = logging.getLogger(__name__)
@@ -39,13 +38,29 @@ def _order_id(event: Event) -> int | None:
         return None
 
 
-def _on_order(action: Callable[[Session, int], object]) -> Callable[[Session, Event], None]:
-    def handle(session: Session, event: Event) -> None:
-        order_id = _order_id(event)
-        if order_id is not None and event.data.get("customer_id") is not None:
-            action(session, order_id)
+def _member_order(event: Event) -> int | None:
+    """The order of a member's purchase (guests earn nothing)."""
+    order_id = _order_id(event)
+    return order_id if event.data.get("customer_id") is not None else None
 
-    return handle
+
+def on_order_placed(session: Session, event: Event) -> None:
+    order_id = _member_order(event)
+    if order_id is not None:
+        service.order_placed(session, order_id)
+
+
+def on_order_cancelled(session: Session, event: Event) -> None:
+    order_id = _member_order(event)
+    if order_id is not None:
+        service.order_cancelled(session, order_id)
+
+
+def on_order_completed(session: Session, event: Event) -> None:
+    """Fulfilled, delivered or picked up: the points are granted (once per order)."""
+    order_id = _member_order(event)
+    if order_id is not None:
+        service.grant_order(session, order_id)
 
 
 def _returned_lines(event: Event) -> list[service.ReturnedLine] | None:
@@ -75,13 +90,3 @@ def run_periodic(session: Session) -> Any:
     service.reevaluate_tiers(session)
     return expired
 
-
-def register(dispatcher: Dispatcher) -> None:
-    """Subscribe loyalty to the events it needs (``mercato.bootstrap`` registers points as
-    a payment method)."""
-    dispatcher.subscribe("order.placed", _on_order(lambda s, o: service.order_placed(s, o)))
-    dispatcher.subscribe("order.cancelled", _on_order(service.order_cancelled))
-    for type_ in GRANTING:
-        dispatcher.subscribe(type_, _on_order(lambda s, o: service.grant_order(s, o)))
-    dispatcher.subscribe("return.refunded", on_return_refunded)
-    dispatcher.add_periodic("loyalty-expiry-and-tiers", PERIODIC_SECONDS, run_periodic)

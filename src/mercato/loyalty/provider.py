@@ -286,9 +286,3 @@ def _result(row: TenderCall) -> ProviderResult:
         return ProviderResult(outcome, reference(row.payment_id), amount=amount, **data)
     return ProviderResult(outcome, **data)
 
-
-def register() -> None:
-    """Make ``loyalty_points`` a payment method of every channel."""
-    from mercato.payments.providers import register_provider
-
-    register_provider(NAME, LoyaltyPointsProvider, refund_last=True)

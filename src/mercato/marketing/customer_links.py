@@ -23,24 +23,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mercato.customers.timeline import TimelineEntry, register_timeline_source
+from mercato.customers.timeline import TimelineEntry
 from mercato.db import utcnow
-from mercato.events import Dispatcher, Event
+from mercato.events import Event
 from mercato.marketing.models import ConsentRecord, Message, OfferClaim, RunResult
 from mercato.marketing.notifier import MessageStatus
-from mercato.merges import MergeMove, follow_merges, merge_ids
-from mercato.privacy.registry import Subject, record, register
+from mercato.merges import MergeMove, merge_ids
+from mercato.personal_data import DomainPrivacy, Subject, record
 
 ERASED = "[erased]"
-_MOVED: tuple[Any, ...] = (ConsentRecord, Message)
+MERGED_MODELS: tuple[Any, ...] = (ConsentRecord, Message)
 
-
-def register_subscribers(dispatcher: Dispatcher) -> None:
-    follow_merges(dispatcher, "marketing", _MOVED)
-    dispatcher.subscribe("customer.merged", claims_merged)
-    dispatcher.subscribe("customer.merge_undone", claims_merge_undone)
-    register_timeline_source("emails", _emails)
-    register_timeline_source("consents", _consents)
 
 
 _CLAIMS = OfferClaim.__tablename__
@@ -118,7 +111,7 @@ def claims_merge_undone(session: Session, event: Event) -> None:
     session.flush()
 
 
-def _emails(
+def email_entries(
     session: Session, customer_id: int, since: datetime | None, limit: int
 ) -> list[TimelineEntry]:
     """Messages sent to the customer (the template, never the address or content)."""
@@ -143,7 +136,7 @@ def _emails(
     ]
 
 
-def _consents(
+def consent_entries(
     session: Session, customer_id: int, since: datetime | None, limit: int
 ) -> list[TimelineEntry]:
     query = select(ConsentRecord).where(ConsentRecord.customer_id == customer_id)
@@ -233,4 +226,4 @@ def _erase(session: Session, subject: Subject) -> int:
     return len(messages)
 
 
-register("marketing", export=_export, erase=_erase, collect=_collect)
+PRIVACY = DomainPrivacy("marketing", export=_export, erase=_erase, collect=_collect)

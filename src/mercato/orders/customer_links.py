@@ -25,20 +25,24 @@ with the erasure reference, and marks them with it.
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
+from mercato.channels import service as channels
 from mercato.customers import profiles
 from mercato.customers.normalize import IdentityType
-from mercato.events import Dispatcher, Event
-from mercato.merges import follow_merges
+from mercato.customers.timeline import TimelineEntry
+from mercato.errors import NotFound
+from mercato.events import Event
 from mercato.orders import service
 from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
 from mercato.orders.state import OrderStatus
-from mercato.privacy.registry import Blocker, Subject, record, register
+from mercato.personal_data import Blocker, DomainPrivacy, Subject, record
 
 _SYSTEM = Principal(kind="system", id=None, label="guest order linking")
 
@@ -46,11 +50,49 @@ _SYSTEM = Principal(kind="system", id=None, label="guest order linking")
 KEPT_ADDRESS_FIELDS = ("country", "region")
 
 
-def register_subscribers(dispatcher: Dispatcher) -> None:
-    follow_merges(dispatcher, "orders", [Order])
-    dispatcher.subscribe("customer.identity_verified", on_identity_verified)
-    dispatcher.subscribe("order.placed", on_guest_order)
-    dispatcher.subscribe("order.imported", on_guest_order)
+
+def _channel_types(session: Session, ids: set[int]) -> dict[int, str]:
+    types = {}
+    for channel_id in ids:
+        try:
+            types[channel_id] = channels.get_channel(session, channel_id).type
+        except NotFound:
+            continue
+    return types
+
+
+def timeline_entries(
+    session: Session, customer_id: int, since: datetime | None, limit: int
+) -> list[TimelineEntry]:
+    """The customer's orders for the timeline; a POS channel's order is a store visit."""
+    page = service.search(
+        session, service.OrderFilter(customer_id=customer_id, placed_from=since), None, limit
+    )
+    types = _channel_types(session, {o.channel_id for o in page.items})
+    entries = []
+    for order in page.items:
+        visit = types.get(order.channel_id) == "pos"
+        total = Decimal(order.grand_total)
+        entries.append(
+            TimelineEntry(
+                at=order.placed_at or order.created_at,
+                kind="store_visit" if visit else "order",
+                channel_id=order.channel_id,
+                summary=(
+                    f"{'Store purchase' if visit else 'Order'} {order.number}: "
+                    f"{order.status}, {total.normalize():f} {order.currency}"
+                ),
+                ref_type="order",
+                ref_id=str(order.id),
+                data={
+                    "number": order.number,
+                    "status": order.status,
+                    "currency": order.currency,
+                    "grand_total": str(order.grand_total),
+                },
+            )
+        )
+    return entries
 
 
 def on_identity_verified(session: Session, event: Event) -> None:
@@ -192,4 +234,6 @@ def _why(status: OrderStatus) -> str:
     return "not yet shipped: deliver or cancel it first"
 
 
-register("orders", export=_export, erase=_erase, collect=_collect, blocks=_open_orders)
+PRIVACY = DomainPrivacy(
+    "orders", export=_export, erase=_erase, collect=_collect, blocks=_open_orders
+)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from mercato.events import Dispatcher, Event
+from mercato.events import Event
 from mercato.orders import service
-
-
-def register(dispatcher: Dispatcher) -> None:
-    dispatcher.subscribe("fulfillment.task_created", on_task_created)
 
 
 def on_task_created(session: Session, event: Event) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mercato.events import Dispatcher, Event
+from mercato.events import Event
 from mercato.merges import merge_ids, move_rows, restore_rows, table_of
 from mercato.money import from_minor
 from mercato.payments import balances
@@ -25,14 +25,14 @@ from mercato.payments.models import (
     StoreCreditAccount,
     StoreCreditTransaction,
 )
-from mercato.privacy.registry import Subject, record, register
+from mercato.personal_data import DomainPrivacy, Subject, record
 
 MERGE_OUT = "merge_out"
 MERGE_IN = "merge_in"
 _MOVED_TABLES: tuple[Any, ...] = (Payment, GiftCard)
 
 
-def _merged(session: Session, event: Event) -> None:
+def on_merged(session: Session, event: Event) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     for model in _MOVED_TABLES:
         move_rows(session, table_of(model), merge_id, from_id, into_id)
@@ -62,7 +62,7 @@ def _merged(session: Session, event: Event) -> None:
         )
 
 
-def _undone(session: Session, event: Event) -> None:
+def on_merge_undone(session: Session, event: Event) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     for model in _MOVED_TABLES:
         restore_rows(session, table_of(model), merge_id)
@@ -118,10 +118,6 @@ def _already(session: Session, account_id: int, merge_id: str, kind: str) -> boo
     )
 
 
-def register_subscribers(dispatcher: Dispatcher) -> None:
-    dispatcher.subscribe("customer.merged", _merged)
-    dispatcher.subscribe("customer.merge_undone", _undone)
-
 
 # --- privacy ---------------------------------------------------------------------------
 
@@ -176,4 +172,4 @@ def _export(session: Session, subject: Subject) -> dict[str, Any]:
     }
 
 
-register("payments", export=_export)
+PRIVACY = DomainPrivacy("payments", export=_export)

@@ -50,6 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mercato.db import Database, utcnow
+from mercato.manifest import ExtensionPoint
 from mercato.money import from_minor, to_minor
 from mercato.payments.models import GatewayCharge, GatewayRequest, GatewayToken
 
@@ -681,40 +682,36 @@ _MESSAGES = {
 
 # --- the registry -------------------------------------------------------------------------
 
-_FACTORIES: dict[str, ProviderFactory] = {
-    SimulatedGateway.name: SimulatedGateway,
-    CashOnDelivery.name: CashOnDelivery,
-    PosCash.name: PosCash,
-    PosCard.name: PosCard,
-    PaidElsewhere.name: PaidElsewhere,
-}
+@dataclass(frozen=True)
+class ProviderSpec:
+    factory: ProviderFactory
+    # A provider holding a balance the shop controls (points): refunds reach it last,
+    # after the tenders that moved real money, like gift cards and store credit.
+    refund_last: bool = False
 
 
-# Providers that hold a balance the shop controls (points): refunds reach them last, after
-# the tenders that moved real money, like gift cards and store credit.
-_REFUND_LAST: set[str] = set()
+# Payment methods by name: the built-in ones here, others contributed by their domain's
+# manifest (loyalty points) or put in place by a plug-in with :func:`register_provider`.
+PROVIDERS: ExtensionPoint[ProviderSpec] = ExtensionPoint("payment providers")
+for _built_in in (SimulatedGateway, CashOnDelivery, PosCash, PosCard, PaidElsewhere):
+    PROVIDERS.install(PROVIDERS(_built_in.name, ProviderSpec(_built_in)), owner="payments")
 
 
 def register_provider(name: str, factory: ProviderFactory, *, refund_last: bool = False) -> None:
     """Add (or replace) a provider, e.g. a real gateway's adapter."""
-    _FACTORIES[name] = factory
-    if refund_last:
-        _REFUND_LAST.add(name)
-    else:
-        _REFUND_LAST.discard(name)
+    PROVIDERS.replace(name, ProviderSpec(factory, refund_last))
 
 
 def refund_last_methods() -> frozenset[str]:
-    return frozenset(_REFUND_LAST)
+    return frozenset(name for name, spec in PROVIDERS.items() if spec.refund_last)
 
 
 def provider_names() -> frozenset[str]:
-    return frozenset(_FACTORIES)
+    return frozenset(PROVIDERS)
 
 
 def get_provider(name: str, database: Database) -> Provider:
-    try:
-        factory = _FACTORIES[name]
-    except KeyError as exc:
-        raise LookupError(f"no payment provider {name!r}") from exc
-    return factory(database)
+    spec = PROVIDERS.get(name)
+    if spec is None:
+        raise LookupError(f"no payment provider {name!r}")
+    return spec.factory(database)

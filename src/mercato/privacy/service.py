@@ -1,6 +1,6 @@
 """Data subject requests: export everything about a person, or erase it everywhere.
 
-Both run every domain's registered part (see :mod:`mercato.privacy.registry`) in one
+Both run every domain's registered part (see :mod:`mercato.personal_data`) in one
 transaction, for the profile and every profile merged into it, and for the records a
 guest left with the person's email or phone number (found by their keyed hashes), and are
 logged in ``privacy_requests`` with who asked and when. Staff handle requests after
@@ -34,12 +34,13 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
+from mercato.customers import customer_links
 from mercato.db import Base, utcnow
 from mercato.errors import Conflict, NotFound
 from mercato.events import publish
+from mercato.personal_data import Blocker, Identifiers, Subject, domains
 from mercato.privacy import sweep
 from mercato.privacy.models import PrivacyRequest
-from mercato.privacy.registry import Blocker, Identifiers, Subject, domains
 
 EXPORT = "export"
 ERASURE = "erasure"
@@ -49,8 +50,6 @@ FORMAT_VERSION = 1
 def _subject(
     session: Session, customer_id: int, reference: str, *, verified_only: bool = False
 ) -> Subject:
-    from mercato.customers import customer_links
-
     ids = customer_links.profile_ids(session, customer_id)
     if not ids:
         raise NotFound(f"customer {customer_id} not found")

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from mercato.crypto import EncryptedJSON, EncryptedString
-from mercato.privacy.registry import Identifiers
+from mercato.personal_data import Identifiers
 
 # The shortest column that can hold an email or an E.164 phone number.
 MIN_LENGTH = 6

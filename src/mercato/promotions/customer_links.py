@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from mercato.events import Dispatcher, Event
+from mercato.events import Event
 from mercato.merges import merge_ids, move_rows, moved_rows, restore_rows, table_of
-from mercato.privacy.registry import Subject, record, register
+from mercato.personal_data import DomainPrivacy, Subject, record
 from mercato.promotions.models import (
     Promotion,
     PromotionCode,
@@ -33,10 +33,6 @@ from mercato.promotions.service import ACTIVE_REDEMPTION
 
 _MOVED: tuple[Any, ...] = (PromotionCode, Redemption)
 
-
-def register_subscribers(dispatcher: Dispatcher) -> None:
-    dispatcher.subscribe("customer.merged", on_merged)
-    dispatcher.subscribe("customer.merge_undone", on_merge_undone)
 
 
 def on_merged(session: Session, event: Event) -> None:
@@ -123,4 +119,4 @@ def _export(session: Session, subject: Subject) -> dict[str, Any]:
     }
 
 
-register("promotions", export=_export)
+PRIVACY = DomainPrivacy("promotions", export=_export)

@@ -12,20 +12,13 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mercato.customers.timeline import TimelineEntry, register_timeline_source
-from mercato.events import Dispatcher
-from mercato.merges import follow_merges
-from mercato.privacy.registry import Blocker, Subject, record, register
+from mercato.customers.timeline import TimelineEntry
+from mercato.personal_data import Blocker, DomainPrivacy, Subject, record
 from mercato.returns.models import Return, ReturnLine, ReturnSettlement, ReturnTransition
 from mercato.returns.state import ReturnStatus
 
 
-def register_subscribers(dispatcher: Dispatcher) -> None:
-    follow_merges(dispatcher, "returns", [Return])
-    register_timeline_source("returns", _timeline)
-
-
-def _timeline(
+def timeline_entries(
     session: Session, customer_id: int, since: datetime | None, limit: int
 ) -> list[TimelineEntry]:
     query = select(Return).where(Return.customer_id == customer_id)
@@ -130,4 +123,4 @@ def _returns_in_progress(session: Session, subject: Subject) -> list[Blocker]:
     ]
 
 
-register("returns", export=_export, erase=_erase, blocks=_returns_in_progress)
+PRIVACY = DomainPrivacy("returns", export=_export, erase=_erase, blocks=_returns_in_progress)

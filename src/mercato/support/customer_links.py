@@ -14,24 +14,18 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mercato.customers.timeline import TimelineEntry, register_timeline_source
-from mercato.events import Dispatcher
-from mercato.merges import follow_merges
-from mercato.privacy.registry import Subject, record, register
+from mercato.customers.timeline import TimelineEntry
+from mercato.personal_data import DomainPrivacy, Subject, record
 from mercato.support.models import SupportCase, SupportCaseOrder, SupportMessage
 
 ERASED = "[erased]"
 
 
-def register_subscribers(dispatcher: Dispatcher) -> None:
-    follow_merges(dispatcher, "support", [SupportCase])
-    register_timeline_source("support", _timeline)
-
 
 _WHO = {"inbound": "Message from the customer", "outbound": "Reply to the customer"}
 
 
-def _timeline(
+def timeline_entries(
     session: Session, customer_id: int, since: datetime | None, limit: int
 ) -> list[TimelineEntry]:
     """Each message of the customer's cases (internal notes stay with the case); what was
@@ -136,4 +130,4 @@ def _erase(session: Session, subject: Subject) -> int:
     return len(cases)
 
 
-register("support", export=_export, erase=_erase, collect=_collect)
+PRIVACY = DomainPrivacy("support", export=_export, erase=_erase, collect=_collect)

@@ -1,8 +1,8 @@
 """What each domain knows about a person, and how it exports and erases it.
 
 Privacy requests cross every domain, but no domain may read another's tables, so each
-domain that holds personal data registers a :class:`DomainPrivacy` here from its own
-``privacy`` module: how to *collect* the person's identifiers it holds (an order keeps
+domain that holds personal data contributes a :class:`DomainPrivacy` to :data:`DOMAINS`
+from its manifest: how to *collect* the person's identifiers it holds (an order keeps
 the email it was placed with even after the profile changed), how to *export* its data
 about them, how to *erase* it, and what *blocks* an erasure (an order still to be
 delivered needs the address it ships to). The privacy service runs them in one transaction.
@@ -17,6 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
+
+from mercato.manifest import ExtensionPoint
 
 
 @dataclass
@@ -116,24 +118,12 @@ class DomainPrivacy:
     blocks: BlockerFinder | None = None
 
 
-_DOMAINS: dict[str, DomainPrivacy] = {}
+DOMAINS: ExtensionPoint[DomainPrivacy] = ExtensionPoint("privacy hooks")
 
 
-def register(
-    name: str,
-    *,
-    export: Exporter,
-    erase: Eraser | None = None,
-    collect: Collector | None = None,
-    blocks: BlockerFinder | None = None,
-) -> None:
-    """Declare a domain's part of export and erasure (idempotent per name)."""
-    _DOMAINS[name] = DomainPrivacy(name, export, erase, collect, blocks)
-
-
-def domains() -> Iterable[DomainPrivacy]:
-    _load_domain_modules()
-    return [_DOMAINS[name] for name in sorted(_DOMAINS)]
+def domains() -> list[DomainPrivacy]:
+    """Every domain's part, in name order (each domain contributes it from its manifest)."""
+    return [privacy for _, privacy in DOMAINS.items()]
 
 
 def record(obj: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
@@ -150,25 +140,3 @@ def record(obj: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
             value = str(value)
         out[column.key] = value
     return out
-
-
-# Every domain module that registers a DomainPrivacy; importing them fills the registry.
-DOMAIN_MODULES = (
-    "mercato.customers.customer_links",
-    "mercato.carts.customer_links",
-    "mercato.orders.customer_links",
-    "mercato.payments.customer_links",
-    "mercato.fulfillment.customer_links",
-    "mercato.returns.customer_links",
-    "mercato.support.customer_links",
-    "mercato.marketing.customer_links",
-    "mercato.loyalty.customer_links",
-    "mercato.promotions.customer_links",
-)
-
-
-def _load_domain_modules() -> None:
-    import importlib
-
-    for module in DOMAIN_MODULES:
-        importlib.import_module(module)
