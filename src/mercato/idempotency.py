@@ -276,3 +276,14 @@ def run_repeatable(
             if stored is not None:
                 return _replay(stored)
     return _answer(encoded, status_code)
+
+
+def keys_in_progress(session: Session, scope: str) -> list[str]:
+    """Keys of attempts cut off before their answer was stored."""
+    return list(
+        session.scalars(
+            select(IdempotencyRecord.key).where(
+                IdempotencyRecord.scope == scope, IdempotencyRecord.status_code == IN_PROGRESS
+            )
+        )
+    )

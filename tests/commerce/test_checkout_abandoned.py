@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from mercato.carts.models import Cart
 from mercato.channels.models import Channel
-from mercato.checkout import service as checkout
 from mercato.cli import app
 from mercato.db import utcnow
 from mercato.events import OutboxEvent
+from mercato.flows import checkout
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.orders.models import Order, OrderTransition

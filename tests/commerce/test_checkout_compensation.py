@@ -188,8 +188,8 @@ def test_a_failure_cut_off_before_its_voids_is_finished_by_the_sweep(
     demo_world: DemoWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The process commits the decline, then stops before giving the gift card back."""
-    from mercato.checkout import service as checkout
     from mercato.db import utcnow
+    from mercato.flows import checkout
     from mercato.payments import service as payments
 
     item = demo_world.new_product({"WH-TYO": 1}, {"JP": {"JPY": "6000"}})

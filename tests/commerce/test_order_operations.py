@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import update
 
 from mercato.db import utcnow
-from mercato.fulfillment import events as fulfillment_events
+from mercato.flows import cancellation
 from mercato.fulfillment.models import FulfillmentOrder
 from mercato.inventory import service as inventory
 from tests.commerce.conftest import DemoWorld
@@ -265,7 +265,7 @@ def test_an_uncollected_pickup_expires(demo_world: DemoWorld) -> None:
             .where(FulfillmentOrder.id == task["id"])
             .values(expires_at=utcnow() - timedelta(minutes=1))
         )
-    assert fulfillment_events.expire_pickups(demo_world.database) == 1
+    assert cancellation.expire_pickups(demo_world.database) == 1
     staff = demo_world.staff()
     assert ok(client.get(f"/v1/orders/{order['id']}", headers=staff))["status"] == "cancelled"
     level = _level(demo_world, item, "ST-BERLIN")

@@ -5,7 +5,7 @@ service (so the real ``order.*`` events reach the profile), staff with and witho
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mercato.auth.principal import Principal
+from mercato.channels import service as channels
 from mercato.db import Database
 from mercato.orders import service as orders
 from mercato.orders.models import Order
@@ -85,7 +86,8 @@ def place_order(
     external_id: str | None = None,
     cancel: bool = False,
 ) -> Order:
-    """An order created and placed through the orders service (publishes order.placed)."""
+    """An order created and placed through the orders service (publishes order.placed),
+    attributed to the channel's store as the flows that take orders do."""
     totals = [Decimal(a) for a in amounts]
     lines = [
         orders.LineDraft(
@@ -119,7 +121,8 @@ def place_order(
         external_id=external_id,
     )
     with db.transaction() as session:
-        order = orders.create_order(session, SYSTEM, draft)
+        store = channels.context_for_channel(session, channel_id).store_location_id
+        order = orders.create_order(session, SYSTEM, replace(draft, store_location_id=store))
         orders.transition(session, SYSTEM, order.id, OrderStatus.PLACED)
         if cancel:
             orders.transition(session, SYSTEM, order.id, OrderStatus.CANCELLED)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from mercato.db import utcnow
-from mercato.fulfillment import events as fulfillment_events
+from mercato.flows import cancellation
 from mercato.fulfillment import service as fulfillment
 from mercato.marketing.models import Message
 from tests.commerce.conftest import DemoWorld
@@ -163,7 +163,7 @@ def test_an_uncollected_order_expires_after_the_pickup_days(
 
     def run_at(when: datetime) -> None:
         monkeypatch.setattr(fulfillment, "utcnow", lambda: when)
-        fulfillment_events.expire_pickups(demo_world.database)
+        cancellation.expire_pickups(demo_world.database)
         drain(demo_world)
 
     run_at(start + timedelta(days=days) - timedelta(hours=1))

@@ -17,8 +17,8 @@ from mercato.auth.principal import Principal
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
 from mercato.db import utcnow
+from mercato.flows import imported_orders
 from mercato.orders import service as orders
-from mercato.orders import workflows
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, pay, register, ship_to
 
@@ -162,11 +162,11 @@ def test_concurrent_imports_of_one_external_id_make_one_order(
         pytest.skip("SQLite runs one write transaction at a time: imports cannot race")
     item = demo_world.new_product({"WH-TYO": 10}, {"JP": {"JPY": "1000"}})
     market_id, sku = _marketplace(demo_world, item)
-    request = workflows.ImportRequest(
+    request = imported_orders.ImportRequest(
         channel_id=market_id,
         external_id=f"MKT-{uuid.uuid4().hex[:8]}",
         currency="JPY",
-        lines=[workflows.ImportLine(sku, 1, Decimal("1000"))],
+        lines=[imported_orders.ImportLine(sku, 1, Decimal("1000"))],
         shipping_address=TOKYO,
     )
     # Both imports pass the "already imported?" check before either inserts.
@@ -186,7 +186,8 @@ def test_concurrent_imports_of_one_external_id_make_one_order(
     def run() -> None:
         try:
             with demo_world.database.transaction() as session:
-                order, created = workflows.import_order(session, Principal.system("t"), request)
+                system = Principal.system("t")
+                order, created = imported_orders.import_order(session, system, request)
                 results.append((order.id, created))
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)

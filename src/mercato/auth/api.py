@@ -33,6 +33,7 @@ from mercato.deps import (
     require,
 )
 from mercato.errors import Unauthorized
+from mercato.flows import staff
 from mercato.http_security import client_address
 from mercato.openapi import problem_responses
 from mercato.routing import router
@@ -143,7 +144,7 @@ def create_staff(
     session: DbSession,
     principal: Annotated[Principal, Depends(require(Permission.STAFF_WRITE))],
 ) -> StaffUserOut:
-    user = service.create_user(
+    user = staff.create_staff_user(
         session,
         principal,
         email=body.email,
@@ -171,7 +172,7 @@ def update_staff(
     session: DbSession,
     principal: Annotated[Principal, Depends(require(Permission.STAFF_WRITE))],
 ) -> StaffUserOut:
-    user = service.update_user(
+    user = staff.update_staff_user(
         session,
         principal,
         user_id,

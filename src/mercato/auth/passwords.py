@@ -9,6 +9,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
+from mercato import idempotency
+from mercato.settings import get_settings
+
 _hasher = PasswordHasher()
 # Verifying against this keeps the time of "unknown user" equal to "wrong password".
 _DUMMY_HASH = _hasher.hash("mercato-timing-equaliser")
@@ -38,7 +41,6 @@ def keyed_digest(label: str, *values: str) -> str:
     """An HMAC of ``values`` under a key derived from the server's secret key. Stored in place
     of a plain hash wherever the values may be guessable (an email, a password): without
     the secret key nobody can test guesses against it."""
-    from mercato.settings import get_settings
 
     key = hashlib.sha256(f"mercato-{label}\0{get_settings().secret_key}".encode()).digest()
     return hmac.new(key, "\0".join(values).encode(), hashlib.sha256).hexdigest()
@@ -63,15 +65,11 @@ class PasswordChange:
         return keyed_digest("password-change", self.current, self.new)
 
     def already_made(self, session: Session, scope: str) -> bool:
-        from mercato import idempotency
-
         if self.idempotency_key is None:
             return False
         stored = idempotency.lookup(session, scope, self.idempotency_key, self.fingerprint)
         return stored is not None
 
     def remember(self, session: Session, scope: str) -> None:
-        from mercato import idempotency
-
         if self.idempotency_key is not None:
             idempotency.remember(session, scope, self.idempotency_key, self.fingerprint, 204, None)

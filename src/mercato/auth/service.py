@@ -18,7 +18,13 @@ from mercato.auth.passwords import (
     token_hash,
     verify_password,
 )
-from mercato.auth.permissions import LOCATION_SCOPED_ROLES, MANAGEABLE_ROLES, Permission, Role
+from mercato.auth.permissions import (
+    LOCATION_SCOPED_ROLES,
+    MANAGEABLE_ROLES,
+    ROLE_PERMISSIONS,
+    Permission,
+    Role,
+)
 from mercato.auth.principal import Principal
 from mercato.db import Database, locked_row, utcnow
 from mercato.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationProblem
@@ -244,10 +250,8 @@ def _check_manageable(actor: Principal, role: Role) -> None:
 
 
 def _set_locations(session: Session, user: StaffUser, location_ids: Iterable[int]) -> list[int]:
-    from mercato.locations import service as locations
-
+    """Assign the locations (``flows.staff`` checks they exist: auth knows no locations)."""
     ids = sorted(set(location_ids))
-    locations.require_existing(session, ids, field="location_ids")
     session.execute(delete(StaffUserLocation).where(StaffUserLocation.user_id == user.id))
     session.add_all(StaffUserLocation(user_id=user.id, location_id=i) for i in ids)
     return ids
@@ -365,8 +369,6 @@ def bootstrap_owner(session: Session, email: str, name: str, password: str) -> S
 
 
 def permissions_of(role: Role) -> list[str]:
-    from mercato.auth.permissions import ROLE_PERMISSIONS
-
     return sorted(p.value for p in ROLE_PERMISSIONS[role])
 
 

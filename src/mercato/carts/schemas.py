@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mercato.auth.schemas import EMAIL_PATTERN
+from mercato.customers.schemas import normalise_phone
 from mercato.locations.schemas import validate_country
 from mercato.money import validate_currency
 from mercato.schemas import ResponseModel, StrictModel
@@ -81,8 +82,6 @@ class AddressIn(StrictModel):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        from mercato.customers.schemas import normalise_phone
-
         return None if value is None else normalise_phone(value)
 
 

@@ -545,8 +545,11 @@ def open_cart_of(session: Session, customer_id: int) -> Cart | None:
     )
 
 
-def claim_by_token(session: Session, token: str, customer_id: int | None) -> Cart:
-    """open -> checking_out in one statement, returning the cart; 409 if it is not open."""
+def claim_by_token(
+    session: Session, token: str, customer_id: int | None, *, email: str | None = None
+) -> Cart:
+    """open -> checking_out in one statement, returning the cart; 409 if it is not open.
+    An ``email`` given at checkout becomes the cart's (a guest's order is sent there)."""
     cart = session.scalars(
         update(Cart)
         .where(Cart.token == token, Cart.status == "open")
@@ -564,6 +567,8 @@ def claim_by_token(session: Session, token: str, customer_id: int | None) -> Car
             "this cart belongs to another customer; log in as that customer",
             code="cart-of-another-customer",
         )
+    if email:
+        cart.email = email.lower()
     return cart
 
 

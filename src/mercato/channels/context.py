@@ -28,6 +28,8 @@ class ChannelContext:
     country_currencies: tuple[tuple[str, str], ...] = ()
     # Import duty and tax of cross-border parcels: "ddp" paid at checkout, "dap" on delivery.
     import_duties: str = "dap"
+    # The store behind a POS channel: its sales are that store's.
+    store_location_id: int | None = None
 
     def ship_origin(self, destination_country: str) -> str | None:
         """Domestic shipping when the channel ships from the destination country."""

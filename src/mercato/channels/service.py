@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -306,7 +307,16 @@ def _context(session: Session, channel: Channel) -> ChannelContext:
         ship_origins=tuple(channel.ship_origins or ()),
         country_currencies=tuple(sorted((channel.country_currencies or {}).items())),
         import_duties=channel.import_duties,
+        store_location_id=_store_of(session, channel.type, location_ids),
     )
+
+
+def _store_of(session: Session, channel_type: str, location_ids: Sequence[int]) -> int | None:
+    """The first store a POS channel sells from (the store whose till it is)."""
+    if channel_type != "pos" or not location_ids:
+        return None
+    stores = {x.id for x in locations.get_locations(session, location_ids) if x.type == "store"}
+    return next((i for i in location_ids if i in stores), None)
 
 
 # Every shopper request resolves its channel key; channels change rarely. Each process

@@ -8,11 +8,11 @@ from fastapi import Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from mercato.channels.deps import StandaloneChannelCtx
-from mercato.checkout import service
 from mercato.checkout.schemas import CheckoutIn
 from mercato.customers.deps import StandaloneCustomerId
 from mercato.deps import IdempotencyKey, get_database
 from mercato.errors import PROBLEM_CONTENT_TYPE
+from mercato.flows import checkout as flow
 from mercato.idempotency import run_repeatable, shopper_scope
 from mercato.routing import router
 from mercato.storefront.api import resolve_locale
@@ -20,7 +20,7 @@ from mercato.storefront.api import resolve_locale
 api = router("/v1/store", tags=["checkout"])
 
 
-def _response(outcome: service.Outcome) -> JSONResponse:
+def _response(outcome: flow.Outcome) -> JSONResponse:
     media = PROBLEM_CONTENT_TYPE if outcome.status_code >= 400 else "application/json"
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return JSONResponse(
@@ -55,13 +55,13 @@ def checkout(
     Send an ``Idempotency-Key``: a retry with the same key returns the same order and never
     charges twice, even if the first attempt was cut off half-way.
     """
-    outcome = service.checkout(
+    outcome = flow.checkout(
         get_database(request),
         cart_token=token,
         channel=channel,
         customer_id=customer_id,
         locale=resolve_locale(channel, locale, accept_language),
-        request=service.CheckoutRequest(
+        request=flow.CheckoutRequest(
             tenders=[t.to_request() for t in body.payments],
             email=body.email,
             note=body.note,
@@ -93,7 +93,7 @@ def complete(
     database = get_database(request)
 
     def run() -> tuple[int, Any]:
-        outcome = service.finish_after_action(database, number, channel, customer_id)
+        outcome = flow.finish_after_action(database, number, channel, customer_id)
         return outcome.status_code, outcome.body
 
     scope = shopper_scope(f"checkout.complete:{number}", channel.id, customer_id)

@@ -32,14 +32,14 @@ def abandon_stale(
     from datetime import timedelta
 
     from mercato.bootstrap import command_database, command_settings
-    from mercato.checkout import service
+    from mercato.flows import checkout
 
     abandoned: list[str] = []
     # The server's registrations: voiding needs every payment provider (loyalty points).
     with command_settings(database_url) as settings, command_database(settings) as database:
         timeout = timedelta(seconds=older_than or settings.checkout_timeout_seconds)
         while True:
-            batch = service.abandon_stale_checkouts(database, timeout=timeout)
+            batch = checkout.abandon_stale_checkouts(database, timeout=timeout)
             abandoned += batch
             if not batch:
                 break

@@ -1,14 +1,6 @@
-"""Cart to order around the payment call; the fraud hook."""
+"""Cart to order around the payment call (the flow is ``flows.checkout``); fraud screening."""
 
-from mercato.checkout import service
 from mercato.checkout.api import api
-from mercato.manifest import Job, Manifest
+from mercato.manifest import Manifest
 
-MANIFEST = Manifest(
-    "checkout",
-    routers=[api],
-    jobs=[
-        Job("abandon-checkouts", 60.0, run_outside=service.abandon_stale_checkouts),
-        Job("finish-compensations", 60.0, run_outside=service.finish_compensations),
-    ],
-)
+MANIFEST = Manifest("checkout", routers=[api])

@@ -44,7 +44,6 @@ from sqlalchemy.orm import Session
 from mercato.customers import profiles
 from mercato.customers.models import CustomerFigures, CustomerOrderFact, CustomerSeenEvent
 from mercato.db import utcnow
-from mercato.errors import NotFound
 from mercato.events import Event
 from mercato.money import quantize
 
@@ -117,29 +116,6 @@ def move_facts(
     return sorted(row.order_id for row in rows)
 
 
-def _store_of(session: Session, order_id: int, channel_id: int | None) -> int | None:
-    """The store of the sale: a pickup store, else the store behind a POS channel."""
-    from mercato.channels import service as channels
-    from mercato.locations import service as locations
-    from mercato.orders import service as orders
-
-    for line in orders.order_lines(session, order_id):
-        if line.pickup_location_id is not None:
-            return line.pickup_location_id
-    if channel_id is None:
-        return None
-    try:
-        channel = channels.get_channel(session, channel_id)
-    except NotFound:
-        return None
-    if channel.type != "pos" or not channel.location_order:
-        return None
-    for location in locations.get_locations(session, channel.location_order):
-        if location.type == "store":
-            return location.id
-    return None
-
-
 def on_order_linked(session: Session, event: Event) -> None:
     """A guest order attached to a profile counts from then on, as bought when it was."""
     data = event.data
@@ -171,7 +147,7 @@ def _count_order(session: Session, event: Event, placed_at: datetime | None) -> 
             order_id=order_id,
             customer_id=root,
             channel_id=channel_id,
-            store_location_id=_store_of(session, order_id, channel_id),
+            store_location_id=data.get("store_location_id"),
             currency=currency,
             grand_total=total,
             placed_at=placed_at or event.time,
@@ -209,15 +185,12 @@ def on_order_cancelled(session: Session, event: Event) -> None:
 
 def on_payment_refunded(session: Session, event: Event) -> None:
     """Money went back to a payment of an order: its value leaves the figures."""
-    from mercato.orders import service as orders
-
     data = event.data
-    if data.get("refunded") is None or not data.get("reference"):
+    if data.get("refunded") is None or data.get("order_id") is None:
         return
-    order_id = orders.order_id_for_number(session, str(data["reference"]))
-    if order_id is None or not claim_event(session, event.id):
+    if not claim_event(session, event.id):
         return
-    _net_refund(session, order_id, Decimal(str(data["refunded"])))
+    _net_refund(session, int(data["order_id"]), Decimal(str(data["refunded"])))
 
 
 def on_return_refunded(session: Session, event: Event) -> None:

@@ -2,7 +2,6 @@
 
 The public API other domains call lives here (some of it implemented in the sibling
 modules ``resolution``, ``merging``, ``figures``, ``timeline``)::
-
     find_by_email(session, email) -> Customer | None
     find_by_phone(session, phone) -> Customer | None
     customer_profile(session, customer_id) -> ProfileOut
@@ -26,6 +25,8 @@ from sqlalchemy.orm import Session
 from mercato.auth.passwords import hash_password, token_hash
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
+from mercato.channels import service as channels
+from mercato.crypto import blind_index, blind_indexes
 from mercato.customers import profiles, suggestions
 from mercato.customers.figures import figures_of
 from mercato.customers.merging import get_merge, merge, undo_merge
@@ -36,7 +37,7 @@ from mercato.customers.models import (
     CustomerIdentity,
     CustomerToken,
 )
-from mercato.customers.normalize import IdentityType, normalise_identity
+from mercato.customers.normalize import IdentityType, address_key, area_key, normalise_identity
 from mercato.customers.profiles import find_by_email, find_by_phone
 from mercato.customers.resolution import resolve_identity
 from mercato.customers.schemas import (
@@ -61,6 +62,7 @@ from mercato.customers.timeline import (
 from mercato.db import utcnow
 from mercato.errors import Conflict, NotFound, Unauthorized, ValidationProblem
 from mercato.events import publish
+from mercato.locations import service as locations
 from mercato.pagination import Page, decode_cursor, page_of
 
 __all__ = [
@@ -132,8 +134,6 @@ def register(session: Session, channel_id: int, data: RegisterIn) -> Customer:
 
 def find_account(session: Session, email: str) -> Customer | None:
     """The account whose login email this is (not resolved to a root)."""
-    from mercato.crypto import blind_indexes
-
     return session.scalar(
         select(Customer).where(
             Customer.email_index.in_(blind_indexes("email", email.strip().lower()))
@@ -202,7 +202,6 @@ def customer_groups(session: Session, customer_id: int | None) -> frozenset[str]
 def customer_locale(session: Session, customer_id: int) -> str | None:
     """The language to address the customer in: their preference, else the language of
     the channel they first came through; None when neither is known."""
-    from mercato.channels import service as channels
 
     customer = profiles.root_of(session, profiles.get(session, customer_id))
     if customer.locale:
@@ -297,8 +296,6 @@ def update_profile(
     customer = profiles.get(session, customer_id)
     changes = patch.model_dump(exclude_unset=True)
     if changes.get("preferred_store_id") is not None:
-        from mercato.locations import service as locations
-
         locations.require_existing(
             session, [changes["preferred_store_id"]], field="preferred_store_id"
         )
@@ -452,9 +449,6 @@ def update_address(
         if required in changes and changes[required] is None:
             raise ValidationProblem.field(f"body.{required}", "cannot be cleared")
     if changes:
-        from mercato.crypto import blind_index
-        from mercato.customers.normalize import address_key, area_key
-
         data = profiles.clean_address({**address.data, **changes})
         address.data = data
         address.address_index = blind_index("address", address_key(data))

@@ -25,7 +25,7 @@ from mercato.customers import profiles
 from mercato.customers.models import ACTIVE, Customer, CustomerAddress, MergeSuggestion
 from mercato.customers.normalize import name_key, name_similarity
 from mercato.db import utcnow
-from mercato.errors import NotFound, UnprocessableState
+from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.pagination import Page, decode_cursor, page_of
 
 SAME_NAME_AND_ADDRESS = 100
@@ -155,8 +155,6 @@ def list_suggestions(
 
 
 def _cursor(value: object) -> tuple[int, int]:
-    from mercato.errors import ValidationProblem
-
     if (
         isinstance(value, list)
         and len(value) == 2

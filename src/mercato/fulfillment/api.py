@@ -18,10 +18,10 @@ from mercato.deps import (
     require,
     require_outside_transaction,
 )
+from mercato.flows import capture
 from mercato.fulfillment import service
 from mercato.fulfillment.models import FulfillmentOrder, Shipment
 from mercato.orders import service as orders
-from mercato.orders import workflows
 from mercato.pagination import decode_id_cursor, page_of
 from mercato.routing import router
 from mercato.schemas import PageOut, ResponseModel, StrictModel
@@ -260,23 +260,18 @@ def ship(request: Request, task_id: int, body: ShipIn, principal: WriterNoTx) ->
     """Labels bought, units out of stock (a sale here), the order's lines fulfilled; then
     the payment for what shipped is captured (no transaction open around that call)."""
     database = get_database(request)
-    with database.transaction() as session:
-        session.info["request_id"] = getattr(request.state, "request_id", None)
-        result = service.ship(
-            session,
-            principal,
-            task_id,
-            packages=[p.package() for p in body.packages],
-            carrier_code=body.carrier_code,
-            service_code=body.service_code,
-        )
-        order_id = result.task.order_id
-        transfer_id = result.transfer_id
-    workflows.capture_due(database, order_id, actor=principal)
+    shipped = capture.ship(
+        database,
+        principal,
+        task_id,
+        packages=[p.package() for p in body.packages],
+        carrier_code=body.carrier_code,
+        service_code=body.service_code,
+        request_id=getattr(request.state, "request_id", None),
+    )
     with database.read() as session:
-        return task_out(
-            session, principal, service.get_task(session, task_id), transfer_id=transfer_id
-        )
+        task = service.get_task(session, task_id)
+        return task_out(session, principal, task, transfer_id=shipped.transfer_id)
 
 
 @api.post("/orders/{task_id}/ready", response_model=TaskOut)
@@ -289,11 +284,10 @@ def ready(task_id: int, session: DbSession, principal: Writer) -> TaskOut:
 
 @api.post("/orders/{task_id}/handover", response_model=TaskOut)
 def handover(request: Request, task_id: int, body: HandoverIn, principal: WriterNoTx) -> TaskOut:
+    """The customer shows their code and collects; the payment is settled."""
     database = get_database(request)
-    with database.transaction() as session:
-        order = service.hand_over(session, principal, task_id, body.code)
-        order_id = order.id
-    workflows.capture_due(database, order_id, on_delivery=True, actor=principal)
+    request_id = getattr(request.state, "request_id", None)
+    capture.hand_over(database, principal, task_id, body.code, request_id=request_id)
     with database.read() as session:
         return task_out(session, principal, service.get_task(session, task_id))
 

@@ -513,6 +513,62 @@ def tasks_for_order(session: Session, order_id: int) -> list[FulfillmentOrder]:
     )
 
 
+def open_units(session: Session, task_id: int) -> dict[int, int]:
+    """The task's units still to hand over or ship, per order line."""
+    quantities: dict[int, int] = {}
+    for x in task_lines(session, task_id):
+        if x.status == "open":
+            quantities[x.order_line_id] = quantities.get(x.order_line_id, 0) + x.quantity
+    return quantities
+
+
+def release_order_units(
+    session: Session, actor: Principal, order: Order, quantities: dict[int, int]
+) -> None:
+    """Give back the stock the order holds for cancelled units (order line id -> units):
+    first what its tasks' lines hold at locations (a task with nothing left open is
+    cancelled), then any hold not yet given to a location."""
+    # The ledger names the order; the reason typed (which may quote the customer) stays on
+    # the order's timeline, encrypted and shown only to readers of personal data.
+    ctx = inventory.Context(actor, order.channel_id, "order", order.number, note="cancelled")
+    left = dict(quantities)
+    for task in tasks_for_order(session, order.id):
+        lines = task_lines(session, task.id)
+        for x in lines:
+            take = min(left.get(x.order_line_id, 0), x.quantity)
+            if x.status != "open" or take <= 0:
+                continue
+            if x.reservation_id is not None:
+                inventory.release_quantity(session, ctx, x.reservation_id, take)
+            if take == x.quantity:
+                x.status = "cancelled"
+            else:
+                x.quantity -= take
+            left[x.order_line_id] -= take
+        if task.status in OPEN_TASK and all(x.status != "open" for x in lines):
+            task.status = "cancelled"
+    variants = {x.id: x.variant_id for x in orders.order_lines(session, order.id)}
+    remaining: dict[int, int] = {}
+    for line_id, qty in left.items():
+        if qty > 0:
+            remaining[variants[line_id]] = remaining.get(variants[line_id], 0) + qty
+    if not remaining:
+        return
+    tied = {
+        x.reservation_id
+        for t in tasks_for_order(session, order.id)
+        for x in task_lines(session, t.id)
+        if x.status == "open"
+    }
+    for r in inventory.active_reservations_for(session, "order", order.number):
+        need = remaining.get(r.variant_id, 0)
+        if need <= 0 or r.id in tied:
+            continue
+        take = min(need, r.quantity)
+        inventory.release_quantity(session, ctx, r.id, take)
+        remaining[r.variant_id] -= take
+
+
 def list_tasks(
     session: Session,
     *,
@@ -1366,3 +1422,11 @@ def shipments_for_order(session: Session, order_id: int) -> list[Shipment]:
     return list(
         session.scalars(select(Shipment).where(Shipment.order_id == order_id).order_by(Shipment.id))
     )
+
+
+def delivered_order_ids(session: Session, *, limit: int) -> list[int]:
+    """Orders with a delivered parcel (cash on delivery is settled from them)."""
+    found = session.scalars(
+        select(Shipment.order_id).where(Shipment.status == "delivered").limit(limit)
+    )
+    return sorted(set(found))

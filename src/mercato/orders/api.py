@@ -20,8 +20,10 @@ from mercato.deps import (
     require_outside_transaction,
 )
 from mercato.errors import PROBLEM_CONTENT_TYPE, ValidationProblem
+from mercato.flows import cancellation, imported_orders, staff_orders
+from mercato.flows.staff_orders import StaffOrderIn
 from mercato.fulfillment import service as fulfillment
-from mercato.orders import service, workflows
+from mercato.orders import service
 from mercato.orders.schemas import (
     CancellationOut,
     CancelLinesIn,
@@ -32,7 +34,6 @@ from mercato.orders.schemas import (
     OrderSummaryOut,
     ReasonIn,
     RoutingDecisionOut,
-    StaffOrderIn,
     TransitionIn,
 )
 from mercato.orders.state import OrderStatus
@@ -114,7 +115,7 @@ def create_order(
 ) -> JSONResponse:
     """Take an order for a customer (call centre; endless aisle: sold in store, shipped from
     a warehouse). Same stock, codes and payment rules as a shopper's checkout."""
-    outcome = workflows.create_staff_order(
+    outcome = staff_orders.create_staff_order(
         get_database(request),
         principal,
         body,
@@ -130,15 +131,15 @@ def import_order(
 ) -> OrderOut:
     """An order sold on a marketplace or in an ERP, at its prices, paid there. The same
     ``external_id`` in the same channel answers the existing order (200), never a second."""
-    order, created = workflows.import_order(
+    order, created = imported_orders.import_order(
         session,
         principal,
-        workflows.ImportRequest(
+        imported_orders.ImportRequest(
             channel_id=body.channel_id,
             external_id=body.external_id,
             currency=body.currency,
             lines=[
-                workflows.ImportLine(x.sku, x.quantity, x.unit_price, x.discount, x.tax)
+                imported_orders.ImportLine(x.sku, x.quantity, x.unit_price, x.discount, x.tax)
                 for x in body.lines
             ],
             shipping_total=body.shipping_total,
@@ -158,7 +159,7 @@ def import_order(
 
 
 def _cancellation(
-    request: Request, result: workflows.Cancellation, reader: Principal
+    request: Request, result: cancellation.Cancellation, reader: Principal
 ) -> CancellationOut:
     with get_database(request).read() as session:
         order = service.get_order(session, result.order.id)
@@ -176,7 +177,7 @@ def cancel_order(
 ) -> CancellationOut:
     """Cancel what is not yet shipped or collected: stock back, codes back, authorisations
     voided, captured money refunded to the original payment methods."""
-    result = workflows.cancel_order(
+    result = cancellation.cancel_order(
         get_database(request),
         principal,
         order_id,
@@ -193,7 +194,7 @@ def cancel_lines(
     quantities: dict[int, int] = {}
     for x in body.lines:
         quantities[x.order_line_id] = quantities.get(x.order_line_id, 0) + x.quantity
-    result = workflows.cancel_lines(
+    result = cancellation.cancel_lines(
         get_database(request),
         principal,
         order_id,
@@ -206,13 +207,13 @@ def cancel_lines(
 
 @api.post("/{order_id}/hold", response_model=OrderOut)
 def hold(order_id: int, body: ReasonIn, session: DbSession, principal: Writer) -> OrderOut:
-    order = workflows.hold(session, principal, order_id, body.reason)
+    order = service.hold(session, principal, order_id, body.reason)
     return order_out(session, order, reader=principal)
 
 
 @api.post("/{order_id}/release", response_model=OrderOut)
 def release_hold(order_id: int, session: DbSession, principal: Writer) -> OrderOut:
-    order = workflows.release_hold(session, principal, order_id)
+    order = cancellation.release_hold(session, principal, order_id)
     return order_out(session, order, reader=principal)
 
 

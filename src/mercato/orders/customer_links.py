@@ -40,7 +40,14 @@ from mercato.customers.timeline import TimelineEntry
 from mercato.errors import NotFound
 from mercato.events import Event
 from mercato.orders import service
-from mercato.orders.models import Order, OrderLine, OrderNote, OrderTransition
+from mercato.orders.models import (
+    Order,
+    OrderLine,
+    OrderNote,
+    OrderTransition,
+    buyer_phone,
+    contact_email,
+)
 from mercato.orders.state import OrderStatus
 from mercato.personal_data import Blocker, DomainPrivacy, Subject, record
 
@@ -112,7 +119,6 @@ def on_guest_order(session: Session, event: Event) -> None:
     order = session.get(Order, int(event.data["order_id"]))
     if order is None or order.customer_id is not None:
         return
-    from mercato.orders.models import buyer_phone, contact_email
 
     candidates: list[tuple[IdentityType, str]] = []
     email = contact_email(order.email)

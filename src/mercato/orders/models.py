@@ -9,6 +9,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from mercato.crypto import BLIND_INDEX, EncryptedJSON, EncryptedString, blind_index
+from mercato.customers.normalize import normalise_phone
 from mercato.db import Base, BigId, BigIntPK, FixedDecimal, JSONType, UTCDateTime, utcnow
 
 
@@ -21,7 +22,6 @@ def contact_email(value: str | None) -> str | None:
 def contact_phone(address: Mapping[str, Any] | None) -> str | None:
     """The address's phone in E.164 when it parses (the form customers' phone identities
     are indexed under)."""
-    from mercato.customers.normalize import normalise_phone
 
     raw = None if not address else address.get("phone")
     if not raw or address is None:
@@ -70,6 +70,8 @@ class Order(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     customer_id: Mapped[int | None] = mapped_column(BigId)
     cart_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    # The store of the sale: a pickup store, else the store behind a POS channel.
+    store_location_id: Mapped[int | None] = mapped_column(BigId)
     external_id: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(20))  # checkout | staff | import
     status: Mapped[str] = mapped_column(String(24), index=True)

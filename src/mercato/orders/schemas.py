@@ -6,10 +6,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from mercato.carts.schemas import AddressIn
 from mercato.customers.schemas import IdentityIn
 from mercato.money import quantize
-from mercato.payments.schemas import TenderIn
 from mercato.schemas import ResponseModel, StrictModel
 
 _ORDER_AMOUNTS = ("subtotal", "discount_total", "shipping_total", "tax_total", "grand_total")
@@ -164,39 +162,6 @@ class CancellationOut(ResponseModel):
     order: OrderOut
     refund_due: Decimal
     refunded: Decimal
-
-
-class StaffLineIn(StrictModel):
-    variant_id: int | None = None
-    sku: str | None = Field(default=None, max_length=80)
-    quantity: int = Field(ge=1, le=999)
-    delivery_mode: str = Field(default="ship", pattern="^(ship|pickup)$")
-    pickup_location_id: int | None = None
-
-
-class StaffOrderIn(StrictModel):
-    """An order taken by staff for a customer: call centre, endless aisle at the POS."""
-
-    channel_id: int
-    customer_id: int | None = None
-    # Without customer_id: who the buyer is (a phone number at the POS, a loyalty card),
-    # resolved to a profile (see customers identity resolution).
-    identities: list[IdentityIn] = Field(default_factory=list, max_length=10)
-    customer_name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=254)
-    currency: str | None = None
-    lines: list[StaffLineIn] = Field(min_length=1, max_length=100)
-    shipping_address: AddressIn | None = None
-    shipping_option_id: str | None = Field(
-        default=None, max_length=200, description="Default: the cheapest option"
-    )
-    codes: list[str] = Field(default_factory=list, max_length=5)
-    payments: list[TenderIn] = Field(
-        min_length=1,
-        max_length=5,
-        description="Up to five tenders adding up to the grand total exactly",
-    )
-    note: str | None = Field(default=None, max_length=1000)
 
 
 class ImportLineIn(StrictModel):

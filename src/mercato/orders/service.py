@@ -14,11 +14,16 @@ from sqlalchemy import ColumnElement, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
+from mercato.auth.service import audit
 from mercato.crypto import blind_indexes
 from mercato.db import locked_row, utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.geocoding import locate
+from mercato.orders.amounts import due_now as due_now
+from mercato.orders.amounts import line_value as line_value
+from mercato.orders.amounts import owed as owed
+from mercato.orders.amounts import prepaid_import_charges as prepaid_import_charges
 from mercato.orders.models import Order, OrderLine, OrderLocation, OrderNote, OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
@@ -77,14 +82,8 @@ class OrderDraft:
     status: OrderStatus = OrderStatus.PENDING_PAYMENT
     fraud: dict[str, Any] | None = None
     note: str | None = None
-
-
-def prepaid_import_charges(charges: dict[str, Any] | None) -> Decimal:
-    """What the shopper paid with the order for import duty and tax (0 when due on
-    delivery, or for a domestic order)."""
-    if not charges or not charges.get("prepaid"):
-        return Decimal(0)
-    return Decimal(str(charges["total"]))
+    # The store behind a POS channel (a line picked up in a store names its own).
+    store_location_id: int | None = None
 
 
 def check_totals(draft: OrderDraft) -> None:
@@ -122,11 +121,13 @@ def create_order_with_lines(
     """The new order and its lines (callers that answer with the order need no re-read)."""
     check_totals(draft)
     now = utcnow()
+    pickup = next((x.pickup_location_id for x in draft.lines if x.pickup_location_id), None)
     order = Order(
         number=new_order_number(),
         channel_id=draft.channel_id,
         customer_id=draft.customer_id,
         cart_id=draft.cart_id,
+        store_location_id=pickup or draft.store_location_id,
         external_id=draft.external_id,
         source=draft.source,
         status=draft.status.value,
@@ -327,6 +328,7 @@ def order_event(order: Order) -> dict[str, Any]:
         "currency": order.currency,
         "grand_total": str(order.grand_total),
         "source": order.source,
+        "store_location_id": order.store_location_id,
     }
 
 
@@ -778,3 +780,110 @@ def notes(session: Session, order_id: int, *, with_holds: bool = False) -> list[
 MANUAL_TARGETS = frozenset(
     {OrderStatus.CONFIRMED, OrderStatus.FRAUD_REVIEW, OrderStatus.DELIVERED, OrderStatus.CLOSED}
 )
+
+
+# --- holds and cancelled units ----------------------------------------------------------
+
+CANCELLABLE = (
+    OrderStatus.PENDING_PAYMENT,
+    OrderStatus.PLACED,
+    OrderStatus.FRAUD_REVIEW,
+    OrderStatus.CONFIRMED,
+    OrderStatus.ALLOCATED,
+    OrderStatus.PARTIALLY_FULFILLED,
+)
+
+
+def hold(session: Session, actor: Principal, order_id: int, reason: str) -> Order:
+    """Stop fulfilment until released (fraud doubt, customer request, address check)."""
+    order = get_order(session, order_id)
+    if order.on_hold:
+        raise UnprocessableState(f"order {order.number} is already on hold", code="on-hold")
+    if OrderStatus(order.status) not in CANCELLABLE:
+        raise UnprocessableState(
+            f"order {order.number} is {order.status}", code="illegal-transition"
+        )
+    order.on_hold, order.hold_reason, order.updated_at = True, reason, utcnow()
+    add_note(session, actor, order.id, reason, kind=NoteKind.HOLD)
+    audit(session, actor, "order.held", "order", order.id, {"reason": reason})
+    # The reason is free text about the customer: it stays on the order (encrypted) and in
+    # the audit log, and is not copied to every event subscriber and webhook.
+    publish(
+        session, "order.held", order_event(order), aggregate_type="order", aggregate_id=order.id
+    )
+    return order
+
+
+def release_hold(session: Session, actor: Principal, order_id: int) -> Order:
+    order = get_order(session, order_id)
+    if not order.on_hold:
+        raise UnprocessableState(f"order {order.number} is not on hold", code="not-on-hold")
+    order.on_hold, order.hold_reason, order.updated_at = False, None, utcnow()
+    add_note(session, actor, order.id, "hold released", kind=NoteKind.RELEASED)
+    audit(session, actor, "order.hold_released", "order", order.id)
+    publish(
+        session,
+        "order.hold_released",
+        order_event(order),
+        aggregate_type="order",
+        aggregate_id=order.id,
+    )
+    session.flush()
+    return order
+
+
+def check_cancellable(order: Order) -> None:
+    if OrderStatus(order.status) not in CANCELLABLE:
+        raise UnprocessableState(
+            f"order {order.number} is {order.status}: it cannot be cancelled",
+            code="illegal-transition",
+        )
+
+
+def cancel_units(
+    session: Session, order: Order, lines: Sequence[OrderLine], quantities: dict[int, int]
+) -> None:
+    """Count ``quantities`` (line id -> units) as cancelled, each by one conditional UPDATE:
+    units shipped or cancelled meanwhile by someone else are never cancelled twice."""
+    check_cancellable(order)
+    by_id = {x.id: x for x in lines}
+    for line_id, quantity in sorted(quantities.items()):
+        done = session.execute(
+            update(OrderLine)
+            .where(
+                OrderLine.id == line_id,
+                OrderLine.fulfilled_quantity + OrderLine.cancelled_quantity + quantity
+                <= OrderLine.quantity,
+            )
+            .values(cancelled_quantity=OrderLine.cancelled_quantity + quantity)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(done, "rowcount", 0):
+            line = by_id[line_id]
+            still_open = line.quantity - line.fulfilled_quantity - line.cancelled_quantity
+            raise UnprocessableState(
+                f"line {line.sku}: only {still_open} units are still open",
+                code="cancel-exceeds-open",
+                extra={"order_line_id": line_id},
+            )
+
+
+SHIPPED_STATUSES = (
+    OrderStatus.PARTIALLY_FULFILLED.value,
+    OrderStatus.FULFILLED.value,
+    OrderStatus.DELIVERED.value,
+    OrderStatus.PICKED_UP.value,
+)
+
+
+def recently_shipped(session: Session, limit: int) -> list[int]:
+    """Orders with units gone to their customers, most recently changed first (the capture
+    job looks for authorisations still to capture among them)."""
+    return list(
+        session.scalars(
+            select(Order.id)
+            .where(Order.status.in_(SHIPPED_STATUSES))
+            .order_by(Order.updated_at.desc())
+            .limit(limit)
+        )
+    )

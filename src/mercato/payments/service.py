@@ -261,6 +261,7 @@ def _publish(session: Session, type_: str, payment: Payment, **data: Any) -> Non
         {
             "payment_id": payment.id,
             "reference": payment.reference,
+            "order_id": payment.order_id,
             "method": payment.method,
             "currency": payment.currency,
             "amount": _money(payment.amount_minor, payment.currency),

@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato import idempotency
@@ -211,9 +210,7 @@ def _hold_and_commit(
             session, _scope(cart_token), key, fingerprint
         ):
             raise _KeyTaken
-        cart = carts.claim_by_token(session, cart_token, customer_id)
-        if request.email:
-            cart.email = request.email.lower()
+        cart = carts.claim_by_token(session, cart_token, customer_id, email=request.email)
         computed = carts.compute(session, cart, channel, locale, check_stock=False)
         if not computed.can_checkout:
             raise carts.view_problem(computed)
@@ -377,6 +374,7 @@ def _draft(
             "reasons": list(decision.reasons),
         },
         note=request.note,
+        store_location_id=channel.store_location_id,
     )
 
 
@@ -560,18 +558,6 @@ def _abandoned_outcome(number: str) -> Outcome:
     return Outcome(problem.status, problem.body())
 
 
-def _keys_in_progress(session: Session, scope: str) -> list[str]:
-    """Keys of attempts cut off before their answer was stored (at most one per cart)."""
-    return list(
-        session.scalars(
-            select(idempotency.IdempotencyRecord.key).where(
-                idempotency.IdempotencyRecord.scope == scope,
-                idempotency.IdempotencyRecord.status_code == idempotency.IN_PROGRESS,
-            )
-        )
-    )
-
-
 def checkout_timeout() -> timedelta:
     return timedelta(seconds=get_settings().checkout_timeout_seconds)
 
@@ -653,7 +639,7 @@ def _abandon(database: Database, order_id: int, reason: str) -> str | None:
             token = carts.token_of(session, order.cart_id)
         if token is not None:
             outcome = _abandoned_outcome(order.number)
-            for key in _keys_in_progress(session, _scope(token)):
+            for key in idempotency.keys_in_progress(session, _scope(token)):
                 idempotency.finish(session, _scope(token), key, outcome.status_code, outcome.body)
         to_void = [
             p.id
