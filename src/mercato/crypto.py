@@ -16,8 +16,9 @@ A lookup compares against the index under every configured key, so lookups keep 
 while keys are being rotated.
 
 **Rotation.** Put a new key first in ``MERCATO_ENCRYPTION_KEYS`` (keep the old ones after
-it), deploy, run :func:`rotate_keys` (it re-encrypts every encrypted column of every table
-and recomputes every blind index with the current key), then drop the old keys. A column
+it), deploy, run :func:`mercato.key_rotation.rotate_keys` (it re-encrypts every encrypted
+column of every table and recomputes every blind index with the current key), then drop
+the old keys. A column
 declares how its blind index is computed with ``info={BLIND_INDEX: fn}``, ``fn`` taking
 the row's decrypted values and returning ``(kind, value)`` or ``None``.
 """
@@ -25,27 +26,25 @@ the row's decrypted values and returning ``(kind, value)`` or ``None``.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import Column, Table, Text, and_, select, type_coerce, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Text
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from mercato import instance_keys
+from mercato.instance_keys import parse_keys as parse_keys
 from mercato.settings import get_settings
 
 # Column.info key naming the function that gives a blind index column its input.
@@ -72,24 +71,6 @@ def development_key(secret_key: str) -> bytes:
 def generate_key() -> str:
     """A new random Fernet key, for ``MERCATO_ENCRYPTION_KEYS``."""
     return Fernet.generate_key().decode()
-
-
-def parse_keys(spec: str) -> list[bytes]:
-    """The keys of a ``MERCATO_ENCRYPTION_KEYS`` value, or ValueError naming the bad one."""
-    keys = [part.strip().encode() for part in spec.split(",") if part.strip()]
-    if not keys:
-        raise ValueError("MERCATO_ENCRYPTION_KEYS is set but lists no key")
-    for n, key in enumerate(keys, start=1):
-        try:
-            Fernet(key)
-        except (ValueError, binascii.Error) as exc:
-            raise ValueError(
-                f"MERCATO_ENCRYPTION_KEYS key #{n} is not a Fernet key "
-                "(32 url-safe base64-encoded bytes)"
-            ) from exc
-    if len(set(keys)) != len(keys):
-        raise ValueError("MERCATO_ENCRYPTION_KEYS lists the same key twice")
-    return keys
 
 
 class Keyring:
@@ -194,7 +175,7 @@ _REFUSED = frozenset(
 )
 
 
-class _Encrypted(TypeDecorator[Any]):
+class Encrypted(TypeDecorator[Any]):
     impl = Text
     cache_ok = True
 
@@ -209,7 +190,7 @@ class _Encrypted(TypeDecorator[Any]):
     comparator_factory = Comparator
 
 
-class EncryptedString(_Encrypted):
+class EncryptedString(Encrypted):
     """A string stored as a Fernet token under the current key."""
 
     cache_ok = True
@@ -225,7 +206,7 @@ class EncryptedString(_Encrypted):
         return None if value is None else keyring().decrypt(str(value))
 
 
-class EncryptedJSON(_Encrypted):
+class EncryptedJSON(Encrypted):
     """A JSON document (addresses) stored as one Fernet token."""
 
     cache_ok = True
@@ -238,100 +219,3 @@ class EncryptedJSON(_Encrypted):
 
     def process_result_value(self, value: Any, dialect: Any) -> Any:
         return None if value is None else json.loads(keyring().decrypt(str(value)))
-
-
-@dataclass(frozen=True)
-class _TablePlan:
-    table: Table
-    key: list[Column[Any]]
-    encrypted: list[Column[Any]]
-    indexes: list[tuple[Column[Any], BlindIndexInput]]
-
-
-def _plans() -> list[_TablePlan]:
-    import mercato.models  # noqa: F401  (every domain's tables, so none is missed)
-    from mercato.db import Base
-
-    plans = []
-    for table in Base.metadata.sorted_tables:
-        encrypted = [c for c in table.columns if isinstance(c.type, _Encrypted)]
-        if not encrypted:
-            continue
-        indexes = [(c, c.info[BLIND_INDEX]) for c in table.columns if BLIND_INDEX in c.info]
-        plans.append(_TablePlan(table, list(table.primary_key.columns), encrypted, indexes))
-    return plans
-
-
-def encrypted_columns() -> list[str]:
-    """``table.column`` of every encrypted column (what a key rotation rewrites)."""
-    return [f"{p.table.name}.{c.name}" for p in _plans() for c in p.encrypted]
-
-
-def rotate_keys(session: Session, *, batch_size: int = 500) -> int:
-    """Re-encrypt every encrypted column and recompute every blind index with the current key.
-
-    Rows are rewritten with conditional UPDATEs (only if the ciphertext is still the one
-    read): a value changed meanwhile was written with the current key already. Returns the
-    number of rows rewritten. Runs in the caller's transaction.
-    """
-    ring = keyring()
-    return sum(_rotate_table(session, ring, plan, batch_size) for plan in _plans())
-
-
-def _raw(column: Column[Any]) -> Any:
-    return type_coerce(column, Text)
-
-
-def _rotate_table(session: Session, ring: Keyring, plan: _TablePlan, batch_size: int) -> int:
-    encrypted_names = {c.name for c in plan.encrypted}
-    columns = [
-        _raw(c).label(c.name) if c.name in encrypted_names else c for c in plan.table.columns
-    ]
-    query = select(*columns).order_by(*plan.key)
-    rewritten = 0
-    last: tuple[Any, ...] | None = None
-    while True:
-        batch_query = query
-        if last is not None:
-            batch_query = query.where(_after(plan.key, last))
-        rows = session.execute(batch_query.limit(batch_size)).mappings().all()
-        if not rows:
-            return rewritten
-        for row in rows:
-            rewritten += _rotate_row(session, ring, plan, row)
-        last = tuple(rows[-1][c.name] for c in plan.key)
-
-
-def _after(key: list[Column[Any]], last: tuple[Any, ...]) -> Any:
-    from sqlalchemy import tuple_
-
-    if len(key) == 1:
-        return key[0] > last[0]
-    return tuple_(*key) > tuple_(*last)
-
-
-def _rotate_row(session: Session, ring: Keyring, plan: _TablePlan, row: Any) -> int:
-    plain: dict[str, Any] = dict(row)
-    values: dict[str, Any] = {}
-    for column in plan.encrypted:
-        token = row[column.name]
-        if token is None:
-            continue
-        text = ring.decrypt(token)
-        plain[column.name] = json.loads(text) if isinstance(column.type, EncryptedJSON) else text
-        values[column.name] = ring.encrypt(text)
-    for column, source in plan.indexes:
-        found = source(plain)
-        values[column.name] = None if found is None else ring.blind_index(*found)
-    if not values:
-        return 0
-    same = [c == row[c.name] for c in plan.key]
-    for column in plan.encrypted:
-        token = row[column.name]
-        same.append(column.is_(None) if token is None else _raw(column) == token)
-    raw_values = {
-        name: type_coerce(value, Text) if name in {c.name for c in plan.encrypted} else value
-        for name, value in values.items()
-    }
-    result = session.execute(update(plan.table).where(and_(*same)).values(raw_values))
-    return int(getattr(result, "rowcount", 0) or 0)

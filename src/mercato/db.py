@@ -24,6 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from mercato.errors import NotFound
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -107,8 +109,6 @@ def locked_row(session: Session, model: type[RowT], key: Any, what: str) -> RowT
     """The row of ``model`` with primary key ``key``, taken until commit (``FOR UPDATE`` on
     PostgreSQL; SQLite runs one writer at a time) and read afresh; a 404 naming ``what``
     (e.g. "promotion 7") when there is none."""
-    from mercato.errors import NotFound
-
     row = session.get(model, key, populate_existing=True, with_for_update=True)
     if row is None:
         raise NotFound(f"{what} not found")

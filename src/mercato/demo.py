@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session
 
 from mercato import events
 from mercato.auth import service as auth_service
+from mercato.auth.models import StaffUser
 from mercato.auth.permissions import Role
 from mercato.auth.principal import Principal
 from mercato.catalog import importexport
 from mercato.catalog import service as catalog_service
 from mercato.catalog.schemas import CategoryIn
 from mercato.channels import service as channels_service
+from mercato.channels.models import Channel
 from mercato.channels.schemas import ChannelIn, ChannelLocationIn, ChannelType, ImportDuties
 from mercato.db import Database
 from mercato.demo_catalog import LOCALES, as_import_records, build_catalog
@@ -32,6 +34,8 @@ from mercato.inventory import service as inventory
 from mercato.locations import service as locations_service
 from mercato.locations.models import Location
 from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationType
+from mercato.loyalty import service as loyalty
+from mercato.loyalty.schemas import CurrencyRuleIn, ProgrammeIn, TierIn
 from mercato.money import RoundingRule
 from mercato.pricing import service as pricing
 from mercato.shipping.demo import seed_demo_shipping
@@ -605,9 +609,6 @@ def _prices(session: Session, actor: Principal) -> None:
 def _loyalty(session: Session, actor: Principal) -> None:
     """A points programme every channel earns and spends in: 1 point per 100 JPY or per
     euro, dollar or 20,000 dong; a point pays 1 JPY / 0.01 EUR; two tiers above members."""
-    from mercato.loyalty import service as loyalty
-    from mercato.loyalty.schemas import CurrencyRuleIn, ProgrammeIn, TierIn
-
     def rule(currency: str, per: str, value: str) -> CurrencyRuleIn:
         return CurrencyRuleIn(
             currency=currency, earn_points=1, earn_amount=Decimal(per), point_value=Decimal(value)
@@ -681,9 +682,6 @@ def reissue_credentials(database: Database) -> DemoCredentials:
     demo staff get a new password and every demo channel a new key (earlier keys keep
     working for whoever still has them).
     """
-    from mercato.auth.models import StaffUser
-    from mercato.channels.models import Channel
-
     password = secrets.token_urlsafe(12)
     actor = Principal.system("demo")
     with database.transaction() as session:

@@ -13,6 +13,7 @@ from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.db import Database
 from mercato.errors import Unauthorized
+from mercato.idempotency import check_key
 from mercato.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from mercato.settings import Settings
 
@@ -100,8 +101,6 @@ def idempotency_key(
         ),
     ] = None,
 ) -> str | None:
-    from mercato.idempotency import check_key
-
     return check_key(idempotency_key)
 
 

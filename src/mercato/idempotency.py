@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.auth.principal import Principal
-from mercato.crypto import EncryptedJSON
+from mercato.crypto import EncryptedJSON, blind_index
 from mercato.db import Base, Database, UTCDateTime, utcnow
 from mercato.errors import PROBLEM_CONTENT_TYPE, Conflict, ValidationProblem
 
@@ -85,8 +85,6 @@ def secret_fingerprint(value: str) -> str:
     A keyed hash: the stored fingerprint of a body must not let anyone test guesses of
     the secret it carried.
     """
-    from mercato.crypto import blind_index
-
     return blind_index("idempotency-secret", value)
 
 

@@ -16,9 +16,12 @@ they are kept like the database's backups.
 
 from __future__ import annotations
 
+import binascii
 import os
 import secrets
 from pathlib import Path
+
+from cryptography.fernet import Fernet
 
 from mercato.settings import Settings, get_settings
 
@@ -46,7 +49,6 @@ def new_secret_key() -> str:
 
 def new_keys() -> dict[str, str]:
     """A fresh pair: ``secret_key`` and ``encryption_keys`` (one Fernet key)."""
-    from cryptography.fernet import Fernet
 
     return {"secret_key": new_secret_key(), "encryption_keys": Fernet.generate_key().decode()}
 
@@ -67,8 +69,6 @@ def secret_key(settings: Settings | None = None) -> str:
 
 def problems(settings: Settings) -> list[str]:
     """What stops these settings from serving real data (empty: nothing)."""
-    from mercato.crypto import parse_keys
-
     found = []
     secret = settings.secret_key
     if not secret:
@@ -137,4 +137,22 @@ def demo_keys(data_dir: Path, database_file: Path) -> dict[str, str]:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(as_env(keys))
+    return keys
+
+
+def parse_keys(spec: str) -> list[bytes]:
+    """The keys of a ``MERCATO_ENCRYPTION_KEYS`` value, or ValueError naming the bad one."""
+    keys = [part.strip().encode() for part in spec.split(",") if part.strip()]
+    if not keys:
+        raise ValueError("MERCATO_ENCRYPTION_KEYS is set but lists no key")
+    for n, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, binascii.Error) as exc:
+            raise ValueError(
+                f"MERCATO_ENCRYPTION_KEYS key #{n} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes)"
+            ) from exc
+    if len(set(keys)) != len(keys):
+        raise ValueError("MERCATO_ENCRYPTION_KEYS lists the same key twice")
     return keys

@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
-from mercato import crypto
+from mercato import crypto, key_rotation
 from mercato.customers import service
 from mercato.customers.models import Customer, CustomerAddress, CustomerIdentity
 from mercato.db import Database
@@ -149,7 +149,7 @@ def test_bad_key_settings_are_refused(spec: str, reason: str) -> None:
 
 
 def test_encrypted_columns_are_listed() -> None:
-    columns = crypto.encrypted_columns()
+    columns = key_rotation.encrypted_columns()
     for expected in (
         "customers.email",
         "customers.phone",
@@ -183,7 +183,7 @@ def test_key_rotation_re_encrypts_everything_and_keeps_lookups_working(shop: Sho
     # What the fixture wrote under the installation's keys (the audit entries of the staff
     # it created are encrypted) moves to OLD first, as if OLD had always been the key.
     with crypto.using_keys(f"{OLD},{_installation_keys()}"), shop.db.transaction() as session:
-        crypto.rotate_keys(session)
+        key_rotation.rotate_keys(session)
     with crypto.using_keys(OLD):
         body = _populate(shop)
         customer_id = body["customer"]["id"]
@@ -196,7 +196,7 @@ def test_key_rotation_re_encrypts_everything_and_keeps_lookups_working(shop: Sho
             assert service.find_by_email(session, "HANA.SATO@example.com") is not None
             assert service.find_by_phone(session, "+49 30 901820") is not None
         with shop.db.transaction() as session:
-            rewritten = crypto.rotate_keys(session, batch_size=2)
+            rewritten = key_rotation.rotate_keys(session, batch_size=2)
         assert rewritten >= 4  # customer, two identities, one address
         after = _raw_tokens(shop.db)
         assert not before & after
@@ -220,7 +220,7 @@ def test_key_rotation_re_encrypts_everything_and_keeps_lookups_working(shop: Sho
         assert ok(login)["customer"]["id"] == customer_id
         # Rotating again with nothing new to do rewrites the rows but changes no value.
         with shop.db.transaction() as session:
-            crypto.rotate_keys(session)
+            key_rotation.rotate_keys(session)
         with shop.db.read() as session:
             assert service.find_by_email(session, "hana.sato@example.com") is not None
 

@@ -34,7 +34,7 @@ def rotate_keys(database_url: DatabaseUrl = None) -> None:
     keys can be removed from the setting.
     """
     from mercato.bootstrap import command_database, command_settings
-    from mercato.crypto import rotate_keys as rotate
+    from mercato.key_rotation import rotate_keys as rotate
 
     with (
         command_settings(database_url) as settings,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from mercato.crypto import encrypted_columns
 from mercato.db import Base
+from mercato.key_rotation import encrypted_columns
 from mercato.privacy.sweep import DECRYPTING_SWEEP
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,182 @@
+"""The layer rules of docs/architecture.md, read from the source with ``ast``.
+
+Layers: infrastructure (modules directly under ``mercato``) <- domains (one package each)
+<- flows (``mercato.flows``: use cases that call several domains) <- adapters (routers,
+commands, manifests: ``api.py``, ``*_api.py``, ``cli.py``, ``deps.py``, ``manifest.py``).
+The rules:
+
+1. a domain module that is not an adapter imports neither flows nor any adapter module;
+2. a domain imports another domain's ``models`` only where ``MODEL_ALLOWANCES`` says so
+   (it asks the owning domain's ``service`` instead);
+3. the domains' import graph (adapters left out) has no cycle;
+4. no ``mercato`` import hides inside a function (that is how cycles were dodged), except in
+   command-line modules, which import the work of each command when it runs so that
+   ``mercato --help`` starts fast.
+
+``check(root)`` returns the violations as sentences, so a planted violation in a copy of a
+tree can be tested like the real one.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ADAPTER_NAMES = frozenset({"api.py", "cli.py", "deps.py", "manifest.py"})
+NOT_DOMAINS = frozenset({"flows", "web", "bench", "migrations", "geocoding"})
+
+# (importing domain, owning domain) -> why reading the owner's tables is the right call.
+# Each entry is a read of a row the importer keeps a reference to, done in bulk where a
+# service call per row would cost a query each; none of them writes the owner's rows.
+MODEL_ALLOWANCES: Mapping[tuple[str, str], str] = {
+    ("storefront", "catalog"): "the shopper read model shapes the product and category rows "
+    "catalog.service returns; it names their types and runs no query of its own",
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, dotted
+    target: str  # the imported module, dotted
+    line: int
+    in_function: bool
+
+
+@dataclass
+class Tree:
+    root: Path  # the folder holding the ``mercato`` package
+    package: str = "mercato"
+    modules: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        base = self.root / self.package
+        for path in sorted(base.rglob("*.py")):
+            parts = path.relative_to(self.root).with_suffix("").parts
+            if "migrations" in parts:
+                continue
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            self.modules[name] = path
+
+    def domains(self) -> list[str]:
+        base = self.root / self.package
+        return sorted(
+            d.name
+            for d in base.iterdir()
+            if d.is_dir() and (d / "manifest.py").exists() and d.name not in NOT_DOMAINS
+        )
+
+    def domain_of(self, module: str) -> str | None:
+        parts = module.split(".")
+        if len(parts) < 2 or parts[1] not in self.domains():
+            return None
+        return parts[1]
+
+    def is_adapter(self, module: str) -> bool:
+        path = self.modules[module]
+        return path.name in ADAPTER_NAMES or path.name.endswith("_api.py")
+
+    def is_command_line(self, module: str) -> bool:
+        return self.modules[module].name == "cli.py" or module.startswith(f"{self.package}.bench")
+
+    def imports(self) -> Iterator[Import]:
+        for module, path in self.modules.items():
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            yield from _imports_of(module, path, tree, self.package)
+
+    def resolve(self, target: str) -> str:
+        """The longest known module a dotted import names (``a.b.c`` may be ``a.b``'s c)."""
+        while target and target not in self.modules:
+            target = target.rpartition(".")[0]
+        return target
+
+
+def _imports_of(module: str, path: Path, tree: ast.Module, package: str) -> Iterator[Import]:
+    is_package = path.name == "__init__.py"
+    for node, in_function in _walk(tree, False):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == package:
+                    yield Import(module, alias.name, node.lineno, in_function)
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(module, is_package, node)
+            if base.split(".")[0] != package:
+                continue
+            for alias in node.names:
+                yield Import(module, f"{base}.{alias.name}", node.lineno, in_function)
+
+
+def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    parts = module.split(".")
+    keep = len(parts) - node.level + (1 if is_package else 0)
+    base = ".".join(parts[:keep])
+    return f"{base}.{node.module}" if node.module else base
+
+
+def _walk(node: ast.AST, in_function: bool) -> Iterator[tuple[ast.AST, bool]]:
+    for child in ast.iter_child_nodes(node):
+        inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+        yield child, in_function
+        yield from _walk(child, inside)
+
+
+def check(root: Path, allowances: Mapping[tuple[str, str], str] = MODEL_ALLOWANCES) -> list[str]:
+    tree = Tree(root)
+    problems: list[str] = []
+    edges: dict[str, set[str]] = {d: set() for d in tree.domains()}
+    for imp in tree.imports():
+        target = tree.resolve(imp.target)
+        where = f"{imp.module} (line {imp.line})"
+        if imp.in_function and not tree.is_command_line(imp.module):
+            problems.append(f"{where} imports {target} inside a function")
+        importer, owner = tree.domain_of(imp.module), tree.domain_of(target)
+        if importer is None or not target:
+            continue
+        if not tree.is_adapter(imp.module):
+            if target == f"{tree.package}.flows" or target.startswith(f"{tree.package}.flows."):
+                problems.append(f"{where}: domain {importer} imports the flows layer ({target})")
+            elif owner is not None and tree.is_adapter(target):
+                problems.append(f"{where}: domain {importer} imports the adapter {target}")
+        if owner is None or owner == importer:
+            continue
+        if target.endswith(".models") and (importer, owner) not in allowances:
+            problems.append(f"{where}: domain {importer} imports {target}, {owner}'s tables")
+        if not tree.is_adapter(imp.module):
+            edges[importer].add(owner)
+    problems.extend(f"import cycle between domains: {' -> '.join(c)}" for c in cycles(edges))
+    return list(dict.fromkeys(problems))
+
+
+def cycles(edges: Mapping[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component with more than one domain (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component: list[str] = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append([*sorted(component), sorted(component)[0]])
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
