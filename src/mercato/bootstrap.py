@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mercato
+from mercato import event_types
 from mercato.db import Database
+from mercato.event_types import DomainEvent
 from mercato.events import Dispatcher
-from mercato.manifest import Manifest
+from mercato.manifest import Manifest, Subscription
 from mercato.settings import Settings, get_settings, settings_in_force
 
 if TYPE_CHECKING:
@@ -97,6 +99,30 @@ def manifests() -> tuple[Manifest, ...]:
     return tuple(sorted(found, key=lambda m: m.name))
 
 
+@cache
+def event_catalog() -> dict[str, type[DomainEvent]]:
+    """Every event type Mercato publishes, by name: each package's ``event_types``."""
+    for package in packages():
+        _import_if_present(f"mercato.{package}.event_types")
+    return event_types.catalog()
+
+
+def _import_if_present(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+
+
+def _subscribe(dispatcher: Dispatcher, subscription: Subscription) -> None:
+    kind = subscription.event
+    if isinstance(kind, str):
+        dispatcher.subscribe(kind, subscription.handler)
+    else:
+        dispatcher.subscribe(kind.TYPE, event_types.typed_handler(kind, subscription.handler))
+
+
 def packages() -> list[str]:
     """The sub-packages of ``mercato`` (domains, flows and infrastructure)."""
     return sorted(info.name for info in pkgutil.iter_modules(mercato.__path__) if info.ispkg)
@@ -122,7 +148,7 @@ def wire(dispatcher: Dispatcher) -> Dispatcher:
         return dispatcher
     for manifest in manifests():
         for subscription in manifest.subscriptions:
-            dispatcher.subscribe(subscription.event, subscription.handler)
+            _subscribe(dispatcher, subscription)
         for job in manifest.jobs:
             if job.run is not None:
                 dispatcher.add_periodic(job.name, job.every_seconds, job.run)

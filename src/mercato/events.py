@@ -42,6 +42,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+from mercato import event_types
+from mercato.event_types import DomainEvent
 
 if TYPE_CHECKING:
     from mercato.db import Database
@@ -132,6 +134,10 @@ class Event:
             "data": self.data,
         }
 
+    def typed(self) -> DomainEvent:
+        """This event as its class in the catalog (what typed subscribers receive)."""
+        return event_types.typed(self)
+
     @classmethod
     def from_row(cls, row: OutboxEvent) -> Event:
         return cls(
@@ -159,8 +165,8 @@ class _PeriodicJob:
 
 def publish(
     session: Session,
-    type: str,
-    data: dict[str, Any],
+    event: DomainEvent | str,
+    data: dict[str, Any] | None = None,
     *,
     aggregate_type: str | None = None,
     aggregate_id: str | int | None = None,
@@ -171,12 +177,23 @@ def publish(
     commits (a request publishing ten events costs one statement, not ten); events
     published inside a savepoint that rolls back are dropped with it.
     """
+    if isinstance(event, DomainEvent):
+        type, data = event.TYPE, event.data()
+        version, aggregate_type, aggregate_id = (
+            event.VERSION,
+            event.aggregate_kind(),
+            event.aggregate_id(),
+        )
+    else:
+        type, version = event, ENVELOPE_VERSION
+    payload = data or {}
     event_id, occurred_at = str(uuid.uuid4()), utcnow()
     key = None if aggregate_id is None else str(aggregate_id)
-    row = _outbox_row(session, event_id, type, occurred_at, aggregate_type, key, data)
+    row = _outbox_row(session, event_id, type, occurred_at, aggregate_type, key, payload)
+    row["version"] = version
     session.info.setdefault(_PENDING, []).append(row)
     _count_published(session, 1)
-    return Event(event_id, type, occurred_at, ENVELOPE_VERSION, data, aggregate_type, key)
+    return Event(event_id, type, occurred_at, version, payload, aggregate_type, key)
 
 
 def _outbox_row(

@@ -20,12 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from mercato.event_types import DomainEvent
+
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from sqlalchemy.orm import Session
 
     from mercato.db import Database
-    from mercato.events import Dispatcher, Handler
+    from mercato.events import Dispatcher
     from mercato.settings import Settings
 
 T = TypeVar("T")
@@ -103,10 +105,21 @@ class ExtensionPoint(Generic[T]):
 
 @dataclass(frozen=True)
 class Subscription:
-    """React to an event: its type, a prefix such as ``"stock.*"``, or ``"*"``."""
+    """React to an event type (its class, from the catalog in :mod:`mercato.event_types`:
+    the handler receives an instance of it), or to every event (``"*"``: the handler
+    receives the envelope, for consumers that forward events without reading them)."""
 
-    event: str
-    handler: Handler
+    event: type[DomainEvent] | str
+    handler: Callable[[Session, Any], None]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.event, str) and self.event != "*":
+            self._check_name(self.event)
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if "." not in name:
+            raise ValueError(f"not an event type: {name!r}")
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,39 @@ redelivered event changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column, String, Table, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mercato.db import Base, BigId, JSONType, UTCDateTime, utcnow
-from mercato.events import Event
+from mercato.event_types import DomainEvent, json_key
 from mercato.manifest import Subscription
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeFacts(DomainEvent):
+    AGGREGATE = "customer"
+    KEY = "into_id"
+
+    into_id: int = field(metadata=json_key("into"))
+    from_id: int = field(metadata=json_key("from"))
+    merge_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerMerged(MergeFacts):
+    """Staff merged profile ``from`` into ``into``: every domain re-points its rows."""
+
+    TYPE = "customer.merged"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerMergeUndone(MergeFacts):
+    """A merge was undone: exactly the rows it moved go back to ``from``."""
+
+    TYPE = "customer.merge_undone"
 
 
 class MergeMove(Base):
@@ -36,9 +61,9 @@ class MergeMove(Base):
     restored_at: Mapped[Any] = mapped_column(UTCDateTime, nullable=True)
 
 
-def merge_ids(event: Event) -> tuple[str, int, int]:
+def merge_ids(event: MergeFacts) -> tuple[str, int, int]:
     """(merge id, from id, into id) of a ``customer.merged`` / ``merge_undone`` event."""
-    return str(event.data["merge_id"]), int(event.data["from"]), int(event.data["into"])
+    return event.merge_id, event.from_id, event.into_id
 
 
 def _key(table: Table) -> Column[Any]:
@@ -111,12 +136,12 @@ def follow_merges(
     profile, and go back on undo."""
     tables = [table_of(m) for m in models]
 
-    def merged(session: Session, event: Event) -> None:
+    def merged(session: Session, event: CustomerMerged) -> None:
         merge_id, from_id, into_id = merge_ids(event)
         for table in tables:
             move_rows(session, table, merge_id, from_id, into_id, column)
 
-    def undone(session: Session, event: Event) -> None:
+    def undone(session: Session, event: CustomerMergeUndone) -> None:
         merge_id, _, _ = merge_ids(event)
         for table in tables:
             restore_rows(session, table, merge_id, column)
@@ -124,4 +149,4 @@ def follow_merges(
     # Stable, distinct subscriber names (the dispatcher records which ones succeeded).
     merged.__qualname__ = f"follow_merges.{domain}.merged"
     undone.__qualname__ = f"follow_merges.{domain}.undone"
-    return [Subscription("customer.merged", merged), Subscription("customer.merge_undone", undone)]
+    return [Subscription(CustomerMerged, merged), Subscription(CustomerMergeUndone, undone)]

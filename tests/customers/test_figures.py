@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mercato.customers import figures
 from mercato.customers.models import Customer, CustomerFigures
 from mercato.db import Database, utcnow
+from mercato.event_types import DomainEvent, typed
 from mercato.events import Event
 from mercato.money import quantize
 from tests.customers.conftest import Shop, cancel_order, place_order, register
@@ -31,22 +32,24 @@ def _event(
     total: Decimal | str,
     channel_id: int,
     at: datetime | None = None,
-) -> Event:
-    return Event(
-        id=str(uuid.uuid4()),
-        type=f"order.{kind}",
-        time=at or utcnow(),
-        version=1,
-        data={
-            "order_id": order_id,
-            "number": f"M{order_id}",
-            "channel_id": channel_id,
-            "customer_id": customer_id,
-            "status": kind,
-            "currency": currency,
-            "grand_total": str(total),
-            "source": "import",
-        },
+) -> DomainEvent:
+    return typed(
+        Event(
+            id=str(uuid.uuid4()),
+            type=f"order.{kind}",
+            time=at or utcnow(),
+            version=1,
+            data={
+                "order_id": order_id,
+                "number": f"M{order_id}",
+                "channel_id": channel_id,
+                "customer_id": customer_id,
+                "status": kind,
+                "currency": currency,
+                "grand_total": str(total),
+                "source": "import",
+            },
+        )
     )
 
 
@@ -108,7 +111,7 @@ def test_redelivered_events_are_counted_once(shop: Shop) -> None:
         shop.db, channel_id=shop.web["id"], customer_id=me, currency="EUR", amounts=["10"]
     )
     shop.drain()
-    placed = Event.from_row(outbox(shop.db, "order.placed")[0])
+    placed = Event.from_row(outbox(shop.db, "order.placed")[0]).typed()
     with shop.db.transaction() as session:
         figures.on_order_placed(session, placed)  # the same event again
         # Another event about the same order (a replay with a new id) does not count either.
@@ -118,7 +121,7 @@ def test_redelivered_events_are_counted_once(shop: Shop) -> None:
     assert _figures(shop.db, me).order_count == 1
     cancel_order(shop.db, order.id)
     shop.drain()
-    cancelled = Event.from_row(outbox(shop.db, "order.cancelled")[0])
+    cancelled = Event.from_row(outbox(shop.db, "order.cancelled")[0]).typed()
     with shop.db.transaction() as session:
         figures.on_order_cancelled(session, cancelled)
         figures.on_order_cancelled(

@@ -13,6 +13,7 @@ from mercato.auth.permissions import Role
 from mercato.customers import figures, service
 from mercato.customers.models import CustomerFigures, CustomerMerge
 from mercato.db import Database, utcnow
+from mercato.event_types import typed
 from mercato.events import Event
 from tests.conftest import assert_problem
 from tests.customers.conftest import SYSTEM, Shop, place_order, register
@@ -285,18 +286,23 @@ def test_order_events_racing_a_merge_are_all_counted(shop: Shop, db: Database) -
         try:
             barrier.wait()
             for n in range(start, start + 10):
-                event = Event(
-                    str(uuid.uuid4()),
-                    "order.placed",
-                    utcnow(),
-                    1,
-                    {
-                        "order_id": 5_000_000 + n,
-                        "customer_id": b,
-                        "channel_id": None,
-                        "currency": "EUR",
-                        "grand_total": "1.00",
-                    },
+                event = typed(
+                    Event(
+                        str(uuid.uuid4()),
+                        "order.placed",
+                        utcnow(),
+                        1,
+                        {
+                            "order_id": 5_000_000 + n,
+                            "number": f"M{5_000_000 + n}",
+                            "customer_id": b,
+                            "channel_id": None,
+                            "status": "placed",
+                            "currency": "EUR",
+                            "grand_total": "1.00",
+                            "source": "import",
+                        },
+                    )
                 )
                 with db.transaction() as session:
                     figures.on_order_placed(session, event)

@@ -17,19 +17,18 @@ from sqlalchemy.orm import Session
 
 from mercato.carts.models import Cart, CartLine
 from mercato.customers.timeline import TimelineEntry
-from mercato.events import Event
+from mercato.orders.event_types import OrderCustomerLinked
 from mercato.personal_data import DomainPrivacy, Subject, record
 
 
-def on_order_linked(session: Session, event: Event) -> None:
+def on_order_linked(session: Session, event: OrderCustomerLinked) -> None:
     """A guest order joined a profile: so does the guest cart it was checked out from."""
-    cart_id = event.data.get("cart_id")
-    if cart_id is None:
+    if event.cart_id is None:
         return
     session.execute(
         update(Cart)
-        .where(Cart.id == int(cart_id), Cart.customer_id.is_(None))
-        .values(customer_id=int(event.data["customer_id"]))
+        .where(Cart.id == event.cart_id, Cart.customer_id.is_(None))
+        .values(customer_id=event.customer_id)
     )
 
 

@@ -6,6 +6,7 @@ from mercato.carts.models import Cart
 from mercato.customers import timeline
 from mercato.manifest import Manifest, Subscription
 from mercato.merges import follow_merges
+from mercato.orders.event_types import OrderCustomerLinked
 from mercato.personal_data import DOMAINS
 from mercato.settings import Settings
 
@@ -20,7 +21,7 @@ MANIFEST = Manifest(
     subscriptions=[
         *follow_merges("carts", [Cart]),
         # A guest order joined a profile: so does its guest cart.
-        Subscription("order.customer_linked", customer_links.on_order_linked),
+        Subscription(OrderCustomerLinked, customer_links.on_order_linked),
     ],
     contributions=[
         timeline.SOURCES("carts", customer_links.timeline_entries),

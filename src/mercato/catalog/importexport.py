@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, selectinload
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.catalog import service
+from mercato.catalog.event_types import ProductCreated, ProductFacts, ProductUpdated
 from mercato.catalog.models import Category, Product, ProductTranslation, Variant
 from mercato.catalog.schemas import (
     ImportReport,
@@ -558,15 +559,13 @@ def run_import(
             "updated": len(updated),
         },
     )
-    for event_type, products in (("product.created", created), ("product.updated", updated)):
+    kinds: tuple[tuple[type[ProductFacts], list[Product]], ...] = (
+        (ProductCreated, created),
+        (ProductUpdated, updated),
+    )
+    for kind, products in kinds:
         for product in products:
-            publish(
-                session,
-                event_type,
-                service.product_event(product),
-                aggregate_type="product",
-                aggregate_id=product.id,
-            )
+            publish(session, kind(**service.product_event(product)))
     report.created, report.updated, report.imported = len(created), len(updated), True
     return report
 

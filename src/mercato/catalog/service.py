@@ -16,6 +16,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
+from mercato.catalog.event_types import (
+    CategoryCreated,
+    CategoryUpdated,
+    ProductCreated,
+    ProductUpdated,
+)
 from mercato.catalog.models import (
     Category,
     CategoryTranslation,
@@ -189,13 +195,7 @@ def create_category(session: Session, actor: Principal, data: CategoryIn) -> Cat
     session.flush()
     _set_category_translations(session, category, data.translations)
     audit(session, actor, "category.created", "category", category.id, data.model_dump(mode="json"))
-    publish(
-        session,
-        "category.created",
-        _category_event(category),
-        aggregate_type="category",
-        aggregate_id=category.id,
-    )
+    publish(session, CategoryCreated(**_category_event(category)))
     return category
 
 
@@ -221,13 +221,7 @@ def update_category(
     if changes:
         session.flush()
         audit(session, actor, "category.updated", "category", category.id, changes)
-        publish(
-            session,
-            "category.updated",
-            _category_event(category),
-            aggregate_type="category",
-            aggregate_id=category.id,
-        )
+        publish(session, CategoryUpdated(**_category_event(category)))
     return category
 
 
@@ -409,7 +403,7 @@ def product_event(product: Product) -> dict[str, Any]:
         "code": product.code,
         "status": product.status,
         "category_id": product.category_id,
-        "variant_ids": [v.id for v in product.variants],
+        "variant_ids": tuple(v.id for v in product.variants),
     }
 
 
@@ -455,13 +449,7 @@ def create_product(session: Session, actor: Principal, data: ProductIn) -> Produ
         product.id,
         {"code": product.code, "variants": [v.sku for v in product.variants]},
     )
-    publish(
-        session,
-        "product.created",
-        product_event(product),
-        aggregate_type="product",
-        aggregate_id=product.id,
-    )
+    publish(session, ProductCreated(**product_event(product)))
     return product
 
 
@@ -495,13 +483,7 @@ def _touched(
         _refresh_search_text(product)
         session.flush()
         audit(session, actor, action, "product", product.id, changes)
-        publish(
-            session,
-            "product.updated",
-            product_event(product),
-            aggregate_type="product",
-            aggregate_id=product.id,
-        )
+        publish(session, ProductUpdated(**product_event(product)))
     return product
 
 

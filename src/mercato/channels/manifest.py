@@ -2,6 +2,7 @@
 
 from mercato.channels import subscribers
 from mercato.channels.api import api
+from mercato.locations.event_types import LocationCreated, LocationUpdated
 from mercato.manifest import Manifest, Subscription
 
 MANIFEST = Manifest(
@@ -9,7 +10,7 @@ MANIFEST = Manifest(
     routers=[api],
     subscriptions=[
         # A channel ships from its locations' countries: keep that list current.
-        Subscription("location.created", subscribers.on_location_changed),
-        Subscription("location.updated", subscribers.on_location_changed),
+        Subscription(LocationCreated, subscribers.on_location_changed),
+        Subscription(LocationUpdated, subscribers.on_location_changed),
     ],
 )

@@ -14,6 +14,7 @@ from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels.context import ChannelContext
+from mercato.channels.event_types import ChannelCreated, ChannelUpdated
 from mercato.channels.models import Channel, ChannelApiKey, ChannelLocation
 from mercato.channels.schemas import (
     ChannelIn,
@@ -128,8 +129,8 @@ def snapshot(channel: Channel) -> dict[str, Any]:
         "id": channel.id,
         "code": channel.code,
         "type": channel.type,
-        "currencies": list(channel.currencies),
-        "locales": list(channel.locales),
+        "currencies": tuple(channel.currencies),
+        "locales": tuple(channel.locales),
         "active": channel.active,
     }
 
@@ -157,13 +158,7 @@ def create_channel(session: Session, actor: Principal, data: ChannelIn) -> Chann
     session.flush()
     _set_locations(session, channel, data.locations)
     audit(session, actor, "channel.created", "channel", channel.id, data.model_dump(mode="json"))
-    publish(
-        session,
-        "channel.created",
-        snapshot(channel),
-        aggregate_type="channel",
-        aggregate_id=channel.id,
-    )
+    publish(session, ChannelCreated(**snapshot(channel)))
     return channel
 
 
@@ -222,13 +217,7 @@ def update_channel(
         channel.updated_at = utcnow()
         session.flush()
         audit(session, actor, "channel.updated", "channel", channel.id, changes)
-        publish(
-            session,
-            "channel.updated",
-            snapshot(channel),
-            aggregate_type="channel",
-            aggregate_id=channel.id,
-        )
+        publish(session, ChannelUpdated(**snapshot(channel)))
     return channel
 
 

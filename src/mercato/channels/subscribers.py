@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from mercato.channels import service
-from mercato.events import Event
+from mercato.locations.event_types import LocationFacts
 
 
-def on_location_changed(session: Session, event: Event) -> None:
-    service.refresh_ship_origins(session, int(event.data["id"]))
+def on_location_changed(session: Session, event: LocationFacts) -> None:
+    service.refresh_ship_origins(session, event.id)

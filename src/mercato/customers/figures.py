@@ -46,6 +46,7 @@ from mercato.customers.models import CustomerFigures, CustomerOrderFact, Custome
 from mercato.db import utcnow
 from mercato.events import Event
 from mercato.money import quantize
+from mercato.orders.event_types import OrderCancelled, OrderCustomerLinked, OrderFacts
 
 RECENCY_DAYS = (30, 90, 180, 365)
 FREQUENCY_ORDERS = (10, 5, 3, 2)
@@ -116,59 +117,53 @@ def move_facts(
     return sorted(row.order_id for row in rows)
 
 
-def on_order_linked(session: Session, event: Event) -> None:
+def on_order_linked(session: Session, event: OrderCustomerLinked) -> None:
     """A guest order attached to a profile counts from then on, as bought when it was."""
-    data = event.data
-    if not data.get("bought") or data.get("status") == "cancelled":
+    if not event.bought or event.status == "cancelled":
         return
-    placed = data.get("placed_at")
-    _count_order(session, event, None if placed is None else datetime.fromisoformat(placed))
+    _count_order(session, event, event.placed_at)
 
 
-def on_order_placed(session: Session, event: Event) -> None:
+def on_order_placed(session: Session, event: OrderFacts) -> None:
     _count_order(session, event, None)
 
 
-def _count_order(session: Session, event: Event, placed_at: datetime | None) -> None:
-    data = event.data
-    if data.get("customer_id") is None or not claim_event(session, event.id):
+def _count_order(session: Session, event: OrderFacts, placed_at: datetime | None) -> None:
+    if event.customer_id is None or not claim_event(session, event.envelope.id):
         return
     # The lock orders this insert with merges of the same profile (see profiles.lock_root).
-    root = profiles.lock_root(session, int(data["customer_id"]))
+    root = profiles.lock_root(session, event.customer_id)
     if root is None:
         return
-    order_id = int(data["order_id"])
-    currency = str(data["currency"])
-    total = Decimal(str(data["grand_total"]))
-    channel_id = None if data.get("channel_id") is None else int(data["channel_id"])
+    total = event.grand_total
     inserted = session.execute(
         profiles.insert_for(session, CustomerOrderFact)
         .values(
-            order_id=order_id,
+            order_id=event.order_id,
             customer_id=root,
-            channel_id=channel_id,
-            store_location_id=data.get("store_location_id"),
-            currency=currency,
+            channel_id=event.channel_id,
+            store_location_id=event.store_location_id,
+            currency=event.currency,
             grand_total=total,
-            placed_at=placed_at or event.time,
+            placed_at=placed_at or event.envelope.time,
             cancelled_at=None,
         )
         .on_conflict_do_nothing(index_elements=["order_id"])
         .returning(CustomerOrderFact.order_id)
     ).scalar_one_or_none()
     if inserted is not None:
-        add_to_figures(session, root, currency, 1, total)
+        add_to_figures(session, root, event.currency, 1, total)
 
 
-def on_order_cancelled(session: Session, event: Event) -> None:
-    data = event.data
-    if not claim_event(session, event.id):
+def on_order_cancelled(session: Session, event: OrderCancelled) -> None:
+    if not claim_event(session, event.envelope.id):
         return
-    order_id = int(data["order_id"])
     row = session.execute(
         update(CustomerOrderFact)
-        .where(CustomerOrderFact.order_id == order_id, CustomerOrderFact.cancelled_at.is_(None))
-        .values(cancelled_at=event.time)
+        .where(
+            CustomerOrderFact.order_id == event.order_id, CustomerOrderFact.cancelled_at.is_(None)
+        )
+        .values(cancelled_at=event.envelope.time)
         .returning(
             CustomerOrderFact.customer_id,
             CustomerOrderFact.currency,
@@ -225,25 +220,24 @@ def _net_refund(session: Session, order_id: int, amount: Decimal) -> None:
     add_to_figures(session, fact.customer_id, fact.currency, 0, -taken)
 
 
-def _remember_cancelled(session: Session, event: Event) -> None:
+def _remember_cancelled(session: Session, event: OrderCancelled) -> None:
     """A cancellation seen before (or without) its placement: a later ``order.placed``
     redelivered out of order must then not count the order."""
-    data = event.data
-    if data.get("customer_id") is None:
+    if event.customer_id is None:
         return
-    root = profiles.root_id(session, int(data["customer_id"]))
+    root = profiles.root_id(session, event.customer_id)
     if root is None:
         return
     session.execute(
         profiles.insert_for(session, CustomerOrderFact)
         .values(
-            order_id=int(data["order_id"]),
+            order_id=event.order_id,
             customer_id=root,
-            channel_id=data.get("channel_id"),
-            currency=str(data["currency"]),
-            grand_total=Decimal(str(data["grand_total"])),
+            channel_id=event.channel_id,
+            currency=event.currency,
+            grand_total=event.grand_total,
             placed_at=None,
-            cancelled_at=event.time,
+            cancelled_at=event.envelope.time,
         )
         .on_conflict_do_nothing(index_elements=["order_id"])
     )

@@ -3,6 +3,12 @@
 from mercato.customers import customer_links, figures, timeline
 from mercato.customers.api import api
 from mercato.manifest import Manifest, Subscription
+from mercato.orders.event_types import (
+    OrderCancelled,
+    OrderCustomerLinked,
+    OrderImported,
+    OrderPlaced,
+)
 from mercato.personal_data import DOMAINS
 
 MANIFEST = Manifest(
@@ -11,11 +17,11 @@ MANIFEST = Manifest(
     subscriptions=[
         # Figures follow orders; marketplace and ERP orders arrive confirmed, never
         # "placed", and count all the same (a fact per order id: seen twice counts once).
-        Subscription("order.placed", figures.on_order_placed),
-        Subscription("order.imported", figures.on_order_placed),
-        Subscription("order.cancelled", figures.on_order_cancelled),
+        Subscription(OrderPlaced, figures.on_order_placed),
+        Subscription(OrderImported, figures.on_order_placed),
+        Subscription(OrderCancelled, figures.on_order_cancelled),
         # A guest order attached to the profile of its verified email or phone.
-        Subscription("order.customer_linked", figures.on_order_linked),
+        Subscription(OrderCustomerLinked, figures.on_order_linked),
         # Lifetime value is net of refunds.
         Subscription("payment.refunded", figures.on_payment_refunded),
         Subscription("return.refunded", figures.on_return_refunded),

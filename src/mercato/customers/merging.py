@@ -35,6 +35,7 @@ from mercato.customers.models import (
 from mercato.db import utcnow
 from mercato.errors import Conflict, NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
+from mercato.merges import CustomerMerged, CustomerMergeUndone, MergeFacts
 
 # Filled on A from B when A has none; undo empties them again if still B's value.
 FILLABLE = ("first_name", "last_name", "phone", "locale", "currency", "preferred_store_id")
@@ -82,7 +83,7 @@ def merge(session: Session, actor: Principal, into_id: int, from_id: int) -> Cus
     )
     session.add(record)
     suggestions.set_pair_status(session, [into.id, source.id], suggestions.MERGED)
-    _announce(session, actor, record, "customer.merged", _counts(moved))
+    _announce(session, actor, record, CustomerMerged, _counts(moved))
     return record
 
 
@@ -181,13 +182,18 @@ def _counts(moved: dict[str, Any]) -> dict[str, int]:
 
 
 def _announce(
-    session: Session, actor: Principal, record: CustomerMerge, kind: str, counts: dict[str, int]
+    session: Session,
+    actor: Principal,
+    record: CustomerMerge,
+    kind: type[MergeFacts],
+    counts: dict[str, int],
 ) -> None:
-    data = {"into": record.into_id, "from": record.from_id, "merge_id": record.id}
+    event = kind(into_id=record.into_id, from_id=record.from_id, merge_id=record.id)
+    data = event.data()
     for customer_id in (record.into_id, record.from_id):
-        profiles.record(session, customer_id, kind.replace("customer.", "profile."), data)
-    audit(session, actor, kind, "customer", record.into_id, {**data, "moved": counts})
-    publish(session, kind, data, aggregate_type="customer", aggregate_id=record.into_id)
+        profiles.record(session, customer_id, kind.TYPE.replace("customer.", "profile."), data)
+    audit(session, actor, kind.TYPE, "customer", record.into_id, {**data, "moved": counts})
+    publish(session, event)
 
 
 def get_merge(session: Session, merge_id: str) -> CustomerMerge:
@@ -225,7 +231,7 @@ def undo_merge(session: Session, actor: Principal, merge_id: str) -> CustomerMer
     into.updated_at = source.updated_at = now
     record.status, record.undone_at = UNDONE, now
     suggestions.set_pair_status(session, [into.id, source.id], suggestions.OPEN)
-    _announce(session, actor, record, "customer.merge_undone", _counts(moved))
+    _announce(session, actor, record, CustomerMergeUndone, _counts(moved))
     return record
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mercato.crypto import blind_index, blind_indexes
+from mercato.customers.event_types import CustomerIdentityVerified
 from mercato.customers.models import (
     ACTIVE,
     Customer,
@@ -227,14 +228,9 @@ def _verified(session: Session, identity: CustomerIdentity) -> None:
         return
     publish(
         session,
-        "customer.identity_verified",
-        {
-            "customer_id": identity.customer_id,
-            "identity_id": identity.id,
-            "type": identity.type,
-        },
-        aggregate_type="customer",
-        aggregate_id=identity.customer_id,
+        CustomerIdentityVerified(
+            customer_id=identity.customer_id, identity_id=identity.id, type=identity.type
+        ),
     )
 
 

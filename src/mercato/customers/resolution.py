@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mercato.customers import profiles, suggestions
+from mercato.customers.event_types import CustomerCreated
 from mercato.customers.models import Customer
 from mercato.customers.normalize import IdentityType, normalise_identity, split_name
 from mercato.db import utcnow
@@ -167,9 +168,6 @@ def _new_profile(session: Session, channel_id: int, name: str | None) -> Custome
     profiles.record(session, customer.id, "profile.created", {"via": "resolution"}, channel_id)
     publish(
         session,
-        "customer.created",
-        {"customer_id": customer.id, "channel_id": channel_id, "source": "resolution"},
-        aggregate_type="customer",
-        aggregate_id=customer.id,
+        CustomerCreated(customer_id=customer.id, channel_id=channel_id, source="resolution"),
     )
     return customer

@@ -28,6 +28,7 @@ from mercato.auth.service import audit
 from mercato.channels import service as channels
 from mercato.crypto import blind_index, blind_indexes
 from mercato.customers import profiles, suggestions
+from mercato.customers.event_types import CustomerRegistered, CustomerUpdated
 from mercato.customers.figures import figures_of
 from mercato.customers.merging import get_merge, merge, undo_merge
 from mercato.customers.models import (
@@ -122,13 +123,7 @@ def register(session: Session, channel_id: int, data: RegisterIn) -> Customer:
     suggestions.suggest_for_identities(
         session, customer.id, profiles.shared_identities(session, customer.id, added)
     )
-    publish(
-        session,
-        "customer.registered",
-        {"customer_id": customer.id, "channel_id": channel_id},
-        aggregate_type="customer",
-        aggregate_id=customer.id,
-    )
+    publish(session, CustomerRegistered(customer_id=customer.id, channel_id=channel_id))
     return customer
 
 
@@ -340,13 +335,7 @@ def _profile_changed(
             customer.id,
             {"fields": sorted(changed), "values": shown},
         )
-    publish(
-        session,
-        "customer.updated",
-        {"customer_id": customer.id, **data},
-        aggregate_type="customer",
-        aggregate_id=customer.id,
-    )
+    publish(session, CustomerUpdated(customer_id=customer.id, fields=tuple(sorted(changed))))
 
 
 def add_identity(

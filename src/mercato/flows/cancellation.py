@@ -25,6 +25,7 @@ from mercato.events import publish
 from mercato.fulfillment import service as fulfillment
 from mercato.money import ZERO, quantize
 from mercato.orders import service as orders
+from mercato.orders.event_types import CancelledLine, OrderLinesCancelled
 from mercato.orders.models import Order, OrderLine
 from mercato.orders.state import OrderStatus
 from mercato.payments import service as payments
@@ -151,17 +152,13 @@ def _record_cancellation(
     # subscriber and webhook. It is on the order's timeline for readers of personal data.
     publish(
         session,
-        "order.lines_cancelled",
-        {
-            **orders.order_event(order),
-            "refund_due": str(refund_due),
-            "lines": [
-                {"order_line_id": k, "variant_id": by_id[k].variant_id, "quantity": q}
-                for k, q in sorted(quantities.items())
-            ],
-        },
-        aggregate_type="order",
-        aggregate_id=order.id,
+        OrderLinesCancelled(
+            **orders.order_facts(order),
+            refund_due=refund_due,
+            lines=tuple(
+                CancelledLine(k, by_id[k].variant_id, q) for k, q in sorted(quantities.items())
+            ),
+        ),
     )
 
 

@@ -38,6 +38,7 @@ from mercato import idempotency
 from mercato.auth.principal import Principal
 from mercato.carts import service as carts
 from mercato.channels.context import ChannelContext
+from mercato.checkout import event_types as checkout_events
 from mercato.checkout.fraud import FraudDecision, OrderScreening, fraud_check
 from mercato.db import Database, utcnow
 from mercato.errors import Forbidden, NotFound, Problem, UnprocessableState, ValidationProblem
@@ -648,18 +649,15 @@ def _abandon(database: Database, order_id: int, reason: str) -> str | None:
         ]
         publish(
             session,
-            "checkout.abandoned",
-            {
-                "order_id": order.id,
-                "number": order.number,
-                "channel_id": order.channel_id,
-                "customer_id": order.customer_id,
-                "cart_id": order.cart_id,
-                "reason": reason,
-                "payment_ids": to_void,
-            },
-            aggregate_type="order",
-            aggregate_id=order.id,
+            checkout_events.CheckoutAbandoned(
+                order_id=order.id,
+                number=order.number,
+                channel_id=order.channel_id,
+                customer_id=order.customer_id,
+                cart_id=order.cart_id,
+                reason=reason,
+                payment_ids=tuple(to_void),
+            ),
         )
         number = order.number
     if to_void:

@@ -24,6 +24,7 @@ from mercato.errors import FieldError, ValidationProblem
 from mercato.events import publish
 from mercato.money import ZERO, check_precision, quantize, validate_currency
 from mercato.orders import service as orders
+from mercato.orders.event_types import OrderImported
 from mercato.orders.models import Order
 from mercato.orders.state import OrderStatus
 from mercato.payments import service as payments
@@ -157,13 +158,7 @@ def import_order(session: Session, actor: Principal, data: ImportRequest) -> tup
             external_reference=data.external_id,
             order_id=order.id,
         )
-    publish(
-        session,
-        "order.imported",
-        {**orders.order_event(order), "external_id": data.external_id},
-        aggregate_type="order",
-        aggregate_id=order.id,
-    )
+    publish(session, OrderImported(**orders.order_facts(order), external_id=data.external_id))
     return order, True
 
 

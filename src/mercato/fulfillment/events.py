@@ -6,10 +6,11 @@ from sqlalchemy.orm import Session
 
 from mercato.events import Event
 from mercato.fulfillment import service
+from mercato.orders.event_types import OrderConfirmed
 
 
-def on_order_confirmed(session: Session, event: Event) -> None:
-    service.on_order_confirmed(session, int(event.data["order_id"]))
+def on_order_confirmed(session: Session, event: OrderConfirmed) -> None:
+    service.on_order_confirmed(session, event.order_id)
 
 
 def on_tracking_updated(session: Session, event: Event) -> None:

@@ -3,13 +3,14 @@
 from mercato.fulfillment import customer_links, events
 from mercato.fulfillment.api import api
 from mercato.manifest import Manifest, Subscription
+from mercato.orders.event_types import OrderConfirmed
 from mercato.personal_data import DOMAINS
 
 MANIFEST = Manifest(
     "fulfillment",
     routers=[api],
     subscriptions=[
-        Subscription("order.confirmed", events.on_order_confirmed),
+        Subscription(OrderConfirmed, events.on_order_confirmed),
         Subscription("shipment.tracking_updated", events.on_tracking_updated),
     ],
     contributions=[DOMAINS("fulfillment", customer_links.PRIVACY)],

@@ -14,6 +14,7 @@ from mercato.auth.service import audit
 from mercato.errors import Conflict, NotFound, ValidationProblem
 from mercato.events import publish
 from mercato.geocoding import Source, geocode
+from mercato.locations.event_types import LocationCreated, LocationUpdated
 from mercato.locations.models import Location
 from mercato.locations.schemas import Address, Capabilities, LocationIn, LocationPatch
 from mercato.pagination import Page, decode_id_cursor, page_of
@@ -89,13 +90,7 @@ def create_location(session: Session, actor: Principal, data: LocationIn) -> Loc
     session.add(location)
     session.flush()
     audit(session, actor, "location.created", "location", location.id, snapshot(location))
-    publish(
-        session,
-        "location.created",
-        snapshot(location),
-        aggregate_type="location",
-        aggregate_id=location.id,
-    )
+    publish(session, LocationCreated(**snapshot(location)))
     return location
 
 
@@ -131,13 +126,7 @@ def update_location(
     if changes:
         session.flush()
         audit(session, actor, "location.updated", "location", location.id, changes)
-        publish(
-            session,
-            "location.updated",
-            snapshot(location),
-            aggregate_type="location",
-            aggregate_id=location.id,
-        )
+        publish(session, LocationUpdated(**snapshot(location)))
     return location
 
 

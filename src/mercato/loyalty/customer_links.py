@@ -21,10 +21,16 @@ from sqlalchemy.orm import Session
 
 from mercato.customers.timeline import TimelineEntry
 from mercato.db import utcnow
-from mercato.events import Event
 from mercato.loyalty import service
 from mercato.loyalty.models import Account, Entry, Lot, OrderPoints
-from mercato.merges import merge_ids, move_rows, restore_rows, table_of
+from mercato.merges import (
+    CustomerMerged,
+    CustomerMergeUndone,
+    merge_ids,
+    move_rows,
+    restore_rows,
+    table_of,
+)
 from mercato.personal_data import DomainPrivacy, Subject, record
 
 _MOVED: tuple[Any, ...] = (Entry, Lot, OrderPoints)
@@ -67,7 +73,7 @@ def _rebalance(session: Session, customer_id: int) -> None:
         service._consume_lots(session, customer_id, excess)
 
 
-def on_merged(session: Session, event: Event) -> None:
+def on_merged(session: Session, event: CustomerMerged) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     _lock_accounts(session, [from_id, into_id])
     for model in _MOVED:
@@ -77,7 +83,7 @@ def on_merged(session: Session, event: Event) -> None:
     service._evaluate_tier(session, into_id, utcnow(), service.get_config(session))
 
 
-def on_merge_undone(session: Session, event: Event) -> None:
+def on_merge_undone(session: Session, event: CustomerMergeUndone) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     _lock_accounts(session, [from_id, into_id])
     for model in _MOVED:

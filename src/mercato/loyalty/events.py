@@ -23,11 +23,18 @@ from sqlalchemy.orm import Session
 
 from mercato.events import Event
 from mercato.loyalty import service
+from mercato.orders.event_types import (
+    OrderCancelled,
+    OrderDelivered,
+    OrderFacts,
+    OrderFulfilled,
+    OrderPickedUp,
+)
 
 log = logging.getLogger(__name__)
 
 PERIODIC_SECONDS = 3600.0
-GRANTING = ("order.fulfilled", "order.delivered", "order.picked_up")
+GRANTING: tuple[type[OrderFacts], ...] = (OrderFulfilled, OrderDelivered, OrderPickedUp)
 
 
 def _order_id(event: Event) -> int | None:
@@ -38,29 +45,21 @@ def _order_id(event: Event) -> int | None:
         return None
 
 
-def _member_order(event: Event) -> int | None:
-    """The order of a member's purchase (guests earn nothing)."""
-    order_id = _order_id(event)
-    return order_id if event.data.get("customer_id") is not None else None
+def on_order_placed(session: Session, event: OrderFacts) -> None:
+    # Guests earn nothing.
+    if event.customer_id is not None:
+        service.order_placed(session, event.order_id)
 
 
-def on_order_placed(session: Session, event: Event) -> None:
-    order_id = _member_order(event)
-    if order_id is not None:
-        service.order_placed(session, order_id)
+def on_order_cancelled(session: Session, event: OrderCancelled) -> None:
+    if event.customer_id is not None:
+        service.order_cancelled(session, event.order_id)
 
 
-def on_order_cancelled(session: Session, event: Event) -> None:
-    order_id = _member_order(event)
-    if order_id is not None:
-        service.order_cancelled(session, order_id)
-
-
-def on_order_completed(session: Session, event: Event) -> None:
+def on_order_completed(session: Session, event: OrderFacts) -> None:
     """Fulfilled, delivered or picked up: the points are granted (once per order)."""
-    order_id = _member_order(event)
-    if order_id is not None:
-        service.grant_order(session, order_id)
+    if event.customer_id is not None:
+        service.grant_order(session, event.order_id)
 
 
 def _returned_lines(event: Event) -> list[service.ReturnedLine] | None:

@@ -4,6 +4,8 @@ from mercato.customers import timeline
 from mercato.loyalty import customer_links, events, provider
 from mercato.loyalty.api import api, store_api
 from mercato.manifest import Job, Manifest, Subscription
+from mercato.merges import CustomerMerged, CustomerMergeUndone
+from mercato.orders.event_types import OrderCancelled, OrderPlaced
 from mercato.payments.providers import PROVIDERS, ProviderSpec
 from mercato.personal_data import DOMAINS
 
@@ -11,12 +13,12 @@ MANIFEST = Manifest(
     "loyalty",
     routers=[api, store_api],
     subscriptions=[
-        Subscription("order.placed", events.on_order_placed),
-        Subscription("order.cancelled", events.on_order_cancelled),
+        Subscription(OrderPlaced, events.on_order_placed),
+        Subscription(OrderCancelled, events.on_order_cancelled),
         *(Subscription(type_, events.on_order_completed) for type_ in events.GRANTING),
         Subscription("return.refunded", events.on_return_refunded),
-        Subscription("customer.merged", customer_links.on_merged),
-        Subscription("customer.merge_undone", customer_links.on_merge_undone),
+        Subscription(CustomerMerged, customer_links.on_merged),
+        Subscription(CustomerMergeUndone, customer_links.on_merge_undone),
     ],
     jobs=[Job("loyalty-expiry-and-tiers", events.PERIODIC_SECONDS, run=events.run_periodic)],
     contributions=[

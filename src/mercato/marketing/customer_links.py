@@ -25,10 +25,9 @@ from sqlalchemy.orm import Session
 
 from mercato.customers.timeline import TimelineEntry
 from mercato.db import utcnow
-from mercato.events import Event
 from mercato.marketing.models import ConsentRecord, Message, OfferClaim, RunResult
 from mercato.marketing.notifier import MessageStatus
-from mercato.merges import MergeMove, merge_ids
+from mercato.merges import CustomerMerged, CustomerMergeUndone, MergeMove, merge_ids
 from mercato.personal_data import DomainPrivacy, Subject, record
 
 ERASED = "[erased]"
@@ -45,7 +44,7 @@ def _claim_state(claim: OfferClaim | None) -> dict[str, Any] | None:
     return {"issued_at": claim.issued_at.isoformat(), "run_id": claim.run_id}
 
 
-def claims_merged(session: Session, event: Event) -> None:
+def claims_merged(session: Session, event: CustomerMerged) -> None:
     """B's offer claims become A's, the later one winning per rule; logged for undo."""
     merge_id, from_id, into_id = merge_ids(event)
     if session.get(MergeMove, (merge_id, _CLAIMS)) is not None:
@@ -82,7 +81,7 @@ def claims_merged(session: Session, event: Event) -> None:
     session.flush()
 
 
-def claims_merge_undone(session: Session, event: Event) -> None:
+def claims_merge_undone(session: Session, event: CustomerMergeUndone) -> None:
     merge_id, _, _ = merge_ids(event)
     log = session.get(MergeMove, (merge_id, _CLAIMS), with_for_update=True)
     if log is None or log.restored_at is not None:

@@ -5,7 +5,7 @@ from mercato.events import Dispatcher
 from mercato.manifest import Manifest, Subscription
 from mercato.marketing import customer_links, events
 from mercato.marketing.api import api
-from mercato.merges import follow_merges
+from mercato.merges import CustomerMerged, CustomerMergeUndone, follow_merges
 from mercato.personal_data import DOMAINS
 
 
@@ -18,8 +18,8 @@ MANIFEST = Manifest(
     routers=[api],
     subscriptions=[
         *follow_merges("marketing", customer_links.MERGED_MODELS),
-        Subscription("customer.merged", customer_links.claims_merged),
-        Subscription("customer.merge_undone", customer_links.claims_merge_undone),
+        Subscription(CustomerMerged, customer_links.claims_merged),
+        Subscription(CustomerMergeUndone, customer_links.claims_merge_undone),
     ],
     contributions=[
         timeline.SOURCES("emails", customer_links.email_entries),

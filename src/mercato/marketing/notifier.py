@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from mercato.db import Database, utcnow
 from mercato.errors import ValidationProblem
 from mercato.events import publish
+from mercato.marketing.event_types import MessageFacts, MessageFailed, MessageSent
 from mercato.marketing.models import Message
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.settings import Settings
@@ -206,25 +207,21 @@ def _claim(
     return sorted(claimed, key=lambda m: m.id)
 
 
-def _event(session: Session, message_id: int, type_: str) -> None:
+def _event(session: Session, message_id: int, kind: type[MessageFacts]) -> None:
     row = session.get(Message, message_id)
     if row is None:
         return
     publish(
         session,
-        type_,
-        {
-            "message_id": row.id,
-            "customer_id": row.customer_id,
-            "channel": row.channel,
-            "template": row.template,
-            "status": row.status,
-            "reference_type": row.reference_type,
-            "reference_id": row.reference_id,
-        },
-        # A guest's service message has no profile to hang on.
-        aggregate_type="customer" if row.customer_id is not None else "message",
-        aggregate_id=row.customer_id if row.customer_id is not None else row.id,
+        kind(
+            message_id=row.id,
+            customer_id=row.customer_id,
+            channel=row.channel,
+            template=row.template,
+            status=row.status,
+            reference_type=row.reference_type,
+            reference_id=row.reference_id,
+        ),
     )
 
 
@@ -241,7 +238,7 @@ def _record_sent(database: Database, message_id: int, delivery_id: str) -> None:
                 attempts=Message.attempts + 1,
             )
         )
-        _event(session, message_id, "marketing.message_sent")
+        _event(session, message_id, MessageSent)
 
 
 def _record_failure(database: Database, message_id: int, error: str, permanent: bool) -> bool:
@@ -264,7 +261,7 @@ def _record_failure(database: Database, message_id: int, error: str, permanent: 
             )
         )
         if give_up:
-            _event(session, message_id, "marketing.message_failed")
+            _event(session, message_id, MessageFailed)
         return give_up
 
 

@@ -35,6 +35,7 @@ from mercato.db import locked_row, utcnow
 from mercato.errors import NotFound, Problem, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.marketing import notifier, templates
+from mercato.marketing.event_types import ConsentChanged, OfferIssued
 from mercato.marketing.models import ConsentRecord, OfferClaim, OfferRule, RuleRun, RunResult
 from mercato.orders import service as orders
 from mercato.orders.state import OrderStatus
@@ -237,21 +238,6 @@ def _check_changes(session: Session, changes: Sequence[ConsentChange]) -> None:
             known_channels.add(change.channel_id)
 
 
-def _consent_event(record: ConsentRecord, previous: bool | None) -> dict[str, Any]:
-    return {
-        "consent_id": record.id,
-        "customer_id": record.customer_id,
-        "purpose": record.purpose,
-        "channel_id": record.channel_id,
-        "granted": record.granted,
-        "previous_granted": previous,
-        "source": record.source,
-        "source_channel_id": record.source_channel_id,
-        "wording_version": record.wording_version,
-        "recorded_at": record.recorded_at.isoformat(),
-    }
-
-
 def record_consents(
     session: Session,
     actor: Principal,
@@ -314,10 +300,20 @@ def _after_change(
     session: Session, actor: Principal, record: ConsentRecord, before: ConsentRecord | None
 ) -> None:
     previous = None if before is None else before.granted
-    data = _consent_event(record, previous)
-    publish(
-        session, "consent.changed", data, aggregate_type="customer", aggregate_id=record.customer_id
+    event = ConsentChanged(
+        consent_id=record.id,
+        customer_id=record.customer_id,
+        purpose=record.purpose,
+        channel_id=record.channel_id,
+        granted=record.granted,
+        previous_granted=previous,
+        source=record.source,
+        source_channel_id=record.source_channel_id,
+        wording_version=record.wording_version,
+        recorded_at=record.recorded_at,
     )
+    data = event.data()
+    publish(session, event)
     if actor.kind != "customer":
         audit(session, actor, "consent.changed", "customer", record.customer_id, data, record.note)
     if not record.granted and record.channel_id is None:
@@ -753,18 +749,15 @@ def _issue(
     )
     publish(
         session,
-        "marketing.offer_issued",
-        {
-            "rule_id": rule.id,
-            "run_id": run.id,
-            "customer_id": customer.id,
-            "promotion_id": rule.template_promotion_id,
-            "code_id": row.id,
-            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-            "message_id": message.id,
-        },
-        aggregate_type="customer",
-        aggregate_id=customer.id,
+        OfferIssued(
+            rule_id=rule.id,
+            run_id=run.id,
+            customer_id=customer.id,
+            promotion_id=rule.template_promotion_id,
+            code_id=row.id,
+            expires_at=row.expires_at,
+            message_id=message.id,
+        ),
     )
     return _Issued(row.id, message.id)
 

@@ -35,11 +35,12 @@ from sqlalchemy.orm import Session
 from mercato.auth.principal import Principal
 from mercato.channels import service as channels
 from mercato.customers import profiles
+from mercato.customers.event_types import CustomerIdentityVerified
 from mercato.customers.normalize import IdentityType
 from mercato.customers.timeline import TimelineEntry
 from mercato.errors import NotFound
-from mercato.events import Event
 from mercato.orders import service
+from mercato.orders.event_types import OrderFacts
 from mercato.orders.models import (
     Order,
     OrderLine,
@@ -102,9 +103,9 @@ def timeline_entries(
     return entries
 
 
-def on_identity_verified(session: Session, event: Event) -> None:
+def on_identity_verified(session: Session, event: CustomerIdentityVerified) -> None:
     """Attach every guest order placed with the newly verified email or phone."""
-    found = profiles.verified_contact(session, int(event.data["identity_id"]))
+    found = profiles.verified_contact(session, event.identity_id)
     if found is None:
         return
     customer_id, kind, value = found
@@ -112,11 +113,11 @@ def on_identity_verified(session: Session, event: Event) -> None:
     service.link_guest_orders(session, _SYSTEM, customer_id, emails=emails, phones=phones)
 
 
-def on_guest_order(session: Session, event: Event) -> None:
+def on_guest_order(session: Session, event: OrderFacts) -> None:
     """A guest order placed with an email or phone verified for a profile joins it."""
-    if event.data.get("customer_id") is not None:
+    if event.customer_id is not None:
         return
-    order = session.get(Order, int(event.data["order_id"]))
+    order = session.get(Order, event.order_id)
     if order is None or order.customer_id is not None:
         return
 

@@ -24,6 +24,16 @@ from mercato.orders.amounts import due_now as due_now
 from mercato.orders.amounts import line_value as line_value
 from mercato.orders.amounts import owed as owed
 from mercato.orders.amounts import prepaid_import_charges as prepaid_import_charges
+from mercato.orders.event_types import (
+    STATUS_EVENTS,
+    LineQuantity,
+    OrderCustomerLinked,
+    OrderHeld,
+    OrderHoldReleased,
+    OrderLinesReturned,
+    OrderNoteAdded,
+    OrderShippingChanged,
+)
 from mercato.orders.models import Order, OrderLine, OrderLocation, OrderNote, OrderTransition
 from mercato.orders.state import TRANSITIONS, OrderStatus
 from mercato.pagination import Page, decode_cursor, page_of
@@ -197,13 +207,7 @@ def create_order_with_lines(
         # Orders created in a state (staff, imports) say so; a checkout's order enters the
         # timeline with its first transition, from pending_payment, once paid or declined.
         _record(session, actor, order.id, None, draft.status, "created", now)
-        publish(
-            session,
-            f"order.{draft.status.value}",
-            order_event(order),
-            aggregate_type="order",
-            aggregate_id=order.id,
-        )
+        publish(session, STATUS_EVENTS[draft.status](**order_facts(order)))
     return order, created
 
 
@@ -237,13 +241,12 @@ def transition(
     *,
     reason: str | None = None,
     expected: OrderStatus | None = None,
-    event_data: dict[str, Any] | None = None,
 ) -> Order:
     """Move an order along the state machine; an illegal move is a 409 and changes nothing."""
     current = expected
     if current is None:
         current = OrderStatus(get_order(session, order_id).status)
-    return advance(session, actor, order_id, current, [(target, reason)], event_data=event_data)
+    return advance(session, actor, order_id, current, [(target, reason)])
 
 
 def advance(
@@ -252,14 +255,12 @@ def advance(
     order_id: int,
     current: OrderStatus,
     steps: Sequence[tuple[OrderStatus, str | None]],
-    *,
-    event_data: dict[str, Any] | None = None,
 ) -> Order:
     """Take one or more legal steps at once (``placed`` then ``confirmed`` after payment).
 
     One conditional UPDATE (the order must still be in ``current``: two concurrent
     changes cannot both win) and one INSERT of every step into the timeline; each step is
-    published as ``order.<status>``.
+    published as its status's event (``STATUS_EVENTS``).
     """
     position = current
     for target, _ in steps:
@@ -306,16 +307,25 @@ def advance(
         )
         previous = target
     session.execute(insert(OrderTransition), rows)
-    data = {**order_event(order), **(event_data or {})}
+    facts = order_facts(order)
     for target, _ in steps:
-        publish(
-            session,
-            f"order.{target.value}",
-            {**data, "status": target.value},
-            aggregate_type="order",
-            aggregate_id=order.id,
-        )
+        publish(session, STATUS_EVENTS[target](**{**facts, "status": target.value}))
     return order
+
+
+def order_facts(order: Order) -> dict[str, Any]:
+    """The fields every order event carries (:class:`OrderFacts`)."""
+    return {
+        "order_id": order.id,
+        "number": order.number,
+        "channel_id": order.channel_id,
+        "customer_id": order.customer_id,
+        "status": order.status,
+        "currency": order.currency,
+        "grand_total": order.grand_total,
+        "source": order.source,
+        "store_location_id": order.store_location_id,
+    }
 
 
 def order_event(order: Order) -> dict[str, Any]:
@@ -478,16 +488,13 @@ def link_guest_orders(
     for order in found:
         publish(
             session,
-            "order.customer_linked",
-            {
-                **order_event(order),
-                "cart_id": order.cart_id,
-                "bought": order.status not in NOT_BOUGHT,
-                "placed_at": None if order.placed_at is None else order.placed_at.isoformat(),
-                "actor_type": actor.kind,
-            },
-            aggregate_type="order",
-            aggregate_id=order.id,
+            OrderCustomerLinked(
+                **order_facts(order),
+                cart_id=order.cart_id,
+                bought=order.status not in NOT_BOUGHT,
+                placed_at=order.placed_at,
+                actor_type=actor.kind,
+            ),
         )
     return found
 
@@ -620,14 +627,11 @@ def record_returned(
     order = get_order(session, order_id)
     publish(
         session,
-        "order.lines_returned",
-        {
-            **order_event(order),
-            "reference": reference,
-            "lines": [{"order_line_id": k, "quantity": v} for k, v in sorted(quantities.items())],
-        },
-        aggregate_type="order",
-        aggregate_id=order_id,
+        OrderLinesReturned(
+            **order_facts(order),
+            reference=reference,
+            lines=tuple(LineQuantity(k, v) for k, v in sorted(quantities.items())),
+        ),
     )
     return changed
 
@@ -720,17 +724,14 @@ def record_shipping_change(
     order.updated_at = utcnow()
     publish(
         session,
-        "order.shipping_changed",
-        {
-            **order_event(order),
-            "origin_country": change["origin_country"],
-            "carrier": change["carrier"],
-            "service": change["service"],
-            "quoted": change.get("quoted"),
-            "actor_type": actor.kind,
-        },
-        aggregate_type="order",
-        aggregate_id=order.id,
+        OrderShippingChanged(
+            **order_facts(order),
+            origin_country=change["origin_country"],
+            carrier=change["carrier"],
+            service=change["service"],
+            quoted=change.get("quoted"),
+            actor_type=actor.kind,
+        ),
     )
     return True
 
@@ -758,13 +759,7 @@ def add_note(
     session.flush()
     if kind is not NoteKind.NOTE:
         return note  # the hold publishes its own event
-    publish(
-        session,
-        "order.note_added",
-        {**order_event(order), "note_id": note.id},
-        aggregate_type="order",
-        aggregate_id=order.id,
-    )
+    publish(session, OrderNoteAdded(**order_facts(order), note_id=note.id))
     return note
 
 
@@ -808,9 +803,7 @@ def hold(session: Session, actor: Principal, order_id: int, reason: str) -> Orde
     audit(session, actor, "order.held", "order", order.id, {"reason": reason})
     # The reason is free text about the customer: it stays on the order (encrypted) and in
     # the audit log, and is not copied to every event subscriber and webhook.
-    publish(
-        session, "order.held", order_event(order), aggregate_type="order", aggregate_id=order.id
-    )
+    publish(session, OrderHeld(**order_facts(order)))
     return order
 
 
@@ -821,13 +814,7 @@ def release_hold(session: Session, actor: Principal, order_id: int) -> Order:
     order.on_hold, order.hold_reason, order.updated_at = False, None, utcnow()
     add_note(session, actor, order.id, "hold released", kind=NoteKind.RELEASED)
     audit(session, actor, "order.hold_released", "order", order.id)
-    publish(
-        session,
-        "order.hold_released",
-        order_event(order),
-        aggregate_type="order",
-        aggregate_id=order.id,
-    )
+    publish(session, OrderHoldReleased(**order_facts(order)))
     session.flush()
     return order
 

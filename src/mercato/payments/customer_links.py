@@ -13,8 +13,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mercato.events import Event
-from mercato.merges import merge_ids, move_rows, restore_rows, table_of
+from mercato.merges import (
+    CustomerMerged,
+    CustomerMergeUndone,
+    merge_ids,
+    move_rows,
+    restore_rows,
+    table_of,
+)
 from mercato.money import from_minor
 from mercato.payments import balances
 from mercato.payments.models import (
@@ -32,7 +38,7 @@ MERGE_IN = "merge_in"
 _MOVED_TABLES: tuple[Any, ...] = (Payment, GiftCard)
 
 
-def on_merged(session: Session, event: Event) -> None:
+def on_merged(session: Session, event: CustomerMerged) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     for model in _MOVED_TABLES:
         move_rows(session, table_of(model), merge_id, from_id, into_id)
@@ -62,7 +68,7 @@ def on_merged(session: Session, event: Event) -> None:
         )
 
 
-def on_merge_undone(session: Session, event: Event) -> None:
+def on_merge_undone(session: Session, event: CustomerMergeUndone) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     for model in _MOVED_TABLES:
         restore_rows(session, table_of(model), merge_id)

@@ -40,6 +40,7 @@ from mercato.errors import Conflict, FieldError, NotFound, ValidationProblem
 from mercato.events import publish
 from mercato.money import RoundingRule, check_precision, convert, default_rounding, quantize
 from mercato.pagination import Page, decode_key_cursor, page_of
+from mercato.pricing.event_types import PricesChanged
 from mercato.pricing.models import CurrencyRounding, ExchangeRate, Price, PriceList
 
 
@@ -199,10 +200,11 @@ def set_prices(session: Session, actor: Principal, code: str, prices: Sequence[P
     audit(session, actor, "prices.set", "price_list", price_list.id, {"count": len(prices)})
     publish(
         session,
-        "prices.changed",
-        {"price_list": code, "variant_ids": sorted({p.variant_id for p in prices})},
-        aggregate_type="price_list",
-        aggregate_id=price_list.id,
+        PricesChanged(
+            price_list=code,
+            variant_ids=tuple(sorted({p.variant_id for p in prices})),
+            price_list_id=price_list.id,
+        ),
     )
     return len(prices)
 

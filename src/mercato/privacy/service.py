@@ -40,6 +40,7 @@ from mercato.errors import Conflict, NotFound
 from mercato.events import publish
 from mercato.personal_data import Blocker, Identifiers, Subject, domains
 from mercato.privacy import sweep
+from mercato.privacy.event_types import CustomerErased
 from mercato.privacy.models import PrivacyRequest
 
 EXPORT = "export"
@@ -174,10 +175,7 @@ def erase_customer(
     audit(session, actor, "privacy.erase", "customer", customer_id, {"request_id": request.id})
     publish(
         session,
-        "customer.erased",
-        {"customer_id": customer_id, "profile_ids": list(subject.customer_ids)},
-        aggregate_type="customer",
-        aggregate_id=customer_id,
+        CustomerErased(customer_id=customer_id, profile_ids=tuple(subject.customer_ids)),
     )
     return request
 

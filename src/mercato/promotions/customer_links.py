@@ -20,8 +20,15 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from mercato.events import Event
-from mercato.merges import merge_ids, move_rows, moved_rows, restore_rows, table_of
+from mercato.merges import (
+    CustomerMerged,
+    CustomerMergeUndone,
+    merge_ids,
+    move_rows,
+    moved_rows,
+    restore_rows,
+    table_of,
+)
 from mercato.personal_data import DomainPrivacy, Subject, record
 from mercato.promotions.models import (
     Promotion,
@@ -35,14 +42,14 @@ _MOVED: tuple[Any, ...] = (PromotionCode, Redemption)
 
 
 
-def on_merged(session: Session, event: Event) -> None:
+def on_merged(session: Session, event: CustomerMerged) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     for model in _MOVED:
         move_rows(session, table_of(model), merge_id, from_id, into_id)
     _recount(session, _promotions_of(session, merge_id), (from_id, into_id))
 
 
-def on_merge_undone(session: Session, event: Event) -> None:
+def on_merge_undone(session: Session, event: CustomerMergeUndone) -> None:
     merge_id, from_id, into_id = merge_ids(event)
     for model in _MOVED:
         restore_rows(session, table_of(model), merge_id)
