@@ -2,7 +2,7 @@
 (``/v1/store/returns``).
 
 Receiving and settling a return reach other domains, so they call the returns flow
-(``mercato.flows.returns``); every other endpoint calls one returns service function.
+(``mercato.flows.returns``); every other endpoint calls the returns service alone.
 Settling calls payment providers: that endpoint authenticates in a short read transaction
 of its own and the flow opens its own transactions around each call; every other endpoint
 runs in the request's one transaction.
