@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from mercato.db import utcnow
 from mercato.flows import cancellation
+from mercato.fulfillment import pickup
 from mercato.fulfillment import service as fulfillment
 from mercato.marketing.models import Message
 from tests.commerce.conftest import DemoWorld
@@ -162,7 +163,7 @@ def test_an_uncollected_order_expires_after_the_pickup_days(
     start = utcnow()
 
     def run_at(when: datetime) -> None:
-        monkeypatch.setattr(fulfillment, "utcnow", lambda: when)
+        monkeypatch.setattr(pickup, "utcnow", lambda: when)
         cancellation.expire_pickups(demo_world.database)
         drain(demo_world)
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from mercato.app import create_app
 from mercato.db import Database, utcnow
 from mercato.events import Dispatcher, Event, OutboxEvent
+from mercato.fulfillment import routing
 from mercato.fulfillment import service as fulfillment
 from mercato.fulfillment.models import FulfillmentLine, FulfillmentOrder, RoutingDecision
 from mercato.inventory import service as inventory
@@ -102,7 +103,7 @@ def test_two_deliveries_at_once_route_once(
     [order] = _confirmed_orders(demo_world, 1)
     event = _confirmed_event(demo_world, order["id"])
     both_routing = threading.Barrier(2, timeout=1.5)
-    open_needs = fulfillment._open_needs
+    open_needs = routing._open_needs
 
     def meet_then_read(*args: Any, **kwargs: Any) -> Any:
         # Both arrive here together only when nothing orders the two deliveries.
@@ -110,7 +111,7 @@ def test_two_deliveries_at_once_route_once(
             both_routing.wait()
         return open_needs(*args, **kwargs)
 
-    monkeypatch.setattr(fulfillment, "_open_needs", meet_then_read)
+    monkeypatch.setattr(routing, "_open_needs", meet_then_read)
     errors: list[BaseException] = []
 
     def deliver() -> None:

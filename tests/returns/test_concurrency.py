@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from mercato.errors import Problem
+from mercato.flows import returns as flow
 from mercato.inventory.models import StockMovement
 from mercato.returns import service
 from mercato.returns.models import ReturnSettlement
@@ -69,7 +70,7 @@ def test_two_receipts_of_one_return_at_once_one_wins(demo_world: DemoWorld) -> N
 
     def receive_once() -> str:
         with demo_world.database.transaction() as session:
-            service.receive(session, SYSTEM, ret["id"], store, inspections)
+            flow.receive(session, SYSTEM, ret["id"], store, inspections)
         return "received"
 
     results = _race(receive_once)
@@ -110,7 +111,7 @@ def test_concurrent_refunds_of_one_return_pay_once(demo_world: DemoWorld) -> Non
     ok(receive(demo_world, staff, ret, "WH-TYO"))
 
     def settle() -> int:
-        outcome = service.settle(demo_world.database, SYSTEM, ret["id"], service.SettleRequest())
+        outcome = flow.settle(demo_world.database, SYSTEM, ret["id"], service.SettleRequest())
         return outcome.status_code
 
     results = _race(settle)

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from mercato.channels.context import ChannelContext
 from mercato.fulfillment import sourcing
-from mercato.fulfillment.service import _capacity_left, _destination, _engine_location, policy
+from mercato.fulfillment.policies import policy
+from mercato.fulfillment.routing import capacity_left, destination_of, engine_location
 from mercato.inventory import service as inventory
 from mercato.locations import service as locations
 
@@ -37,7 +38,7 @@ def likely_origin_country(
     the plan sends parcels from several countries, the one from abroad is answered: a quote
     must not promise a domestic route to a parcel that crosses a border."""
     places = locations.get_locations(session, list(channel.location_order))
-    capacity = _capacity_left(session, places)
+    capacity = capacity_left(session, places)
     variants = sorted({variant for variant, _ in lines})
     table: dict[int, dict[int, int]] = {
         v: dict(by_place)
@@ -50,14 +51,12 @@ def likely_origin_country(
         by_place[location_id] = by_place.get(location_id, 0) + units
     plan = sourcing.source_order(
         [sourcing.OrderLine(str(n), v, q) for n, (v, q) in enumerate(lines)],
-        _destination(dict(address), channel.country),
-        {p.id: _engine_location(p, capacity[p.id]) for p in places},
+        destination_of(dict(address), channel.country),
+        {p.id: engine_location(p, capacity[p.id]) for p in places},
         table,
         policy(session),
     )
     by_id = {p.id: p for p in places}
-    countries = [
-        by_id[s.origin_id].country for s in plan.shipments if s.destination_id is None
-    ]
+    countries = [by_id[s.origin_id].country for s in plan.shipments if s.destination_id is None]
     abroad = [c for c in countries if c != address.get("country")]
     return next(iter(abroad or countries), None)

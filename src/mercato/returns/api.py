@@ -1,9 +1,11 @@
 """Return endpoints: staff (``/v1/returns``, ``/v1/return-policies``) and shoppers
 (``/v1/store/returns``).
 
-Settling a return calls payment providers, so that endpoint authenticates in a short read
-transaction of its own and the service opens its own transactions around each call; every
-other endpoint runs in the request's one transaction.
+Receiving and settling a return reach other domains, so they call the returns flow
+(``mercato.flows.returns``); every other endpoint calls the returns service alone.
+Settling calls payment providers: that endpoint authenticates in a short read transaction
+of its own and the flow opens its own transactions around each call; every other endpoint
+runs in the request's one transaction.
 
 Every step of a return, its refund included, needs ``orders:write``: a store associate who
 takes a return back pays it out to the order's own tenders (or as store credit), for the
@@ -33,8 +35,8 @@ from mercato.deps import (
     require_outside_transaction,
 )
 from mercato.errors import PROBLEM_CONTENT_TYPE, Unauthorized
+from mercato.flows import returns as flow
 from mercato.idempotency import Idempotent, scope_for
-from mercato.orders import service as orders
 from mercato.payments.deps import RequestId
 from mercato.returns import service
 from mercato.returns.models import Return, ReturnPolicy
@@ -160,10 +162,7 @@ def create_return(
     """A return for an order of any channel, started by an associate or support."""
 
     def run() -> ReturnOut:
-        if body.order_id is not None:
-            order = orders.get_order(session, body.order_id)
-        else:
-            order = orders.get_by_number(session, body.order_number or "")
+        order = service.order_to_return(session, body.order_id, body.order_number)
         request = _request(body.lines, body.note, body.refund_method)
         return _out(
             session, service.request_return(session, principal, order, request), principal
@@ -239,7 +238,7 @@ def receive_return(
 
     def run() -> ReturnOut:
         found = [service.Inspection(x.return_line_id, x.condition, x.note) for x in body.lines]
-        ret = service.receive(session, principal, return_id, body.location_id, found, body.note)
+        ret = flow.receive(session, principal, return_id, body.location_id, found, body.note)
         return _out(session, ret, principal)
 
     scope = scope_for(f"returns.receive.{return_id}", principal)
@@ -266,7 +265,7 @@ def refund_return(
     tenders) or as store credit; with an exchange, place the replacement order first and
     charge or refund the price difference. Calling it again resumes an interrupted refund."""
     body = body or RefundIn()
-    outcome = service.settle(
+    outcome = flow.settle(
         get_database(request),
         principal,
         return_id,
