@@ -36,6 +36,13 @@ NOT_DOMAINS = frozenset({"flows", "web", "bench", "migrations", "geocoding"})
 MODEL_ALLOWANCES: Mapping[tuple[str, str], str] = {
     ("storefront", "catalog"): "the shopper read model shapes the product and category rows "
     "catalog.service returns; it names their types and runs no query of its own",
+    ("fulfillment", "orders"): "routing, tasks, shipping and pickups work on the order and "
+    "line rows orders.service returns (reading them, naming their types); order state "
+    "changes go through orders.service",
+    ("fulfillment", "locations"): "routing and shipping read coordinates, capabilities and "
+    "addresses of the location rows locations.service returns",
+    ("loyalty", "orders"): "points are planned from the order row orders.service returns; "
+    "the import names its type only",
 }
 
 
