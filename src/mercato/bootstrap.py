@@ -101,7 +101,9 @@ def manifests() -> tuple[Manifest, ...]:
 
 @cache
 def event_catalog() -> dict[str, type[DomainEvent]]:
-    """Every event type Mercato publishes, by name: each package's ``event_types``."""
+    """Every event type Mercato publishes, by name: each package's ``event_types`` (and
+    what the manifests bring, such as the merge events every domain follows)."""
+    manifests()
     for package in packages():
         _import_if_present(f"mercato.{package}.event_types")
     return event_types.catalog()

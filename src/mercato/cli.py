@@ -13,6 +13,7 @@ from mercato.checkout.cli import checkout_app
 from mercato.inventory.cli import inventory_app
 from mercato.privacy.cli import privacy_app
 from mercato.settings import Settings
+from mercato.webhooks.cli import webhooks_app
 
 app = typer.Typer(help="Mercato unified commerce platform.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
@@ -23,6 +24,7 @@ app.add_typer(inventory_app, name="inventory")
 app.add_typer(checkout_app, name="checkout")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(bench_app, name="bench")
+app.add_typer(webhooks_app, name="webhooks")
 
 DatabaseUrl = Annotated[
     str | None,

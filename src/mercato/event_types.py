@@ -197,7 +197,7 @@ def type_named(name: str) -> type[DomainEvent]:
 def describe(cls: type[DomainEvent]) -> str:
     """The first paragraph of the class's docstring, on one line."""
     doc = (cls.__doc__ or "").strip().split("\n\n", 1)[0]
-    return " ".join(doc.split())
+    return " ".join(doc.split()).replace("``", "`")
 
 
 def field_names(cls: type[DomainEvent]) -> Iterator[str]:

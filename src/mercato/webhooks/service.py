@@ -24,10 +24,11 @@ from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.db import utcnow
 from mercato.errors import FieldError, NotFound, UnprocessableState, ValidationProblem
-from mercato.events import ENVELOPE_VERSION, Event
+from mercato.events import Event
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.webhooks import signing, targets
 from mercato.webhooks.config import private_targets_allowed
+from mercato.webhooks.event_types import WebhookTest
 from mercato.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -36,7 +37,7 @@ from mercato.webhooks.models import (
 )
 from mercato.webhooks.schemas import MAX_URL_LENGTH, SubscriptionIn, SubscriptionPatch
 
-TEST_EVENT_TYPE = "webhook.test"
+TEST_EVENT_TYPE = WebhookTest.TYPE
 _PATTERN = re.compile(r"\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?")
 _SUBSCRIPTIONS_CACHE = "mercato_webhook_subscriptions"
 
@@ -340,12 +341,13 @@ def send_test_event(session: Session, actor: Principal, subscription_id: int) ->
         )
     now = utcnow()
     event_id = str(uuid.uuid4())
+    test_event = WebhookTest(subscription_id=subscription.id)
     envelope = {
         "id": event_id,
-        "type": TEST_EVENT_TYPE,
+        "type": test_event.TYPE,
         "time": now.isoformat(),
-        "version": ENVELOPE_VERSION,
-        "data": {"subscription_id": subscription.id, "message": "Test event from Mercato"},
+        "version": test_event.VERSION,
+        "data": test_event.data(),
     }
     delivery = WebhookDelivery(
         **_new_delivery(subscription.id, event_id, TEST_EVENT_TYPE, envelope_body(envelope), now)
