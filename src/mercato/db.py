@@ -105,6 +105,18 @@ class FixedDecimal(TypeDecorator[Decimal]):
 RowT = TypeVar("RowT", bound="Base")
 
 
+def get_or_404(
+    session: Session, model: type[RowT], key: Any, what: str, *, fresh: bool = False
+) -> RowT:
+    """The row of ``model`` with primary key ``key``, or a 404 "<what> not found" (e.g.
+    ``what="order 7"``). ``fresh`` reads it again even when the session holds it (for
+    rows other transactions change, such as an order's status)."""
+    row = session.get(model, key, populate_existing=fresh)
+    if row is None:
+        raise NotFound(f"{what} not found")
+    return row
+
+
 def locked_row(session: Session, model: type[RowT], key: Any, what: str) -> RowT:
     """The row of ``model`` with primary key ``key``, taken until commit (``FOR UPDATE`` on
     PostgreSQL; SQLite runs one writer at a time) and read afresh; a 404 naming ``what``

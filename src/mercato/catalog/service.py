@@ -39,7 +39,7 @@ from mercato.catalog.schemas import (
     VariantIn,
     VariantPatch,
 )
-from mercato.db import utcnow
+from mercato.db import get_or_404, utcnow
 from mercato.errors import (
     Conflict,
     FieldError,
@@ -125,10 +125,7 @@ def category_with_descendants(session: Session, category_ids: Iterable[int]) -> 
 
 
 def get_category(session: Session, category_id: int) -> Category:
-    category = session.get(Category, category_id)
-    if category is None:
-        raise NotFound(f"category {category_id} not found")
-    return category
+    return get_or_404(session, Category, category_id, f"category {category_id}")
 
 
 def category_by_code(session: Session, code: str) -> Category | None:
@@ -531,10 +528,7 @@ def add_variant(session: Session, actor: Principal, product_id: int, data: Varia
 
 
 def get_variant(session: Session, variant_id: int) -> Variant:
-    variant = session.get(Variant, variant_id)
-    if variant is None:
-        raise NotFound(f"variant {variant_id} not found")
-    return variant
+    return get_or_404(session, Variant, variant_id, f"variant {variant_id}")
 
 
 def update_variant(

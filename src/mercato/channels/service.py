@@ -23,7 +23,7 @@ from mercato.channels.schemas import (
     ImportDuties,
     check_country_currencies,
 )
-from mercato.db import utcnow
+from mercato.db import get_or_404, utcnow
 from mercato.errors import Conflict, NotFound, Unauthorized, ValidationProblem
 from mercato.events import publish
 from mercato.locations import service as locations
@@ -33,10 +33,7 @@ CHANNEL_KEY_PREFIX = "mck"
 
 
 def get_channel(session: Session, channel_id: int) -> Channel:
-    channel = session.get(Channel, channel_id)
-    if channel is None:
-        raise NotFound(f"channel {channel_id} not found")
-    return channel
+    return get_or_404(session, Channel, channel_id, f"channel {channel_id}")
 
 
 def exists(session: Session, channel_id: int) -> bool:

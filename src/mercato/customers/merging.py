@@ -32,7 +32,7 @@ from mercato.customers.models import (
     CustomerIdentity,
     CustomerMerge,
 )
-from mercato.db import utcnow
+from mercato.db import get_or_404, utcnow
 from mercato.errors import Conflict, NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.merges import CustomerMerged, CustomerMergeUndone, MergeFacts
@@ -197,10 +197,7 @@ def _announce(
 
 
 def get_merge(session: Session, merge_id: str) -> CustomerMerge:
-    record = session.get(CustomerMerge, merge_id, populate_existing=True)
-    if record is None:
-        raise NotFound(f"merge {merge_id} not found")
-    return record
+    return get_or_404(session, CustomerMerge, merge_id, f"merge {merge_id}", fresh=True)
 
 
 def undo_merge(session: Session, actor: Principal, merge_id: str) -> CustomerMerge:

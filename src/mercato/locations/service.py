@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
-from mercato.errors import Conflict, NotFound, ValidationProblem
+from mercato.db import get_or_404
+from mercato.errors import Conflict, ValidationProblem
 from mercato.events import publish
 from mercato.geocoding import Source, geocode
 from mercato.locations.event_types import LocationCreated, LocationUpdated
@@ -131,10 +132,7 @@ def update_location(
 
 
 def get_location(session: Session, location_id: int) -> Location:
-    location = session.get(Location, location_id)
-    if location is None:
-        raise NotFound(f"location {location_id} not found")
-    return location
+    return get_or_404(session, Location, location_id, f"location {location_id}")
 
 
 def exists(session: Session, location_id: int) -> bool:

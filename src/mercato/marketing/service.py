@@ -31,7 +31,7 @@ from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
 from mercato.customers import service as customers
-from mercato.db import locked_row, utcnow
+from mercato.db import get_or_404, locked_row, utcnow
 from mercato.errors import NotFound, Problem, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.marketing import notifier, templates
@@ -458,10 +458,7 @@ def update_rule(
 
 
 def get_rule(session: Session, rule_id: int) -> OfferRule:
-    rule = session.get(OfferRule, rule_id, populate_existing=True)
-    if rule is None:
-        raise NotFound(f"marketing rule {rule_id} not found")
-    return rule
+    return get_or_404(session, OfferRule, rule_id, f"marketing rule {rule_id}", fresh=True)
 
 
 def _locked_rule(session: Session, rule_id: int) -> OfferRule:
@@ -864,10 +861,7 @@ def _finish(
 
 
 def get_run(session: Session, run_id: int) -> RuleRun:
-    run = session.get(RuleRun, run_id)
-    if run is None:
-        raise NotFound(f"marketing run {run_id} not found")
-    return run
+    return get_or_404(session, RuleRun, run_id, f"marketing run {run_id}")
 
 
 def run_results(session: Session, run_id: int) -> list[RunResult]:

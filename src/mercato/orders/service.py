@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.crypto import blind_indexes
-from mercato.db import locked_row, utcnow
+from mercato.db import get_or_404, locked_row, utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.geocoding import locate
@@ -343,10 +343,7 @@ def order_event(order: Order) -> dict[str, Any]:
 
 
 def get_order(session: Session, order_id: int) -> Order:
-    order = session.get(Order, order_id, populate_existing=True)
-    if order is None:
-        raise NotFound(f"order {order_id} not found")
-    return order
+    return get_or_404(session, Order, order_id, f"order {order_id}", fresh=True)
 
 
 def lock_order(session: Session, order_id: int) -> Order:

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
-from mercato.db import utcnow
-from mercato.errors import FieldError, NotFound, UnprocessableState, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import FieldError, UnprocessableState, ValidationProblem
 from mercato.events import Event
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.webhooks import signing, targets
@@ -150,10 +150,9 @@ def create_subscription(
 
 
 def get_subscription(session: Session, subscription_id: int) -> WebhookSubscription:
-    subscription = session.get(WebhookSubscription, subscription_id)
-    if subscription is None:
-        raise NotFound(f"webhook subscription {subscription_id} does not exist")
-    return subscription
+    return get_or_404(
+        session, WebhookSubscription, subscription_id, f"webhook subscription {subscription_id}"
+    )
 
 
 def list_subscriptions(
@@ -441,10 +440,7 @@ def resend_dead_letters(session: Session, actor: Principal, subscription_id: int
 
 
 def get_delivery(session: Session, delivery_id: int) -> WebhookDelivery:
-    delivery = session.get(WebhookDelivery, delivery_id)
-    if delivery is None:
-        raise NotFound(f"webhook delivery {delivery_id} does not exist")
-    return delivery
+    return get_or_404(session, WebhookDelivery, delivery_id, f"webhook delivery {delivery_id}")
 
 
 def delivery_history(session: Session, delivery_id: int) -> list[WebhookAttempt]:
