@@ -142,10 +142,7 @@ def issue_gift_card(
     (and code) back instead of a second card."""
     currency = checked_currency(currency, "body.currency")
     minor = checked_amount(amount, currency, "body.amount")
-    if expires_at is not None and expires_at.tzinfo is None:
-        raise ValidationProblem.field("body.expires_at", "needs a time zone")
-    if expires_at is not None and expires_at <= utcnow():
-        raise ValidationProblem.field("body.expires_at", "must be in the future")
+    _check_expiry(expires_at)
     payload = {
         "currency": currency,
         "amount": str(amount),
@@ -158,12 +155,46 @@ def issue_gift_card(
     if request_key is not None:
         stored = lookup(session, scope, request_key, fingerprint)
         if stored is not None:
-            card = get_gift_card(session, int(stored.response["gift_card_id"]))
-            code = keys.unseal(str(stored.response["sealed_code"])) or masked_code(card)
-            return IssuedGiftCard(card, code, replayed=True)
+            return _issued_before(session, stored.response)
     if customer_id is not None:
         customers.get_customer(session, customer_id)
     code = new_code()
+    card = _new_card(session, code, currency, minor, expires_at, customer_id, note)
+    GIFT_CARDS.enter(
+        session, card.id, currency, minor, minor, Movement(Ledger.ISSUE, actor=actor, text=note)
+    )
+    _announce_issue(session, actor, card, minor)
+    if request_key is not None:
+        # The code is kept sealed only so that a retried request can be answered again.
+        record = claim(session, scope, request_key, fingerprint)
+        record.status_code = 201
+        record.response = {"gift_card_id": card.id, "sealed_code": keys.seal(code)}
+    return IssuedGiftCard(card, code)
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValidationProblem.field("body.expires_at", "needs a time zone")
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationProblem.field("body.expires_at", "must be in the future")
+
+
+def _issued_before(session: Session, response: dict[str, Any]) -> IssuedGiftCard:
+    """The card a request with the same key issued, with its code unsealed."""
+    card = get_gift_card(session, int(response["gift_card_id"]))
+    code = keys.unseal(str(response["sealed_code"])) or masked_code(card)
+    return IssuedGiftCard(card, code, replayed=True)
+
+
+def _new_card(
+    session: Session,
+    code: str,
+    currency: str,
+    minor: int,
+    expires_at: datetime | None,
+    customer_id: int | None,
+    note: str | None,
+) -> GiftCard:
     now = utcnow()
     card = GiftCard(
         code_hash=keys.code_hash(normalize_code(code)),
@@ -180,28 +211,23 @@ def issue_gift_card(
     )
     session.add(card)
     session.flush()
-    GIFT_CARDS.enter(
-        session, card.id, currency, minor, minor, Movement(Ledger.ISSUE, actor=actor, text=note)
-    )
+    return card
+
+
+def _announce_issue(session: Session, actor: Principal, card: GiftCard, minor: int) -> None:
     changes = {
-        "currency": currency,
-        "amount": str(from_minor(minor, currency)),
+        "currency": card.currency,
+        "amount": str(from_minor(minor, card.currency)),
         "last4": card.last4,
     }
     audit(session, actor, "gift_card.issued", "gift_card", card.id, changes)
     publish(
         session,
         "gift_card.issued",
-        {"gift_card_id": card.id, **changes, "customer_id": customer_id},
+        {"gift_card_id": card.id, **changes, "customer_id": card.customer_id},
         aggregate_type="gift_card",
         aggregate_id=card.id,
     )
-    if request_key is not None:
-        # The code is kept sealed only so that a retried request can be answered again.
-        record = claim(session, scope, request_key, fingerprint)
-        record.status_code = 201
-        record.response = {"gift_card_id": card.id, "sealed_code": keys.seal(code)}
-    return IssuedGiftCard(card, code)
 
 
 def get_gift_card(session: Session, gift_card_id: int) -> GiftCard:
