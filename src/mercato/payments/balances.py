@@ -1,11 +1,12 @@
 """Gift cards and store credit: balances kept by Mercato, spent as tenders.
 
-Every change of a balance is one conditional UPDATE (``... WHERE balance >= :amount`` for
-a debit) that returns the new balance, plus one ledger row carrying that balance, in the
-caller's transaction. Two checkouts racing for the last euro of a card cannot both win:
-the database serialises the row and re-checks the condition. So, for every card and
-account, ``balance`` = the sum of its ledger (``verify`` proves it) and never drops
-below zero (also a CHECK constraint).
+Both keep their balance the same way, through one ledger mechanism
+(:mod:`mercato.payments.balance_book`): every change is one conditional UPDATE
+(``... WHERE balance >= :amount`` for a debit) that returns the new balance, plus one
+ledger row carrying that balance, in the caller's transaction. Two checkouts racing for the
+last euro of a card cannot both win: the database serialises the row and re-checks the
+condition. So, for every card and account, ``balance`` = the sum of its ledger (``verify``
+proves it) and never drops below zero (also a CHECK constraint).
 
 Gift card codes are 16 characters from an alphabet without look-alikes (0/O, 1/I), about
 80 bits: shown once when issued, stored only as a keyed hash and the last four. Unknown,
@@ -21,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -36,6 +37,12 @@ from mercato.idempotency import claim, lookup, request_fingerprint, scope_for
 from mercato.money import check_precision, from_minor, to_minor, validate_currency
 from mercato.pagination import Page, decode_id_cursor, page_of
 from mercato.payments import keys
+from mercato.payments.balance_book import (
+    GIFT_CARDS,
+    STORE_CREDIT,
+    BalanceMismatch,
+    Movement,
+)
 from mercato.payments.models import (
     GiftCard,
     GiftCardTransaction,
@@ -96,12 +103,6 @@ def checked_amount(
     return to_minor(exact, currency)
 
 
-def _actor(actor: Principal | None) -> dict[str, str | None]:
-    if actor is None:
-        return {"actor_type": None, "actor_id": None}
-    return {"actor_type": actor.kind, "actor_id": None if actor.id is None else str(actor.id)}
-
-
 # --- gift cards -------------------------------------------------------------------------------
 
 
@@ -141,10 +142,7 @@ def issue_gift_card(
     (and code) back instead of a second card."""
     currency = checked_currency(currency, "body.currency")
     minor = checked_amount(amount, currency, "body.amount")
-    if expires_at is not None and expires_at.tzinfo is None:
-        raise ValidationProblem.field("body.expires_at", "needs a time zone")
-    if expires_at is not None and expires_at <= utcnow():
-        raise ValidationProblem.field("body.expires_at", "must be in the future")
+    _check_expiry(expires_at)
     payload = {
         "currency": currency,
         "amount": str(amount),
@@ -157,12 +155,46 @@ def issue_gift_card(
     if request_key is not None:
         stored = lookup(session, scope, request_key, fingerprint)
         if stored is not None:
-            card = get_gift_card(session, int(stored.response["gift_card_id"]))
-            code = keys.unseal(str(stored.response["sealed_code"])) or masked_code(card)
-            return IssuedGiftCard(card, code, replayed=True)
+            return _issued_before(session, stored.response)
     if customer_id is not None:
         customers.get_customer(session, customer_id)
     code = new_code()
+    card = _new_card(session, code, currency, minor, expires_at, customer_id, note)
+    GIFT_CARDS.enter(
+        session, card.id, currency, minor, minor, Movement(Ledger.ISSUE, actor=actor, text=note)
+    )
+    _announce_issue(session, actor, card, minor)
+    if request_key is not None:
+        # The code is kept sealed only so that a retried request can be answered again.
+        record = claim(session, scope, request_key, fingerprint)
+        record.status_code = 201
+        record.response = {"gift_card_id": card.id, "sealed_code": keys.seal(code)}
+    return IssuedGiftCard(card, code)
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValidationProblem.field("body.expires_at", "needs a time zone")
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationProblem.field("body.expires_at", "must be in the future")
+
+
+def _issued_before(session: Session, response: dict[str, Any]) -> IssuedGiftCard:
+    """The card a request with the same key issued, with its code unsealed."""
+    card = get_gift_card(session, int(response["gift_card_id"]))
+    code = keys.unseal(str(response["sealed_code"])) or masked_code(card)
+    return IssuedGiftCard(card, code, replayed=True)
+
+
+def _new_card(
+    session: Session,
+    code: str,
+    currency: str,
+    minor: int,
+    expires_at: datetime | None,
+    customer_id: int | None,
+    note: str | None,
+) -> GiftCard:
     now = utcnow()
     card = GiftCard(
         code_hash=keys.code_hash(normalize_code(code)),
@@ -179,26 +211,23 @@ def issue_gift_card(
     )
     session.add(card)
     session.flush()
-    _gift_ledger(session, card.id, Ledger.ISSUE, currency, minor, minor, actor=actor, note=note)
+    return card
+
+
+def _announce_issue(session: Session, actor: Principal, card: GiftCard, minor: int) -> None:
     changes = {
-        "currency": currency,
-        "amount": str(from_minor(minor, currency)),
+        "currency": card.currency,
+        "amount": str(from_minor(minor, card.currency)),
         "last4": card.last4,
     }
     audit(session, actor, "gift_card.issued", "gift_card", card.id, changes)
     publish(
         session,
         "gift_card.issued",
-        {"gift_card_id": card.id, **changes, "customer_id": customer_id},
+        {"gift_card_id": card.id, **changes, "customer_id": card.customer_id},
         aggregate_type="gift_card",
         aggregate_id=card.id,
     )
-    if request_key is not None:
-        # The code is kept sealed only so that a retried request can be answered again.
-        record = claim(session, scope, request_key, fingerprint)
-        record.status_code = 201
-        record.response = {"gift_card_id": card.id, "sealed_code": keys.seal(code)}
-    return IssuedGiftCard(card, code)
 
 
 def get_gift_card(session: Session, gift_card_id: int) -> GiftCard:
@@ -299,32 +328,20 @@ def redeem_gift_card(
 ) -> tuple[int, str]:
     """Take ``minor`` from the card, or raise without changing anything; the card's id and
     last four characters."""
-    row = session.execute(
-        update(GiftCard)
-        .where(
-            GiftCard.code_hash == keys.code_hash(normalize_code(code)),
-            GiftCard.status == "active",
-            GiftCard.currency == currency,
-            _usable_now(),
-            GiftCard.balance_minor >= minor,
-        )
-        .values(balance_minor=GiftCard.balance_minor - minor, updated_at=utcnow())
-        .returning(GiftCard.id, GiftCard.balance_minor, GiftCard.last4)
-    ).one_or_none()
-    if row is None:
-        raise _redeem_refusal(session, code, currency, minor, field)
-    card_id, balance, last4 = row
-    _gift_ledger(
+    moved = GIFT_CARDS.debit(
         session,
-        card_id,
-        Ledger.REDEEM,
-        currency,
-        -minor,
-        balance,
-        payment_id=payment_id,
-        reference=reference,
+        minor,
+        Movement(Ledger.REDEEM, payment_id=payment_id, reference=reference),
+        GiftCard.code_hash == keys.code_hash(normalize_code(code)),
+        GiftCard.status == "active",
+        GiftCard.currency == currency,
+        _usable_now(),
+        also=[GiftCard.last4],
     )
-    return int(card_id), str(last4)
+    if moved is None:
+        raise _redeem_refusal(session, code, currency, minor, field)
+    (last4,) = moved.also
+    return int(moved.entry.gift_card_id), str(last4)
 
 
 def _redeem_refusal(session: Session, code: str, currency: str, minor: int, field: str) -> Problem:
@@ -352,54 +369,9 @@ def credit_gift_card(
     actor: Principal | None = None,
 ) -> int:
     """Put money back on a card (void or refund of a redemption); returns the new balance."""
-    row = session.execute(
-        update(GiftCard)
-        .where(GiftCard.id == gift_card_id)
-        .values(balance_minor=GiftCard.balance_minor + minor, updated_at=utcnow())
-        .returning(GiftCard.currency, GiftCard.balance_minor)
-    ).one()
-    currency, balance = row
-    _gift_ledger(
-        session,
-        gift_card_id,
-        kind,
-        currency,
-        minor,
-        balance,
-        payment_id=payment_id,
-        reference=reference,
-        actor=actor,
-    )
-    return int(balance)
-
-
-def _gift_ledger(
-    session: Session,
-    gift_card_id: int,
-    kind: str,
-    currency: str,
-    minor: int,
-    balance_after: int,
-    *,
-    payment_id: int | None = None,
-    reference: str | None = None,
-    actor: Principal | None = None,
-    note: str | None = None,
-) -> None:
-    session.execute(
-        insert(GiftCardTransaction).values(
-            gift_card_id=gift_card_id,
-            kind=kind,
-            currency=currency,
-            amount_minor=minor,
-            balance_after_minor=balance_after,
-            payment_id=payment_id,
-            reference=reference,
-            note=note,
-            created_at=utcnow(),
-            **_actor(actor),
-        )
-    )
+    movement = Movement(kind, payment_id=payment_id, reference=reference, actor=actor)
+    moved = GIFT_CARDS.credit(session, minor, movement, GiftCard.id == gift_card_id)
+    return int(moved.entry.balance_after_minor)
 
 
 # --- store credit -----------------------------------------------------------------------------
@@ -422,12 +394,13 @@ def _ensure_account(session: Session, customer_id: int, currency: str) -> None:
     )
 
 
+def _account_of(customer_id: int, currency: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """SQL: the customer's store credit account in ``currency``."""
+    return StoreCreditAccount.customer_id == customer_id, StoreCreditAccount.currency == currency
+
+
 def _account_id(session: Session, customer_id: int, currency: str) -> int | None:
-    return session.scalar(
-        select(StoreCreditAccount.id).where(
-            StoreCreditAccount.customer_id == customer_id, StoreCreditAccount.currency == currency
-        )
-    )
+    return session.scalar(select(StoreCreditAccount.id).where(*_account_of(customer_id, currency)))
 
 
 def credit_store(
@@ -447,27 +420,9 @@ def credit_store(
     minor = checked_amount(amount, currency, "body.amount")
     customers.get_customer(session, customer_id)
     _ensure_account(session, customer_id, currency)
-    row = session.execute(
-        update(StoreCreditAccount)
-        .where(
-            StoreCreditAccount.customer_id == customer_id, StoreCreditAccount.currency == currency
-        )
-        .values(balance_minor=StoreCreditAccount.balance_minor + minor, updated_at=utcnow())
-        .returning(StoreCreditAccount.id, StoreCreditAccount.balance_minor)
-    ).one()
-    return _credit_ledger(
-        session,
-        row[0],
-        customer_id,
-        kind,
-        currency,
-        minor,
-        row[1],
-        payment_id=payment_id,
-        reference=reference,
-        reason=reason,
-        actor=actor,
-    )
+    movement = Movement(kind, payment_id=payment_id, reference=reference, actor=actor, text=reason)
+    moved = STORE_CREDIT.credit(session, minor, movement, *_account_of(customer_id, currency))
+    return _store_credit_changed(session, customer_id, moved.entry)
 
 
 def credit_store_account(
@@ -481,31 +436,17 @@ def credit_store_account(
     actor: Principal | None = None,
 ) -> int:
     """Put money back on an account (void or refund of a store credit tender)."""
-    row = session.execute(
-        update(StoreCreditAccount)
-        .where(StoreCreditAccount.id == account_id)
-        .values(balance_minor=StoreCreditAccount.balance_minor + minor, updated_at=utcnow())
-        .returning(
-            StoreCreditAccount.customer_id,
-            StoreCreditAccount.currency,
-            StoreCreditAccount.balance_minor,
-        )
-    ).one()
-    customer_id, currency, balance = row
-    _credit_ledger(
+    movement = Movement(kind, payment_id=payment_id, reference=reference, actor=actor)
+    moved = STORE_CREDIT.credit(
         session,
-        account_id,
-        customer_id,
-        kind,
-        currency,
         minor,
-        balance,
-        payment_id=payment_id,
-        reference=reference,
-        reason=None,
-        actor=actor,
+        movement,
+        StoreCreditAccount.id == account_id,
+        also=[StoreCreditAccount.customer_id],
     )
-    return int(balance)
+    (customer_id,) = moved.also
+    _store_credit_changed(session, int(customer_id), moved.entry)
+    return int(moved.entry.balance_after_minor)
 
 
 def debit_store_credit(
@@ -521,81 +462,44 @@ def debit_store_credit(
     reason: str | None = None,
     actor: Principal | None = None,
 ) -> StoreCreditTransaction:
-    row = session.execute(
-        update(StoreCreditAccount)
-        .where(
-            StoreCreditAccount.customer_id == customer_id,
-            StoreCreditAccount.currency == currency,
-            StoreCreditAccount.balance_minor >= minor,
-        )
-        .values(balance_minor=StoreCreditAccount.balance_minor - minor, updated_at=utcnow())
-        .returning(StoreCreditAccount.id, StoreCreditAccount.balance_minor)
-    ).one_or_none()
-    if row is None:
-        account_id = _account_id(session, customer_id, currency)
-        balance = 0
-        if account_id is not None:
-            balance = session.get_one(StoreCreditAccount, account_id).balance_minor
-        available = str(from_minor(balance, currency))
-        raise InsufficientBalance(
-            f"{field}: the customer has {available} {currency} of store credit, "
-            f"{from_minor(minor, currency)} asked",
-            code="insufficient-store-credit",
-            extra={"available": available, "currency": currency},
-        )
-    return _credit_ledger(
-        session,
-        row[0],
-        customer_id,
-        kind,
-        currency,
-        -minor,
-        row[1],
-        payment_id=payment_id,
-        reference=reference,
-        reason=reason,
-        actor=actor,
+    movement = Movement(kind, payment_id=payment_id, reference=reference, actor=actor, text=reason)
+    moved = STORE_CREDIT.debit(session, minor, movement, *_account_of(customer_id, currency))
+    if moved is None:
+        raise _store_credit_refusal(session, customer_id, currency, minor, field)
+    return _store_credit_changed(session, customer_id, moved.entry)
+
+
+def _store_credit_refusal(
+    session: Session, customer_id: int, currency: str, minor: int, field: str
+) -> InsufficientBalance:
+    account_id = _account_id(session, customer_id, currency)
+    balance = 0
+    if account_id is not None:
+        balance = session.get_one(StoreCreditAccount, account_id).balance_minor
+    available = str(from_minor(balance, currency))
+    return InsufficientBalance(
+        f"{field}: the customer has {available} {currency} of store credit, "
+        f"{from_minor(minor, currency)} asked",
+        code="insufficient-store-credit",
+        extra={"available": available, "currency": currency},
     )
 
 
-def _credit_ledger(
-    session: Session,
-    account_id: int,
-    customer_id: int,
-    kind: str,
-    currency: str,
-    minor: int,
-    balance_after: int,
-    *,
-    payment_id: int | None,
-    reference: str | None,
-    reason: str | None,
-    actor: Principal | None,
+def _store_credit_changed(
+    session: Session, customer_id: int, entry: StoreCreditTransaction
 ) -> StoreCreditTransaction:
-    entry = StoreCreditTransaction(
-        account_id=account_id,
-        kind=kind,
-        currency=currency,
-        amount_minor=minor,
-        balance_after_minor=balance_after,
-        payment_id=payment_id,
-        reference=reference,
-        reason=reason,
-        created_at=utcnow(),
-        **_actor(actor),
-    )
-    session.add(entry)
-    session.flush()
+    """Publish ``store_credit.changed`` for a new ledger row; returns the row."""
+    currency, minor, balance_after = entry.currency, entry.amount_minor, entry.balance_after_minor
     publish(
         session,
         "store_credit.changed",
         {
             "customer_id": customer_id,
             "currency": currency,
-            "kind": kind,
+            "kind": entry.kind,
             "amount": str(from_minor(minor, currency)),
             "balance": str(from_minor(balance_after, currency)),
-            "reference": reference,
+            "reference": entry.reference,
         },
         aggregate_type="customer",
         aggregate_id=customer_id,
@@ -679,52 +583,6 @@ def store_credit_transactions(
 # --- verification -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BalanceMismatch:
-    kind: str  # "gift_card" | "store_credit"
-    id: int
-    balance_minor: int
-    ledger_minor: int
-
-
 def verify(session: Session) -> list[BalanceMismatch]:
     """Every gift card and store credit account against the sum of its ledger."""
-    gift_ledger = (
-        select(
-            GiftCardTransaction.gift_card_id.label("id"),
-            func.sum(GiftCardTransaction.amount_minor).label("total"),
-        )
-        .group_by(GiftCardTransaction.gift_card_id)
-        .subquery()
-    )
-    credit_ledger = (
-        select(
-            StoreCreditTransaction.account_id.label("id"),
-            func.sum(StoreCreditTransaction.amount_minor).label("total"),
-        )
-        .group_by(StoreCreditTransaction.account_id)
-        .subquery()
-    )
-    gift_rows = session.execute(
-        select(
-            GiftCard.id, GiftCard.balance_minor, func.coalesce(gift_ledger.c.total, 0)
-        ).outerjoin(gift_ledger, gift_ledger.c.id == GiftCard.id)
-    ).all()
-    credit_rows = session.execute(
-        select(
-            StoreCreditAccount.id,
-            StoreCreditAccount.balance_minor,
-            func.coalesce(credit_ledger.c.total, 0),
-        ).outerjoin(credit_ledger, credit_ledger.c.id == StoreCreditAccount.id)
-    ).all()
-    bad = [
-        BalanceMismatch("gift_card", i, int(b), int(total))
-        for i, b, total in gift_rows
-        if int(b) != int(total) or int(b) < 0
-    ]
-    bad += [
-        BalanceMismatch("store_credit", i, int(b), int(total))
-        for i, b, total in credit_rows
-        if int(b) != int(total) or int(b) < 0
-    ]
-    return bad
+    return GIFT_CARDS.mismatches(session) + STORE_CREDIT.mismatches(session)
