@@ -51,6 +51,11 @@ class Reason(StrEnum):
     RELEASE = "release"
 
 
+# The API document names this enum after its module (another Reason exists); it keeps the
+# name of the public face it has always been reached through.
+Reason.__module__ = "mercato.inventory.service"
+
+
 class Guard(StrEnum):
     """How much of the stock a decrease may take."""
 
