@@ -163,7 +163,7 @@ def _model_field_names(annotation: Any, seen: set[type]) -> Iterator[str]:
 def _references(route: APIRoute) -> bool:
     """Whether the request names other objects (a path parameter, an ``..._id`` query
     parameter or body field, an order number...) that may not exist: a 404 if not."""
-    if route.dependant.path_params:
+    if any(part.path_params for part in _dependants(route.dependant)):
         return True
     queries = (f.alias for part in _dependants(route.dependant) for f in part.query_params)
     if any(_names_another_object(name) for name in queries):

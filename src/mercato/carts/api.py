@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Header, Path, Query
+from fastapi import Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from mercato.carts import import_charges, service
+from mercato.carts.deps import (
+    CartRequest,
+    CodeInPath,
+    HoldRequest,
+    LineId,
+    ShopperRequest,
+    TokenRequest,
+)
 from mercato.carts.models import Cart
 from mercato.carts.schemas import (
     AppliedPromotionOut,
@@ -36,10 +44,7 @@ from mercato.carts.schemas import (
     TaxLineOut,
     TaxStatus,
 )
-from mercato.channels.context import ChannelContext
-from mercato.channels.deps import ChannelCtx
-from mercato.customers.deps import CustomerId
-from mercato.deps import DbSession, IdempotencyKey
+from mercato.deps import IdempotencyKey
 from mercato.errors import NotFound, Unauthorized
 from mercato.idempotency import Idempotent, shopper_scope
 from mercato.inventory import service as inventory
@@ -49,10 +54,6 @@ from mercato.routing import router
 from mercato.storefront.api import resolve_locale
 
 api = router("/v1/store/carts", tags=["carts"])
-
-Token = Annotated[str, Path(max_length=80, description="The cart token from POST /carts")]
-LocaleQuery = Annotated[str | None, Query(max_length=20)]
-AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
 
 
 def _money(amount: Decimal, currency: str, locale: str) -> MoneyOut:
@@ -173,37 +174,29 @@ def _import_charges(
     )
 
 
-def _view(
-    session: Session,
-    token: str,
-    channel: ChannelContext,
-    customer_id: int | None,
-    locale: str | None,
-    accept_language: str | None,
-) -> CartOut:
-    cart = service.get_cart(session, token, customer_id)
-    chosen = resolve_locale(channel, locale, accept_language)
-    return cart_view(session, service.compute(session, cart, channel, chosen))
+def _locale(cart_request: CartRequest) -> str:
+    return resolve_locale(cart_request.channel, cart_request.locale, cart_request.accept_language)
+
+
+def _view(cart_request: CartRequest, token: str) -> CartOut:
+    session = cart_request.session
+    cart = service.get_cart(session, token, cart_request.customer_id)
+    chosen = _locale(cart_request)
+    return cart_view(session, service.compute(session, cart, cart_request.channel, chosen))
 
 
 @api.post("", response_model=CartOut, status_code=201)
-def create_cart(
-    body: CartIn,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    key: IdempotencyKey,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> JSONResponse:
+def create_cart(body: CartIn, cart_request: ShopperRequest, key: IdempotencyKey) -> JSONResponse:
     """A new cart in the channel's (or the given) currency. Keep its ``token``.
 
     Send an ``Idempotency-Key``: a retry gets the same cart, never a second one.
     """
+    session, channel = cart_request.session, cart_request.channel
+    customer_id = cart_request.customer_id
 
     def run() -> CartOut:
         cart = service.create_cart(session, channel, customer_id, body.currency, body.country)
-        chosen = resolve_locale(channel, locale, accept_language)
+        chosen = _locale(cart_request)
         return cart_view(session, service.compute(session, cart, channel, chosen))
 
     scope = shopper_scope("cart.create", channel.id, customer_id)
@@ -211,179 +204,120 @@ def create_cart(
 
 
 @api.get("/mine", response_model=CartOut)
-def my_cart(
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> CartOut:
+def my_cart(cart_request: ShopperRequest) -> CartOut:
     """The logged-in customer's open cart, from whichever channel it was started in."""
+    customer_id = cart_request.customer_id
     if customer_id is None:
         raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
-    cart = service.open_cart_of(session, customer_id)
+    cart = service.open_cart_of(cart_request.session, customer_id)
     if cart is None:
         raise NotFound("no open cart", code="cart-not-found")
-    return _view(session, cart.token, channel, customer_id, locale, accept_language)
+    return _view(cart_request, cart.token)
 
 
 @api.get("/{token}", response_model=CartOut)
-def get_cart(
-    token: Token,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> CartOut:
+def get_cart(cart_request: TokenRequest) -> CartOut:
     """The cart with every total, in this channel's language; lines it cannot sell say why."""
-    return _view(session, token, channel, customer_id, locale, accept_language)
+    return _view(cart_request, cart_request.token)
 
 
 @api.patch("/{token}", response_model=CartOut)
-def update_cart(
-    token: Token,
-    body: CartPatch,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> CartOut:
+def update_cart(body: CartPatch, cart_request: TokenRequest) -> CartOut:
     """Email, addresses, chosen shipping option, currency."""
-    cart = service.get_cart(session, token, customer_id)
+    cart = cart_request.cart()
     service.update_cart(
-        session,
+        cart_request.session,
         cart,
-        channel,
+        cart_request.channel,
         body.model_dump(exclude_unset=True),
         body.shipping_address,
         body.billing_address,
     )
-    return _view(session, token, channel, customer_id, locale, accept_language)
+    return _view(cart_request, cart_request.token)
 
 
 @api.post("/{token}/lines", response_model=CartOut)
-def add_line(
-    token: Token,
-    body: LineIn,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    key: IdempotencyKey,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> JSONResponse:
+def add_line(body: LineIn, cart_request: TokenRequest, key: IdempotencyKey) -> JSONResponse:
     """Add units of a variant. Send an ``Idempotency-Key``: a retry adds them only once."""
-    cart = service.get_cart(session, token, customer_id)
+    cart = cart_request.cart()
 
     def run() -> CartOut:
         service.add_line(
-            session,
+            cart_request.session,
             cart,
-            channel,
+            cart_request.channel,
             body.variant_id,
             body.quantity,
             body.delivery_mode,
             body.pickup_location_id,
         )
-        return _view(session, token, channel, customer_id, locale, accept_language)
+        return _view(cart_request, cart_request.token)
 
     payload = body.model_dump(mode="json")
-    return Idempotent(session, _cart_scope("cart.lines", token), key, payload).run(run, 200)
+    return _idempotent(cart_request, "cart.lines", key, payload).run(run, 200)
 
 
 @api.patch("/{token}/lines/{line_id}", response_model=CartOut)
-def update_line(
-    token: Token,
-    line_id: int,
-    body: LinePatch,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> CartOut:
+def update_line(body: LinePatch, cart_request: TokenRequest, line_id: LineId) -> CartOut:
     """Change quantity (0 removes the line) or delivery (ship, or pickup at a store)."""
-    cart = service.get_cart(session, token, customer_id)
-    service.update_line(session, cart, channel, line_id, body.model_dump(exclude_unset=True))
-    return _view(session, token, channel, customer_id, locale, accept_language)
+    cart = cart_request.cart()
+    changes = body.model_dump(exclude_unset=True)
+    service.update_line(cart_request.session, cart, cart_request.channel, line_id, changes)
+    return _view(cart_request, cart_request.token)
 
 
 @api.delete("/{token}/lines/{line_id}", response_model=CartOut)
-def remove_line(
-    token: Token,
-    line_id: int,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> CartOut:
-    cart = service.get_cart(session, token, customer_id)
-    service.update_line(session, cart, channel, line_id, {"quantity": 0})
-    return _view(session, token, channel, customer_id, locale, accept_language)
+def remove_line(cart_request: TokenRequest, line_id: LineId) -> CartOut:
+    cart = cart_request.cart()
+    service.update_line(cart_request.session, cart, cart_request.channel, line_id, {"quantity": 0})
+    return _view(cart_request, cart_request.token)
 
 
 @api.post("/{token}/codes", response_model=CartOut)
-def apply_code(
-    token: Token,
-    body: CodeIn,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    key: IdempotencyKey,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> JSONResponse:
+def apply_code(body: CodeIn, cart_request: TokenRequest, key: IdempotencyKey) -> JSONResponse:
     """Apply a discount code; a code that can never work here is a 422 with its reason."""
-    cart = service.get_cart(session, token, customer_id)
-    chosen = resolve_locale(channel, locale, accept_language)
+    session, channel = cart_request.session, cart_request.channel
+    cart = cart_request.cart()
+    chosen = _locale(cart_request)
 
     def run() -> CartOut:
         return cart_view(session, service.apply_code(session, cart, channel, body.code, chosen))
 
     payload = body.model_dump(mode="json")
-    return Idempotent(session, _cart_scope("cart.codes", token), key, payload).run(run, 200)
+    return _idempotent(cart_request, "cart.codes", key, payload).run(run, 200)
 
 
 @api.delete("/{token}/codes/{code}", response_model=CartOut)
-def remove_code(
-    token: Token,
-    code: Annotated[str, Path(max_length=64)],
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> CartOut:
-    cart = service.get_cart(session, token, customer_id)
-    service.remove_code(session, cart, channel, code)
-    return _view(session, token, channel, customer_id, locale, accept_language)
+def remove_code(cart_request: TokenRequest, code: CodeInPath) -> CartOut:
+    cart = cart_request.cart()
+    service.remove_code(cart_request.session, cart, cart_request.channel, code)
+    return _view(cart_request, cart_request.token)
 
 
 @api.post("/{token}/customer", response_model=CartOut)
-def attach_customer(
-    token: Token,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    key: IdempotencyKey,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
-) -> JSONResponse:
+def attach_customer(cart_request: TokenRequest, key: IdempotencyKey) -> JSONResponse:
     """After login: the guest cart joins the customer's open cart (the answer has its token)."""
+    customer_id = cart_request.customer_id
     if customer_id is None:
         raise Unauthorized("a customer bearer token is required", code="missing-customer-token")
 
     def run() -> CartOut:
         # Inside: a retry finds the cart already the customer's and gets the first answer.
-        cart = service.get_cart(session, token, None)
-        merged = service.attach_customer(session, cart, channel, customer_id)
-        return _view(session, merged.token, channel, customer_id, locale, accept_language)
+        session = cart_request.session
+        cart = service.get_cart(session, cart_request.token, None)
+        merged = service.attach_customer(session, cart, cart_request.channel, customer_id)
+        return _view(cart_request, merged.token)
 
     payload = {"customer_id": customer_id}
-    return Idempotent(session, _cart_scope("cart.customer", token), key, payload).run(run, 200)
+    return _idempotent(cart_request, "cart.customer", key, payload).run(run, 200)
+
+
+def _idempotent(
+    cart_request: CartRequest, operation: str, key: str | None, payload: Any
+) -> Idempotent:
+    """A cart operation run once per ``Idempotency-Key`` of this cart."""
+    scope = _cart_scope(operation, cart_request.token)
+    return Idempotent(cart_request.session, scope, key, payload)
 
 
 def _cart_scope(operation: str, token: str) -> str:
@@ -408,63 +342,50 @@ def _hold_view(session: Session, cart: Cart) -> CartHoldOut:
     response_model=CartHoldOut,
     responses={409: {"description": "Not enough stock for every line: nothing is held"}},
 )
-def hold_stock(
-    token: Token,
-    body: CartHoldIn,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
-    key: IdempotencyKey,
-) -> JSONResponse:
+def hold_stock(body: CartHoldIn, cart_request: HoldRequest, key: IdempotencyKey) -> JSONResponse:
     """Hold the units of every line for a while (a flash sale, a slow payment form).
 
     All or nothing; holding again replaces the hold; changing the lines lets it go; it
     expires by itself; checkout turns it into the order's hold. Send an
     ``Idempotency-Key`` to retry safely.
     """
-    cart = service.get_cart(session, token, customer_id)
+    session = cart_request.session
+    cart = cart_request.cart()
 
     def run() -> CartHoldOut:
-        service.hold_stock(session, cart, channel, timedelta(seconds=body.ttl_seconds))
+        ttl = timedelta(seconds=body.ttl_seconds)
+        service.hold_stock(session, cart, cart_request.channel, ttl)
         return _hold_view(session, cart)
 
-    payload = {"cart": token, **body.model_dump(mode="json")}
-    return Idempotent(session, _cart_scope("cart.hold", token), key, payload).run(run, 200)
+    payload = {"cart": cart_request.token, **body.model_dump(mode="json")}
+    return _idempotent(cart_request, "cart.hold", key, payload).run(run, 200)
 
 
 @api.get("/{token}/hold", response_model=CartHoldOut)
-def get_hold(
-    token: Token, session: DbSession, channel: ChannelCtx, customer_id: CustomerId
-) -> CartHoldOut:
+def get_hold(cart_request: HoldRequest) -> CartHoldOut:
     """What the cart's hold still holds (nothing once it expired or was let go)."""
-    return _hold_view(session, service.get_cart(session, token, customer_id))
+    return _hold_view(cart_request.session, cart_request.cart())
 
 
 @api.delete("/{token}/hold", response_model=CartHoldOut)
-def release_hold(
-    token: Token, session: DbSession, channel: ChannelCtx, customer_id: CustomerId
-) -> CartHoldOut:
+def release_hold(cart_request: HoldRequest) -> CartHoldOut:
     """Give the held units back now."""
-    cart = service.get_cart(session, token, customer_id)
-    service.let_hold_go(session, cart, channel)
-    return _hold_view(session, cart)
+    cart = cart_request.cart()
+    service.let_hold_go(cart_request.session, cart, cart_request.channel)
+    return _hold_view(cart_request.session, cart)
 
 
 @api.get("/{token}/delivery-options", response_model=DeliveryOptionsOut)
 def delivery_options(
-    token: Token,
-    session: DbSession,
-    channel: ChannelCtx,
-    customer_id: CustomerId,
+    cart_request: TokenRequest,
     latitude: Annotated[float | None, Query(ge=-90, le=90)] = None,
     longitude: Annotated[float | None, Query(ge=-180, le=180)] = None,
-    locale: LocaleQuery = None,
-    accept_language: AcceptLanguage = None,
 ) -> DeliveryOptionsOut:
     """Per line: ship to the address, pick up at a store with stock (nearest first), or ship
     from a store; plus the carriers' shipping options for the address."""
-    cart = service.get_cart(session, token, customer_id)
-    chosen = resolve_locale(channel, locale, accept_language)
+    session, channel = cart_request.session, cart_request.channel
+    cart = cart_request.cart()
+    chosen = _locale(cart_request)
     computed = service.compute(session, cart, channel, chosen)
     address = cart.shipping_address or {}
     lat = latitude if latitude is not None else address.get("latitude")
@@ -473,33 +394,38 @@ def delivery_options(
     nearby = inventory.nearby_stock(session, variant_ids, channel.location_ids, lat, lng, limit=50)
     stores = [n for n in nearby if n.can_pickup]
     ship_country_ok = not address or channel.ships_to(address.get("country", ""))
-    lines = []
-    for x in computed.lines:
-        holding = [n for n in stores if n.available.get(x.line.variant_id, 0) >= x.line.quantity]
-        lines.append(
-            LineDeliveryOut(
-                line_id=x.line.id,
-                variant_id=x.line.variant_id,
-                ship=ship_country_ok and x.available >= x.line.quantity,
-                ship_from_store=ship_country_ok
-                and any(
-                    n.can_ship_from_store
-                    and n.available.get(x.line.variant_id, 0) >= x.line.quantity
-                    for n in nearby
-                ),
-                pickup_stores=[
-                    PickupStoreOut(
-                        location_id=n.location_id,
-                        code=n.code,
-                        name=n.name,
-                        distance_km=n.distance_km,
-                        available=n.available.get(x.line.variant_id, 0),
-                    )
-                    for n in holding[:10]
-                ],
-            )
-        )
+    lines = [_line_delivery(x, nearby, stores, ship_country_ok) for x in computed.lines]
     return DeliveryOptionsOut(
         shipping_options=[_option(o, computed.currency, chosen) for o in computed.shipping_options],
         lines=lines,
+    )
+
+
+def _line_delivery(
+    x: service.LineComputation,
+    nearby: list[inventory.NearbyStock],
+    stores: list[inventory.NearbyStock],
+    ship_country_ok: bool,
+) -> LineDeliveryOut:
+    """How one line can reach the shopper: shipped, shipped from a store, or picked up."""
+    holding = [n for n in stores if n.available.get(x.line.variant_id, 0) >= x.line.quantity]
+    return LineDeliveryOut(
+        line_id=x.line.id,
+        variant_id=x.line.variant_id,
+        ship=ship_country_ok and x.available >= x.line.quantity,
+        ship_from_store=ship_country_ok
+        and any(
+            n.can_ship_from_store and n.available.get(x.line.variant_id, 0) >= x.line.quantity
+            for n in nearby
+        ),
+        pickup_stores=[
+            PickupStoreOut(
+                location_id=n.location_id,
+                code=n.code,
+                name=n.name,
+                distance_km=n.distance_km,
+                available=n.available.get(x.line.variant_id, 0),
+            )
+            for n in holding[:10]
+        ],
     )
