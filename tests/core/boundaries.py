@@ -43,6 +43,10 @@ MODEL_ALLOWANCES: Mapping[tuple[str, str], str] = {
     "addresses of the location rows locations.service returns",
     ("loyalty", "orders"): "points are planned from the order row orders.service returns; "
     "the import names its type only",
+    ("support", "orders"): "a case links and shows the order rows orders.service returns; "
+    "support names their types and runs no query on them",
+    ("support", "customers"): "the agent's overview shows the profile customers.service "
+    "returns; support names its type and runs no query on it",
 }
 
 
