@@ -41,8 +41,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato import event_types
+from mercato.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 from mercato.event_types import DomainEvent
 
 if TYPE_CHECKING:
