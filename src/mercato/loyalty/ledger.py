@@ -36,6 +36,15 @@ from mercato.events import publish
 from mercato.loyalty import grants
 from mercato.loyalty._common import SYSTEM, Kind, _require_customer
 from mercato.loyalty.config import Config, get_config
+from mercato.loyalty.event_types import (
+    PointsAdjusted,
+    PointsEarned,
+    PointsExpired,
+    PointsFacts,
+    PointsRedeemed,
+    PointsRefunded,
+    PointsReversed,
+)
 from mercato.loyalty.models import Account, Entry, Lot, OrderPoints
 from mercato.loyalty.schemas import MAX_POINTS
 from mercato.loyalty.tiers import _evaluate_tier
@@ -167,25 +176,23 @@ def _consume_lots(
         session.execute(update(Lot), changes)
 
 
-def _event(session: Session, type_: str, entry: Entry, **extra: Any) -> None:
-    publish(
-        session,
-        type_,
-        {
-            "customer_id": entry.customer_id,
-            "entry_id": entry.id,
-            "kind": entry.kind,
-            "points": entry.points,
-            "balance": entry.balance_after,
-            "reference_type": entry.reference_type,
-            "reference_id": entry.reference_id,
-            "order_id": entry.order_id,
-            "channel_id": entry.channel_id,
-            **extra,
-        },
-        aggregate_type="loyalty_account",
-        aggregate_id=entry.customer_id,
-    )
+def _entry_facts(entry: Entry) -> dict[str, Any]:
+    """The fields every points ledger event carries (:class:`PointsFacts`)."""
+    return {
+        "customer_id": entry.customer_id,
+        "entry_id": entry.id,
+        "kind": entry.kind,
+        "points": entry.points,
+        "balance": entry.balance_after,
+        "reference_type": entry.reference_type,
+        "reference_id": entry.reference_id,
+        "order_id": entry.order_id,
+        "channel_id": entry.channel_id,
+    }
+
+
+def _event(session: Session, event_type: type[PointsFacts], entry: Entry) -> None:
+    publish(session, event_type(**_entry_facts(entry)))
 
 
 def check_points(points: int, field: str, *, allow_negative: bool = False) -> None:
@@ -234,7 +241,7 @@ def _earn(
     expires = config.expires_at(at) if config else None
     entry = _post(session, actor, posting, now=at, expires_at=expires)
     assert entry is not None  # an unguarded credit always applies
-    _event(session, "loyalty.points_earned", entry, expires_at=_iso(expires))
+    publish(session, PointsEarned(**_entry_facts(entry), expires_at=expires))
     _evaluate_tier(session, posting.customer_id, at, config)
     return entry
 
@@ -261,7 +268,7 @@ def redeem(
     if entry is None:
         _require_customer(session, customer_id)
         raise _shortage(session, customer_id, points, field)
-    _event(session, "loyalty.points_redeemed", entry)
+    _event(session, PointsRedeemed, entry)
     return entry
 
 
@@ -287,7 +294,7 @@ def refund_points(
         session, actor, posting, now=at, expires_at=config.expires_at(at) if config else None
     )
     assert entry is not None
-    _event(session, "loyalty.points_refunded", entry)
+    _event(session, PointsRefunded, entry)
     return entry
 
 
@@ -323,7 +330,7 @@ def adjust(
         {"points": points, "balance": entry.balance_after, "reference": reference},
         note=reason,
     )
-    _event(session, "loyalty.points_adjusted", entry)
+    _event(session, PointsAdjusted, entry)
     return entry
 
 
@@ -342,7 +349,7 @@ def _reverse(
     )
     entry = _post(session, SYSTEM, posting, now=now)
     assert entry is not None
-    _event(session, "loyalty.points_reversed", entry)
+    _event(session, PointsReversed, entry)
     _evaluate_tier(session, row.customer_id, now, config)
     return entry
 
@@ -396,9 +403,5 @@ def _expire_account(session: Session, customer_id: int, now: datetime) -> int:
     posting = Posting(customer_id, Kind.EXPIRE, -due, "expiry", None, reason="points expired")
     entry = _post(session, SYSTEM, posting, now=now)
     assert entry is not None
-    _event(session, "loyalty.points_expired", entry)
+    _event(session, PointsExpired, entry)
     return due
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

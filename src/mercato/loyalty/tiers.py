@@ -18,6 +18,7 @@ from mercato.events import publish
 from mercato.loyalty import rules
 from mercato.loyalty._common import Kind
 from mercato.loyalty.config import Config, TierInfo, _tier_info, get_config
+from mercato.loyalty.event_types import TierChanged
 from mercato.loyalty.models import Account, Entry, Tier
 
 TIER_WINDOW_MONTHS = 12
@@ -61,17 +62,14 @@ def _set_tier(
     before = config.tier(previous)
     publish(
         session,
-        "loyalty.tier_changed",
-        {
-            "customer_id": customer_id,
-            "from": previous,
-            "to": code,
-            "qualifying_points": qualifying,
-            "customer_group": tier.customer_group if tier else None,
-            "previous_customer_group": before.customer_group if before else None,
-        },
-        aggregate_type="loyalty_account",
-        aggregate_id=customer_id,
+        TierChanged(
+            customer_id=customer_id,
+            from_tier=previous,
+            to_tier=code,
+            qualifying_points=qualifying,
+            customer_group=tier.customer_group if tier else None,
+            previous_customer_group=before.customer_group if before else None,
+        ),
     )
 
 

@@ -59,7 +59,8 @@ def forget_label_contents(session: Session, references: Sequence[str]) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _label_event(label: ShippingLabel) -> dict[str, Any]:
+def label_facts(label: ShippingLabel) -> dict[str, Any]:
+    """The fields every label event carries (:class:`~mercato.shipping.event_types.LabelFacts`)."""
     return {
         "label_id": label.id,
         "tracking_number": label.tracking_number,

@@ -29,7 +29,8 @@ from mercato.shipping.carriers import (
     TableRateCarrier,
     TrackingStatus,
 )
-from mercato.shipping.label_records import _label_event, get_label
+from mercato.shipping.event_types import LabelCreated, LabelVoided
+from mercato.shipping.label_records import get_label, label_facts
 from mercato.shipping.models import ShippingCarrier, ShippingLabel
 from mercato.shipping.routes import _route_carriers
 from mercato.shipping.schemas import MAX_WEIGHT_G
@@ -156,13 +157,7 @@ def _announce_label(session: Session, actor: Principal, row: ShippingLabel) -> N
             "reference": row.reference,
         },
     )
-    publish(
-        session,
-        "shipment.label_created",
-        _label_event(row),
-        aggregate_type="shipping_label",
-        aggregate_id=row.id,
-    )
+    publish(session, LabelCreated(**label_facts(row)))
 
 
 def void_label(session: Session, actor: Principal, label_id: int) -> ShippingLabel:
@@ -194,11 +189,5 @@ def void_label(session: Session, actor: Principal, label_id: int) -> ShippingLab
         label.id,
         {"tracking_number": label.tracking_number},
     )
-    publish(
-        session,
-        "shipment.label_voided",
-        _label_event(label),
-        aggregate_type="shipping_label",
-        aggregate_id=label.id,
-    )
+    publish(session, LabelVoided(**label_facts(label)))
     return label

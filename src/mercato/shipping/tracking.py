@@ -28,7 +28,8 @@ from mercato.shipping.carriers import (
     TrackingEvent,
     TrackingStatus,
 )
-from mercato.shipping.label_records import _label_event, get_label, label_by_tracking_number
+from mercato.shipping.event_types import RecordedScan, TrackingUpdated
+from mercato.shipping.label_records import get_label, label_by_tracking_number, label_facts
 from mercato.shipping.models import ShippingLabel, TrackingEventRecord
 
 # Carriers' clocks drift and time zones get mixed up; a scan further ahead is a bug.
@@ -126,23 +127,15 @@ def record_tracking_event(
             {"status": parsed.value, "occurred_at": at.isoformat(), "event_id": event_id},
         )
     # The carrier's description is left out: it can name who signed for the parcel.
-    publish(
-        session,
-        "shipment.tracking_updated",
-        {
-            **_label_event(label),
-            "event": {
-                "id": record.id,
-                "status": parsed.value,
-                "occurred_at": at.isoformat(),
-                "location": location,
-                "source": source,
-                "carrier_event_id": event_id,
-            },
-        },
-        aggregate_type="shipping_label",
-        aggregate_id=label.id,
+    scan = RecordedScan(
+        id=record.id,
+        status=parsed.value,
+        occurred_at=at,
+        location=location,
+        source=source,
+        carrier_event_id=event_id,
     )
+    publish(session, TrackingUpdated(**label_facts(label), event=scan))
     return record
 
 
