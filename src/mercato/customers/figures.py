@@ -47,6 +47,7 @@ from mercato.db import utcnow
 from mercato.events import Event
 from mercato.money import quantize
 from mercato.orders.event_types import OrderCancelled, OrderCustomerLinked, OrderFacts
+from mercato.payments.event_types import PaymentRefunded
 
 RECENCY_DAYS = (30, 90, 180, 365)
 FREQUENCY_ORDERS = (10, 5, 3, 2)
@@ -178,14 +179,13 @@ def on_order_cancelled(session: Session, event: OrderCancelled) -> None:
     _remember_cancelled(session, event)
 
 
-def on_payment_refunded(session: Session, event: Event) -> None:
+def on_payment_refunded(session: Session, event: PaymentRefunded) -> None:
     """Money went back to a payment of an order: its value leaves the figures."""
-    data = event.data
-    if data.get("refunded") is None or data.get("order_id") is None:
+    if event.order_id is None:
         return
-    if not claim_event(session, event.id):
+    if not claim_event(session, event.envelope.id):
         return
-    _net_refund(session, int(data["order_id"]), Decimal(str(data["refunded"])))
+    _net_refund(session, event.order_id, event.refunded)
 
 
 def on_return_refunded(session: Session, event: Event) -> None:

@@ -9,6 +9,7 @@ from mercato.orders.event_types import (
     OrderImported,
     OrderPlaced,
 )
+from mercato.payments.event_types import PaymentRefunded
 from mercato.personal_data import DOMAINS
 
 MANIFEST = Manifest(
@@ -23,7 +24,7 @@ MANIFEST = Manifest(
         # A guest order attached to the profile of its verified email or phone.
         Subscription(OrderCustomerLinked, figures.on_order_linked),
         # Lifetime value is net of refunds.
-        Subscription("payment.refunded", figures.on_payment_refunded),
+        Subscription(PaymentRefunded, figures.on_payment_refunded),
         Subscription("return.refunded", figures.on_return_refunded),
     ],
     contributions=[

@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from mercato.db import Database, utcnow
 from mercato.errors import NotFound, UnprocessableState
+from mercato.events import publish
+from mercato.payments.event_types import AUTHORIZATION_EVENTS
 from mercato.payments.models import (
     BALANCE_METHODS,
     Payment,
@@ -39,7 +41,7 @@ from mercato.payments.reading import get_payment, get_payments
 from mercato.payments.records import (
     add_transaction,
     authorization_key,
-    publish_payment,
+    payment_facts,
     read_transaction,
     update_payments,
 )
@@ -246,7 +248,7 @@ def _record_authorization(
         extra["failure_code"] = result.code
     if status is PaymentStatus.REQUIRES_ACTION:
         extra["action_url"] = result.action_url
-    publish_payment(session, f"payment.{status.value}", payment, **extra)
+    publish(session, AUTHORIZATION_EVENTS[status](**payment_facts(payment), **extra))
 
 
 # --- the shopper's action (3-D Secure) ------------------------------------------------------------

@@ -11,9 +11,12 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.db import utcnow
+from mercato.events import publish
+from mercato.money import from_minor
 from mercato.payments import balances
+from mercato.payments.event_types import PaymentCaptured
 from mercato.payments.models import Method, Payment, PaymentStatus, TxnKind, TxnStatus
-from mercato.payments.records import add_transaction, money_text, publish_payment
+from mercato.payments.records import add_transaction, payment_facts
 
 
 def redeem(session: Session, payment: Payment, gift_card_code: str | None, at: str) -> None:
@@ -31,11 +34,11 @@ def redeem(session: Session, payment: Payment, gift_card_code: str | None, at: s
     payment.provider_reference = f"{payment.method}_{payment.id}"
     for kind in (TxnKind.AUTHORIZE, TxnKind.CAPTURE):
         add_transaction(session, payment, kind, TxnStatus.SUCCEEDED, payment.amount_minor)
-    publish_payment(
+    publish(
         session,
-        "payment.captured",
-        payment,
-        captured=money_text(payment.amount_minor, payment.currency),
+        PaymentCaptured(
+            **payment_facts(payment), captured=from_minor(payment.amount_minor, payment.currency)
+        ),
     )
 
 

@@ -43,6 +43,12 @@ from mercato.payments.balance_book import (
     BalanceMismatch,
     Movement,
 )
+from mercato.payments.event_types import (
+    GiftCardDisabled,
+    GiftCardEnabled,
+    GiftCardIssued,
+    StoreCreditChanged,
+)
 from mercato.payments.models import (
     GiftCard,
     GiftCardTransaction,
@@ -223,10 +229,13 @@ def _announce_issue(session: Session, actor: Principal, card: GiftCard, minor: i
     audit(session, actor, "gift_card.issued", "gift_card", card.id, changes)
     publish(
         session,
-        "gift_card.issued",
-        {"gift_card_id": card.id, **changes, "customer_id": card.customer_id},
-        aggregate_type="gift_card",
-        aggregate_id=card.id,
+        GiftCardIssued(
+            gift_card_id=card.id,
+            currency=card.currency,
+            amount=from_minor(minor, card.currency),
+            last4=card.last4,
+            customer_id=card.customer_id,
+        ),
     )
 
 
@@ -281,15 +290,9 @@ def set_gift_card_status(
             .where(GiftCard.id == gift_card_id)
             .values(status=status, updated_at=utcnow())
         )
-        action = "gift_card.disabled" if status == "disabled" else "gift_card.enabled"
-        audit(session, actor, action, "gift_card", gift_card_id, {"status": [before, status]})
-        publish(
-            session,
-            action,
-            {"gift_card_id": gift_card_id},
-            aggregate_type="gift_card",
-            aggregate_id=gift_card_id,
-        )
+        kind = GiftCardDisabled if status == "disabled" else GiftCardEnabled
+        audit(session, actor, kind.TYPE, "gift_card", gift_card_id, {"status": [before, status]})
+        publish(session, kind(gift_card_id=gift_card_id))
     return get_gift_card(session, gift_card_id)
 
 
@@ -492,17 +495,14 @@ def _store_credit_changed(
     currency, minor, balance_after = entry.currency, entry.amount_minor, entry.balance_after_minor
     publish(
         session,
-        "store_credit.changed",
-        {
-            "customer_id": customer_id,
-            "currency": currency,
-            "kind": entry.kind,
-            "amount": str(from_minor(minor, currency)),
-            "balance": str(from_minor(balance_after, currency)),
-            "reference": entry.reference,
-        },
-        aggregate_type="customer",
-        aggregate_id=customer_id,
+        StoreCreditChanged(
+            customer_id=customer_id,
+            currency=currency,
+            kind=entry.kind,
+            amount=from_minor(minor, currency),
+            balance=from_minor(balance_after, currency),
+            reference=entry.reference,
+        ),
     )
     return entry
 

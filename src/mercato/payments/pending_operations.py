@@ -16,7 +16,16 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from mercato.db import Database, utcnow
+from mercato.events import publish
 from mercato.money import from_minor
+from mercato.payments.event_types import (
+    PaymentCaptured,
+    PaymentCaptureFailed,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentVoided,
+    PaymentVoidFailed,
+)
 from mercato.payments.models import (
     Payment,
     PaymentStatus,
@@ -36,8 +45,7 @@ from mercato.payments.providers import (
 from mercato.payments.reading import get_payment
 from mercato.payments.records import (
     authorization_key,
-    money_text,
-    publish_payment,
+    payment_facts,
     status_after,
     update_payments,
 )
@@ -136,16 +144,16 @@ def _finish_capture(
     session.execute(update_payments().where(Payment.id == payment_id).values(values))
     payment = get_payment(session, payment_id)
     if ok:
-        publish_payment(
-            session, "payment.captured", payment, captured=money_text(minor, payment.currency)
-        )
+        captured = from_minor(minor, payment.currency)
+        publish(session, PaymentCaptured(**payment_facts(payment), captured=captured))
     else:
-        publish_payment(
+        publish(
             session,
-            "payment.capture_failed",
-            payment,
-            failure_code=result.code,
-            requested=money_text(minor, payment.currency),
+            PaymentCaptureFailed(
+                **payment_facts(payment),
+                failure_code=result.code,
+                requested=from_minor(minor, payment.currency),
+            ),
         )
 
 
@@ -163,12 +171,10 @@ def _finish_void(
         .values(updated_at=utcnow(), **values)
     )
     payment = get_payment(session, payment_id)
-    publish_payment(
-        session,
-        "payment.voided" if ok else "payment.void_failed",
-        payment,
-        failure_code=None if ok else result.code,
-    )
+    if ok:
+        publish(session, PaymentVoided(**payment_facts(payment), failure_code=None))
+    else:
+        publish(session, PaymentVoidFailed(**payment_facts(payment), failure_code=result.code))
 
 
 def _finish_refund(
@@ -192,13 +198,15 @@ def _finish_refund(
     if refund_id is not None:
         _finish_refund_row(session, refund_id, ok, result)
     payment = get_payment(session, payment_id)
-    publish_payment(
+    kind = PaymentRefunded if ok else PaymentRefundFailed
+    publish(
         session,
-        "payment.refunded" if ok else "payment.refund_failed",
-        payment,
-        refund_id=refund_id,
-        refunded=money_text(minor, payment.currency),
-        failure_code=None if ok else result.code,
+        kind(
+            **payment_facts(payment),
+            refund_id=refund_id,
+            refunded=from_minor(minor, payment.currency),
+            failure_code=None if ok else result.code,
+        ),
     )
 
 

@@ -16,8 +16,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mercato.db import utcnow
-from mercato.money import check_precision, to_minor
+from mercato.events import publish
+from mercato.money import check_precision, from_minor, to_minor
 from mercato.payments.authorization import apply_authorization
+from mercato.payments.event_types import PaymentCaptured, PaymentChargedBack, PaymentRefunded
 from mercato.payments.models import (
     Payment,
     PaymentStatus,
@@ -35,8 +37,7 @@ from mercato.payments.records import (
     VOIDED_OR_VOIDING,
     add_transaction,
     capture_fits,
-    money_text,
-    publish_payment,
+    payment_facts,
     refund_fits,
     status_after,
     update_payments,
@@ -178,12 +179,9 @@ def _external_capture(session: Session, payment: Payment, minor: int, event: Web
         provider_reference=event.transaction_reference,
         detail={"webhook": event.event_id},
     )
-    publish_payment(
-        session,
-        "payment.captured",
-        get_payment(session, payment.id),
-        captured=money_text(minor, payment.currency),
-    )
+    captured = from_minor(minor, payment.currency)
+    facts = payment_facts(get_payment(session, payment.id))
+    publish(session, PaymentCaptured(**facts, captured=captured))
     return True
 
 
@@ -216,13 +214,9 @@ def _external_refund(session: Session, payment: Payment, minor: int, event: Webh
         refund_id=refund_row.id,
         detail={"webhook": event.event_id},
     )
-    publish_payment(
-        session,
-        "payment.refunded",
-        get_payment(session, payment.id),
-        refund_id=refund_row.id,
-        refunded=money_text(minor, payment.currency),
-    )
+    refunded = from_minor(minor, payment.currency)
+    facts = payment_facts(get_payment(session, payment.id))
+    publish(session, PaymentRefunded(**facts, refund_id=refund_row.id, refunded=refunded))
     return True
 
 
@@ -265,11 +259,7 @@ def _chargeback(session: Session, payment: Payment, minor: int, event: WebhookEv
         provider_reference=event.transaction_reference,
         detail={"webhook": event.event_id, "reason": event.reason},
     )
-    publish_payment(
-        session,
-        "payment.charged_back",
-        get_payment(session, payment.id),
-        charged_back=money_text(minor, payment.currency),
-        reason=event.reason,
-    )
+    charged_back = from_minor(minor, payment.currency)
+    facts = payment_facts(get_payment(session, payment.id))
+    publish(session, PaymentChargedBack(**facts, charged_back=charged_back, reason=event.reason))
     return True

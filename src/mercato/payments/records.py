@@ -2,7 +2,7 @@
 
 Payments are changed with conditional UPDATEs (:func:`update_payments` and the room
 conditions :func:`capture_fits` and :func:`refund_fits`), each change of money gets a
-ledger row (:func:`add_transaction`) and an event (:func:`publish_payment`).
+ledger row (:func:`add_transaction`) and an event carrying :func:`payment_facts`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.db import Database, utcnow
-from mercato.events import publish
 from mercato.money import from_minor
 from mercato.payments.models import (
     Payment,
@@ -74,22 +73,16 @@ def actor_fields(actor: Principal | None) -> dict[str, str | None]:
     return {"actor_type": actor.kind, "actor_id": None if actor.id is None else str(actor.id)}
 
 
-def publish_payment(session: Session, type_: str, payment: Payment, **data: Any) -> None:
-    publish(
-        session,
-        type_,
-        {
-            "payment_id": payment.id,
-            "reference": payment.reference,
-            "order_id": payment.order_id,
-            "method": payment.method,
-            "currency": payment.currency,
-            "amount": money_text(payment.amount_minor, payment.currency),
-            **data,
-        },
-        aggregate_type="payment",
-        aggregate_id=payment.id,
-    )
+def payment_facts(payment: Payment) -> dict[str, Any]:
+    """The fields every payment event carries (``PaymentFacts`` in ``event_types``)."""
+    return {
+        "payment_id": payment.id,
+        "reference": payment.reference,
+        "order_id": payment.order_id,
+        "method": payment.method,
+        "currency": payment.currency,
+        "amount": from_minor(payment.amount_minor, payment.currency),
+    }
 
 
 def update_payments() -> Update:

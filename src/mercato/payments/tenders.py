@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 from mercato.channels import service as channels
 from mercato.db import utcnow
 from mercato.errors import FieldError, ValidationProblem
+from mercato.events import publish
 from mercato.payments.balance_tenders import redeem
 from mercato.payments.balances import checked_amount, checked_currency
+from mercato.payments.event_types import PaymentCaptured
 from mercato.payments.models import (
     BALANCE_METHODS,
     Method,
@@ -30,7 +32,7 @@ from mercato.payments.models import (
     TxnStatus,
 )
 from mercato.payments.providers import PaidElsewhere, provider_names
-from mercato.payments.records import add_transaction, money_text, publish_payment
+from mercato.payments.records import add_transaction, money_text, payment_facts
 
 # Providers that only record money taken elsewhere (imported orders): accepting one as a
 # tender would confirm an order nobody paid for.
@@ -271,5 +273,5 @@ def record_external_payment(
         minor,
         provider_reference=payment.provider_reference,
     )
-    publish_payment(session, "payment.captured", payment, status=PaymentStatus.CAPTURED.value)
+    publish(session, PaymentCaptured(**payment_facts(payment), status=PaymentStatus.CAPTURED.value))
     return payment

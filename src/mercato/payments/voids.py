@@ -17,8 +17,10 @@ from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.db import Database, utcnow
 from mercato.errors import Problem, UnprocessableState
+from mercato.events import publish
 from mercato.money import from_minor
 from mercato.payments.balance_tenders import credit_back
+from mercato.payments.event_types import PaymentVoided
 from mercato.payments.models import (
     BALANCE_METHODS,
     Method,
@@ -36,7 +38,7 @@ from mercato.payments.reading import get_payment, get_payments
 from mercato.payments.records import (
     add_transaction,
     new_provider_key,
-    publish_payment,
+    payment_facts,
     read_transaction,
     update_payments,
     write_transaction,
@@ -170,7 +172,7 @@ def _void_balance(session: Session, payment: Payment, actor: Principal) -> Payme
     add_transaction(session, payment, TxnKind.VOID, TxnStatus.SUCCEEDED, minor, actor=actor)
     audit(session, actor, "payment.voided", "payment", payment.id, {"reference": payment.reference})
     payment = get_payment(session, payment.id)
-    publish_payment(session, "payment.voided", payment)
+    publish(session, PaymentVoided(**payment_facts(payment)))
     return payment
 
 

@@ -1,4 +1,4 @@
-"""The events every change of a case publishes."""
+"""The facts every event of a case carries (:mod:`mercato.support.event_types`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mercato.events import publish
+from mercato.support.event_types import SlaBreached
 from mercato.support.models import SupportCase
 
 
@@ -25,15 +26,5 @@ def case_event(case: SupportCase) -> dict[str, Any]:
     }
 
 
-def publish_case(session: Session, type_: str, case: SupportCase, **extra: Any) -> None:
-    publish(
-        session,
-        type_,
-        {**case_event(case), **extra},
-        aggregate_type="support_case",
-        aggregate_id=case.id,
-    )
-
-
 def breach_event(session: Session, case: SupportCase, kind: str, due: datetime) -> None:
-    publish_case(session, "support.sla_breached", case, kind=kind, due_at=due.isoformat())
+    publish(session, SlaBreached(**case_event(case), kind=kind, due_at=due))

@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 from mercato.auth.principal import Principal
 from mercato.db import utcnow
 from mercato.errors import Conflict, ValidationProblem
+from mercato.events import publish
 from mercato.support.actors import audit_case
-from mercato.support.case_events import publish_case
+from mercato.support.case_events import case_event
+from mercato.support.event_types import CaseAssigned, CaseUpdated
 from mercato.support.inputs import (
     CaseChanges,
     OrderRef,
@@ -45,11 +47,10 @@ def update_case(
         return case
     case.updated_at = now or utcnow()
     session.flush()
-    publish_case(session, "support.case_updated", case, changes=sorted(diff))
+    publish(session, CaseUpdated(**case_event(case), changes=tuple(sorted(diff))))
     if "assignee_id" in diff:
-        publish_case(
-            session, "support.case_assigned", case, previous_assignee_id=diff["assignee_id"][0]
-        )
+        previous = diff["assignee_id"][0]
+        publish(session, CaseAssigned(**case_event(case), previous_assignee_id=previous))
     audit_case(session, actor, "support.case_updated", case, diff)
     return case
 
@@ -99,6 +100,6 @@ def link_order(
     session.add(row)
     case.updated_at = row.created_at
     session.flush()
-    publish_case(session, "support.case_updated", case, changes=["orders"], order_id=order.id)
+    publish(session, CaseUpdated(**case_event(case), changes=("orders",), order_id=order.id))
     audit_case(session, actor, "support.order_linked", case, {"order_id": order.id})
     return row

@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 from mercato.auth.principal import Principal
 from mercato.db import utcnow
 from mercato.errors import UnprocessableState
+from mercato.events import publish
 from mercato.support.actors import audit_case
-from mercato.support.case_events import breach_event, publish_case
+from mercato.support.case_events import breach_event, case_event
+from mercato.support.event_types import CaseStatusChanged
 from mercato.support.models import SupportCase
 from mercato.support.reading import lock_case
 from mercato.support.vocabulary import TRANSITIONS, CaseStatus
@@ -52,13 +54,14 @@ def transition_locked(
     case.status = target.value
     case.updated_at = now
     session.flush()
-    publish_case(
+    publish(
         session,
-        "support.case_status_changed",
-        case,
-        from_status=current.value,
-        to_status=target.value,
-        actor_type=actor.kind,
+        CaseStatusChanged(
+            **case_event(case),
+            from_status=current.value,
+            to_status=target.value,
+            actor_type=actor.kind,
+        ),
     )
     audit_case(
         session,

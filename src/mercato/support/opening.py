@@ -12,9 +12,11 @@ from mercato.auth.principal import Principal
 from mercato.customers import service as customers
 from mercato.db import utcnow
 from mercato.errors import Forbidden, ValidationProblem
+from mercato.events import publish
 from mercato.orders.models import Order
 from mercato.support.actors import audit_case, is_staff
-from mercato.support.case_events import publish_case
+from mercato.support.case_events import case_event
+from mercato.support.event_types import CaseOpened
 from mercato.support.inputs import (
     CaseDraft,
     check_assignee,
@@ -96,7 +98,10 @@ def open_case(
     session.add(case)
     session.flush()
     _link_orders(session, case, found, now)
-    publish_case(session, "support.case_opened", case, order_ids=sorted(found), tags=tags)
+    publish(
+        session,
+        CaseOpened(**case_event(case), order_ids=tuple(sorted(found)), tags=tuple(tags)),
+    )
     audit_case(session, actor, "support.case_opened", case, {"order_ids": sorted(found)})
     if draft.message is not None:
         append_message(session, actor, case, draft.message, now)

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from mercato.db import utcnow
 from mercato.errors import Conflict, UnprocessableState, ValidationProblem
-from mercato.support.case_events import publish_case
+from mercato.events import publish
+from mercato.support.case_events import case_event
+from mercato.support.event_types import CaseRated
 from mercato.support.models import SupportCase
 from mercato.support.reading import customer_case
 from mercato.support.vocabulary import CaseStatus, ContactChannel, Period
@@ -53,8 +55,9 @@ def rate(
                 code="case-not-closed",
             )
         raise Conflict(f"case {case.number} was rated already", code="case-already-rated")
-    publish_case(
-        session, "support.case_rated", case, satisfaction=satisfaction, commented=text is not None
+    publish(
+        session,
+        CaseRated(**case_event(case), satisfaction=satisfaction, commented=text is not None),
     )
     return case
 

@@ -15,8 +15,10 @@ from mercato.auth.principal import Principal
 from mercato.customers import service as customers
 from mercato.db import utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
+from mercato.events import publish
 from mercato.support.actors import audit_case
-from mercato.support.case_events import breach_event, publish_case
+from mercato.support.case_events import breach_event, case_event
+from mercato.support.event_types import CaseMessageAdded
 from mercato.support.inputs import MessageDraft, check_message
 from mercato.support.lifecycle import transition_locked
 from mercato.support.models import SupportCase, SupportMessage
@@ -93,15 +95,16 @@ def append_message(
 def _announce(
     session: Session, actor: Principal, case: SupportCase, message: SupportMessage
 ) -> None:
-    publish_case(
+    publish(
         session,
-        "support.message_added",
-        case,
-        message_id=message.id,
-        direction=message.direction,
-        channel=message.channel,
-        author_type=message.author_type,
-        attachments=len(message.attachments),
+        CaseMessageAdded(
+            **case_event(case),
+            message_id=message.id,
+            direction=message.direction,
+            channel=message.channel,
+            author_type=message.author_type,
+            attachments=len(message.attachments),
+        ),
     )
     audit_case(
         session,
