@@ -328,20 +328,6 @@ def order_facts(order: Order) -> dict[str, Any]:
     }
 
 
-def order_event(order: Order) -> dict[str, Any]:
-    return {
-        "order_id": order.id,
-        "number": order.number,
-        "channel_id": order.channel_id,
-        "customer_id": order.customer_id,
-        "status": order.status,
-        "currency": order.currency,
-        "grand_total": str(order.grand_total),
-        "source": order.source,
-        "store_location_id": order.store_location_id,
-    }
-
-
 def get_order(session: Session, order_id: int) -> Order:
     order = session.get(Order, order_id, populate_existing=True)
     if order is None:
