@@ -3,6 +3,7 @@ captured, then returned through the API."""
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from sqlalchemy import delete, select
 from mercato.auth.principal import Principal
 from mercato.catalog import service as catalog
 from mercato.catalog.schemas import ProductIn, ProductStatus, VariantIn
+from mercato.event_types import DomainEvent
 from mercato.events import Event, OutboxEvent
 from mercato.fulfillment import service as fulfillment
 from mercato.inventory import service as inventory
@@ -210,21 +212,24 @@ def payments_of(world: DemoWorld, number: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda p: p["position"])
 
 
-def deliver(world: DemoWorld, order_id: int, types: tuple[str, ...]) -> int:
+def deliver(world: DemoWorld, order_id: int, types: tuple[type[DomainEvent], ...]) -> int:
     """Hand an order's committed events of ``types`` to the returns domain's subscriber,
     checking that the application registered it for them (without draining the demo's
     whole outbox through every domain's subscribers)."""
     dispatcher = world.client.app.state.dispatcher  # type: ignore[attr-defined]
-    for event_type in types:
-        assert service.record_fulfilment in dispatcher.handlers_for(event_type), event_type
+    names = [t.TYPE for t in types]
+    for event_type in names:
+        # Typed subscribers are registered wrapped (the wrapper parses the payload).
+        registered = [inspect.unwrap(h) for h in dispatcher.handlers_for(event_type)]
+        assert service.record_fulfilment in registered, event_type
     with world.database.transaction() as session:
         rows = session.scalars(
             select(OutboxEvent)
-            .where(OutboxEvent.aggregate_id == str(order_id), OutboxEvent.type.in_(types))
+            .where(OutboxEvent.aggregate_id == str(order_id), OutboxEvent.type.in_(names))
             .order_by(OutboxEvent.id)
         ).all()
         for row in rows:
-            service.record_fulfilment(session, Event.from_row(row))
+            service.record_fulfilment(session, Event.from_row(row).typed())
         return len(rows)
 
 

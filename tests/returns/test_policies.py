@@ -172,8 +172,17 @@ def test_fulfilment_dates_keep_the_latest_event(demo_world: DemoWorld) -> None:
                     "order.fulfilled",
                     now - timedelta(days=days),
                     1,
-                    {"order_id": order_id},
-                ),
+                    {
+                        "order_id": order_id,
+                        "number": f"M{order_id}",
+                        "channel_id": 1,
+                        "customer_id": None,
+                        "status": "fulfilled",
+                        "currency": "JPY",
+                        "grand_total": "1500",
+                        "source": "checkout",
+                    },
+                ).typed(),
             )
     with demo_world.database.read() as session:
         found = session.get(FulfilmentDate, order_id)

@@ -48,6 +48,7 @@ from mercato.events import Event
 from mercato.money import quantize
 from mercato.orders.event_types import OrderCancelled, OrderCustomerLinked, OrderFacts
 from mercato.payments.event_types import PaymentRefunded
+from mercato.returns.event_types import ReturnRefunded
 
 RECENCY_DAYS = (30, 90, 180, 365)
 FREQUENCY_ORDERS = (10, 5, 3, 2)
@@ -188,14 +189,13 @@ def on_payment_refunded(session: Session, event: PaymentRefunded) -> None:
     _net_refund(session, event.order_id, event.refunded)
 
 
-def on_return_refunded(session: Session, event: Event) -> None:
+def on_return_refunded(session: Session, event: ReturnRefunded) -> None:
     """A return refunded as store credit (refunds to payments arrive as payment.refunded)."""
-    data = event.data
-    if data.get("refund_method") != "store_credit" or data.get("order_id") is None:
+    if event.refund_method != "store_credit":
         return
-    if not claim_event(session, event.id):
+    if not claim_event(session, event.envelope.id):
         return
-    _net_refund(session, int(data["order_id"]), Decimal(str(data["refunded_total"])))
+    _net_refund(session, event.order_id, event.refunded_total)
 
 
 def _net_refund(session: Session, order_id: int, amount: Decimal) -> None:

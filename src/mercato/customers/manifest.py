@@ -11,6 +11,7 @@ from mercato.orders.event_types import (
 )
 from mercato.payments.event_types import PaymentRefunded
 from mercato.personal_data import DOMAINS
+from mercato.returns.event_types import ReturnRefunded
 
 MANIFEST = Manifest(
     "customers",
@@ -25,7 +26,7 @@ MANIFEST = Manifest(
         Subscription(OrderCustomerLinked, figures.on_order_linked),
         # Lifetime value is net of refunds.
         Subscription(PaymentRefunded, figures.on_payment_refunded),
-        Subscription("return.refunded", figures.on_return_refunded),
+        Subscription(ReturnRefunded, figures.on_return_refunded),
     ],
     contributions=[
         timeline.SOURCES("profile", timeline.profile_source),

@@ -18,6 +18,7 @@ from mercato.errors import Forbidden, NotFound, UnprocessableState
 from mercato.events import publish
 from mercato.fulfillment import messages
 from mercato.fulfillment.carriers import recipient_of
+from mercato.fulfillment.event_types import OrderReadyForPickup
 from mercato.fulfillment.models import FulfillmentLine, FulfillmentOrder
 from mercato.fulfillment.policies import pickup_days
 from mercato.fulfillment.tasks import (
@@ -121,16 +122,13 @@ def ready_for_pickup(session: Session, actor: Principal, task_id: int) -> ReadyF
     message_id = _notify_ready(session, order, task, code)
     publish(
         session,
-        "order.ready_for_pickup",
-        {
-            **orders.order_event(order),
-            "fulfillment_order_id": task.id,
-            "location_id": task.location_id,
-            "expires_at": task.expires_at.isoformat() if task.expires_at else None,
-            "message_id": message_id,
-        },
-        aggregate_type="order",
-        aggregate_id=order.id,
+        OrderReadyForPickup(
+            **orders.order_facts(order),
+            fulfillment_order_id=task.id,
+            location_id=task.location_id,
+            expires_at=task.expires_at,
+            message_id=message_id,
+        ),
     )
     return ReadyForPickup(task, code, message_id)
 

@@ -27,6 +27,7 @@ from mercato.errors import UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.fulfillment import sourcing
 from mercato.fulfillment.carriers import announce_route
+from mercato.fulfillment.event_types import OrderRouted, RoutedTask, TaskCreated, UnfilledLine
 from mercato.fulfillment.models import FulfillmentLine, FulfillmentOrder, RoutingDecision
 from mercato.fulfillment.policies import policy
 from mercato.fulfillment.tasks import move_task, task_for, task_lines
@@ -225,17 +226,16 @@ def _route(
     )
     session.add(decision)
     session.flush()
-    data = {
-        **orders.order_event(order),
-        "decision_id": decision.id,
-        "trigger": trigger,
-        "tasks": [
-            {"fulfillment_order_id": t.id, "location_id": t.location_id, "kind": t.kind}
-            for t in tasks
-        ],
-        "unfilled": decision.unfilled,
-    }
-    publish(session, "order.routed", data, aggregate_type="order", aggregate_id=order.id)
+    publish(
+        session,
+        OrderRouted(
+            **orders.order_facts(order),
+            decision_id=decision.id,
+            trigger=trigger,
+            tasks=tuple(RoutedTask(t.id, t.location_id, t.kind) for t in tasks),
+            unfilled=tuple(UnfilledLine(**u) for u in decision.unfilled),
+        ),
+    )
     _settle_status(session, actor, order.id, filled=not plan.unfilled, trigger=trigger)
     return decision
 
@@ -350,17 +350,14 @@ def _apply(
     for task in tasks.values():
         publish(
             session,
-            "fulfillment.task_created",
-            {
-                "fulfillment_order_id": task.id,
-                "order_id": order.id,
-                "number": order.number,
-                "location_id": task.location_id,
-                "kind": task.kind,
-                "status": task.status,
-            },
-            aggregate_type="fulfillment_order",
-            aggregate_id=task.id,
+            TaskCreated(
+                fulfillment_order_id=task.id,
+                order_id=order.id,
+                number=order.number,
+                location_id=task.location_id,
+                kind=task.kind,
+                status=task.status,
+            ),
         )
     return list(tasks.values())
 

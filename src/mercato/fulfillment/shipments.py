@@ -28,6 +28,7 @@ from mercato.db import utcnow
 from mercato.errors import FieldError, UnprocessableState
 from mercato.events import publish
 from mercato.fulfillment.carriers import CarrierChoice, choose_carrier, tell_shopper
+from mercato.fulfillment.event_types import ShipmentShipped, ShippedLine, TransferShipped
 from mercato.fulfillment.models import FulfillmentLine, FulfillmentOrder, Shipment
 from mercato.fulfillment.tasks import (
     Package,
@@ -322,21 +323,18 @@ def _publish_shipped(session: Session, dispatch: _Dispatch, made: Sequence[Shipm
     for shipment in made:
         publish(
             session,
-            "shipment.shipped",
-            {
-                "shipment_id": shipment.id,
-                "order_id": order.id,
-                "number": order.number,
-                "location_id": dispatch.place.id,
-                "carrier": choice.carrier,
-                "service": choice.service,
-                "carrier_substituted": choice.substituted,
-                "tracking_number": shipment.tracking_number,
-                "tracking_numbers": [p["tracking_number"] for p in shipment.packages],
-                "lines": shipment.lines,
-            },
-            aggregate_type="shipment",
-            aggregate_id=shipment.id,
+            ShipmentShipped(
+                shipment_id=shipment.id,
+                order_id=order.id,
+                number=order.number,
+                location_id=dispatch.place.id,
+                carrier=choice.carrier,
+                service=choice.service,
+                carrier_substituted=choice.substituted,
+                tracking_number=shipment.tracking_number,
+                tracking_numbers=tuple(p["tracking_number"] for p in shipment.packages),
+                lines=tuple(ShippedLine(**x) for x in shipment.lines),
+            ),
         )
 
 
@@ -459,14 +457,11 @@ def _ship_transfer(
     move_task(session, task, ("open", "picking", "packed"), "shipped")
     publish(
         session,
-        "fulfillment.transfer_shipped",
-        {
-            "fulfillment_order_id": task.id,
-            "order_id": order.id,
-            "transfer_id": transfer.id,
-            "to_location_id": task.destination_location_id,
-        },
-        aggregate_type="fulfillment_order",
-        aggregate_id=task.id,
+        TransferShipped(
+            fulfillment_order_id=task.id,
+            order_id=order.id,
+            transfer_id=transfer.id,
+            to_location_id=task.destination_location_id,
+        ),
     )
     return ShipResult(task, [], order, transfer.id)

@@ -12,6 +12,7 @@ from mercato.auth.principal import Principal
 from mercato.db import utcnow
 from mercato.errors import NotFound
 from mercato.events import publish
+from mercato.fulfillment.event_types import TRACKED_STATUS_EVENTS
 from mercato.fulfillment.models import Shipment
 from mercato.fulfillment.tasks import tasks_for_order
 from mercato.orders import service as orders
@@ -90,16 +91,12 @@ def on_tracking_update(session: Session, tracking_number: str, status: str) -> N
     if new_status == "delivered":
         shipment.delivered_at = utcnow()
     session.flush()
+    event_type = TRACKED_STATUS_EVENTS[new_status]
     publish(
         session,
-        f"shipment.{new_status}",
-        {
-            "shipment_id": shipment.id,
-            "order_id": shipment.order_id,
-            "tracking_number": tracking_number,
-        },
-        aggregate_type="shipment",
-        aggregate_id=shipment.id,
+        event_type(
+            shipment_id=shipment.id, order_id=shipment.order_id, tracking_number=tracking_number
+        ),
     )
     if new_status == "delivered":
         complete_if_done(

@@ -2,6 +2,7 @@
 
 from mercato.customers import timeline
 from mercato.customers.event_types import CustomerIdentityVerified
+from mercato.fulfillment.event_types import TaskCreated
 from mercato.manifest import Manifest, Subscription
 from mercato.merges import follow_merges
 from mercato.orders import customer_links, store_api, subscribers
@@ -19,7 +20,7 @@ MANIFEST = Manifest(
         Subscription(CustomerIdentityVerified, customer_links.on_identity_verified),
         Subscription(OrderPlaced, customer_links.on_guest_order),
         Subscription(OrderImported, customer_links.on_guest_order),
-        Subscription("fulfillment.task_created", subscribers.on_task_created),
+        Subscription(TaskCreated, subscribers.on_task_created),
     ],
     contributions=[
         timeline.SOURCES("orders", customer_links.timeline_entries),

@@ -328,20 +328,6 @@ def order_facts(order: Order) -> dict[str, Any]:
     }
 
 
-def order_event(order: Order) -> dict[str, Any]:
-    return {
-        "order_id": order.id,
-        "number": order.number,
-        "channel_id": order.channel_id,
-        "customer_id": order.customer_id,
-        "status": order.status,
-        "currency": order.currency,
-        "grand_total": str(order.grand_total),
-        "source": order.source,
-        "store_location_id": order.store_location_id,
-    }
-
-
 def get_order(session: Session, order_id: int) -> Order:
     return get_or_404(session, Order, order_id, f"order {order_id}", fresh=True)
 

@@ -97,10 +97,10 @@ from mercato.returns.transitions import (
     approve,
     cancel,
     close,
-    event_data,
     publish_status,
     reject,
     require_here,
+    status_event,
 )
 from mercato.returns.window import (
     FULFILMENT_EVENTS,
@@ -142,7 +142,6 @@ __all__ = [
     "create_policy",
     "customer_return",
     "delete_policy",
-    "event_data",
     "exchange_done",
     "exchange_paid",
     "finish_attempt",
@@ -176,6 +175,7 @@ __all__ = [
     "settlements",
     "start_attempt",
     "start_receipt",
+    "status_event",
     "timeline",
     "update_policy",
     "window_start",

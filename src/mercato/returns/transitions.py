@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -16,6 +17,7 @@ from mercato.db import utcnow
 from mercato.errors import UnprocessableState
 from mercato.events import publish
 from mercato.money import quantize
+from mercato.returns.event_types import STATUS_EVENTS, ReturnedLine, ReturnFacts
 from mercato.returns.models import Return, ReturnLine, ReturnTransition
 from mercato.returns.records import get_return, return_lines
 from mercato.returns.state import TRANSITIONS, ReturnStatus, Settlement
@@ -147,53 +149,44 @@ def require_here(actor: Principal, ret: Return) -> None:
 # --- events -------------------------------------------------------------------------------------
 
 
-def event_data(ret: Return, lines: Sequence[ReturnLine], status: ReturnStatus) -> dict[str, Any]:
-    """``return.<status>``: the return, and per line the variant, units and money.
+def status_event(ret: Return, lines: Sequence[ReturnLine], status: ReturnStatus) -> ReturnFacts:
+    """``return.<status>``: the return, and per line the variant, units and money (a
+    line's refund once the return is refunded or closed, before that its credit)."""
 
-    A line's ``amount`` is the money (or store credit) that went back for it once the return
-    is refunded (what loyalty reverses points on); before that, its credit once received.
-    """
-
-    def amount(line: ReturnLine) -> str | None:
+    def amount(line: ReturnLine) -> Decimal | None:
         value = line.refund if status in (S.REFUNDED, S.CLOSED) else line.amount
-        return None if value is None else str(quantize(value, ret.currency))
+        return None if value is None else quantize(value, ret.currency)
 
-    return {
-        "return_id": ret.id,
-        "number": ret.number,
-        "order_id": ret.order_id,
-        "order_number": ret.order_number,
-        "channel_id": ret.channel_id,
-        "customer_id": ret.customer_id,
-        "currency": ret.currency,
-        "status": status.value,
-        "location_id": ret.location_id,
-        "refund_method": ret.refund_method,
-        "refunded_total": str(quantize(ret.refunded_total, ret.currency)),
-        "shipping_refund": str(quantize(ret.shipping_refund, ret.currency)),
-        "exchange_order_id": ret.exchange_order_id,
-        "lines": [
-            {
-                "return_line_id": x.id,
-                "order_line_id": x.order_line_id,
-                "variant_id": x.variant_id,
-                "quantity": x.quantity,
-                "reason": x.reason,
-                "condition": x.condition,
-                "amount": amount(x),
-            }
+    return STATUS_EVENTS[status](
+        return_id=ret.id,
+        number=ret.number,
+        order_id=ret.order_id,
+        order_number=ret.order_number,
+        channel_id=ret.channel_id,
+        customer_id=ret.customer_id,
+        currency=ret.currency,
+        status=status.value,
+        location_id=ret.location_id,
+        refund_method=ret.refund_method,
+        refunded_total=quantize(ret.refunded_total, ret.currency),
+        shipping_refund=quantize(ret.shipping_refund, ret.currency),
+        exchange_order_id=ret.exchange_order_id,
+        lines=tuple(
+            ReturnedLine(
+                return_line_id=x.id,
+                order_line_id=x.order_line_id,
+                variant_id=x.variant_id,
+                quantity=x.quantity,
+                reason=x.reason,
+                condition=x.condition,
+                amount=amount(x),
+            )
             for x in lines
-        ],
-    }
+        ),
+    )
 
 
 def publish_status(
     session: Session, ret: Return, lines: Sequence[ReturnLine], status: ReturnStatus
 ) -> None:
-    publish(
-        session,
-        f"return.{status.value}",
-        event_data(ret, lines, status),
-        aggregate_type="return",
-        aggregate_id=ret.id,
-    )
+    publish(session, status_event(ret, lines, status))

@@ -11,17 +11,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mercato.errors import Problem
-from mercato.events import Event
+from mercato.orders import event_types as order_events
 from mercato.returns.facts import OrderFacts
 from mercato.returns.models import FulfilmentDate
 from mercato.returns.policies import EffectivePolicy
 
 # Order events after which the units are with the customer: the window counts from the last.
-FULFILMENT_EVENTS = (
-    "order.partially_fulfilled",
-    "order.fulfilled",
-    "order.delivered",
-    "order.picked_up",
+FULFILMENT_EVENTS: tuple[type[order_events.OrderFacts], ...] = (
+    order_events.OrderPartiallyFulfilled,
+    order_events.OrderFulfilled,
+    order_events.OrderDelivered,
+    order_events.OrderPickedUp,
 )
 
 
@@ -31,7 +31,7 @@ class ReturnWindowExpired(Problem):
     title = "The return window has closed"
 
 
-def record_fulfilment(session: Session, event: Event) -> None:
+def record_fulfilment(session: Session, event: order_events.OrderFacts) -> None:
     """Keep the latest fulfilment, delivery or pickup time of an order (event subscriber).
 
     Delivered at least once and possibly out of order: the upsert keeps the latest time.
@@ -39,7 +39,7 @@ def record_fulfilment(session: Session, event: Event) -> None:
     table = FulfilmentDate.__table__
     postgres = session.get_bind().dialect.name == "postgresql"
     stmt = (pg_insert if postgres else sqlite_insert)(FulfilmentDate).values(
-        order_id=int(event.data["order_id"]), fulfilled_at=event.time
+        order_id=event.order_id, fulfilled_at=event.envelope.time
     )
     # GREATEST on PostgreSQL, the two-argument scalar MAX on SQLite.
     latest = (func.greatest if postgres else func.max)(
