@@ -276,38 +276,34 @@ def _write_pending(session: Session) -> None:
     session.info.pop(_MARKS, None)
 
 
-def publish_many(
-    session: Session,
-    type: str,
-    items: Sequence[tuple[dict[str, Any], str | int | None]],
-    *,
-    aggregate_type: str | None = None,
-) -> int:
-    """Record many events of one type at once: (data, aggregate id) pairs, one INSERT.
+def publish_many(session: Session, events: Sequence[DomainEvent]) -> int:
+    """Record many events at once, in one INSERT.
 
-    For bulk operations (stock imports, price loads) where an ORM object per event would
-    cost more than the change itself. Same guarantee as :func:`publish`.
+    For bulk operations (stock imports, price loads) where a statement per event would
+    cost more than the change itself. Same guarantee as :func:`publish`, but the rows are
+    written now, not when the transaction commits.
     """
-    if not items:
+    if not events:
         return 0
     now = utcnow()
-    session.execute(
-        insert(OutboxEvent),
-        [
-            _outbox_row(
-                session,
-                str(uuid.uuid4()),
-                type,
-                now,
-                aggregate_type,
-                None if agg is None else str(agg),
-                data,
-            )
-            for data, agg in items
-        ],
+    session.execute(insert(OutboxEvent), [_bulk_row(session, e, now) for e in events])
+    _count_published(session, len(events))
+    return len(events)
+
+
+def _bulk_row(session: Session, event: DomainEvent, now: datetime) -> dict[str, Any]:
+    key = event.aggregate_id()
+    row = _outbox_row(
+        session,
+        str(uuid.uuid4()),
+        event.TYPE,
+        now,
+        event.aggregate_kind(),
+        None if key is None else str(key),
+        event.data(),
     )
-    _count_published(session, len(items))
-    return len(items)
+    row["version"] = event.VERSION
+    return row
 
 
 @event.listens_for(Session, "after_commit")

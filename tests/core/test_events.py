@@ -20,6 +20,26 @@ from mercato.events import (
     publish_many,
     record_without_delivery,
 )
+from mercato.inventory.event_types import StockChanged
+
+
+def _stock_changes(count: int) -> list[StockChanged]:
+    """``count`` receipts of one unit, each of another variant (a bulk stock load)."""
+    return [
+        StockChanged(
+            variant_id=n,
+            location_id=1,
+            on_hand=1,
+            reserved=0,
+            safety_stock=0,
+            available=1,
+            incoming=0,
+            reason="receipt",
+            on_hand_delta=1,
+            reserved_delta=0,
+        )
+        for n in range(count)
+    ]
 
 
 def _count(db: Database) -> int:
@@ -210,7 +230,7 @@ def test_urgent_events_are_claimed_before_a_backlog_of_bulk_ones(db: Database) -
     seen: list[str] = []
     dispatcher.subscribe("*", lambda s, e: seen.append(e.type))
     with db.transaction() as session:
-        publish_many(session, "stock.changed", [({"n": n}, n) for n in range(300)])
+        publish_many(session, _stock_changes(300))
         publish(session, "customer.updated", {"id": 1})
         publish(session, "order.confirmed", {"order_id": 1})
         publish(session, "order.routed", {"order_id": 1})
@@ -231,7 +251,7 @@ def test_an_order_confirmed_while_a_backlog_drains_waits_one_batch_at_most(db: D
     dispatcher.subscribe("stock.changed", bulk)
     dispatcher.subscribe("order.confirmed", lambda s, e: seen.append(e.type))
     with db.transaction() as session:
-        publish_many(session, "stock.changed", [({"n": n}, n) for n in range(1000)])
+        publish_many(session, _stock_changes(1000))
     dispatcher.drain()
     assert len(seen) == 1001
     assert seen.index("order.confirmed") <= 10 + BATCH_SIZE
@@ -257,7 +277,7 @@ def test_events_recorded_without_delivery_stay_in_the_log_and_reach_nobody(
             publish(session, "location.created", {"id": 1})
             with pytest.raises(RuntimeError), session.begin_nested():
                 raise RuntimeError("a savepoint rolls back; the transaction goes on")
-            publish_many(session, "stock.changed", [({"n": n}, n) for n in range(3)])
+            publish_many(session, _stock_changes(3))
         with db.transaction() as session:
             publish(session, "order.confirmed", {"order_id": 1})  # a later transaction
     finally:

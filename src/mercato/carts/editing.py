@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from mercato.carts.access import lines_of, require_open, shopper, touch
 from mercato.carts.computation import CartComputation, compute
+from mercato.carts.event_types import CartCreated
 from mercato.carts.holds import release_stock
 from mercato.carts.models import Cart, CartLine
 from mercato.carts.schemas import MAX_LINE_QUANTITY, AddressIn, DeliveryMode
@@ -81,15 +82,9 @@ def create_cart(
     session.flush()
     publish(
         session,
-        "cart.created",
-        {
-            "cart_id": cart.id,
-            "channel_id": channel.id,
-            "customer_id": customer_id,
-            "currency": chosen,
-        },
-        aggregate_type="cart",
-        aggregate_id=cart.id,
+        CartCreated(
+            cart_id=cart.id, channel_id=channel.id, customer_id=customer_id, currency=chosen
+        ),
     )
     return cart
 

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mercato.carts.access import lines_of, require_open, shopper, touch
+from mercato.carts.event_types import CartMerged
 from mercato.carts.holds import release_stock
 from mercato.carts.models import Cart
 from mercato.carts.schemas import MAX_LINE_QUANTITY
@@ -72,9 +73,5 @@ def _merge_into(
     touch(session, mine, channel)
     session.flush()
     publish(
-        session,
-        "cart.merged",
-        {"from_cart_id": cart.id, "into_cart_id": mine.id, "customer_id": customer_id},
-        aggregate_type="cart",
-        aggregate_id=mine.id,
+        session, CartMerged(from_cart_id=cart.id, into_cart_id=mine.id, customer_id=customer_id)
     )

@@ -32,6 +32,7 @@ from mercato.catalog import service as catalog
 from mercato.db import utcnow
 from mercato.errors import Conflict, FieldError, ValidationProblem
 from mercato.events import publish
+from mercato.inventory.event_types import StockChanged, StockLow
 from mercato.inventory.models import Reservation, StockLevel, StockMovement
 from mercato.locations import service as locations
 
@@ -255,7 +256,7 @@ def movement_row(
     }
 
 
-def change_event(
+def _level_facts(
     snap: LevelSnapshot, reason: Reason, on_hand_delta: int, reserved_delta: int
 ) -> dict[str, Any]:
     return {
@@ -272,12 +273,17 @@ def change_event(
     }
 
 
+def change_event(
+    snap: LevelSnapshot, reason: Reason, on_hand_delta: int, reserved_delta: int
+) -> StockChanged:
+    return StockChanged(**_level_facts(snap, reason, on_hand_delta, reserved_delta))
+
+
 def publish_change(
     session: Session, snap: LevelSnapshot, reason: Reason, on_hand_delta: int, reserved_delta: int
 ) -> None:
-    data = change_event(snap, reason, on_hand_delta, reserved_delta)
-    key = f"{snap.variant_id}:{snap.location_id}"
-    publish(session, "stock.changed", data, aggregate_type="stock", aggregate_id=key)
+    facts = _level_facts(snap, reason, on_hand_delta, reserved_delta)
+    publish(session, StockChanged(**facts))
     threshold = snap.low_stock_threshold
     if threshold is not None:
         before = max(
@@ -285,13 +291,7 @@ def publish_change(
             (snap.on_hand - on_hand_delta) - (snap.reserved - reserved_delta) - snap.safety_stock,
         )
         if before >= threshold > snap.available:
-            publish(
-                session,
-                "stock.low",
-                {**data, "threshold": threshold},
-                aggregate_type="stock",
-                aggregate_id=key,
-            )
+            publish(session, StockLow(**facts, threshold=threshold))
 
 
 def level_row(session: Session, variant_id: int, location_id: int) -> StockLevel | None:

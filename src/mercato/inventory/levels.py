@@ -158,13 +158,8 @@ def _publish_receipts(session: Session, location_id: int, totals: dict[int, int]
         snap = LevelSnapshot(
             variant_id, location_id, on_hand, reserved, safety, incoming, threshold
         )
-        events.append(
-            (
-                change_event(snap, Reason.RECEIPT, totals[variant_id], 0),
-                f"{variant_id}:{location_id}",
-            )
-        )
-    publish_many(session, "stock.changed", events, aggregate_type="stock")
+        events.append(change_event(snap, Reason.RECEIPT, totals[variant_id], 0))
+    publish_many(session, events)
 
 
 def set_policy(

@@ -13,6 +13,7 @@ from mercato.auth.service import audit
 from mercato.db import utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
+from mercato.inventory.event_types import TransferDiscrepancy, TransferReceived, TransferShipped
 from mercato.inventory.ledger import (
     Context,
     Guard,
@@ -116,13 +117,7 @@ def ship_transfer(session: Session, ctx: Context, transfer_id: int) -> Transfer:
             Reason.TRANSFER_IN,
             incoming_delta=line.quantity,
         )
-    publish(
-        session,
-        "transfer.shipped",
-        {"transfer_id": transfer_id},
-        aggregate_type="transfer",
-        aggregate_id=transfer_id,
-    )
+    publish(session, TransferShipped(transfer_id=transfer_id))
     return get_transfer(session, transfer_id)
 
 
@@ -161,13 +156,8 @@ def receive_transfer(
         transfer_id,
         {"discrepancies": discrepancies},
     )
-    publish(
-        session,
-        "transfer.received",
-        {"transfer_id": transfer_id, "discrepancies": discrepancies},
-        aggregate_type="transfer",
-        aggregate_id=transfer_id,
-    )
+    short = tuple(TransferDiscrepancy(**d) for d in discrepancies)
+    publish(session, TransferReceived(transfer_id=transfer_id, discrepancies=short))
     return get_transfer(session, transfer_id), discrepancies
 
 

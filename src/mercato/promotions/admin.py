@@ -29,6 +29,7 @@ from mercato.promotions.definitions import (
     conditions_json,
     money_map,
 )
+from mercato.promotions.event_types import PromotionCreated, PromotionFacts, PromotionUpdated
 from mercato.promotions.limits import budgets_of, recount, set_budget
 from mercato.promotions.models import Promotion
 from mercato.promotions.references import check_references
@@ -81,7 +82,8 @@ def list_promotions(
     return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda p: p.id)
 
 
-def _snapshot(promotion: Promotion, budget: Mapping[str, Decimal]) -> dict[str, Any]:
+def _facts(promotion: Promotion, budget: Mapping[str, Decimal]) -> dict[str, Any]:
+    """The promotion as its events state it (every field but ``id`` and ``changed``)."""
     return {
         "name": promotion.name,
         "description": promotion.description,
@@ -91,16 +93,18 @@ def _snapshot(promotion: Promotion, budget: Mapping[str, Decimal]) -> dict[str, 
         "requires_code": promotion.requires_code,
         "conditions": promotion.conditions,
         "action": promotion.action,
-        "starts_at": promotion.starts_at.isoformat() if promotion.starts_at else None,
-        "ends_at": promotion.ends_at.isoformat() if promotion.ends_at else None,
+        "starts_at": promotion.starts_at,
+        "ends_at": promotion.ends_at,
         "budget": {c: str(a) for c, a in sorted(budget.items())},
         "max_uses": promotion.max_uses,
         "max_uses_per_customer": promotion.max_uses_per_customer,
     }
 
 
-def _publish(session: Session, event: str, promotion: Promotion, data: dict[str, Any]) -> None:
-    publish(session, event, data, aggregate_type="promotion", aggregate_id=promotion.id)
+def _snapshot(event: PromotionFacts) -> dict[str, Any]:
+    """What the audit log records of the promotion: the event's fields as JSON, without the
+    id (the entry's entity) and the names of the fields sent."""
+    return {k: v for k, v in event.data().items() if k not in ("id", "changed")}
 
 
 # --- create -----------------------------------------------------------------------------------
@@ -118,9 +122,9 @@ def create_promotion(session: Session, actor: Principal, data: PromotionIn) -> P
     session.add(promotion)
     session.flush()
     set_budget(session, promotion.id, budget)
-    snapshot = _snapshot(promotion, budget)
-    audit(session, actor, "promotion.created", "promotion", promotion.id, snapshot)
-    _publish(session, "promotion.created", promotion, {"id": promotion.id, **snapshot})
+    event = PromotionCreated(id=promotion.id, **_facts(promotion, budget))
+    audit(session, actor, "promotion.created", "promotion", promotion.id, _snapshot(event))
+    publish(session, event)
     return promotion
 
 
@@ -245,8 +249,10 @@ def _record_update(
     session: Session, actor: Principal, promotion: Promotion, sent: Collection[str]
 ) -> None:
     current_budget = budgets_of(session, [promotion.id])[promotion.id]
-    snapshot = _snapshot(promotion, current_budget)
+    event = PromotionUpdated(
+        id=promotion.id, changed=tuple(sorted(sent)), **_facts(promotion, current_budget)
+    )
+    snapshot = _snapshot(event)
     changes = {name: snapshot.get(name) for name in sorted(sent)}
     audit(session, actor, "promotion.updated", "promotion", promotion.id, changes)
-    data = {"id": promotion.id, "changed": sorted(sent), **snapshot}
-    _publish(session, "promotion.updated", promotion, data)
+    publish(session, event)

@@ -26,6 +26,7 @@ from mercato.errors import Conflict, NotFound, UnprocessableState, ValidationPro
 from mercato.events import publish
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.promotions.admin import get_promotion
+from mercato.promotions.event_types import PersonalCodeIssued
 from mercato.promotions.models import Promotion, PromotionCode
 from mercato.promotions.references import require_customer
 from mercato.promotions.schemas import PromotionStatus
@@ -238,20 +239,11 @@ def issue_personal_code(
     values = _code_values(promotion_id, code, 1, expires_at, utcnow(), customer_id=customer_id)
     _insert_codes(session, [values])
     row = _code_row(session, code)
-    data = {
-        "promotion_id": promotion_id,
-        "code_id": row.id,
-        "customer_id": customer_id,
-        "expires_at": expires_at.isoformat() if expires_at else None,
-    }
-    audit(session, actor, "promotion_code.personal_issued", "promotion_code", row.id, data)
-    publish(
-        session,
-        "promotion.personal_code_issued",
-        data,
-        aggregate_type="promotion",
-        aggregate_id=promotion_id,
+    event = PersonalCodeIssued(
+        promotion_id=promotion_id, code_id=row.id, customer_id=customer_id, expires_at=expires_at
     )
+    audit(session, actor, "promotion_code.personal_issued", "promotion_code", row.id, event.data())
+    publish(session, event)
     return code
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -26,6 +25,11 @@ from mercato.money import to_minor
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.promotions import engine
 from mercato.promotions.engine import PromotionResult, Reason
+from mercato.promotions.event_types import (
+    PromotionRedeemed,
+    RedeemedDiscount,
+    RedemptionsReleased,
+)
 from mercato.promotions.limits import ACTIVE_REDEMPTION, ACTIVE_STATUSES
 from mercato.promotions.models import (
     Promotion,
@@ -329,21 +333,18 @@ def _transition(
     return sorted(rows, key=lambda r: r.id)
 
 
-def _redemptions_event(reference: str, rows: Sequence[Redemption]) -> dict[str, Any]:
-    return {
-        "reference": reference,
-        "redemptions": [
-            {
-                "id": r.id,
-                "promotion_id": r.promotion_id,
-                "code": r.code,
-                "customer_id": r.customer_id,
-                "amount": str(r.amount),
-                "currency": r.currency,
-            }
-            for r in rows
-        ],
-    }
+def _discounts(rows: Sequence[Redemption]) -> tuple[RedeemedDiscount, ...]:
+    return tuple(
+        RedeemedDiscount(
+            id=r.id,
+            promotion_id=r.promotion_id,
+            code=r.code,
+            customer_id=r.customer_id,
+            amount=r.amount,
+            currency=r.currency,
+        )
+        for r in rows
+    )
 
 
 def release_redemptions(session: Session, reference: str) -> list[Redemption]:
@@ -359,13 +360,7 @@ def release_redemptions(session: Session, reference: str) -> list[Redemption]:
     limits = _key_share(session, (r.promotion_id for r in released))
     for r in sorted(released, key=lambda r: (r.promotion_id, r.id)):
         _give_back(session, r, limits[r.promotion_id])
-    publish(
-        session,
-        "promotion.redemptions_released",
-        _redemptions_event(reference, released),
-        aggregate_type="redemption",
-        aggregate_id=reference,
-    )
+    publish(session, RedemptionsReleased(reference=reference, redemptions=_discounts(released)))
     return released
 
 
@@ -419,13 +414,7 @@ def confirm_redemptions(session: Session, reference: str) -> list[Redemption]:
         "confirmed_at",
     )
     if confirmed:
-        publish(
-            session,
-            "promotion.redeemed",
-            _redemptions_event(reference, confirmed),
-            aggregate_type="redemption",
-            aggregate_id=reference,
-        )
+        publish(session, PromotionRedeemed(reference=reference, redemptions=_discounts(confirmed)))
     return confirmed
 
 
