@@ -50,7 +50,7 @@ def api_processes(database_url: str, count: int, data_dir: Path) -> Iterator[lis
                 )
             )
             urls.append(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a busy machine starts them slowly
         for url, proc in zip(urls, procs, strict=True):
             while True:
                 if proc.poll() is not None:
