@@ -19,7 +19,7 @@ from mercato.auth.permissions import Role
 from mercato.auth.principal import Principal
 from mercato.db import Base, Database
 from mercato.settings import Settings
-from tests.backends import BACKENDS, POSTGRES_URL
+from tests.backends import BACKENDS, POSTGRES_URL, create_postgres_database
 
 # The demo business, seeded once per backend for every end-to-end test that asks for it.
 from tests.demo_world import demo_world  # noqa: F401
@@ -27,6 +27,12 @@ from tests.demo_world import demo_world  # noqa: F401
 # The installation secret the suite runs under (nothing starts without one); processes the
 # tests start inherit it. Without MERCATO_ENCRYPTION_KEYS the data key derives from it.
 os.environ.setdefault("MERCATO_SECRET_KEY", "tests-secret-" + "0123456789" * 4)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each xdist worker's own PostgreSQL database (see tests.backends) may not exist yet.
+    create_postgres_database()
+
 
 OWNER_EMAIL = "owner@example.com"
 PASSWORD = "correct horse battery"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -13,7 +14,8 @@ from mercato.auth import passwords
 from mercato.auth.models import AuditEntry
 from mercato.catalog.models import Category, Product, ProductTranslation, Variant
 from mercato.db import Database
-from mercato.events import OutboxEvent
+from mercato.events import Dispatcher, OutboxEvent
+from tests.demo_world import DemoWorld
 
 LOCATION: dict[str, Any] = {
     "code": "WH-1",
@@ -35,6 +37,20 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     )
+
+
+def drain(target: DemoWorld | TestClient | FastAPI) -> int:
+    """Run the application's outbox dispatcher until no committed event is left (tests run
+    with the dispatcher thread off); returns how many events it handled.
+
+    ``target`` is the application, a test client of it, or the demo world.
+    """
+    if isinstance(target, DemoWorld):
+        target = target.client
+    app = target.app if isinstance(target, TestClient) else target
+    dispatcher = app.state.dispatcher
+    assert isinstance(dispatcher, Dispatcher)
+    return dispatcher.drain()
 
 
 def detach_categories(db: Database) -> None:

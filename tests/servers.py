@@ -50,9 +50,9 @@ def api_processes(database_url: str, count: int, data_dir: Path) -> Iterator[lis
                 )
             )
             urls.append(f"http://127.0.0.1:{port}")
-        # Generous: on a loaded 2-core machine a cold start can take half a minute; a
+        # Generous: on a loaded 2-core machine a cold start can take a minute or more; a
         # process that fails exits, and that is noticed at once.
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         for url, proc in zip(urls, procs, strict=True):
             while True:
                 if proc.poll() is not None:

@@ -8,6 +8,8 @@ from fastapi.testclient import TestClient
 from mercato.auth.permissions import ROLE_PERMISSIONS, Permission, Role
 from tests.conftest import OWNER_EMAIL, PASSWORD, assert_problem, login
 
+pytestmark = pytest.mark.slow
+
 LOCATION = {
     "code": "STORE-BER",
     "name": "Berlin Mitte",

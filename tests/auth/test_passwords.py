@@ -109,6 +109,7 @@ def test_a_change_retried_with_its_idempotency_key_gets_the_same_answer(
     assert stored != plain and PASSWORD not in stored
 
 
+@pytest.mark.slow
 def test_a_wrong_current_password_changes_nothing_and_is_throttled(
     client: TestClient, clerk: tuple[int, str]
 ) -> None:

@@ -35,6 +35,8 @@ from tests.helpers import (
     ok,
 )
 
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 P = Permission
 

@@ -26,6 +26,8 @@ from tests.conftest import OWNER_EMAIL, PASSWORD, assert_problem
 from tests.helpers import channel_key, fast_password_hashing, make_channel
 from tests.servers import api_processes
 
+pytestmark = pytest.mark.slow
+
 LOGIN = "/v1/auth/login"
 ELSEWHERE = ("203.0.113.9", 4000)
 

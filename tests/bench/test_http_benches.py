@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from mercato.bench.cli import bench_app
+
+pytestmark = pytest.mark.slow
 
 
 def _bench(*args: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import threading
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from mercato.carts import service as carts
@@ -33,6 +34,7 @@ def _active(world: DemoWorld, token: str) -> list[tuple[int, int]]:
         return [(r.variant_id, r.quantity) for r in rows]
 
 
+@pytest.mark.slow
 def test_a_hold_takes_the_units_until_checkout_turns_it_into_the_orders(
     demo_world: DemoWorld,
 ) -> None:
@@ -154,6 +156,7 @@ def test_a_retried_hold_with_its_key_holds_once(demo_world: DemoWorld) -> None:
     assert movements == []
 
 
+@pytest.mark.slow
 def test_concurrent_holds_never_hold_more_than_there_is(demo_world: DemoWorld) -> None:
     """Twelve carts race for five units, one unit each, from twelve threads."""
     client, key = demo_world.client, demo_world.key("web-jp")

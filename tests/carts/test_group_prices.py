@@ -5,10 +5,14 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import pytest
+
 from mercato.auth.principal import Principal
 from mercato.loyalty import service as loyalty
 from tests.commerce.helpers import TOKYO, add, new_cart, ok, register, ship_to
 from tests.demo_world import DemoWorld
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_customer_in_two_groups_gets_the_better_group_price(demo_world: DemoWorld) -> None:

@@ -87,6 +87,7 @@ def test_a_country_made_regional_by_configuration_is_pending_too() -> None:
     assert quebec.tax_pending is None and quebec.tax_total == Decimal("1.50")
 
 
+@pytest.mark.slow
 def test_us_cart_prices_before_the_address_and_checkout_asks_for_the_state(
     demo_world: DemoWorld,
 ) -> None:

@@ -81,6 +81,7 @@ def test_category_tree_with_translations(client: TestClient, owner_headers: Head
     assert_problem(client.get("/v1/categories/999999", headers=owner_headers), 404, "not-found")
 
 
+@pytest.mark.slow
 def test_category_cycle_is_rejected_and_changes_nothing(
     client: TestClient, owner_headers: Headers, db: Database
 ) -> None:
@@ -347,6 +348,7 @@ def _search(client: TestClient, headers: Headers, query: str) -> list[str]:
     return sorted(p["code"] for p in page["items"])
 
 
+@pytest.mark.slow
 def test_search_and_filters(client: TestClient, owner_headers: Headers) -> None:
     drinks = make_category(client, owner_headers, "drinks")
     coffee = make_category(client, owner_headers, "coffee", parent_id=drinks["id"])
@@ -415,6 +417,7 @@ def test_search_and_filters(client: TestClient, owner_headers: Headers) -> None:
     assert_problem(client.get("/v1/products?status=deleted", headers=owner_headers), 422)
 
 
+@pytest.mark.slow
 def test_cursor_pagination_walks_every_product_once(
     client: TestClient, owner_headers: Headers
 ) -> None:
@@ -454,6 +457,7 @@ def test_cursor_pagination_walks_every_product_once(
     assert_problem(client.get("/v1/products?limit=100000", headers=owner_headers), 422)
 
 
+@pytest.mark.slow
 def test_duplicate_sku_and_barcode_are_409_naming_the_field(
     client: TestClient, owner_headers: Headers, db: Database
 ) -> None:
@@ -627,6 +631,7 @@ def test_unknown_fields_are_rejected(client: TestClient, owner_headers: Headers)
     assert_problem(client.get("/v1/products?colour=red", headers=owner_headers), 422)
 
 
+@pytest.mark.slow
 def test_bad_input_changes_nothing(
     client: TestClient, owner_headers: Headers, db: Database
 ) -> None:

@@ -289,6 +289,7 @@ def test_json_values_of_the_wrong_type_are_reported_not_a_server_error(
     assert snapshot_counts(db) == before
 
 
+@pytest.mark.slow
 def test_reimport_updates_instead_of_duplicating(
     client: TestClient, owner_headers: Headers, db: Database
 ) -> None:

@@ -32,6 +32,7 @@ def _import_body(client: TestClient) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.slow
 def test_the_document_describes_the_import_file(client: TestClient) -> None:
     body = _import_body(client)
     assert body["required"] is True

@@ -142,6 +142,7 @@ def _demo_variant(world: DemoWorld, channel: str, option: str) -> tuple[int, dic
     raise AssertionError(f"no whole-bean coffee with {option!r} on {channel}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("channel", "option", "whole_bean"),
     [

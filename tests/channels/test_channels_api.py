@@ -24,6 +24,8 @@ from tests.helpers import (
     snapshot_counts,
 )
 
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 
 from mercato.inventory import service as inventory
@@ -162,6 +163,7 @@ def test_bad_input_changes_nothing(demo_world: DemoWorld) -> None:
     assert too_precise["status"] == 422
 
 
+@pytest.mark.slow
 def test_a_cart_of_another_customer_is_refused(demo_world: DemoWorld) -> None:
     client, key = demo_world.client, demo_world.key("web-jp")
     owner = register(client, key, f"owner-{uuid.uuid4().hex[:6]}@example.com")

@@ -166,6 +166,7 @@ def test_the_timeout_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         get_settings.cache_clear()
 
 
+@pytest.mark.slow
 def test_an_abandoned_three_d_secure_checkout_gives_everything_back(
     demo_world: DemoWorld,
 ) -> None:

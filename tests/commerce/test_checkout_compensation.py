@@ -20,6 +20,8 @@ from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, ship_to
 from tests.commerce.test_checkout_abandoned import _balance, _gift_card, _one_use_code
 from tests.conftest import assert_problem
 
+pytestmark = pytest.mark.slow
+
 
 def _available(world: DemoWorld, variant_id: int) -> int:
     with world.database.read() as session:

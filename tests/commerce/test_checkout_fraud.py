@@ -16,6 +16,9 @@ from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, ship_to
 from tests.commerce.test_checkout_abandoned import _balance, _gift_card, _one_use_code
 from tests.conftest import assert_problem
+from tests.helpers import drain
+
+pytestmark = pytest.mark.slow
 
 
 class Screen:
@@ -48,10 +51,6 @@ def _available(world: DemoWorld, variant_id: int) -> int:
         ]
 
 
-def _drain(world: DemoWorld) -> None:
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
-
-
 def _checkout(world: DemoWorld, token: str, payments: list[dict[str, Any]]) -> Any:
     return world.client.post(
         f"/v1/store/carts/{token}/checkout",
@@ -78,7 +77,7 @@ def test_review_holds_the_order_until_staff_approve_it(demo_world: DemoWorld, in
         (2, Decimal(cart["grand_total"]["amount"]), "JP")
     ]
     assert _available(demo_world, item) == 1  # paid and held for the order
-    _drain(demo_world)
+    drain(demo_world)
     held = ok(client.get(f"/v1/orders/{order['id']}", headers=staff))
     assert held["status"] == "fraud_review"
     assert ok(client.get(f"/v1/orders/{order['id']}/routing", headers=staff))["items"] == []
@@ -91,7 +90,7 @@ def test_review_holds_the_order_until_staff_approve_it(demo_world: DemoWorld, in
         )
     )
     assert approved["status"] == "confirmed"
-    _drain(demo_world)
+    drain(demo_world)
     assert ok(client.get(f"/v1/orders/{order['id']}/routing", headers=staff))["items"]
     assert ok(client.get(f"/v1/orders/{order['id']}", headers=staff))["status"] == "allocated"
 

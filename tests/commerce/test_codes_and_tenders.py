@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import update
 
 from mercato.db import utcnow
@@ -33,6 +34,7 @@ def _ready(world: DemoWorld, key: dict[str, str], price: str = "3000") -> str:
     return str(token)
 
 
+@pytest.mark.slow
 def test_expired_unknown_and_foreign_codes_are_refused(demo_world: DemoWorld) -> None:
     client, staff = demo_world.client, demo_world.staff()
     key = demo_world.key("web-jp")

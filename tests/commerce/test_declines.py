@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, pay, register, ship_to
 from tests.conftest import assert_problem
@@ -48,6 +50,7 @@ def test_a_declined_card_says_why(demo_world: DemoWorld) -> None:
         assert decline["message"] and code in problem["detail"]
 
 
+@pytest.mark.slow
 def test_spending_more_points_than_one_has_says_so(demo_world: DemoWorld) -> None:
     key = demo_world.key("web-jp")
     email = f"points-{uuid.uuid4().hex[:8]}@example.com"
@@ -90,6 +93,7 @@ def test_a_failed_three_d_secure_says_why_on_complete(demo_world: DemoWorld) -> 
         assert problem["provider_code"] == "authentication_failed"
 
 
+@pytest.mark.slow
 def test_declined_attempts_are_not_orders(demo_world: DemoWorld) -> None:
     client, key, staff = demo_world.client, demo_world.key("web-jp"), staff_login(demo_world)
     email = f"declined-{uuid.uuid4().hex[:8]}@example.com"

@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import update
 
 from mercato.db import utcnow
@@ -15,9 +16,11 @@ from mercato.fulfillment.models import FulfillmentOrder
 from mercato.inventory import service as inventory
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, TOKYO, add, card_token, new_cart, ok, ship_to
-from tests.commerce.test_story2_store_fulfilment import _associate, _drain, _level, _pay
+from tests.commerce.test_story2_store_fulfilment import _associate, _level, _pay
 from tests.conftest import assert_problem
-from tests.helpers import all_items
+from tests.helpers import all_items, drain
+
+pytestmark = pytest.mark.slow
 
 
 def _order(
@@ -38,7 +41,7 @@ def _order(
 def test_cancel_a_whole_order(demo_world: DemoWorld) -> None:
     item = demo_world.new_product({"WH-FRA": 4}, {"EU": {"EUR": "30.00"}})
     order = _order(demo_world, {}, [(item, 2)])
-    _drain(demo_world)
+    drain(demo_world)
     staff = demo_world.staff()
     assert _level(demo_world, item, "WH-FRA").reserved == 2
     result = ok(
@@ -67,7 +70,7 @@ def test_cancel_one_line_then_capture_only_what_ships(demo_world: DemoWorld) -> 
     keep = demo_world.new_product({"WH-FRA": 5}, {"EU": {"EUR": "40.00"}})
     drop = demo_world.new_product({"WH-FRA": 5}, {"EU": {"EUR": "25.00"}})
     order = _order(demo_world, {}, [(keep, 1), (drop, 2)])
-    _drain(demo_world)
+    drain(demo_world)
     staff = demo_world.staff()
     full = ok(demo_world.client.get(f"/v1/orders/{order['id']}", headers=staff))
     line = next(x for x in full["lines"] if x["variant_id"] == drop)
@@ -112,7 +115,7 @@ def test_cancel_one_line_then_capture_only_what_ships(demo_world: DemoWorld) -> 
 def test_a_hold_stops_fulfilment_until_released(demo_world: DemoWorld) -> None:
     item = demo_world.new_product({"WH-FRA": 3}, {"EU": {"EUR": "12.00"}})
     order = _order(demo_world, {}, [(item, 1)])
-    _drain(demo_world)
+    drain(demo_world)
     staff, client = demo_world.staff(), demo_world.client
     ok(
         client.post(
@@ -219,7 +222,7 @@ def test_imported_marketplace_order_is_idempotent_and_routed(demo_world: DemoWor
     )
     problem = assert_problem(client.post("/v1/orders/import", headers=staff, json=bad), 422)
     assert problem["errors"][0]["field"] == "body.lines[0].sku"
-    _drain(demo_world)
+    drain(demo_world)
     assert ok(client.get(f"/v1/orders/{order['id']}", headers=staff))["status"] == "allocated"
     assert _level(demo_world, item, "WH-TYO").reserved == 2
     payment = ok(client.get(f"/v1/payments?reference={order['number']}", headers=staff))["items"][0]
@@ -251,7 +254,7 @@ def test_an_uncollected_pickup_expires(demo_world: DemoWorld) -> None:
         ),
         201,
     )
-    _drain(demo_world)
+    drain(demo_world)
     associate = _associate(demo_world, "ST-BERLIN")
     task = next(
         t

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, login, new_cart, ok, pay, register, ship_to
+
+pytestmark = pytest.mark.slow
 
 AMOUNTS = ("subtotal", "discount_total", "shipping_total", "tax_total", "grand_total")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from mercato.auth import service as auth_service
 from mercato.auth.permissions import Role
 from mercato.auth.principal import Principal
@@ -13,7 +15,9 @@ from mercato.shipping import service as shipping
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, add, card_token, new_cart, ok, ship_to
 from tests.conftest import assert_problem
-from tests.helpers import all_items
+from tests.helpers import all_items, drain
+
+pytestmark = pytest.mark.slow
 
 POTSDAM = (52.39, 13.06)
 
@@ -39,10 +43,6 @@ def _associate(world: DemoWorld, store: str) -> dict[str, str]:
 def _level(world: DemoWorld, variant: int, code: str) -> inventory.LevelSnapshot:
     with world.database.read() as session:
         return inventory.get_level(session, variant, world.location_id(code))
-
-
-def _drain(world: DemoWorld) -> None:
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
 
 
 def _pay(world: DemoWorld, key: dict[str, str], token: str, total: str) -> dict:
@@ -96,7 +96,7 @@ def test_click_and_collect_in_the_nearest_store(demo_world: DemoWorld) -> None:
     assert cart["can_checkout"], cart  # no shipping address needed for a pickup
     order = _pay(demo_world, key, token, cart["grand_total"]["amount"])
     assert _level(demo_world, item, "ST-BERLIN").reserved == 1  # held for her
-    _drain(demo_world)
+    drain(demo_world)
     staff = demo_world.staff()
     routed = ok(client.get(f"/v1/orders/{order['id']}", headers=staff))
     assert routed["status"] == "allocated"
@@ -146,7 +146,7 @@ def test_ship_from_store_when_the_warehouse_is_empty(demo_world: DemoWorld) -> N
     add(client, key, token, item, 2)
     cart = ship_to(client, key, token, BERLIN, "lena@example.de")
     order = _pay(demo_world, key, token, cart["grand_total"]["amount"])
-    _drain(demo_world)
+    drain(demo_world)
     staff = demo_world.staff()
     associate = _associate(demo_world, "ST-BERLIN")
     task = next(
@@ -174,7 +174,7 @@ def test_ship_from_store_when_the_warehouse_is_empty(demo_world: DemoWorld) -> N
         shipping.record_tracking_event(
             session, number, "delivered", datetime.now(UTC), description="delivered to the door"
         )
-    _drain(demo_world)
+    drain(demo_world)
     assert ok(client.get(f"/v1/orders/{order['id']}", headers=staff))["status"] == "delivered"
 
 
@@ -185,7 +185,7 @@ def test_a_store_that_rejects_a_line_hands_it_to_another(demo_world: DemoWorld) 
     add(client, key, token, item, 1)
     cart = ship_to(client, key, token, BERLIN, "lena@example.de")
     order = _pay(demo_world, key, token, cart["grand_total"]["amount"])
-    _drain(demo_world)
+    drain(demo_world)
     berlin = _associate(demo_world, "ST-BERLIN")
     task = next(
         t

@@ -8,11 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mercato.inventory import service as inventory
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ship_to
 from tests.servers import api_processes
+
+pytestmark = pytest.mark.slow
 
 BUYERS = 16
 STOCK = {"WH-TYO": 3, "ST-SHIBUYA": 2}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 from mercato.channels import service as channels
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, ship_to
@@ -27,6 +29,7 @@ def _tender_refs(schema: dict[str, Any]) -> list[str]:
     return [choice["$ref"].rsplit("/", 1)[1] for choice in schema["items"]["oneOf"]]
 
 
+@pytest.mark.slow
 def test_the_document_describes_every_tender(demo_world: DemoWorld) -> None:
     doc = ok(demo_world.client.get("/openapi.json"))
     schemas = doc["components"]["schemas"]

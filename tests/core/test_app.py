@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import assert_problem
+
+pytestmark = pytest.mark.slow
 
 
 def test_health_answers_without_auth(client: TestClient) -> None:

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from mercato import bootstrap
@@ -82,6 +83,7 @@ def _payments(database: Database, number: str) -> dict[str, str]:
         return {method: status for method, status in rows}
 
 
+@pytest.mark.slow
 def test_abandon_stale_voids_a_points_payment_in_a_process_of_its_own(
     demo_world: DemoWorld,
 ) -> None:

@@ -25,6 +25,8 @@ from mercato.settings import Settings
 from tests.helpers import fast_password_hashing
 from tests.servers import free_port
 
+pytestmark = pytest.mark.slow
+
 PUBLISHED_SECRET = "mercato-development-secret-change-me"
 
 

@@ -32,6 +32,8 @@ from mercato.locations.models import Location
 from mercato.settings import Settings
 from tests.helpers import fast_password_hashing
 
+pytestmark = pytest.mark.slow
+
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 KEY_LINE = re.compile(r"^\s{4}(\S+)\s+(mck_\S+)\s*$")
 LOGIN_LINE = re.compile(r"Staff login:\s+(\S+) / (\S+)")

@@ -18,7 +18,9 @@ from mercato.fulfillment import service as fulfillment
 from mercato.settings import Settings
 from tests.demo_world import DemoWorld
 from tests.fulfillment.conftest import item, place
-from tests.helpers import detach_categories, fast_password_hashing
+from tests.helpers import detach_categories, drain, fast_password_hashing
+
+pytestmark = pytest.mark.slow
 
 BERLIN = {
     "name": "Lena Schmidt",
@@ -74,10 +76,9 @@ def test_after_seeding_nothing_waits_and_the_first_order_is_routed_by_the_first_
     variant = item(fresh_demo, {"WH-FRA": 20}, {"EU": {"EUR": "19.90"}})
     line = {"variant_id": variant, "quantity": 2}
     order = place(fresh_demo, "web-de", [line], address=BERLIN, dispatch=False)
-    dispatcher = fresh_demo.client.app.state.dispatcher  # type: ignore[attr-defined]
 
     # The order's events and the new item's catalogue events: a few dozen, not thousands.
-    assert dispatcher.drain() < 50
+    assert drain(fresh_demo) < 50
 
     with fresh_demo.database.read() as session:
         [decision] = fulfillment.decisions(session, order["id"])

@@ -24,6 +24,8 @@ from tests.conftest import assert_problem
 from tests.helpers import fast_password_hashing, gtin, make_location, make_product, ok
 from tests.servers import free_port
 
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 
 

@@ -225,6 +225,7 @@ def test_an_expired_lease_nobody_took_over_is_still_delivered_once(db: Database)
     assert seen == [1]
 
 
+@pytest.mark.slow
 def test_urgent_events_are_claimed_before_a_backlog_of_bulk_ones(db: Database) -> None:
     dispatcher = Dispatcher(db)
     seen: list[str] = []
@@ -239,6 +240,7 @@ def test_urgent_events_are_claimed_before_a_backlog_of_bulk_ones(db: Database) -
     assert seen[3:] == ["stock.changed"] * 300
 
 
+@pytest.mark.slow
 def test_an_order_confirmed_while_a_backlog_drains_waits_one_batch_at_most(db: Database) -> None:
     dispatcher = Dispatcher(db)
     seen: list[str] = []

@@ -3,6 +3,8 @@ with an address are kept."""
 
 from __future__ import annotations
 
+import pytest
+
 from mercato.fulfillment.sourcing import haversine_km
 from mercato.geocoding import Source, describe, geocode, locate
 
@@ -14,6 +16,7 @@ def _km(found: object, point: tuple[float, float]) -> float:
     return haversine_km(found.latitude, found.longitude, *point)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_every_demo_country_is_placed_from_its_postal_codes_or_cities() -> None:
     cases = [
         (("DE", "10115", "Berlin"), Source.POSTAL_CODE, BERLIN_MITTE_STORE, 3),

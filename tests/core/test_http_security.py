@@ -24,6 +24,8 @@ from mercato.settings import Settings
 from tests.conftest import assert_problem
 from tests.helpers import channel_key, count, make_channel
 
+pytestmark = pytest.mark.slow
+
 KIB = 1024
 Headers = dict[str, str]
 

@@ -145,6 +145,7 @@ def test_id_lists_beyond_a_bigint_are_422(
     assert _fields(response) == ["query.variant_ids"]
 
 
+@pytest.mark.slow
 def test_shopper_id_lists_beyond_a_bigint_are_422(
     client: TestClient, owner_headers: Headers
 ) -> None:

@@ -73,6 +73,7 @@ def test_serve_refuses_to_start_without_real_keys(
     assert not (tmp_path / "shop.db").exists()  # refused before touching the database
 
 
+@pytest.mark.slow
 def test_serve_starts_with_generated_keys(
     no_keys: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

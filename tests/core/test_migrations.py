@@ -21,6 +21,8 @@ from mercato.db import Base, Database
 from mercato.settings import Settings
 from tests.conftest import BACKENDS, POSTGRES_URL
 
+pytestmark = pytest.mark.slow
+
 
 def _driver_url(url: str) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1]

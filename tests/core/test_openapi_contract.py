@@ -30,6 +30,8 @@ from tests.backends import BACKENDS
 from tests.demo_world import _postgres_database
 from tests.helpers import fast_password_hashing
 
+pytestmark = pytest.mark.slow
+
 # Examples per operation and mode: enough to find the validation gaps a new endpoint
 # tends to have, few enough to keep the whole run to a minute or two on SQLite.
 EXAMPLES = {GenerationMode.POSITIVE: 4, GenerationMode.NEGATIVE: 3}
@@ -142,7 +144,6 @@ def _describe(case: Any) -> str:
     return f"{case.method} {case.formatted_path} query={case.query!r}{body}"[:600]
 
 
-@pytest.mark.slow
 def test_every_operation_answers_only_documented_statuses(
     fuzz_world: tuple[TestClient, Database, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,8 @@ from tests.helpers import (
     ok,
 )
 
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 
 STAFF_LISTS = ["/v1/products", "/v1/customers", "/v1/staff", "/v1/audit", "/v1/locations"]

@@ -18,7 +18,7 @@ from mercato.db import Database
 from mercato.orders import service as orders
 from mercato.orders.models import Order
 from mercato.orders.state import OrderStatus
-from tests.helpers import channel_key, fast_password_hashing, make_channel
+from tests.helpers import channel_key, drain, fast_password_hashing, make_channel
 
 SYSTEM = Principal.system("tests")
 Headers = dict[str, str]
@@ -45,7 +45,7 @@ class Shop:
         return headers
 
     def drain(self) -> int:
-        return int(self.app.state.dispatcher.drain())
+        return drain(self.app)
 
 
 @pytest.fixture

@@ -9,10 +9,15 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
 from tests.commerce.helpers import TOKYO, add, new_cart, ok, pay, register, ship_to
 from tests.demo_world import DemoWorld
+from tests.helpers import drain
+
+pytestmark = pytest.mark.slow
 
 
 def _channel_id(world: DemoWorld, code: str) -> int:
@@ -112,7 +117,7 @@ def test_a_person_buying_on_the_web_a_marketplace_and_in_store_is_one_profile(
     # Later the marketplace sends only its buyer id.
     second_market = imported([{"type": "marketplace_buyer", "value": buyer, "verified": True}])
     assert second_market["customer_id"] == me
-    demo_world.client.app.state.dispatcher.drain()
+    drain(demo_world)
 
     profile = ok(client.get(f"/v1/customers/{me}/profile", headers=staff))
     identities = {(i["type"], i["value"], i["verified"]) for i in profile["identities"]}

@@ -142,6 +142,7 @@ def test_configured_keys_come_from_the_setting(monkeypatch: pytest.MonkeyPatch) 
         (f"{OLD},short", "#2 is not a Fernet key"),
         (f"{OLD},{OLD}", "same key twice"),
     ],
+    ids=["none", "not-a-key", "second-short", "same-twice"],  # the keys are random
 )
 def test_bad_key_settings_are_refused(spec: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):

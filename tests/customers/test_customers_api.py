@@ -150,6 +150,7 @@ def test_locale_is_normalised(client: TestClient, channel: dict[str, Any]) -> No
     assert response.json()["customer"]["locale"] == "ja-JP"
 
 
+@pytest.mark.slow
 def test_duplicate_email_is_409(client: TestClient, channel: dict[str, Any], db: Database) -> None:
     assert _register(client, channel["headers"]).status_code == 201
     assert_problem(

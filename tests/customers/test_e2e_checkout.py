@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, add, new_cart, ok, pay, register, ship_to
+from tests.helpers import drain
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_checkout_shows_up_in_the_profile_and_the_timeline(
@@ -19,7 +24,7 @@ def test_a_checkout_shows_up_in_the_profile_and_the_timeline(
     total = ship_to(world.client, key, token, BERLIN)["grand_total"]["amount"]
     order = pay(world.client, key, token, total)
     assert order.status_code == 201, order.text
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
+    drain(world)
 
     staff = world.staff()
     me = ok(world.client.get("/v1/store/customers/me", headers=key))

@@ -144,6 +144,7 @@ def test_a_cancellation_seen_before_its_placement_keeps_the_order_uncounted(
     assert _figures(shop.db, me).order_count == 0
 
 
+@pytest.mark.slow
 def test_concurrent_order_events_for_one_customer_all_count(shop: Shop, db: Database) -> None:
     me = _new_customer(db)
     amounts = [Decimal(f"{n}.{n:02d}") for n in range(1, 41)]
@@ -177,6 +178,7 @@ amount_lists = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

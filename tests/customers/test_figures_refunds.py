@@ -7,11 +7,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from mercato.customers import figures
 from mercato.events import Event
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import ok
-from tests.helpers import outbox
+from tests.helpers import drain, outbox
 from tests.returns.conftest import (
     fulfil,
     line,
@@ -23,9 +25,7 @@ from tests.returns.conftest import (
     start_return,
 )
 
-
-def _drain(world: DemoWorld) -> None:
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
+pytestmark = pytest.mark.slow
 
 
 def _value(world: DemoWorld, customer_id: int) -> tuple[int, Decimal, Decimal]:
@@ -68,18 +68,18 @@ def test_refunds_lower_lifetime_value_once(demo_world: DemoWorld) -> None:
     order = place(demo_world, [(item["ONE"], 1), (item["TWO"], 1)])
     customer_id = order.body["customer_id"]
     fulfil(demo_world, order)
-    _drain(demo_world)
+    drain(demo_world)
     total = Decimal(order.body["grand_total"])
     assert _value(demo_world, customer_id) == (1, total, total)
 
     to_card = _returned(demo_world, order, item["ONE"])
-    _drain(demo_world)
+    drain(demo_world)
     card_refund = Decimal(to_card["refunded_total"])
     assert card_refund > 0
     assert _value(demo_world, customer_id) == (1, total - card_refund, total - card_refund)
 
     as_credit = _returned(demo_world, order, item["TWO"], refund_method="store_credit")
-    _drain(demo_world)
+    drain(demo_world)
     credit = Decimal(as_credit["refunded_total"])
     assert credit > 0
     net = total - card_refund - credit

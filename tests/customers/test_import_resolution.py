@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from mercato.customers.models import Customer, MergeSuggestion
@@ -20,6 +21,8 @@ from mercato.money import quantize
 from mercato.orders.models import Order
 from tests.commerce.helpers import ok
 from tests.customers.conftest import Shop
+
+pytestmark = pytest.mark.slow
 
 # The lines of the UCI "Online Retail" customers who bought from two countries.
 DATA = Path(__file__).resolve().parents[1] / "data" / "online_retail_multicountry.csv"

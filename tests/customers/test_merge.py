@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from mercato.auth.permissions import Role
@@ -18,6 +19,8 @@ from mercato.events import Event
 from tests.conftest import assert_problem
 from tests.customers.conftest import SYSTEM, Shop, place_order, register
 from tests.helpers import audit_entries, count, ok, outbox
+
+pytestmark = pytest.mark.slow
 
 Profile = dict[str, Any]
 HOME = {"line1": "Torstraße 1", "city": "Berlin", "postal_code": "10119", "country": "DE"}

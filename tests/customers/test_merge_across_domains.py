@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from mercato.carts.models import Cart
@@ -22,10 +23,9 @@ from mercato.promotions.models import PromotionCustomerUsage
 from mercato.support.models import SupportCase
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, new_cart, ok, pay, register, ship_to
+from tests.helpers import drain
 
-
-def _drain(world: DemoWorld) -> None:
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
+pytestmark = pytest.mark.slow
 
 
 def _shopper(world: DemoWorld, channel: str) -> tuple[int, dict[str, str], str]:
@@ -210,7 +210,7 @@ def test_merge_moves_every_domain_and_undo_moves_it_back(demo_world: DemoWorld) 
             OfferClaim(rule_id=rule, customer_id=a, issued_at=now - timedelta(days=3), run_id=1)
         )
         session.add(OfferClaim(rule_id=rule, customer_id=b, issued_at=now, run_id=2))
-    _drain(demo_world)
+    drain(demo_world)
     before_a, before_b = _holdings(demo_world, a), _holdings(demo_world, b)
     assert before_a["emails_ok"] and not before_b["emails_ok"]
     assert once in _applied(demo_world, web, a, once_item)
@@ -220,7 +220,7 @@ def test_merge_moves_every_domain_and_undo_moves_it_back(demo_world: DemoWorld) 
     claims = _claims(demo_world, rule)
 
     merge = ok(client.post(f"/v1/customers/{a}/merge", headers=staff, json={"from": b}), 201)
-    _drain(demo_world)
+    drain(demo_world)
     merged_a, merged_b = _holdings(demo_world, a), _holdings(demo_world, b)
     for name in ("orders", "carts", "payments", "cases"):
         assert merged_a[name] == sorted(before_a[name] + before_b[name]), name
@@ -240,7 +240,7 @@ def test_merge_moves_every_domain_and_undo_moves_it_back(demo_world: DemoWorld) 
     assert _claims(demo_world, rule) == {a: claims[b]}
 
     ok(client.post(f"/v1/customers/merges/{merge['merge_id']}/undo", headers=staff))
-    _drain(demo_world)
+    drain(demo_world)
     assert _holdings(demo_world, a) == before_a
     assert _holdings(demo_world, b) == before_b
     with demo_world.database.read() as session:

@@ -293,6 +293,7 @@ def test_bad_identifiers_are_422_and_create_nothing(shop: Shop) -> None:
     assert count(shop.db, CustomerIdentity) == 0
 
 
+@pytest.mark.slow
 def test_concurrent_sales_with_a_new_verified_card_make_one_profile(
     shop: Shop, db: Database
 ) -> None:

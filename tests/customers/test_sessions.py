@@ -203,6 +203,7 @@ def test_a_password_change_ends_every_other_session(
     assert ok(_login(shop, "a brand new secret"))
 
 
+@pytest.mark.slow
 def test_a_password_change_retried_with_its_idempotency_key_gets_the_same_answer(
     shop: Shop, account: dict[str, Any]
 ) -> None:

@@ -19,7 +19,7 @@ from mercato.pricing import service as pricing
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import card_token, new_cart, ok
 from tests.demo_world import staff_login
-from tests.helpers import fast_password_hashing
+from tests.helpers import drain, fast_password_hashing
 
 SYSTEM = Principal.system("tests")
 Headers = dict[str, str]
@@ -134,10 +134,6 @@ def place(
     if dispatch:
         drain(world)
     return order
-
-
-def drain(world: DemoWorld) -> None:
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
 
 
 def tasks(world: DemoWorld, order_id: int, kind: str | None = None) -> list[dict[str, Any]]:

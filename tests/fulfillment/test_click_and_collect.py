@@ -28,6 +28,8 @@ from tests.fulfillment.conftest import (
     track,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def _pickup_order(
     world: DemoWorld, *, ship_too: bool = False, customer: bool = True

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, ok
 from tests.fulfillment.conftest import item, place, staff, tasks
 from tests.helpers import all_items
+
+pytestmark = pytest.mark.slow
 
 PERSONAL = ("name", "line1", "line2", "city", "region", "postal_code", "phone", "email")
 

@@ -8,6 +8,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from mercato.marketing.models import Message
@@ -161,6 +162,7 @@ def test_duties_due_on_delivery_are_shown_but_not_charged(demo_world: DemoWorld)
     assert {o["origin_country"] for o in cart["shipping_options"]} == {"US"}
 
 
+@pytest.mark.slow
 def test_a_carrier_swap_after_routing_is_shown_to_the_shopper(demo_world: DemoWorld) -> None:
     client = demo_world.client
     variant = item(demo_world, {"WH-NJ": 1, "WH-TYO": 3}, PRICE)

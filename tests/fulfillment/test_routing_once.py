@@ -28,6 +28,8 @@ from mercato.settings import Settings
 from tests.commerce.conftest import DemoWorld
 from tests.fulfillment.conftest import drain, item, place
 
+pytestmark = pytest.mark.slow
+
 MUNICH = {
     "name": "Jonas Weber",
     "line1": "Marienplatz 1",

@@ -18,6 +18,8 @@ from tests.commerce.helpers import ok
 from tests.conftest import assert_problem
 from tests.fulfillment.conftest import item, place, staff, tasks
 
+pytestmark = pytest.mark.slow
+
 MUNICH = {
     "name": "Jonas Weber",
     "line1": "Marienplatz 1",

@@ -417,6 +417,7 @@ def _latlng() -> tuple[st.SearchStrategy[float], st.SearchStrategy[float]]:
     return st.floats(45, 55), st.floats(0, 16)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(_orders())
 def test_plans_never_exceed_stock_or_the_order(case: tuple) -> None:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mercato.auth import service as auth_service
 from mercato.auth.permissions import Role
@@ -96,6 +97,7 @@ def test_sales_holds_and_releases_racing(db: Database, world: World, stock: Stoc
     assert_ledger_consistent(db)
 
 
+@pytest.mark.slow
 def test_two_api_processes_never_oversell(
     db: Database, world: World, stock: Stock, tmp_path: Path
 ) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 
 from mercato.auth.permissions import Role
 from mercato.db import Database
 from tests.conftest import assert_problem
 from tests.inventory.conftest import World, assert_ledger_consistent, level
+
+pytestmark = pytest.mark.slow
 
 Stock = Callable[[int, int, int], None]
 Headers = dict[str, str]

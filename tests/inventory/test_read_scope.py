@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from mercato.auth.permissions import Role
 from tests.conftest import assert_problem
 from tests.inventory.conftest import World
+
+pytestmark = pytest.mark.slow
 
 Stock = Callable[[int, int, int], None]
 Headers = dict[str, str]

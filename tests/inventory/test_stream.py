@@ -16,6 +16,8 @@ from mercato.inventory import service as inventory
 from mercato.inventory.stream import StockStream
 from tests.inventory.conftest import World
 
+pytestmark = pytest.mark.slow
+
 Stock = Callable[[int, int, int], None]
 
 

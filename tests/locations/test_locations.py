@@ -177,6 +177,7 @@ def test_create_and_read(client: TestClient, owner_headers: Headers, db: Databas
     )
 
 
+@pytest.mark.slow
 def test_list_filters(client: TestClient, owner_headers: Headers) -> None:
     _create(client, owner_headers)
     created(client.post("/v1/locations", json=LOCATION, headers=owner_headers))
@@ -273,6 +274,7 @@ def test_coordinates_are_optional_together(client: TestClient, owner_headers: He
     assert cleared["latitude"] == placeless["latitude"]
 
 
+@pytest.mark.slow
 def test_patch_changes_what_is_sent(
     client: TestClient, owner_headers: Headers, db: Database
 ) -> None:
@@ -310,6 +312,7 @@ def test_patch_changes_what_is_sent(
     assert len(outbox(db, "location.updated")) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["name", "timezone", "active", "opening_hours", "address", "capabilities"]
 )
@@ -325,6 +328,7 @@ def test_patch_refuses_null_for_required_fields(
     assert ok(client.get(path, headers=owner_headers)) == store
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -346,6 +350,7 @@ def test_patch_refuses_bad_input(
     assert ok(client.get(path, headers=owner_headers)) == store
 
 
+@pytest.mark.slow
 def test_unknown_location_is_404(client: TestClient, owner_headers: Headers) -> None:
     assert_problem(client.get("/v1/locations/999999", headers=owner_headers), 404, "not-found")
     assert_problem(

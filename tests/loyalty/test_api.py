@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -16,6 +17,8 @@ from mercato.db import Database
 from mercato.loyalty import service as loyalty
 from tests.conftest import assert_problem
 from tests.loyalty.conftest import Loyal, assert_ledger_consistent, balance, entry_count, programme
+
+pytestmark = pytest.mark.slow
 
 Headers = dict[str, str]
 

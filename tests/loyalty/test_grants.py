@@ -21,6 +21,8 @@ from tests.conftest import assert_problem
 from tests.helpers import make_location
 from tests.loyalty.conftest import Loyal, assert_ledger_consistent, balance, programme
 
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 
 

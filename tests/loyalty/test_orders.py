@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from mercato.auth.principal import Principal
 from mercato.db import Database
 from mercato.events import publish
@@ -14,6 +16,7 @@ from mercato.loyalty import service as loyalty
 from mercato.loyalty.schemas import CampaignIn
 from mercato.orders import service as orders
 from mercato.orders.state import OrderStatus
+from tests.helpers import drain
 from tests.loyalty.conftest import (
     Loyal,
     assert_ledger_consistent,
@@ -27,10 +30,6 @@ from tests.loyalty.conftest import (
 )
 
 STAFF = Principal.system("tests")
-
-
-def drain(app: Any) -> None:
-    app.state.dispatcher.drain()
 
 
 def returned(
@@ -100,6 +99,7 @@ def test_cancelled_orders_guests_and_a_paused_programme_earn_nothing(
     assert kinds(db, loyal.hana) == []
 
 
+@pytest.mark.slow
 def test_campaigns_and_tier_multiplier(app: Any, db: Database, loyal: Loyal) -> None:
     now = datetime.now(UTC)
     with db.transaction() as session:

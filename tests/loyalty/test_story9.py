@@ -13,6 +13,7 @@ import uuid
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from mercato.auth.principal import Principal
@@ -23,7 +24,9 @@ from mercato.inventory import service as inventory
 from mercato.pricing import service as pricing
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, login, new_cart, ok, pay, register, ship_to
-from tests.helpers import all_items
+from tests.helpers import all_items, drain
+
+pytestmark = pytest.mark.slow
 
 SYSTEM = Principal.system("tests")
 
@@ -168,12 +171,11 @@ def _tier_changes(world: DemoWorld, customer_id: int) -> list[tuple[str | None, 
 
 def test_story9_points_across_channels(demo_world: DemoWorld) -> None:
     client = demo_world.client
-    drain = demo_world.client.app.state.dispatcher.drain  # type: ignore[attr-defined]
     staff = demo_world.staff()
     _setup_programme(demo_world, staff)
     coffee = _coffee(demo_world, "2200")
     mug = demo_world.new_product({"WH-TYO": 50, "ST-SHIBUYA": 50}, {"JP": {"JPY": "1650"}})
-    drain()
+    drain(demo_world)
 
     # Online in Japan: five bags of coffee and a mug.
     web = demo_world.key("web-jp")
@@ -185,7 +187,7 @@ def test_story9_points_across_channels(demo_world: DemoWorld) -> None:
     ok(client.post(f"/v1/store/carts/{token}/customer", headers=me))
     cart = ship_to(client, me, token, TOKYO, email)
     online = ok(pay(client, me, token, cart["grand_total"]["amount"], idempotency_key=token), 201)
-    drain()
+    drain(demo_world)
     earned = _expected_points(online, coffee)
     assert earned == 236  # 5 x 2200 x 2 / 100 + 1650 / 100 = 236.5, rounded down
     seen = _mine(demo_world, me)
@@ -193,7 +195,7 @@ def test_story9_points_across_channels(demo_world: DemoWorld) -> None:
 
     # The warehouse ships it: the points are granted, and they make her silver.
     _ship(demo_world, online)
-    drain()
+    drain(demo_world)
     assert _status(demo_world, online) == "fulfilled"
     seen = _mine(demo_world, me)
     assert (seen["balance"], seen["pending"]) == (earned, 0)
@@ -207,7 +209,7 @@ def test_story9_points_across_channels(demo_world: DemoWorld) -> None:
             f"/v1/orders/{online['id']}/transitions", headers=staff, json={"to": "delivered"}
         )
     )
-    drain()
+    drain(demo_world)
     assert _mine(demo_world, me)["balance"] == earned
 
     # In the Shibuya store: a mug for pickup now, 100 points and the rest in cash.
@@ -231,7 +233,7 @@ def test_story9_points_across_channels(demo_world: DemoWorld) -> None:
         json={"payments": tenders},
     )
     in_store = ok(sale, 201)
-    drain()
+    drain(demo_world)
     seen = _mine(demo_world, at_till)
     assert seen["balance"] == earned - 100
     spent = seen["history"][0]
@@ -243,23 +245,23 @@ def test_story9_points_across_channels(demo_world: DemoWorld) -> None:
     assert spent["channel_id"] == in_store["channel_id"]
     store_points = _expected_points(in_store, coffee, paid_with_points="100")
     assert seen["pending"] == store_points == 15  # (1650 - 100) / 100, none on the points
-    drain()
+    drain(demo_world)
     _hand_over(demo_world, in_store)
-    drain()
+    drain(demo_world)
     assert _status(demo_world, in_store) == "picked_up"
     balance = earned - 100 + store_points
     assert _mine(demo_world, at_till)["balance"] == balance
 
     # She returns one bag of the online coffee: its share of the online points goes back.
     _return(demo_world, online, coffee, 1)
-    drain()
+    drain(demo_world)
     first_return = 43  # 236 x (220 x 1/5) / 236.5, rounded down
     seen = _mine(demo_world, me)
     assert seen["balance"] == balance - first_return
     assert seen["tier"]["code"] == "silver"  # 236 + 15 - 43 = 208 qualifying points
     # Two more bags: 131 of the 236 points are back in all, and silver is lost.
     _return(demo_world, online, coffee, 2)
-    drain()
+    drain(demo_world)
     seen = _mine(demo_world, me)
     assert seen["balance"] == balance - 131
     assert seen["qualifying_points"] == earned + store_points - 131

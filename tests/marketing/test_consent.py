@@ -105,6 +105,7 @@ def test_repeating_the_current_decision_writes_nothing(
     assert len(outbox(db, "consent.changed")) == 2
 
 
+@pytest.mark.slow
 def test_shopper_lists_and_changes_own_consents(
     db: Database, client: TestClient, shop: Shop, new_customer: Callable[..., int]
 ) -> None:
@@ -184,6 +185,7 @@ BAD_CHANGES: list[tuple[list[dict[str, Any]], str]] = [
 ]
 
 
+@pytest.mark.slow
 def test_bad_consent_input_is_a_422_naming_the_field_and_changes_nothing(
     db: Database, client: TestClient, shop: Shop, new_customer: Callable[..., int]
 ) -> None:
@@ -198,6 +200,7 @@ def test_bad_consent_input_is_a_422_naming_the_field_and_changes_nothing(
     assert len(outbox(db)) == events_before
 
 
+@pytest.mark.slow
 def test_staff_record_consent_audited_and_guarded(
     db: Database,
     client: TestClient,

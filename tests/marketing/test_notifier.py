@@ -183,6 +183,7 @@ def smtp_server() -> Iterator[_SmtpServer]:
     server.server_close()
 
 
+@pytest.mark.slow
 def test_smtp_sender_delivers_text_and_html(db: Database, smtp_server: _SmtpServer) -> None:
     host, port = smtp_server.server_address[:2]
     config = SmtpConfig(
@@ -231,6 +232,7 @@ def test_senders_come_from_the_settings(db: Database) -> None:
     assert idle._periodic == []
 
 
+@pytest.mark.slow
 def test_staff_list_messages_personal_data_only_with_pii_permission(
     db: Database,
     client: TestClient,

@@ -27,6 +27,8 @@ from tests.conftest import assert_problem
 from tests.helpers import outbox
 from tests.marketing.conftest import ACTOR, Shop
 
+pytestmark = pytest.mark.slow
+
 S = OrderStatus
 
 

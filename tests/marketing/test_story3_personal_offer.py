@@ -10,11 +10,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, new_cart, ok, pay, ship_to
 from tests.conftest import assert_problem
+
+pytestmark = pytest.mark.slow
 
 PASSWORD = "a long password"
 

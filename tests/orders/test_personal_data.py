@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, new_cart, ok, pay, ship_to
+
+pytestmark = pytest.mark.slow
 
 
 def _login(world: DemoWorld, who: str) -> dict[str, str]:

@@ -21,10 +21,9 @@ from mercato.flows import imported_orders
 from mercato.orders import service as orders
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, pay, register, ship_to
+from tests.helpers import drain
 
-
-def _drain(world: DemoWorld) -> None:
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
+pytestmark = pytest.mark.slow
 
 
 def _found(world: DemoWorld, **params: Any) -> set[int]:
@@ -99,7 +98,7 @@ def test_order_search_filters(demo_world: DemoWorld) -> None:
         ),
         201,
     )
-    _drain(demo_world)
+    drain(demo_world)
     mine = {shipped["id"], pickup["id"], imported["id"]}
 
     assert _found(demo_world, customer_id=customer_id) == {shipped["id"]}

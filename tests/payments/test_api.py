@@ -6,6 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -16,6 +17,8 @@ from mercato.payments.service import TenderRequest
 from tests.conftest import assert_problem
 from tests.helpers import audit_entries, created, make_location, ok
 from tests.payments.conftest import THREE_DS, World, card_tender, create, pay, payment
+
+pytestmark = pytest.mark.slow
 
 Headers = dict[str, str]
 

@@ -100,6 +100,7 @@ def test_partial_redemptions_and_the_refusals(db: Database, world: World) -> Non
     assert_balances_match_ledgers(db)
 
 
+@pytest.mark.slow
 def test_many_threads_spending_one_gift_card(db: Database, world: World) -> None:
     """16 checkouts race for one card worth 10 x 7.00: exactly 10 win, never below zero."""
     code = issue_card(db, "70.00")
@@ -129,6 +130,7 @@ def test_many_threads_spending_one_gift_card(db: Database, world: World) -> None
     assert_balances_match_ledgers(db)
 
 
+@pytest.mark.slow
 def test_concurrent_redemptions_and_voids_keep_the_ledger(db: Database, world: World) -> None:
     code = issue_card(db, "20.00")
 

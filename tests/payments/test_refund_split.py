@@ -15,6 +15,8 @@ from mercato.money import from_minor, has_valid_precision, quantum
 from mercato.payments.balances import checked_amount
 from mercato.payments.service import RefundSource, allocate_refund, refund_order, split_refund
 
+pytestmark = pytest.mark.slow
+
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 sources_strategy = st.lists(

@@ -35,6 +35,8 @@ from tests.payments.conftest import (
     pending_rows,
 )
 
+pytestmark = pytest.mark.slow
+
 URL = "/v1/payments/webhooks/test_gateway"
 
 

@@ -135,6 +135,7 @@ def test_resolution_is_a_fixed_number_of_statements(db: Database, variants: list
     assert len(statements) <= 4, statements
 
 
+@pytest.mark.slow
 def test_prices_api_validation_and_permissions(
     client: TestClient,
     owner_headers: dict[str, str],
@@ -191,6 +192,7 @@ def test_prices_api_validation_and_permissions(
     )
 
 
+@pytest.mark.slow
 def test_rates_csv_import(
     client: TestClient, owner_headers: dict[str, str], db: Database, variants: list[int]
 ) -> None:

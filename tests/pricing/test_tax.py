@@ -531,6 +531,7 @@ def exact_tax(amount: Decimal, rate: Decimal, inclusive: bool) -> Decimal:
     return amount * rate / (1 + rate) if inclusive else amount * rate
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(tax_requests())
 def test_invariants_hold_for_any_cart(req: TaxRequest) -> None:
@@ -565,6 +566,7 @@ def test_invariants_hold_for_any_cart(req: TaxRequest) -> None:
             assert row.tax == quantize(exact_tax(base, row.rate, inclusive), req.currency, mode)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(tax_requests())
 def test_refund_mirrors_sale_for_any_cart(req: TaxRequest) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from mercato.auth.models import AuditEntry
@@ -25,6 +26,8 @@ from tests.returns.conftest import (
     staff_login,
     start_return,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def _erase(world: DemoWorld, customer_id: int) -> Any:

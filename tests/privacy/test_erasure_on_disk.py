@@ -65,6 +65,7 @@ def _file_bytes(db: Database) -> bytes:
     return b"".join(f.read_bytes() for f in files if f.exists())
 
 
+@pytest.mark.slow
 def test_sqlite_keeps_no_old_bytes_of_an_erased_value(
     client: TestClient, owner_headers: Headers, db: Database
 ) -> None:

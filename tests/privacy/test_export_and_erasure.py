@@ -10,6 +10,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,9 @@ from mercato.privacy.models import PrivacyRequest
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import add, new_cart, ok, pay, ship_to
 from tests.conftest import assert_problem
+from tests.helpers import drain
+
+pytestmark = pytest.mark.slow
 
 
 def _person() -> dict[str, str]:
@@ -262,19 +266,11 @@ def _channel_id(session: Session, code: str) -> int:
     return int(found)
 
 
-def _drain(world: DemoWorld) -> None:
-    from mercato.events import Dispatcher
-
-    dispatcher = world.client.app.state.dispatcher  # type: ignore[attr-defined]
-    assert isinstance(dispatcher, Dispatcher)
-    dispatcher.drain()
-
-
 def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: DemoWorld) -> None:
     client = demo_world.client
     person = _person()
     setup = _customer_with_history(demo_world, person)
-    _drain(demo_world)
+    drain(demo_world)
     customer_id, order = setup["customer_id"], setup["order"]
     staff = demo_world.staff()
 
@@ -386,7 +382,7 @@ def test_export_holds_every_domain_then_erasure_leaves_no_trace(demo_world: Demo
     )
     assert erased["kind"] == "erasure" and erased["reference"].startswith("erased-")
     assert erased["summary"]["orders"] == 1
-    _drain(demo_world)
+    drain(demo_world)
 
     with demo_world.database.read() as session:
         assert _raw_hits(session, _needles(person)) == []

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import MetaData, Table, insert, text
 
@@ -15,6 +16,8 @@ from mercato import migrate
 from mercato.crypto import keyring
 from mercato.db import Database
 from tests.core.test_migrations import empty_database  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.slow
 
 SECRET = "Hana Kobayashi called from +81 90 1234 5678"
 

@@ -8,6 +8,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from mercato.carts.models import Cart
@@ -15,10 +16,9 @@ from mercato.crypto import EncryptedJSON, EncryptedString
 from mercato.orders.models import Order
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, new_cart, ok, pay, register, ship_to
+from tests.helpers import drain
 
-
-def _drain(world: DemoWorld) -> None:
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
+pytestmark = pytest.mark.slow
 
 
 def _guest_order(world: DemoWorld, email: str, item: int) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def test_guest_orders_are_exported_and_erased_with_the_person(demo_world: DemoWo
     other = _guest_order(demo_world, f"other-{uuid.uuid4().hex[:8]}@example.jp", item)
     headers = {**demo_world.key("web-jp"), **register(client, demo_world.key("web-jp"), email)}
     me = ok(client.get("/v1/store/customers/me", headers=headers))
-    _drain(demo_world)
+    drain(demo_world)
 
     document = ok(client.post(f"/v1/customers/{me['id']}/privacy/export", headers=staff, json={}))
     assert [o["number"] for o in document["data"]["orders"]] == [guest["number"]]
@@ -84,7 +84,7 @@ def test_guest_orders_are_exported_and_erased_with_the_person(demo_world: DemoWo
         201,
     )
     assert erased["summary"]["orders"] == 1
-    _drain(demo_world)
+    drain(demo_world)
     assert _decrypted_copies(demo_world, email) == []
     with demo_world.database.read() as session:
         kept = session.get(Order, guest["id"])
@@ -104,7 +104,7 @@ def test_guest_orders_join_the_profile_once_the_email_is_verified(
     first = _guest_order(demo_world, email, item)
     headers = {**demo_world.key("web-jp"), **register(client, demo_world.key("web-jp"), email)}
     customer_id = ok(client.get("/v1/store/customers/me", headers=headers))["id"]
-    _drain(demo_world)
+    drain(demo_world)
     profile = ok(client.get(f"/v1/customers/{customer_id}/profile", headers=staff))
     assert profile["figures"]["order_count"] == 0
     assert ok(client.get(f"/v1/orders/{first['id']}", headers=staff))["customer_id"] is None
@@ -118,7 +118,7 @@ def test_guest_orders_join_the_profile_once_the_email_is_verified(
         ),
         201,
     )
-    _drain(demo_world)
+    drain(demo_world)
     assert ok(client.get(f"/v1/orders/{first['id']}", headers=staff))["customer_id"] == customer_id
     profile = ok(client.get(f"/v1/customers/{customer_id}/profile", headers=staff))
     assert profile["figures"]["order_count"] == 1
@@ -133,7 +133,7 @@ def test_guest_orders_join_the_profile_once_the_email_is_verified(
 
     # A later guest order with the verified email joins at once; her own download has both.
     second = _guest_order(demo_world, email.upper(), item)
-    _drain(demo_world)
+    drain(demo_world)
     assert ok(client.get(f"/v1/orders/{second['id']}", headers=staff))["customer_id"] == (
         customer_id
     )
@@ -144,7 +144,7 @@ def test_guest_orders_join_the_profile_once_the_email_is_verified(
         [first["number"], second["number"]]
     )
     # Redelivered events count nothing twice.
-    _drain(demo_world)
+    drain(demo_world)
     assert (
         ok(client.get(f"/v1/customers/{customer_id}/profile", headers=staff))["figures"][
             "order_count"
@@ -177,7 +177,7 @@ def test_a_gift_shipped_to_someone_with_her_phone_stays_the_buyers(
     add(client, web, token, item, 1)
     cart = ship_to(client, web, token, {**TOKYO, "phone": alice_phone}, bob_email)
     gift = ok(pay(client, web, token, cart["grand_total"]["amount"], idempotency_key=token), 201)
-    _drain(demo_world)
+    drain(demo_world)
 
     assert ok(client.get(f"/v1/orders/{gift['id']}", headers=staff))["customer_id"] is None
     mine = ok(client.post("/v1/store/customers/me/data-export", headers=alice))

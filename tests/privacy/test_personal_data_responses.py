@@ -29,6 +29,7 @@ from mercato.customers import service as customers
 from mercato.marketing import notifier
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, ok
+from tests.helpers import drain
 from tests.returns.conftest import (
     line,
     place,
@@ -37,6 +38,8 @@ from tests.returns.conftest import (
     staff_login,
     start_return,
 )
+
+pytestmark = pytest.mark.slow
 
 Headers = dict[str, str]
 
@@ -254,7 +257,7 @@ def _make_person(world: DemoWorld) -> Person:
                 purpose="marketing_email",
             ),
         )
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
+    drain(world)
     path = f"/v1/webhooks/subscriptions/{hook['id']}"
     ok(client.patch(path, headers=owner, json={"active": False}))
     deliveries = ok(client.get(f"{path}/deliveries?limit=200", headers=owner))["items"]

@@ -26,6 +26,8 @@ from tests.promotions.conftest import (
     reasons,
 )
 
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 
 

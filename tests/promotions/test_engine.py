@@ -696,6 +696,7 @@ def every_code_is_answered(result: PromotionResult, scenario: Scenario) -> None:
     assert not used & rejected
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_invariants_hold_for_any_cart(scenario: Scenario) -> None:
@@ -707,6 +708,7 @@ def test_invariants_hold_for_any_cart(scenario: Scenario) -> None:
     every_code_is_answered(result, scenario)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(scenarios(), st.data())
 def test_order_of_promotions_and_lines_does_not_matter(

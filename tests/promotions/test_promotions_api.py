@@ -23,6 +23,8 @@ from tests.conftest import assert_problem
 from tests.helpers import audit_entries, count, created, fast_password_hashing, ok, outbox
 from tests.promotions.conftest import FIVE_OFF, PERCENT_10, World, checkout
 
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 
 

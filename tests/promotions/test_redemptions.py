@@ -292,6 +292,7 @@ def _reserver(
     return reserve
 
 
+@pytest.mark.slow
 def test_a_one_use_code_is_reserved_exactly_once(
     db: Database, world: World, make_promotion: Make
 ) -> None:
@@ -327,6 +328,7 @@ def test_a_per_customer_limit_holds_under_concurrent_checkouts(
     assert counters(db, promo)[2] == {a: 2, b: 2}
 
 
+@pytest.mark.slow
 def test_a_personal_code_raced_by_its_owner_and_others_is_used_once_by_its_owner(
     db: Database, world: World, make_promotion: Make
 ) -> None:
@@ -344,6 +346,7 @@ def test_a_personal_code_raced_by_its_owner_and_others_is_used_once_by_its_owner
     assert [tuple(r) for r in rows] == [(owner, code)]
 
 
+@pytest.mark.slow
 def test_releases_racing_reservations_keep_the_budget_exact(
     db: Database, world: World, make_promotion: Make
 ) -> None:
@@ -368,6 +371,7 @@ def test_releases_racing_reservations_keep_the_budget_exact(
     assert (uses, spent) == (count, int(total * 100))
 
 
+@pytest.mark.slow
 def test_a_limit_set_while_checkouts_run_counts_every_one_of_them(
     db: Database, world: World, make_promotion: Make
 ) -> None:
@@ -395,6 +399,7 @@ def test_a_limit_set_while_checkouts_run_counts_every_one_of_them(
 # --- money properties --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(
     max_examples=15,
     deadline=None,

@@ -29,7 +29,7 @@ from mercato.shipping import service as shipping
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, card_token, new_cart, ok, register, ship_to
 from tests.demo_world import staff_login as demo_staff_login
-from tests.helpers import fast_password_hashing
+from tests.helpers import drain, fast_password_hashing
 
 SYSTEM = Principal.system("tests")
 Headers = dict[str, str]
@@ -200,10 +200,6 @@ def ship_and_deliver(world: DemoWorld, order: Placed) -> list[dict[str, Any]]:
                     )
     drain(world)
     return shipped
-
-
-def drain(world: DemoWorld) -> None:
-    world.client.app.state.dispatcher.drain()  # type: ignore[attr-defined]
 
 
 def payments_of(world: DemoWorld, number: str) -> list[dict[str, Any]]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mercato.money import ZERO, from_minor, has_valid_precision, to_minor
 from mercato.returns import amounts
+
+pytestmark = pytest.mark.slow
 
 CURRENCIES = st.sampled_from(["JPY", "VND", "EUR", "USD", "KWD"])
 

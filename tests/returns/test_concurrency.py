@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from mercato.errors import Problem
@@ -29,6 +30,8 @@ from tests.returns.conftest import (
     staff_login,
     start_return,
 )
+
+pytestmark = pytest.mark.slow
 
 RACERS = 6
 

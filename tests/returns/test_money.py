@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from mercato.inventory.models import Reservation
@@ -26,6 +27,8 @@ from tests.returns.conftest import (
     staff_login,
     start_return,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def _gift_card(world: DemoWorld, amount: str) -> dict[str, Any]:

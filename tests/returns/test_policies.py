@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 
 from mercato.catalog import service as catalog
@@ -189,6 +190,7 @@ def test_fulfilment_dates_keep_the_latest_event(demo_world: DemoWorld) -> None:
         assert found is not None and abs(found.fulfilled_at - now) < timedelta(seconds=1)
 
 
+@pytest.mark.slow
 def test_non_returnable_categories_include_their_subcategories(demo_world: DemoWorld) -> None:
     staff = staff_login(demo_world)
     web_jp = _channel_id(demo_world, "web-jp")
@@ -228,6 +230,7 @@ def test_non_returnable_categories_include_their_subcategories(demo_world: DemoW
     start_return(demo_world, staff, other, [line(other, beans["250G"], 1, "changed_mind")])
 
 
+@pytest.mark.slow
 def test_store_returns_and_manual_approval(demo_world: DemoWorld) -> None:
     client, staff = demo_world.client, staff_login(demo_world)
     ok(

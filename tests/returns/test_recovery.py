@@ -44,6 +44,7 @@ def _get(world: DemoWorld, ret: dict[str, Any]) -> dict[str, Any]:
     return ok(world.client.get(f"/v1/returns/{ret['id']}", headers=staff_login(world)))
 
 
+@pytest.mark.slow
 def test_a_crash_before_the_refund_is_resumed_once(
     demo_world: DemoWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import BERLIN, ok
 from tests.conftest import assert_problem
@@ -23,6 +25,8 @@ from tests.returns.conftest import (
     staff_login,
     start_return,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def _movements(

@@ -108,6 +108,7 @@ brackets_strategy = st.lists(
 ).map(lambda xs: sorted(xs))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     brackets=brackets_strategy,

@@ -23,6 +23,8 @@ from mercato.shipping.models import (
 from tests.conftest import assert_problem
 from tests.helpers import audit_entries, count, created, make_location, ok
 
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 CARRIER = {
     "code": "post-jp",

@@ -161,6 +161,7 @@ def test_foreign_threshold_uses_the_customs_exchange_rate() -> None:
 amounts = st.decimals(min_value=D("0"), max_value=D("100000"), places=2, allow_nan=False)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     values=st.lists(amounts, min_size=1, max_size=8),
@@ -246,6 +247,7 @@ def test_bad_estimate_inputs(db: Database) -> None:
         assert bad.value.errors[0]["field"] == field, args
 
 
+@pytest.mark.slow
 def test_customs_api(client: TestClient, owner_headers: Headers, db: Database) -> None:
     body = {
         "currency": "EUR",

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -32,6 +33,8 @@ from tests.shipping.conftest import (
     make_table,
     make_zone,
 )
+
+pytestmark = pytest.mark.slow
 
 Headers = dict[str, str]
 SENDER = {

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
@@ -20,6 +21,8 @@ from mercato.support.models import SupportCase, SupportMessage
 from tests.conftest import assert_problem
 from tests.helpers import audit_entries, created, make_location, ok
 from tests.support.conftest import START, Clock, Headers, MakeStaff, Shop, open_case, support_events
+
+pytestmark = pytest.mark.slow
 
 
 def _counts(db: Database) -> dict[str, int]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from mercato.auth.principal import Principal
@@ -16,6 +17,8 @@ from mercato.errors import Problem
 from mercato.support import service
 from mercato.support.models import SupportMessage
 from tests.support.conftest import Shop, support_events
+
+pytestmark = pytest.mark.slow
 
 THREADS = 12
 AGENT = Principal.system("agent")

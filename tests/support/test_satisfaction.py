@@ -19,6 +19,8 @@ from tests.conftest import assert_problem
 from tests.helpers import ok
 from tests.support.conftest import Shop
 
+pytestmark = pytest.mark.slow
+
 AGENT = Principal.system("agent")
 C = service.ContactChannel
 

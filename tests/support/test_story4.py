@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from mercato.events import OutboxEvent
 from tests.commerce.conftest import DemoWorld
 from tests.commerce.helpers import TOKYO, add, login, new_cart, ok, pay, register, ship_to
+
+pytestmark = pytest.mark.slow
 
 
 def _agent(world: DemoWorld) -> dict[str, str]:

@@ -15,9 +15,11 @@ from mercato.db import Database
 from mercato.webhooks.models import WebhookSubscription
 from mercato.webhooks.worker import WebhookWorker
 from tests.conftest import assert_problem
-from tests.helpers import audit_entries, count, created, fast_password_hashing, ok
+from tests.helpers import audit_entries, count, created, drain, fast_password_hashing, ok
 from tests.webhooks.conftest import Clock, deliveries, emit
 from tests.webhooks.receiver import Receiver, check_signature
+
+pytestmark = pytest.mark.slow
 
 Headers = dict[str, str]
 BASE = "/v1/webhooks"
@@ -146,7 +148,7 @@ def test_delivery_listing_dead_letters_and_idempotent_resend(
     # Event types no domain reacts to: only the webhook fan-out handles them.
     sub = make_subscription(client, owner_headers, receiver.url, ["sample.*"])
     emit(db, ("sample.created", {"sample_id": 1}), ("sample.updated", {"sample_id": 1}))
-    app.state.dispatcher.drain()
+    drain(app)
     receiver.fail_next(100)
     for _ in range(4):  # max_attempts in the test config
         worker.run_once()

@@ -18,6 +18,8 @@ from mercato.webhooks.worker import WebhookWorker
 from tests.webhooks.conftest import attempts, deliveries, emit, subscribe
 from tests.webhooks.receiver import Receiver, check_signature
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def db(webhook_db: Database) -> Database:

@@ -29,6 +29,8 @@ from tests.helpers import make_location
 from tests.webhooks.conftest import deliveries
 from tests.webhooks.receiver import Receiver, check_signature
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def live_app(

@@ -73,6 +73,7 @@ def test_address_rules() -> None:
         assert refusal(ipaddress.ip_address(public)) is None
 
 
+@pytest.mark.slow
 def test_subscriptions_to_internal_addresses_are_422_unless_allowed(
     client: TestClient, owner_headers: Headers, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
