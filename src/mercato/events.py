@@ -163,37 +163,44 @@ class _PeriodicJob:
     raw: bool = False
 
 
-def publish(
-    session: Session,
-    event: DomainEvent | str,
-    data: dict[str, Any] | None = None,
-    *,
-    aggregate_type: str | None = None,
-    aggregate_id: str | int | None = None,
-) -> Event:
+def publish(session: Session, event: DomainEvent) -> Event:
     """Record an event in the caller's transaction. It is dispatched only after commit.
 
     Events wait in the session and are written in one INSERT just before the transaction
     commits (a request publishing ten events costs one statement, not ten); events
     published inside a savepoint that rolls back are dropped with it.
     """
-    if isinstance(event, DomainEvent):
-        type, data = event.TYPE, event.data()
-        version, aggregate_type, aggregate_id = (
-            event.VERSION,
-            event.aggregate_kind(),
-            event.aggregate_id(),
-        )
-    else:
-        type, version = event, ENVELOPE_VERSION
-    payload = data or {}
+    return record_event(
+        session,
+        event.TYPE,
+        event.data(),
+        version=event.VERSION,
+        aggregate_type=event.aggregate_kind(),
+        aggregate_id=event.aggregate_id(),
+    )
+
+
+def record_event(
+    session: Session,
+    type: str,
+    data: dict[str, Any],
+    *,
+    version: int = ENVELOPE_VERSION,
+    aggregate_type: str | None = None,
+    aggregate_id: str | int | None = None,
+) -> Event:
+    """The outbox primitive beneath :func:`publish`: an envelope of any type and payload.
+
+    Domain code publishes typed events (the layer test refuses this primitive outside the
+    outbox); it exists for the outbox's own machinery and its tests.
+    """
     event_id, occurred_at = str(uuid.uuid4()), utcnow()
     key = None if aggregate_id is None else str(aggregate_id)
-    row = _outbox_row(session, event_id, type, occurred_at, aggregate_type, key, payload)
+    row = _outbox_row(session, event_id, type, occurred_at, aggregate_type, key, data)
     row["version"] = version
     session.info.setdefault(_PENDING, []).append(row)
     _count_published(session, 1)
-    return Event(event_id, type, occurred_at, version, payload, aggregate_type, key)
+    return Event(event_id, type, occurred_at, version, data, aggregate_type, key)
 
 
 def _outbox_row(

@@ -114,12 +114,10 @@ class Subscription:
 
     def __post_init__(self) -> None:
         if isinstance(self.event, str) and self.event != "*":
-            self._check_name(self.event)
-
-    @staticmethod
-    def _check_name(name: str) -> None:
-        if "." not in name:
-            raise ValueError(f"not an event type: {name!r}")
+            raise ValueError(
+                f"subscribe to an event class, not the name {self.event!r} "
+                "(mercato.event_types.type_named finds the class of a name)"
+            )
 
 
 @dataclass(frozen=True)

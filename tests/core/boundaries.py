@@ -12,7 +12,9 @@ The rules:
 4. a domain's ``event_types`` (its published events) is a contract, not a dependency on
    the domain: subscribing to another domain's events adds no edge to the graph, and an
    ``event_types`` module imports no other domain;
-5. no ``mercato`` import hides inside a function (that is how cycles were dodged), except in
+5. events are published as types: only the outbox itself uses its untyped primitive
+   ``events.record_event``;
+6. no ``mercato`` import hides inside a function (that is how cycles were dodged), except in
    command-line modules, which import the work of each command when it runs so that
    ``mercato --help`` starts fast.
 
@@ -165,8 +167,18 @@ def check(root: Path, allowances: Mapping[tuple[str, str], str] = MODEL_ALLOWANC
             problems.append(f"{where}: domain {importer} imports {target}, {owner}'s tables")
         if not tree.is_adapter(imp.module):
             edges[importer].add(owner)
+    problems.extend(_untyped_events(tree))
     problems.extend(f"import cycle between domains: {' -> '.join(c)}" for c in cycles(edges))
     return list(dict.fromkeys(problems))
+
+
+def _untyped_events(tree: Tree) -> list[str]:
+    outbox = f"{tree.package}.events"
+    return [
+        f"{module} publishes an untyped event (record_event): publish an event class"
+        for module, path in tree.modules.items()
+        if module != outbox and "record_event" in path.read_text(encoding="utf-8")
+    ]
 
 
 def cycles(edges: Mapping[str, set[str]]) -> list[list[str]]:

@@ -65,8 +65,13 @@ def _plant(root: Path, module: str, code: str) -> None:
             "from mercato.orders import service as orders_service",
             "import cycle between domains",
         ),
+        (
+            "catalog/service.py",
+            "from mercato.events import record_event  # noqa",
+            "publishes an untyped event",
+        ),
     ],
-    ids=["foreign-models", "flows", "adapter", "function-import", "cycle"],
+    ids=["foreign-models", "flows", "adapter", "function-import", "cycle", "untyped-event"],
 )
 def test_a_planted_breach_is_caught(
     copy_of_src: Path, module: str, code: str, expected: str

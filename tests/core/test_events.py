@@ -16,8 +16,8 @@ from mercato.events import (
     Event,
     OutboxEvent,
     lane_of,
-    publish,
     publish_many,
+    record_event,
     record_without_delivery,
 )
 from mercato.inventory.event_types import StockChanged
@@ -49,12 +49,12 @@ def _count(db: Database) -> int:
 
 def test_event_is_stored_only_when_its_transaction_commits(db: Database) -> None:
     with pytest.raises(RuntimeError), db.transaction() as session:
-        publish(session, "product.updated", {"id": 1})
+        record_event(session, "product.updated", {"id": 1})
         raise RuntimeError("business rule failed after publishing")
     assert _count(db) == 0
 
     with db.transaction() as session:
-        publish(session, "product.updated", {"id": 2})
+        record_event(session, "product.updated", {"id": 2})
     assert _count(db) == 1
 
 
@@ -63,9 +63,9 @@ def test_dispatcher_delivers_committed_events_once_in_order(db: Database) -> Non
     seen: list[tuple[str, int]] = []
     dispatcher.subscribe("stock.*", lambda s, e: seen.append((e.type, e.data["n"])))
     with db.transaction() as session:
-        publish(session, "stock.changed", {"n": 1})
-        publish(session, "order.placed", {"n": 2})
-        publish(session, "stock.low", {"n": 3})
+        record_event(session, "stock.changed", {"n": 1})
+        record_event(session, "order.placed", {"n": 2})
+        record_event(session, "stock.low", {"n": 3})
     assert dispatcher.drain() == 3
     assert seen == [("stock.changed", 1), ("stock.low", 3)]
     assert dispatcher.drain() == 0
@@ -77,7 +77,7 @@ def test_rolled_back_event_never_reaches_subscribers(db: Database) -> None:
     seen: list[Event] = []
     dispatcher.subscribe("*", lambda s, e: seen.append(e))
     with pytest.raises(ValueError), db.transaction() as session:
-        publish(session, "order.placed", {"order_id": 1})
+        record_event(session, "order.placed", {"order_id": 1})
         raise ValueError("payment declined")
     dispatcher.drain()
     assert seen == []
@@ -89,13 +89,13 @@ def test_failing_subscriber_leaves_event_for_retry_and_rolls_back_its_writes(db:
 
     def flaky(session: Session, event: Event) -> None:
         calls["n"] += 1
-        publish(session, "side.effect", {})
+        record_event(session, "side.effect", {})
         if calls["n"] == 1:
             raise RuntimeError("downstream unavailable")
 
     dispatcher.subscribe("order.placed", flaky)
     with db.transaction() as session:
-        publish(session, "order.placed", {"order_id": 7})
+        record_event(session, "order.placed", {"order_id": 7})
     dispatcher.drain()
     with db.read() as session:
         row = session.scalars(select(OutboxEvent).where(OutboxEvent.type == "order.placed")).one()
@@ -121,7 +121,7 @@ def test_one_failing_subscriber_neither_blocks_nor_repeats_the_others(db: Databa
 
     def steady(session: Session, event: Event) -> None:
         calls["steady"] += 1
-        publish(session, "steady.done", {})
+        record_event(session, "steady.done", {})
 
     def flaky(session: Session, event: Event) -> None:
         calls["flaky"] += 1
@@ -131,7 +131,7 @@ def test_one_failing_subscriber_neither_blocks_nor_repeats_the_others(db: Databa
     dispatcher.subscribe("order.placed", steady)
     dispatcher.subscribe("order.*", flaky)
     with db.transaction() as session:
-        publish(session, "order.placed", {"order_id": 8})
+        record_event(session, "order.placed", {"order_id": 8})
     dispatcher.drain()
     with db.read() as session:
         row = session.scalars(select(OutboxEvent).where(OutboxEvent.type == "order.placed")).one()
@@ -158,7 +158,7 @@ def test_two_dispatchers_sharing_an_outbox_do_not_deliver_twice(db: Database) ->
         dispatcher.subscribe("*", lambda s, e: seen.append(e.id))
     with db.transaction() as session:
         for n in range(20):
-            publish(session, "thing.happened", {"n": n})
+            record_event(session, "thing.happened", {"n": n})
     claimed_by_first = first._claim(10)
     claimed_by_second = second._claim(50)
     assert set(claimed_by_first).isdisjoint(claimed_by_second)
@@ -177,7 +177,7 @@ def test_commit_wakes_the_dispatcher(db: Database) -> None:
             session.info["noop"] = True
         assert woken == []
         with db.transaction() as session:
-            publish(session, "x.y", {})
+            record_event(session, "x.y", {})
         assert woken == [True]
     finally:
         db.wake_hook = None
@@ -197,7 +197,7 @@ def test_a_dispatcher_never_delivers_an_event_whose_claim_it_lost(db: Database) 
     second.subscribe("*", lambda s, e: seen.append(("second", e.data["n"])))
     with db.transaction() as session:
         for n in range(6):
-            publish(session, "thing.happened", {"n": n})
+            record_event(session, "thing.happened", {"n": n})
     batch = first._claim(10)
     assert len(batch) == 6
     assert first._deliver_batch(batch[:2]) == 2  # then the first stalls past its lease
@@ -217,7 +217,7 @@ def test_an_expired_lease_nobody_took_over_is_still_delivered_once(db: Database)
     seen: list[int] = []
     dispatcher.subscribe("*", lambda s, e: seen.append(e.data["n"]))
     with db.transaction() as session:
-        publish(session, "thing.happened", {"n": 1})
+        record_event(session, "thing.happened", {"n": 1})
     batch = dispatcher._claim(10)
     _expire_leases(db)
     assert dispatcher._deliver_batch(batch) == 1
@@ -232,9 +232,9 @@ def test_urgent_events_are_claimed_before_a_backlog_of_bulk_ones(db: Database) -
     dispatcher.subscribe("*", lambda s, e: seen.append(e.type))
     with db.transaction() as session:
         publish_many(session, _stock_changes(300))
-        publish(session, "customer.updated", {"id": 1})
-        publish(session, "order.confirmed", {"order_id": 1})
-        publish(session, "order.routed", {"order_id": 1})
+        record_event(session, "customer.updated", {"id": 1})
+        record_event(session, "order.confirmed", {"order_id": 1})
+        record_event(session, "order.routed", {"order_id": 1})
     assert dispatcher.drain() == 303
     assert seen[:3] == ["order.confirmed", "order.routed", "customer.updated"]
     assert seen[3:] == ["stock.changed"] * 300
@@ -248,7 +248,7 @@ def test_an_order_confirmed_while_a_backlog_drains_waits_one_batch_at_most(db: D
     def bulk(session: Session, event: Event) -> None:
         seen.append(event.type)
         if len(seen) == 10:  # an order is confirmed while the backlog drains
-            publish(session, "order.confirmed", {"order_id": 1})
+            record_event(session, "order.confirmed", {"order_id": 1})
 
     dispatcher.subscribe("stock.changed", bulk)
     dispatcher.subscribe("order.confirmed", lambda s, e: seen.append(e.type))
@@ -276,12 +276,12 @@ def test_events_recorded_without_delivery_stay_in_the_log_and_reach_nobody(
     try:
         with db.transaction() as session:
             record_without_delivery(session)
-            publish(session, "location.created", {"id": 1})
+            record_event(session, "location.created", {"id": 1})
             with pytest.raises(RuntimeError), session.begin_nested():
                 raise RuntimeError("a savepoint rolls back; the transaction goes on")
             publish_many(session, _stock_changes(3))
         with db.transaction() as session:
-            publish(session, "order.confirmed", {"order_id": 1})  # a later transaction
+            record_event(session, "order.confirmed", {"order_id": 1})  # a later transaction
     finally:
         db.wake_hook = None
     assert woken == [True]  # the later transaction only
@@ -299,9 +299,9 @@ def test_a_rolled_back_savepoint_keeps_the_wake_up_of_the_transaction(db: Databa
     db.wake_hook = lambda: woken.append(True)
     try:
         with db.transaction() as session:
-            publish(session, "order.confirmed", {"order_id": 1})
+            record_event(session, "order.confirmed", {"order_id": 1})
             with pytest.raises(RuntimeError), session.begin_nested():
-                publish(session, "order.cancelled", {"order_id": 1})
+                record_event(session, "order.cancelled", {"order_id": 1})
                 raise RuntimeError("this part rolls back")
     finally:
         db.wake_hook = None
@@ -318,7 +318,7 @@ def test_an_event_whose_delivery_cannot_commit_does_not_hold_up_its_batch(
     dispatcher.subscribe("*", lambda s, e: seen.append(e.data["n"]))
     with db.transaction() as session:
         for n in range(3):
-            publish(session, "thing.happened", {"n": n})
+            record_event(session, "thing.happened", {"n": n})
     deliver_one = dispatcher._deliver_one
 
     def lose_the_first(session: Session, row: OutboxEvent) -> None:

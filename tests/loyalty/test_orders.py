@@ -16,6 +16,7 @@ from mercato.loyalty import service as loyalty
 from mercato.loyalty.schemas import CampaignIn
 from mercato.orders import service as orders
 from mercato.orders.state import OrderStatus
+from mercato.returns.event_types import ReturnedLine, ReturnRefunded
 from tests.helpers import drain
 from tests.loyalty.conftest import (
     Loyal,
@@ -39,14 +40,33 @@ def returned(
     with db.transaction() as session:
         event = publish(
             session,
-            "return.refunded",
-            {
-                "order_id": order_id,
-                "customer_id": customer,
-                "lines": [
-                    {"variant_id": v, "quantity": q, "amount": amount} for v, q, amount in lines
-                ],
-            },
+            ReturnRefunded(
+                return_id=order_id,
+                number=f"R{order_id}",
+                order_id=order_id,
+                order_number=f"M{order_id}",
+                channel_id=0,
+                customer_id=customer,
+                currency="EUR",
+                status="refunded",
+                location_id=None,
+                refund_method="original_payment",
+                refunded_total=Decimal("0"),
+                shipping_refund=Decimal("0"),
+                exchange_order_id=None,
+                lines=tuple(
+                    ReturnedLine(
+                        return_line_id=n,
+                        order_line_id=n,
+                        variant_id=v,
+                        quantity=q,
+                        reason="other",
+                        condition=None,
+                        amount=None if amount is None else Decimal(amount),
+                    )
+                    for n, (v, q, amount) in enumerate(lines, start=1)
+                ),
+            ),
         )
     return event.id
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from mercato.db import Database
-from mercato.events import publish
+from mercato.events import record_event
 from mercato.privacy import scrub
 from tests.commerce.helpers import ok
 from tests.helpers import channel_key, created, fast_password_hashing, make_channel
@@ -43,7 +43,7 @@ def _customer_with_a_copy(
         )
     )
     with db.transaction() as session:
-        publish(session, "order.lines_cancelled", {"order_id": 1, "reason": f"mail {email}"})
+        record_event(session, "order.lines_cancelled", {"order_id": 1, "reason": f"mail {email}"})
     return int(body["customer"]["id"]), email
 
 

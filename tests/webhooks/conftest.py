@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 
 from mercato.auth.principal import Principal
 from mercato.db import Base, Database, utcnow
-from mercato.events import Dispatcher, OutboxEvent, publish
+from mercato.events import Dispatcher, OutboxEvent, record_event
 from mercato.webhooks import events as webhook_events
 from mercato.webhooks import service
 from mercato.webhooks.config import WebhookConfig
@@ -126,7 +126,7 @@ def subscribe(db: Database, url: str, event_types: list[str], **extra: Any) -> S
 def emit(db: Database, *events: tuple[str, dict[str, Any]]) -> list[str]:
     """Publish events in one committed transaction; returns their ids."""
     with db.transaction() as session:
-        return [publish(session, type_, data).id for type_, data in events]
+        return [record_event(session, type_, data).id for type_, data in events]
 
 
 def deliveries(db: Database, subscription_id: int | None = None) -> list[WebhookDelivery]:

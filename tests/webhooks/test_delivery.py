@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from mercato.db import Database, utcnow
 from mercato.errors import UnprocessableState
-from mercato.events import Dispatcher, OutboxEvent, publish
+from mercato.events import Dispatcher, OutboxEvent, record_event
 from mercato.webhooks import service, signing
 from mercato.webhooks.config import WebhookConfig
 from mercato.webhooks.models import WebhookDelivery, WebhookSubscription
@@ -321,16 +321,16 @@ def test_rolled_back_events_are_never_delivered(
 ) -> None:
     subscribe(db, receiver.url, ["*"])
     with pytest.raises(RuntimeError), db.transaction() as session:
-        publish(session, "order.placed", {"order_id": "rolled back"})
+        record_event(session, "order.placed", {"order_id": "rolled back"})
         raise RuntimeError("payment declined")
     with db.transaction() as session:
         try:
             with session.begin_nested():
-                publish(session, "order.placed", {"order_id": "savepoint rolled back"})
+                record_event(session, "order.placed", {"order_id": "savepoint rolled back"})
                 raise ValueError("line rejected")
         except ValueError:
             pass
-        kept = publish(session, "order.placed", {"order_id": "committed"}).id
+        kept = record_event(session, "order.placed", {"order_id": "committed"}).id
     dispatcher.drain()
     worker.drain()
     assert [r.event_id for r in receiver.requests] == [kept]

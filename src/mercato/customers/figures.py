@@ -44,7 +44,6 @@ from sqlalchemy.orm import Session
 from mercato.customers import profiles
 from mercato.customers.models import CustomerFigures, CustomerOrderFact, CustomerSeenEvent
 from mercato.db import utcnow
-from mercato.events import Event
 from mercato.money import quantize
 from mercato.orders.event_types import OrderCancelled, OrderCustomerLinked, OrderFacts
 from mercato.payments.event_types import PaymentRefunded

@@ -9,19 +9,17 @@
   back, once per event.
 * Hourly: points whose time has come expire, and tiers follow the rolling window.
 
-Every handler is idempotent (delivery is at least once). Malformed events are logged and
-skipped: retrying them would not make them readable.
+Every handler is idempotent (delivery is at least once). Events arrive as their typed
+classes from the catalog, so a handler reads fields, not a payload it must validate.
 """
 
 from __future__ import annotations
 
 import logging
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mercato.events import Event
 from mercato.loyalty import service
 from mercato.orders.event_types import (
     OrderCancelled,
@@ -30,19 +28,12 @@ from mercato.orders.event_types import (
     OrderFulfilled,
     OrderPickedUp,
 )
+from mercato.returns.event_types import ReturnRefunded
 
 log = logging.getLogger(__name__)
 
 PERIODIC_SECONDS = 3600.0
 GRANTING: tuple[type[OrderFacts], ...] = (OrderFulfilled, OrderDelivered, OrderPickedUp)
-
-
-def _order_id(event: Event) -> int | None:
-    try:
-        return int(event.data["order_id"])
-    except (KeyError, TypeError, ValueError):
-        log.warning("loyalty: %s event %s without a usable order_id", event.type, event.id)
-        return None
 
 
 def on_order_placed(session: Session, event: OrderFacts) -> None:
@@ -62,26 +53,13 @@ def on_order_completed(session: Session, event: OrderFacts) -> None:
         service.grant_order(session, event.order_id)
 
 
-def _returned_lines(event: Event) -> list[service.ReturnedLine] | None:
-    try:
-        return [
-            service.ReturnedLine(
-                int(line["variant_id"]),
-                int(line.get("quantity") or 0),
-                None if line.get("amount") is None else Decimal(str(line["amount"])),
-            )
-            for line in event.data.get("lines") or []
-        ]
-    except (KeyError, TypeError, ValueError, InvalidOperation):
-        log.warning("loyalty: return event %s has unreadable lines", event.id)
-        return None
-
-
-def on_return_refunded(session: Session, event: Event) -> None:
-    order_id = _order_id(event)
-    lines = _returned_lines(event)
-    if order_id is not None and lines:
-        service.order_returned(session, event.id, order_id, lines)
+def on_return_refunded(session: Session, event: ReturnRefunded) -> None:
+    """The share of the order's points that the refunded money stands for goes back."""
+    lines = [
+        service.ReturnedLine(line.variant_id, line.quantity, line.amount) for line in event.lines
+    ]
+    if lines:
+        service.order_returned(session, event.envelope.id, event.order_id, lines)
 
 
 def run_periodic(session: Session) -> Any:

@@ -8,6 +8,7 @@ from mercato.merges import CustomerMerged, CustomerMergeUndone
 from mercato.orders.event_types import OrderCancelled, OrderPlaced
 from mercato.payments.providers import PROVIDERS, ProviderSpec
 from mercato.personal_data import DOMAINS
+from mercato.returns.event_types import ReturnRefunded
 
 MANIFEST = Manifest(
     "loyalty",
@@ -16,7 +17,7 @@ MANIFEST = Manifest(
         Subscription(OrderPlaced, events.on_order_placed),
         Subscription(OrderCancelled, events.on_order_cancelled),
         *(Subscription(type_, events.on_order_completed) for type_ in events.GRANTING),
-        Subscription("return.refunded", events.on_return_refunded),
+        Subscription(ReturnRefunded, events.on_return_refunded),
         Subscription(CustomerMerged, customer_links.on_merged),
         Subscription(CustomerMergeUndone, customer_links.on_merge_undone),
     ],
