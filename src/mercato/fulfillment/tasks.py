@@ -16,8 +16,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
-from mercato.db import utcnow
-from mercato.errors import Conflict, NotFound, UnprocessableState, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import Conflict, UnprocessableState, ValidationProblem
 from mercato.fulfillment.models import FulfillmentLine, FulfillmentOrder
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
@@ -27,10 +27,9 @@ OPEN_TASK = ("open", "picking", "packed", "awaiting_transfer", "ready_for_pickup
 
 
 def get_task(session: Session, task_id: int) -> FulfillmentOrder:
-    task = session.get(FulfillmentOrder, task_id, populate_existing=True)
-    if task is None:
-        raise NotFound(f"fulfillment order {task_id} not found")
-    return task
+    return get_or_404(
+        session, FulfillmentOrder, task_id, f"fulfillment order {task_id}", fresh=True
+    )
 
 
 def task_lines(session: Session, task_id: int) -> list[FulfillmentLine]:

@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.service import audit
-from mercato.db import utcnow
-from mercato.errors import Conflict, NotFound, UnprocessableState, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import Conflict, UnprocessableState, ValidationProblem
 from mercato.inventory.ledger import (
     Context,
     Guard,
@@ -70,10 +70,7 @@ def create_purchase_order(
 
 
 def get_purchase_order(session: Session, po_id: int) -> PurchaseOrder:
-    po = session.get(PurchaseOrder, po_id, populate_existing=True)
-    if po is None:
-        raise NotFound(f"purchase order {po_id} not found")
-    return po
+    return get_or_404(session, PurchaseOrder, po_id, f"purchase order {po_id}", fresh=True)
 
 
 def purchase_order_lines(session: Session, po_id: int) -> list[PurchaseOrderLine]:

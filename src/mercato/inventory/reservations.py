@@ -17,8 +17,8 @@ from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
-from mercato.db import utcnow
-from mercato.errors import Conflict, NotFound, UnprocessableState, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import Conflict, UnprocessableState, ValidationProblem
 from mercato.inventory.ledger import (
     ACTIVE_RESERVATION,
     FREE_TO_SELL,
@@ -468,10 +468,9 @@ def expire_holds(
 
 
 def get_reservation(session: Session, reservation_id: int) -> Reservation:
-    reservation = session.get(Reservation, reservation_id, populate_existing=True)
-    if reservation is None:
-        raise NotFound(f"reservation {reservation_id} not found")
-    return reservation
+    return get_or_404(
+        session, Reservation, reservation_id, f"reservation {reservation_id}", fresh=True
+    )
 
 
 def reservations_for(session: Session, reference_type: str, reference_id: str) -> list[Reservation]:

@@ -10,8 +10,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mercato.auth.service import audit
-from mercato.db import utcnow
-from mercato.errors import NotFound, UnprocessableState, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.inventory.event_types import TransferDiscrepancy, TransferReceived, TransferShipped
 from mercato.inventory.ledger import (
@@ -73,10 +73,7 @@ def create_transfer(
 
 
 def get_transfer(session: Session, transfer_id: int) -> Transfer:
-    transfer = session.get(Transfer, transfer_id, populate_existing=True)
-    if transfer is None:
-        raise NotFound(f"transfer {transfer_id} not found")
-    return transfer
+    return get_or_404(session, Transfer, transfer_id, f"transfer {transfer_id}", fresh=True)
 
 
 def transfer_lines(session: Session, transfer_id: int) -> list[TransferLine]:

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.customers import service as customers
-from mercato.db import utcnow
-from mercato.errors import Conflict, FieldError, NotFound, Problem, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import Conflict, FieldError, Problem, ValidationProblem
 from mercato.events import publish
 from mercato.idempotency import claim, lookup, request_fingerprint, scope_for
 from mercato.money import check_precision, from_minor, to_minor, validate_currency
@@ -240,10 +240,7 @@ def _announce_issue(session: Session, actor: Principal, card: GiftCard, minor: i
 
 
 def get_gift_card(session: Session, gift_card_id: int) -> GiftCard:
-    card = session.get(GiftCard, gift_card_id, populate_existing=True)
-    if card is None:
-        raise NotFound(f"gift card {gift_card_id} not found")
-    return card
+    return get_or_404(session, GiftCard, gift_card_id, f"gift card {gift_card_id}", fresh=True)
 
 
 def list_gift_cards(

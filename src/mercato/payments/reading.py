@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mercato.errors import NotFound
+from mercato.db import get_or_404
 from mercato.money import from_minor
 from mercato.pagination import Page, decode_id_cursor, page_of
 from mercato.payments.models import (
@@ -43,10 +43,7 @@ _WAITING = (PaymentStatus.PENDING.value, PaymentStatus.REQUIRES_ACTION.value)
 
 
 def get_payment(session: Session, payment_id: int) -> Payment:
-    payment = session.get(Payment, payment_id, populate_existing=True)
-    if payment is None:
-        raise NotFound(f"payment {payment_id} not found")
-    return payment
+    return get_or_404(session, Payment, payment_id, f"payment {payment_id}", fresh=True)
 
 
 def get_payments(session: Session, payment_ids: Sequence[int]) -> list[Payment]:

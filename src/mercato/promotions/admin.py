@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
-from mercato.db import locked_row, utcnow
-from mercato.errors import NotFound, UnprocessableState, ValidationProblem
+from mercato.db import get_or_404, locked_row, utcnow
+from mercato.errors import UnprocessableState, ValidationProblem
 from mercato.events import publish
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.promotions import engine
@@ -58,10 +58,7 @@ _PLAIN_FIELDS = (
 
 
 def get_promotion(session: Session, promotion_id: int) -> Promotion:
-    promotion = session.get(Promotion, promotion_id, populate_existing=True)
-    if promotion is None:
-        raise NotFound(f"promotion {promotion_id} not found")
-    return promotion
+    return get_or_404(session, Promotion, promotion_id, f"promotion {promotion_id}", fresh=True)
 
 
 def _locked(session: Session, promotion_id: int) -> Promotion:

@@ -20,7 +20,7 @@ from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
-from mercato.db import utcnow
+from mercato.db import get_or_404, utcnow
 from mercato.errors import Conflict, NotFound, ValidationProblem
 from mercato.returns.facts import OrderFacts
 from mercato.returns.models import ReturnPolicy
@@ -193,10 +193,7 @@ def delete_policy(session: Session, actor: Principal, policy_id: int) -> None:
 
 
 def get_policy(session: Session, policy_id: int) -> ReturnPolicy:
-    policy = session.get(ReturnPolicy, policy_id, populate_existing=True)
-    if policy is None:
-        raise NotFound(f"return policy {policy_id} not found")
-    return policy
+    return get_or_404(session, ReturnPolicy, policy_id, f"return policy {policy_id}", fresh=True)
 
 
 def list_policies(session: Session) -> list[ReturnPolicy]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mercato.db import get_or_404
 from mercato.errors import NotFound, ValidationProblem
 from mercato.pagination import Page, decode_cursor, page_of
 from mercato.returns.models import Return, ReturnLine, ReturnSettlement, ReturnTransition
@@ -21,10 +22,7 @@ def new_return_number() -> str:
 
 
 def get_return(session: Session, return_id: int) -> Return:
-    ret = session.get(Return, return_id, populate_existing=True)
-    if ret is None:
-        raise NotFound(f"return {return_id} not found")
-    return ret
+    return get_or_404(session, Return, return_id, f"return {return_id}", fresh=True)
 
 
 def get_by_number(session: Session, number: str) -> Return:

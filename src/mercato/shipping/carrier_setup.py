@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
-from mercato.db import utcnow
-from mercato.errors import Conflict, NotFound, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import Conflict, ValidationProblem
 from mercato.shipping._checks import _check_adapter, _country
 from mercato.shipping.models import CarrierCountry, ShippingCarrier, ShippingService
 from mercato.shipping.schemas import CarrierIn, CarrierPatch, ServiceIn, ServicePatch
@@ -26,10 +26,7 @@ from mercato.shipping.schemas import CarrierIn, CarrierPatch, ServiceIn, Service
 
 
 def get_carrier(session: Session, carrier_id: int) -> ShippingCarrier:
-    carrier = session.get(ShippingCarrier, carrier_id)
-    if carrier is None:
-        raise NotFound(f"carrier {carrier_id} not found")
-    return carrier
+    return get_or_404(session, ShippingCarrier, carrier_id, f"carrier {carrier_id}")
 
 
 def carrier_by_code(session: Session, code: str) -> ShippingCarrier | None:
@@ -156,10 +153,7 @@ def update_carrier(
 
 
 def get_service(session: Session, service_id: int) -> ShippingService:
-    service = session.get(ShippingService, service_id)
-    if service is None:
-        raise NotFound(f"shipping service {service_id} not found")
-    return service
+    return get_or_404(session, ShippingService, service_id, f"shipping service {service_id}")
 
 
 def list_services(session: Session, carrier_ids: Sequence[int]) -> dict[int, list[ShippingService]]:

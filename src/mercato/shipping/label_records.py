@@ -12,15 +12,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mercato.db import get_or_404
 from mercato.errors import NotFound
 from mercato.shipping.models import ShippingLabel, TrackingEventRecord
 
 
 def get_label(session: Session, label_id: int) -> ShippingLabel:
-    label = session.get(ShippingLabel, label_id, populate_existing=True)
-    if label is None:
-        raise NotFound(f"label {label_id} not found")
-    return label
+    return get_or_404(session, ShippingLabel, label_id, f"label {label_id}", fresh=True)
 
 
 def label_by_tracking_number(session: Session, tracking_number: str) -> ShippingLabel:

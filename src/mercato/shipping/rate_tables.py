@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
-from mercato.db import utcnow
-from mercato.errors import Conflict, NotFound, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import Conflict, ValidationProblem
 from mercato.money import from_minor, to_minor
 from mercato.shipping._checks import (
     _country,
@@ -213,10 +213,7 @@ def delete_rate_table(session: Session, actor: Principal, table_id: int) -> None
 
 
 def get_rate_table(session: Session, table_id: int) -> RateTable:
-    table = session.get(RateTable, table_id)
-    if table is None:
-        raise NotFound(f"rate table {table_id} not found")
-    return table
+    return get_or_404(session, RateTable, table_id, f"rate table {table_id}")
 
 
 def list_rate_tables(

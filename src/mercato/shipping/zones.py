@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
-from mercato.db import utcnow
-from mercato.errors import Conflict, NotFound, ValidationProblem
+from mercato.db import get_or_404, utcnow
+from mercato.errors import Conflict, ValidationProblem
 from mercato.shipping._checks import _country, _postal_prefix
 from mercato.shipping.carriers import normalise_region
 from mercato.shipping.models import RateTable, ShippingZone, ZoneMember
@@ -62,10 +62,7 @@ def _replace_members(
 
 
 def get_zone(session: Session, zone_id: int) -> ShippingZone:
-    zone = session.get(ShippingZone, zone_id)
-    if zone is None:
-        raise NotFound(f"shipping zone {zone_id} not found")
-    return zone
+    return get_or_404(session, ShippingZone, zone_id, f"shipping zone {zone_id}")
 
 
 def list_zones(session: Session) -> list[ShippingZone]:
