@@ -25,6 +25,7 @@ tree can be tested like the real one.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +66,15 @@ class Tree:
     root: Path  # the folder holding the ``mercato`` package
     package: str = "mercato"
     modules: dict[str, Path] = field(default_factory=dict)
+    domain_names: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         base = self.root / self.package
+        self.domain_names = frozenset(
+            d.name
+            for d in base.iterdir()
+            if d.is_dir() and (d / "manifest.py").exists() and d.name not in NOT_DOMAINS
+        )
         for path in sorted(base.rglob("*.py")):
             parts = path.relative_to(self.root).with_suffix("").parts
             if "migrations" in parts:
@@ -76,16 +83,11 @@ class Tree:
             self.modules[name] = path
 
     def domains(self) -> list[str]:
-        base = self.root / self.package
-        return sorted(
-            d.name
-            for d in base.iterdir()
-            if d.is_dir() and (d / "manifest.py").exists() and d.name not in NOT_DOMAINS
-        )
+        return sorted(self.domain_names)
 
     def domain_of(self, module: str) -> str | None:
         parts = module.split(".")
-        if len(parts) < 2 or parts[1] not in self.domains():
+        if len(parts) < 2 or parts[1] not in self.domain_names:
             return None
         return parts[1]
 
@@ -98,8 +100,8 @@ class Tree:
 
     def imports(self) -> Iterator[Import]:
         for module, path in self.modules.items():
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            yield from _imports_of(module, path, tree, self.package)
+            text = path.read_text(encoding="utf-8")
+            yield from _imports_in(module, path.name == "__init__.py", text, self.package)
 
     def resolve(self, target: str) -> str:
         """The longest known module a dotted import names (``a.b.c`` may be ``a.b``'s c)."""
@@ -108,8 +110,13 @@ class Tree:
         return target
 
 
-def _imports_of(module: str, path: Path, tree: ast.Module, package: str) -> Iterator[Import]:
-    is_package = path.name == "__init__.py"
+# Cached on the source text: the planted-breach tests check copies of the same files.
+@functools.lru_cache(maxsize=4096)
+def _imports_in(module: str, is_package: bool, text: str, package: str) -> tuple[Import, ...]:
+    return tuple(_imports_of(module, is_package, ast.parse(text), package))
+
+
+def _imports_of(module: str, is_package: bool, tree: ast.Module, package: str) -> Iterator[Import]:
     for node, in_function in _walk(tree, False):
         if isinstance(node, ast.Import):
             for alias in node.names:
