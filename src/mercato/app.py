@@ -19,6 +19,7 @@ from mercato.errors import install_error_handlers
 from mercato.inventory.stream import StockStream
 from mercato.middleware import RequestGate, RequestIdMiddleware, WriterGate
 from mercato.settings import Settings, get_settings
+from mercato.web import pages
 
 API_DESCRIPTION = """
 Mercato is one system of record for every sales channel: one catalog, one price and
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.stock_stream = stock_stream
 
     install_error_handlers(app)
+    pages.install(app)  # the back office: static files, and errors answered as pages
     openapi.install(app)
     if database.dialect == "sqlite":
         app.add_middleware(WriterGate, limit=settings.sqlite_concurrent_writers)

@@ -16,6 +16,7 @@ from mercato.auth.schemas import (
     AuditEntryOut,
     LoginIn,
     MeOut,
+    MePatch,
     PasswordChangeIn,
     StaffUserIn,
     StaffUserOut,
@@ -124,6 +125,13 @@ def me(session: DbSession, principal: StaffPrincipal) -> MeOut:
     return MeOut(
         user=_user_out(session, user), permissions=sorted(p.value for p in principal.permissions)
     )
+
+
+@api.patch("/auth/me", response_model=MeOut, responses=problem_responses(401, 422))
+def update_me(session: DbSession, principal: StaffPrincipal, body: MePatch) -> MeOut:
+    """Change your own settings: the back office's language."""
+    service.set_own_locale(session, principal, body.locale)
+    return me(session, principal)
 
 
 @api.get("/staff", response_model=PageOut[StaffUserOut])

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -35,7 +35,16 @@ class StaffUserOut(ResponseModel):
     role: Role
     active: bool
     location_ids: list[int] = []
+    locale: str | None = None
     created_at: datetime
+
+
+class MePatch(StrictModel):
+    """The signed-in user's own settings."""
+
+    locale: Literal["en", "vi", "ja", "de"] | None = Field(
+        description="The back office's language for you; null follows the browser"
+    )
 
 
 class TokenOut(ResponseModel):

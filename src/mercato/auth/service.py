@@ -187,13 +187,35 @@ def change_own_password(
     return False
 
 
+STAFF_LOCALES = ("en", "vi", "ja", "de")
+
+
+def set_own_locale(session: Session, principal: Principal, locale: str | None) -> str | None:
+    """The signed-in user's language for the back office (None: follow the browser)."""
+    if locale is not None and locale not in STAFF_LOCALES:
+        raise ValidationProblem.field(
+            "body.locale", f"is not one of the back office's languages {list(STAFF_LOCALES)}"
+        )
+    assert principal.id is not None
+    user = locked_row(session, StaffUser, principal.id, f"staff user {principal.id}")
+    if user.locale != locale:
+        audit(
+            session,
+            principal,
+            "staff.locale_changed",
+            "staff_user",
+            user.id,
+            {"locale": [user.locale, locale]},
+        )
+        user.locale = locale
+    return locale
+
+
 def revoke_sessions(session: Session, user_id: int, *, keep: int | None = None) -> int:
     """End every token of the user but ``keep``: login sessions and API tokens alike, since
     a password changes because the old one may be known, and whoever knew it may have
     issued tokens with it."""
-    query = update(StaffToken).where(
-        StaffToken.user_id == user_id, StaffToken.revoked_at.is_(None)
-    )
+    query = update(StaffToken).where(StaffToken.user_id == user_id, StaffToken.revoked_at.is_(None))
     if keep is not None:
         query = query.where(StaffToken.id != keep)
     result = session.execute(query.values(revoked_at=utcnow()))

@@ -1,0 +1,58 @@
+"""Browser tests of the back office: a live server per demo database, one Chromium, a
+fresh browser profile per page. Every test here starts a server and a browser, so all are
+``slow`` (out of the fast lane)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.demo_world import DemoWorld
+from tests.web.browser import Browser, chromium, live_server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/web/" in str(item.path) and "test_translations" not in str(item.path):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def _chromium() -> Iterator[Any]:
+    with chromium() as browser:
+        yield browser
+
+
+class _LiveServers:
+    """Started on first use, one per demo database, stopped at the end of the session."""
+
+    def __init__(self, stack: ExitStack, factory: pytest.TempPathFactory) -> None:
+        self.stack = stack
+        self.factory = factory
+        self.urls: dict[int, str] = {}
+
+    def for_world(self, world: DemoWorld) -> str:
+        key = id(world.database)
+        if key not in self.urls:
+            data_dir = Path(self.factory.mktemp("live"))
+            self.urls[key] = self.stack.enter_context(live_server(world, data_dir))
+        return self.urls[key]
+
+
+@pytest.fixture(scope="session")
+def _live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_LiveServers]:
+    with ExitStack() as stack:
+        yield _LiveServers(stack, tmp_path_factory)
+
+
+@pytest.fixture
+def browser(
+    demo_world: DemoWorld, _chromium: Any, _live_servers: _LiveServers
+) -> Iterator[Browser]:
+    driver = Browser(_live_servers.for_world(demo_world), demo_world, _chromium)
+    yield driver
+    driver.assert_clean()
