@@ -1,6 +1,31 @@
-"""The back office's routers: each screen module contributes one."""
+"""The back office's routers: one per screen module."""
 
 from mercato.manifest import Manifest
-from mercato.web import account, home
+from mercato.web import (
+    account,
+    catalog,
+    customers,
+    fulfilment,
+    home,
+    inventory,
+    orders,
+    promotions,
+    settings,
+    support,
+)
 
-MANIFEST = Manifest("web", routers=[account.router, home.router])
+MANIFEST = Manifest(
+    "web",
+    routers=[
+        account.router,
+        home.router,
+        orders.router,
+        fulfilment.router,
+        inventory.router,
+        catalog.router,
+        customers.router,
+        support.router,
+        promotions.router,
+        settings.router,
+    ],
+)

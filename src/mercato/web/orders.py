@@ -1,0 +1,7 @@
+"""The orders screen."""
+
+from __future__ import annotations
+
+from mercato.web.pages import page_router
+
+router = page_router()

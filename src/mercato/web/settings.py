@@ -1,0 +1,7 @@
+"""The settings screen."""
+
+from __future__ import annotations
+
+from mercato.web.pages import page_router
+
+router = page_router()
