@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from mercato.auth.permissions import Permission
@@ -126,7 +126,7 @@ def _channel_page(
     request: Request,
     principal: Principal,
     channel_id: int,
-    new_key: ApiKeyCreated | None = None,
+    issued: ApiKeyCreated | None = None,
     notice: str | None = None,
 ) -> HTMLResponse:
     with get_database(request).read() as session:
@@ -137,7 +137,7 @@ def _channel_page(
                 ApiKeyOut.model_validate(k)
                 for k in service.list_keys(session, channel_id, limit=200).items
             ]
-    values = context(principal, "channels", channel=channel, keys=keys, new_key=new_key)
+    values = context(principal, "channels", channel=channel, keys=keys, issued=issued)
     if notice:
         values["flash"] = notice
     return show(request, "settings/channel.html", values)
@@ -191,7 +191,15 @@ def _issue_page(
     if replayed:
         notice = _("This key was already issued; it was shown once and cannot be shown again.")
         return _channel_page(request, principal, channel_id, notice=notice)
-    return _channel_page(request, principal, channel_id, new_key=shown[0])
+    return _channel_page(request, principal, channel_id, issued=shown[0])
+
+
+@router.get("/settings/channels/{channel_id}/keys")
+def keys_page(
+    channel_id: int, principal: Principal = require_page(P.CHANNELS_READ)
+) -> RedirectResponse:
+    """Where a reloaded key form lands: the channel's page (the key is not shown again)."""
+    return RedirectResponse(f"{BASE}/channels/{channel_id}", status_code=303)
 
 
 @router.post("/settings/channels/{channel_id}/keys", response_class=HTMLResponse)

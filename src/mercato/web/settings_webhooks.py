@@ -31,6 +31,7 @@ from mercato.webhooks.worker import WAKE_KEY
 router = part_router()
 
 Key = Annotated[str | None, Form(max_length=200)]
+Back = Annotated[str, Form(max_length=2000)]
 
 
 def _wake_worker(request: Request, session: Session) -> None:
@@ -149,22 +150,25 @@ def subscription(
         next_url=next_url,
         statuses=[s.value for s in DeliveryStatus],
         filters={"status": wanted.value if wanted else "", "event_type": event_type or ""},
+        back=url_with(request),
     )
     return show(request, "settings/webhook.html", values)
 
 
-def _back(request: Request, subscription_id: int) -> str:
-    """Back to the log the button was pressed on, its filters kept."""
-    target = request.headers.get("referer", "")
+def _back(back: str, subscription_id: int) -> str:
+    """Back to the log the button was pressed on, its filters kept (the form says which
+    view it was; only this subscription's log is a place to go back to)."""
     path = f"{BASE}/webhooks/{subscription_id}"
-    index = target.find(path)
-    return target[index:] if index >= 0 else path
+    if back == path or back.startswith(path + "?"):
+        return back
+    return path
 
 
 @router.post("/settings/webhooks/deliveries/{delivery_id}/retry")
 def retry_delivery(
     request: Request,
     delivery_id: int,
+    back: Back = "",
     idempotency_key: Key = None,
     principal: Principal = require_page(P.WEBHOOKS_WRITE),
 ) -> Response:
@@ -186,13 +190,14 @@ def retry_delivery(
         )
     _ = gettext_for(request).gettext
     message = _("Delivery %(id)s is queued again.", id=delivery_id)
-    return redirect(request, _back(request, int(done["subscription_id"])), message)
+    return redirect(request, _back(back, int(done["subscription_id"])), message)
 
 
 @router.post("/settings/webhooks/{subscription_id}/dead-letters/resend")
 def resend_dead_letters(
     request: Request,
     subscription_id: int,
+    back: Back = "",
     idempotency_key: Key = None,
     principal: Principal = require_page(P.WEBHOOKS_WRITE),
 ) -> Response:
@@ -214,13 +219,14 @@ def resend_dead_letters(
         )
     _ = gettext_for(request).gettext
     message = _("%(count)s dead letters are queued again.", count=done["resent"])
-    return redirect(request, _back(request, subscription_id), message)
+    return redirect(request, _back(back, subscription_id), message)
 
 
 @router.post("/settings/webhooks/{subscription_id}/test")
 def send_test_event(
     request: Request,
     subscription_id: int,
+    back: Back = "",
     idempotency_key: Key = None,
     principal: Principal = require_page(P.WEBHOOKS_WRITE),
 ) -> Response:
@@ -241,4 +247,4 @@ def send_test_event(
             produce,
         )
     _ = gettext_for(request).gettext
-    return redirect(request, _back(request, subscription_id), _("A test event is queued."))
+    return redirect(request, _back(back, subscription_id), _("A test event is queued."))
