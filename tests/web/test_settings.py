@@ -252,9 +252,7 @@ def test_the_store_manager_sees_only_what_their_role_allows(browser: Browser) ->
             "/admin/settings/channels/1/keys", form={"csrf_token": csrf, "name": "mine"}
         ),
     }
-    assert {name: answer.status for name, answer in refused.items()} == dict.fromkeys(
-        refused, 403
-    )
+    assert {name: answer.status for name, answer in refused.items()} == dict.fromkeys(refused, 403)
     page.goto("/admin/settings/audit")
     expect(page.get_by_role("heading", name="Not allowed", level=1)).to_be_visible()
 

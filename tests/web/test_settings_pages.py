@@ -93,3 +93,50 @@ def test_opening_hours_in_a_wrong_shape_are_refused_on_the_form(
     assert answer.status_code == 422
     assert "write 09:00-18:00" in answer.text
     assert "nine to five" in answer.text  # what was typed stays in the form
+
+
+def test_a_resubmitted_key_form_never_shows_the_key_again(
+    pages: TestClient, demo_world: DemoWorld
+) -> None:
+    csrf = sign_in(pages, demo_world, "admin")
+    channel = pages.get("/admin/settings/channels").text
+    channel_id = re.search(r'href="/admin/settings/channels/(\d+)"', channel)
+    assert channel_id
+    url = f"/admin/settings/channels/{channel_id.group(1)}/keys"
+    form = {"csrf_token": csrf, "name": "till 7", "idempotency_key": uuid.uuid4().hex}
+    first = pages.post(url, data=form)
+    assert first.status_code == 200
+    key = re.search(r'data-testid="new-key" value="([^"]+)"', first.text)
+    assert key
+    again = pages.post(url, data=form)
+    assert again.status_code == 200
+    assert key.group(1) not in again.text
+    assert "cannot be shown again" in again.text
+    rows = 'data-testid="key-'
+    assert again.text.count(rows) == first.text.count(rows)  # one key, not two
+
+
+def test_a_carrier_is_switched_off_and_on(pages: TestClient, demo_world: DemoWorld) -> None:
+    csrf = sign_in(pages, demo_world, "admin")
+    page = pages.get("/admin/settings/carriers").text
+    found = re.search(r"/admin/settings/carriers/(\d+)/active", page)
+    assert found
+    url = f"/admin/settings/carriers/{found.group(1)}/active"
+    off = pages.post(url, data={"csrf_token": csrf, "active": "false"})
+    assert off.status_code == 303
+    carrier = demo_world.client.get(
+        f"/v1/shipping/carriers/{found.group(1)}", headers=staff_login(demo_world, "admin")
+    ).json()
+    assert carrier["active"] is False
+    assert pages.post(url, data={"csrf_token": csrf, "active": "true"}).status_code == 303
+    analyst = sign_in(pages, demo_world, "analyst")
+    assert pages.post(url, data={"csrf_token": analyst, "active": "false"}).status_code == 403
+
+
+def test_the_settings_speak_the_users_language(pages: TestClient, demo_world: DemoWorld) -> None:
+    sign_in(pages, demo_world, "owner")
+    pages.cookies.set("mercato_lang", "de")
+    page = pages.get("/admin/settings/locations/" + str(demo_world.location_id("ST-BERLIN")))
+    assert "Öffnungszeiten" in page.text and "Montag" in page.text
+    pages.cookies.set("mercato_lang", "ja")
+    assert "監査ログ" in pages.get("/admin/settings/audit").text
