@@ -42,6 +42,8 @@ def test_every_tab_opens_for_the_owner(pages: TestClient, demo_world: DemoWorld)
     taxes = pages.get("/admin/settings/taxes?country=DE").text
     assert "19.0%" in taxes and "US-CA" not in taxes
     assert "test_gateway" in pages.get("/admin/settings/payments").text
+    channel = pages.get("/admin/settings/channels/1").text
+    assert re.search(r"Sells from</dt><dd[^>]*>[A-Z]+-[A-Z]", channel), "locations by code"
 
 
 def test_a_store_manager_reads_and_is_refused_the_rest(

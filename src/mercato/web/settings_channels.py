@@ -20,6 +20,7 @@ from mercato.channels.api import channel_out
 from mercato.channels.schemas import ApiKeyCreated, ApiKeyOut, ChannelIn, ChannelType
 from mercato.deps import get_database
 from mercato.errors import Problem
+from mercato.locations import service as locations
 from mercato.web.pages import once, redirect, show, url_with
 from mercato.web.rendering import gettext_for
 from mercato.web.session import require_page
@@ -137,7 +138,12 @@ def _channel_page(
                 ApiKeyOut.model_validate(k)
                 for k in service.list_keys(session, channel_id, limit=200).items
             ]
-    values = context(principal, "channels", channel=channel, keys=keys, issued=issued)
+        # The sell-from locations by code, for a role that may read them.
+        codes: dict[int, str] = {}
+        if principal.has(P.LOCATIONS_READ):
+            ids = [x.location_id for x in channel.locations]
+            codes = {x.id: x.code for x in locations.get_locations(session, ids)}
+    values = context(principal, "channels", channel=channel, keys=keys, issued=issued, codes=codes)
     if notice:
         values["flash"] = notice
     return show(request, "settings/channel.html", values)
