@@ -142,3 +142,30 @@ def test_the_settings_speak_the_users_language(pages: TestClient, demo_world: De
     assert "Öffnungszeiten" in page.text and "Montag" in page.text
     pages.cookies.set("mercato_lang", "ja")
     assert "監査ログ" in pages.get("/admin/settings/audit").text
+
+
+def test_a_webhook_secret_is_rotated_once_and_a_subscription_paused(
+    pages: TestClient, demo_world: DemoWorld
+) -> None:
+    admin = staff_login(demo_world, "admin")
+    made = demo_world.client.post(
+        "/v1/webhooks/subscriptions",
+        headers=admin,
+        json={"url": "https://erp.example.com/hooks", "event_types": ["order.*"]},
+    )
+    assert made.status_code == 201, made.text
+    first_secret, subscription = made.json()["secret"], made.json()["id"]
+    csrf = sign_in(pages, demo_world, "admin")
+    url = f"/admin/settings/webhooks/{subscription}"
+    rotated = pages.post(f"{url}/secret", data={"csrf_token": csrf})
+    assert rotated.status_code == 200
+    secret = re.search(r'data-testid="new-secret" value="([^"]+)"', rotated.text)
+    assert secret and secret.group(1) != first_secret
+    assert pages.get(f"{url}/secret").status_code == 303
+    assert secret.group(1) not in pages.get(url).text
+
+    paused = pages.post(f"{url}/active", data={"csrf_token": csrf, "active": "false"})
+    assert paused.status_code == 303 and paused.headers["location"] == url
+    shown = demo_world.client.get(f"/v1/webhooks/subscriptions/{subscription}", headers=admin)
+    assert shown.json()["active"] is False
+    assert "Resume" in pages.get(url).text

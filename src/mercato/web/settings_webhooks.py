@@ -8,10 +8,11 @@ form and never again (the once-only store keeps the subscription's id, not the s
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Form, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
@@ -25,7 +26,7 @@ from mercato.webhooks import service
 from mercato.webhooks.api import delivery_out, subscription_out, with_secret
 from mercato.webhooks.events import worker_for
 from mercato.webhooks.models import DeliveryStatus
-from mercato.webhooks.schemas import SubscriptionIn, SubscriptionWithSecret
+from mercato.webhooks.schemas import SubscriptionIn, SubscriptionPatch, SubscriptionWithSecret
 from mercato.webhooks.worker import WAKE_KEY
 
 router = part_router()
@@ -129,6 +130,18 @@ def subscription(
 ) -> HTMLResponse:
     """The delivery log, newest first, filtered in the URL (as
     ``GET /v1/webhooks/subscriptions/{id}/deliveries``)."""
+    return _subscription_page(request, principal, subscription_id, status, event_type, cursor)
+
+
+def _subscription_page(
+    request: Request,
+    principal: Principal,
+    subscription_id: int,
+    status: str | None = None,
+    event_type: str | None = None,
+    cursor: str | None = None,
+    rotated: SubscriptionWithSecret | None = None,
+) -> HTMLResponse:
     wanted = DeliveryStatus(status) if status in {s.value for s in DeliveryStatus} else None
     with get_database(request).read() as session:
         found = subscription_out(service.get_subscription(session, subscription_id))
@@ -151,6 +164,7 @@ def subscription(
         statuses=[s.value for s in DeliveryStatus],
         filters={"status": wanted.value if wanted else "", "event_type": event_type or ""},
         back=url_with(request),
+        rotated=rotated,
     )
     return show(request, "settings/webhook.html", values)
 
@@ -248,3 +262,62 @@ def send_test_event(
         )
     _ = gettext_for(request).gettext
     return redirect(request, _back(back, subscription_id), _("A test event is queued."))
+
+
+@router.post("/settings/webhooks/{subscription_id}/active")
+def set_active(
+    request: Request,
+    subscription_id: int,
+    active: Annotated[bool, Form()],
+    back: Back = "",
+    principal: Principal = require_page(P.WEBHOOKS_WRITE),
+) -> Response:
+    """Pause or resume (as ``PATCH /v1/webhooks/subscriptions/{id}``): a paused endpoint's
+    deliveries wait, and go out when it is resumed."""
+    with get_database(request).transaction() as session:
+        found = service.update_subscription(
+            session, principal, subscription_id, SubscriptionPatch(active=active)
+        )
+        if found.active:
+            _wake_worker(request, session)
+    _ = gettext_for(request).gettext
+    message = _("The subscription is active.") if active else _("The subscription is paused.")
+    return redirect(request, _back(back, subscription_id), message)
+
+
+@router.post("/settings/webhooks/{subscription_id}/secret", response_class=HTMLResponse)
+def rotate_secret(
+    request: Request,
+    subscription_id: int,
+    keep_previous_hours: Annotated[int, Form(ge=0, le=168)] = 24,
+    idempotency_key: Key = None,
+    principal: Principal = require_page(P.WEBHOOKS_WRITE),
+) -> Response:
+    """A new signing secret, shown in this answer only; the old one also signs for
+    ``keep_previous_hours`` (as ``POST /v1/webhooks/subscriptions/{id}/secret``)."""
+    shown: list[SubscriptionWithSecret] = []
+    with get_database(request).transaction() as session:
+
+        def produce() -> dict[str, Any]:
+            keep = timedelta(hours=keep_previous_hours)
+            found, secret = service.rotate_secret(session, principal, subscription_id, keep)
+            shown.append(with_secret(found, secret))
+            return {"id": found.id}
+
+        payload = {"subscription_id": subscription_id, "keep": keep_previous_hours}
+        _made, replayed = once(
+            session, principal, "settings.webhook_secret", idempotency_key, payload, produce
+        )
+    if replayed:
+        _ = gettext_for(request).gettext
+        message = _("This secret was already made; it was shown once.")
+        return redirect(request, f"{BASE}/webhooks/{subscription_id}", message)
+    return _subscription_page(request, principal, subscription_id, rotated=shown[0])
+
+
+@router.get("/settings/webhooks/{subscription_id}/secret")
+def secret_page(
+    subscription_id: int, principal: Principal = require_page(P.EVENTS_READ)
+) -> RedirectResponse:
+    """Where a reloaded secret form lands: the log (the secret is not shown again)."""
+    return RedirectResponse(f"{BASE}/webhooks/{subscription_id}", status_code=303)
