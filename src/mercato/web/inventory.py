@@ -28,7 +28,12 @@ from mercato.inventory.stream import StockStream
 from mercato.locations import service as locations
 from mercato.locations.api import location_out
 from mercato.web import inventory_actions
-from mercato.web.inventory_shared import int_or_none, variant_labels, visible_locations
+from mercato.web.inventory_shared import (
+    STATUS_NAMES,
+    int_or_none,
+    variant_labels,
+    visible_locations,
+)
 from mercato.web.pages import page_router, show, url_with
 from mercato.web.rendering import language_of, render
 from mercato.web.session import require_page
@@ -82,6 +87,7 @@ def _grid(request: Request, principal: Principal) -> dict[str, Any]:
         labels = variant_labels(session, page.items, language_of(request))
     return {
         "active": "inventory",
+        "status_names": STATUS_NAMES,
         "places": places,
         "columns": columns,
         "rows": [(vid, labels.get(vid, {"sku": str(vid), "name": ""})) for vid in page.items],
@@ -135,6 +141,7 @@ def ledger(
         "inventory/ledger.html",
         {
             "active": "inventory",
+            "status_names": STATUS_NAMES,
             "level": level,
             "label": label,
             "place": place,
@@ -153,7 +160,13 @@ def verify(
     with get_database(request).read() as session:
         rows, bad = service.verify(session)
         visible = [m for m in bad if principal.can_access_location(m.location_id)][:100]
-    context = {"active": "inventory", "rows": rows, "ok": not bad, "mismatches": visible}
+    context = {
+        "active": "inventory",
+        "status_names": STATUS_NAMES,
+        "rows": rows,
+        "ok": not bad,
+        "mismatches": visible,
+    }
     if request.headers.get("hx-request") == "true":
         return render(request, "inventory/_verify.html", context)
     return show(request, "inventory/verify.html", context)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -27,6 +28,7 @@ from mercato.locations import service as locations
 from mercato.locations.api import location_out
 from mercato.web import PREFIX
 from mercato.web.inventory_shared import (
+    STATUS_NAMES,
     form_errors,
     is_form_problem,
     variant_for_sku,
@@ -63,7 +65,14 @@ def _form(
 ) -> HTMLResponse:
     with get_database(request).read() as session:
         context = _places(session, principal)
-    context.update({"active": "inventory", "values": values, "errors": errors or {}})
+    context.update(
+        {
+            "active": "inventory",
+            "status_names": STATUS_NAMES,
+            "values": values,
+            "errors": errors or {},
+        }
+    )
     return show(request, template, context, status_code=422 if errors else 200)
 
 
@@ -239,8 +248,13 @@ def transfer(
         if not is_form_problem(problem):
             raise
         return _form(request, principal, "inventory/transfer.html", values, form_errors(problem))
-    message = _("Transfer %(id)s created (%(status)s).", id=made["id"], status=_(made["status"]))
-    return redirect(request, f"{PREFIX}/inventory?location={from_location_id}", message)
+    message = _(
+        "Transfer %(id)s created (%(status)s).",
+        id=made["id"],
+        status=_(STATUS_NAMES.get(made["status"], made["status"])),
+    )
+    back = urlencode({"location": from_location_id, "q": sku.strip()})
+    return redirect(request, f"{PREFIX}/inventory?{back}", message)
 
 
 # --- purchase orders ------------------------------------------------------------------------
@@ -271,6 +285,7 @@ def purchase_orders(
         "inventory/purchase_orders.html",
         {
             "active": "inventory",
+            "status_names": STATUS_NAMES,
             "orders": orders,
             "status": shown or "",
             "names": names,
@@ -373,6 +388,7 @@ def _po_page(
         "inventory/purchase_order.html",
         {
             "active": "inventory",
+            "status_names": STATUS_NAMES,
             "po": out,
             "labels": labels,
             "place": place,
@@ -439,5 +455,8 @@ def _receive(
             raise
         return _po_page(request, principal, po_id, form_errors(problem))
     _ = gettext_for(request).gettext
-    message = _("Received: the purchase order is %(status)s.", status=_(po["status"]))
+    message = _(
+        "Received: the purchase order is %(status)s.",
+        status=_(STATUS_NAMES.get(po["status"], po["status"])),
+    )
     return redirect(request, f"{PREFIX}/inventory/purchase-orders/{po_id}", message)

@@ -14,6 +14,7 @@ from mercato.errors import Problem, ValidationProblem
 from mercato.locations import service as locations
 from mercato.locations.api import location_out
 from mercato.locations.schemas import LocationOut
+from mercato.web.navigation import N_
 
 
 def visible_locations(session: Session, principal: Principal) -> list[LocationOut]:
@@ -66,3 +67,54 @@ def is_form_problem(problem: Problem) -> bool:
 
 def int_or_none(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
+
+
+# How the statuses, reasons and conditions the services return read on the inventory and
+# fulfilment pages (the services speak in codes; a code not listed shows as it is).
+STATUS_NAMES: dict[str, str] = {
+    # purchase orders, transfers
+    "open": N_("open"),
+    "partially_received": N_("partially received"),
+    "received": N_("received"),
+    "cancelled": N_("cancelled"),
+    "draft": N_("draft"),
+    "shipped": N_("shipped"),
+    # fulfilment tasks and their lines, shipments
+    "picking": N_("picking"),
+    "packed": N_("packed"),
+    "awaiting_transfer": N_("awaiting a transfer"),
+    "ready_for_pickup": N_("ready for pickup"),
+    "picked_up": N_("picked up"),
+    "handed_over": N_("handed over"),
+    "rejected": N_("rejected"),
+    "in_transit": N_("in transit"),
+    "delivered": N_("delivered"),
+    "exception": N_("delivery problem"),
+    "returned_to_sender": N_("returned to sender"),
+    "voided": N_("voided"),
+    # returns
+    "requested": N_("requested"),
+    "approved": N_("approved"),
+    "inspected": N_("inspected"),
+    "refunded": N_("refunded"),
+    "closed": N_("closed"),
+    "restock": N_("back on the shelf"),
+    "to_vendor": N_("set aside for the vendor"),
+    "wrong_item": N_("wrong item"),
+    "not_as_described": N_("not as described"),
+    "changed_mind": N_("changed their mind"),
+    "size_fit": N_("size or fit"),
+    "other": N_("other"),
+    # ledger movements
+    "receipt": N_("receipt"),
+    "sale": N_("sale"),
+    "return": N_("return"),
+    "adjustment": N_("adjustment"),
+    "count": N_("count"),
+    "transfer_out": N_("transfer out"),
+    "transfer_in": N_("transfer in"),
+    "damage": N_("damage"),
+    "damaged": N_("damaged"),
+    "reservation": N_("held"),
+    "release": N_("released"),
+}
