@@ -190,7 +190,8 @@ def test_store_staff_work_only_at_their_store(browser: Browser) -> None:
     world = browser.world
     munich = world.location_id("ST-MUNICH")
     page = browser.open("berlin.manager", "/admin/fulfilment")
-    expect(page.get_by_label("Location", exact=True)).to_have_count(0)  # one store: nothing to choose
+    # One store: nothing to choose.
+    expect(page.get_by_label("Location", exact=True)).to_have_count(0)
     assert page.request.get(f"/admin/fulfilment?location={munich}").status == 403
     page.goto("/admin/fulfilment?tab=transfers")
     assert_accessible(page)

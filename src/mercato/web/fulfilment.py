@@ -50,6 +50,7 @@ ROWS = 20
 # The tabs of the task list: which task status each shows.
 TASK_TABS = {
     "pick": "open",
+    "awaiting": "awaiting_transfer",
     "picking": "picking",
     "packed": "packed",
     "shelf": "ready_for_pickup",
