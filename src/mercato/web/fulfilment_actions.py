@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mercato.auth.permissions import Permission
@@ -27,6 +28,7 @@ from mercato.flows import capture
 from mercato.flows import returns as returns_flow
 from mercato.fulfillment import service as fulfillment
 from mercato.inventory import service as inventory
+from mercato.orders import service as orders
 from mercato.returns import service as returns
 from mercato.returns.state import Condition
 from mercato.web import PREFIX
@@ -64,6 +66,7 @@ def _again(
     order: str = "",
 ) -> HTMLResponse:
     """The page again with the refusal beside the task or document it concerns."""
+    # Imported here: web.fulfilment includes this module's router.
     from mercato.web.fulfilment import fulfilment_page
 
     query = {"location": place, "tab": tab, **({"order": order} if order else {})}
@@ -106,9 +109,7 @@ def pick(
     return redirect(request, _back(place, "picking", order), message)
 
 
-def task_number(session: Any, order_id: int) -> str:
-    from mercato.orders import service as orders
-
+def task_number(session: Session, order_id: int) -> str:
     return orders.get_order(session, order_id).number
 
 
