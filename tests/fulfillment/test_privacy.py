@@ -40,3 +40,15 @@ def test_an_analyst_sees_pick_lists_without_the_customers_address(
         assert all(shown.get(k) is None for k in PERSONAL), shown
         assert shown.get("latitude") is None and shown.get("longitude") is None
         assert view["lines"] == task["lines"]
+
+
+def test_a_pick_list_finds_one_order_by_its_number(demo_world: DemoWorld) -> None:
+    client = demo_world.client
+    variant = item(demo_world, {"WH-FRA": 2}, {"EU": {"EUR": "15.00"}})
+    order = place(demo_world, "web-de", [{"variant_id": variant, "quantity": 1}], address=BERLIN)
+    [task] = tasks(demo_world, order["id"], "ship")
+    owner = staff(demo_world, "owner")
+    found = ok(client.get(f"/v1/fulfillment/orders?order_number={order['number']}", headers=owner))
+    assert [t["id"] for t in found["items"]] == [task["id"]]
+    none = ok(client.get("/v1/fulfillment/orders?order_number=NO-SUCH-1", headers=owner))
+    assert none["items"] == []

@@ -80,6 +80,8 @@ def test_store_staff_read_only_their_locations(
         _get(client, f"/v1/inventory/transfers/{to_a}", staff)
         _get(client, f"/v1/inventory/reservations/{held_a}", staff)
         _get(client, f"/v1/inventory/purchase-orders/{po_a}", staff)
+        listed = _get(client, "/v1/inventory/purchase-orders?status=open", staff)["items"]
+        assert [p["id"] for p in listed] == [po_a]
         # Another store's: the 403 a write there gets.
         for path in [
             f"/v1/inventory/levels?location_id={world.store_b}",
@@ -88,6 +90,7 @@ def test_store_staff_read_only_their_locations(
             f"/v1/inventory/transfers/{to_b}",
             f"/v1/inventory/reservations/{held_b}",
             f"/v1/inventory/purchase-orders/{po_b}",
+            f"/v1/inventory/purchase-orders?location_id={world.store_b}",
         ]:
             assert_problem(client.get(path, headers=staff), 403, "location-forbidden")
 
@@ -98,5 +101,9 @@ def test_store_staff_read_only_their_locations(
         _get(client, f"/v1/inventory/transfers/{to_b}", headers)
         _get(client, f"/v1/inventory/reservations/{held_b}", headers)
         _get(client, f"/v1/inventory/purchase-orders/{po_b}", headers)
+        listed = _get(client, "/v1/inventory/purchase-orders", headers)["items"]
+        assert [p["id"] for p in listed] == [po_b, po_a]
+        at_b = _get(client, f"/v1/inventory/purchase-orders?location_id={world.store_b}", headers)
+        assert [p["id"] for p in at_b["items"]] == [po_b]
         moves = _get(client, f"/v1/inventory/movements?location_id={world.store_b}", headers)
         assert moves["items"]

@@ -18,6 +18,7 @@ from mercato.deps import (
     require,
     require_outside_transaction,
 )
+from mercato.errors import NotFound
 from mercato.flows import capture
 from mercato.fulfillment import service
 from mercato.fulfillment.models import FulfillmentOrder, Shipment
@@ -215,13 +216,21 @@ def list_tasks(
     location_id: int | None = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
     kind: Annotated[str | None, Query(pattern="^(ship|pickup|transfer)$")] = None,
+    order_number: Annotated[str | None, Query(max_length=20)] = None,
 ) -> PageOut[TaskOut]:
-    """The pick list of a location (store staff see their own locations only)."""
+    """The pick list of a location (store staff see their own locations only);
+    ``order_number`` finds one order's tasks."""
     places = principal.location_ids
     if location_id is not None:
         principal.require_location(location_id)
         places = frozenset({location_id})
     cursor, limit = page
+    order_id = None
+    if order_number:
+        try:
+            order_id = orders.get_by_number(session, order_number).id
+        except NotFound:
+            return PageOut(items=[], next_cursor=None)
     tasks = service.list_tasks(
         session,
         location_ids=places,
@@ -229,6 +238,7 @@ def list_tasks(
         kind=kind,
         limit=limit + 1,
         after=decode_id_cursor(cursor),
+        order_id=order_id,
     )
     found = page_of(tasks, limit, key=lambda task: task.id)
     return PageOut(

@@ -116,8 +116,10 @@ def list_tasks(
     kind: str | None,
     limit: int = 100,
     after: int | None = None,
+    order_id: int | None = None,
 ) -> list[FulfillmentOrder]:
-    """Oldest first; ``after`` continues after the task with that id."""
+    """Oldest first; ``after`` continues after the task with that id; ``order_id`` finds
+    one order's tasks (a scanned order number at a busy location)."""
     query = select(FulfillmentOrder).order_by(FulfillmentOrder.id)
     if after is not None:
         query = query.where(FulfillmentOrder.id > after)
@@ -127,6 +129,8 @@ def list_tasks(
         query = query.where(FulfillmentOrder.status == status)
     if kind:
         query = query.where(FulfillmentOrder.kind == kind)
+    if order_id is not None:
+        query = query.where(FulfillmentOrder.order_id == order_id)
     return list(session.scalars(query.limit(limit)))
 
 

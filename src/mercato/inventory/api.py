@@ -384,6 +384,35 @@ def create_purchase_order(
     return purchase_order_out(session, po)
 
 
+@api.get("/purchase-orders", response_model=PageOut[PurchaseOrderOut])
+def list_purchase_orders(
+    session: DbSession,
+    page: Pagination,
+    principal: Reader,
+    location_id: int | None = None,
+    status: Annotated[
+        str | None, Query(pattern="^(open|partially_received|received|cancelled)$")
+    ] = None,
+) -> PageOut[PurchaseOrderOut]:
+    """Purchase orders, newest first (store staff see their own locations only)."""
+    cursor, limit = page
+    places = principal.location_ids
+    if location_id is not None:
+        principal.require_location(location_id)
+        places = frozenset({location_id})
+    result = service.list_purchase_orders(
+        session,
+        location_ids=places,
+        statuses=[status] if status else None,
+        cursor=cursor,
+        limit=limit,
+    )
+    return PageOut(
+        items=[purchase_order_out(session, po) for po in result.items],
+        next_cursor=result.next_cursor,
+    )
+
+
 @api.get("/purchase-orders/{po_id}", response_model=PurchaseOrderOut)
 def get_purchase_order(po_id: int, session: DbSession, principal: Reader) -> PurchaseOrderOut:
     po = service.get_purchase_order(session, po_id)

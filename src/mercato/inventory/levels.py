@@ -207,6 +207,7 @@ def list_levels(
     session: Session,
     *,
     variant_id: int | None = None,
+    variant_ids: Sequence[int] | None = None,
     location_id: int | None = None,
     location_ids: frozenset[int] | None = None,
     low_only: bool = False,
@@ -216,6 +217,8 @@ def list_levels(
     query: Select[Any] = select(StockLevel).order_by(StockLevel.variant_id, StockLevel.location_id)
     if variant_id is not None:
         query = query.where(StockLevel.variant_id == variant_id)
+    if variant_ids is not None:
+        query = query.where(StockLevel.variant_id.in_(sorted(set(variant_ids))))
     if location_id is not None:
         query = query.where(StockLevel.location_id == location_id)
     if location_ids is not None:
@@ -236,6 +239,34 @@ def list_levels(
         )
     rows: list[StockLevel] = list(session.scalars(query.limit(limit + 1)))
     return page_of(rows, limit, key=lambda r: [r.variant_id, r.location_id])
+
+
+def stocked_variants(
+    session: Session,
+    *,
+    variant_ids: Sequence[int] | None = None,
+    location_ids: frozenset[int] | None = None,
+    low_only: bool = False,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[int]:
+    """Variants with a stock row at ``location_ids`` (None: anywhere), by id: the rows of a
+    variants x locations grid, paged by variant so that a row never splits across pages."""
+    query: Select[Any] = select(StockLevel.variant_id).distinct().order_by(StockLevel.variant_id)
+    if variant_ids is not None:
+        query = query.where(StockLevel.variant_id.in_(sorted(set(variant_ids))))
+    if location_ids is not None:
+        query = query.where(StockLevel.location_id.in_(sorted(location_ids)))
+    if low_only:
+        query = query.where(
+            StockLevel.low_stock_threshold.is_not(None),
+            StockLevel.low_stock_threshold > FREE_TO_SELL,
+        )
+    after = decode_id_cursor(cursor)
+    if after is not None:
+        query = query.where(StockLevel.variant_id > after)
+    rows = [int(v) for v in session.scalars(query.limit(limit + 1))]
+    return page_of(rows, limit, key=lambda v: v)
 
 
 def get_level(session: Session, variant_id: int, location_id: int) -> LevelSnapshot:

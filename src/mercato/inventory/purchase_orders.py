@@ -25,6 +25,7 @@ from mercato.inventory.ledger import (
     ensure_rows,
 )
 from mercato.inventory.models import PurchaseOrder, PurchaseOrderLine
+from mercato.pagination import Page, decode_id_cursor, page_of
 
 
 def create_purchase_order(
@@ -71,6 +72,26 @@ def create_purchase_order(
 
 def get_purchase_order(session: Session, po_id: int) -> PurchaseOrder:
     return get_or_404(session, PurchaseOrder, po_id, f"purchase order {po_id}", fresh=True)
+
+
+def list_purchase_orders(
+    session: Session,
+    *,
+    location_ids: frozenset[int] | None,
+    statuses: Sequence[str] | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[PurchaseOrder]:
+    """Newest first; ``location_ids`` (None: all) limits them to a store user's locations."""
+    query = select(PurchaseOrder).order_by(PurchaseOrder.id.desc())
+    if location_ids is not None:
+        query = query.where(PurchaseOrder.location_id.in_(sorted(location_ids)))
+    if statuses:
+        query = query.where(PurchaseOrder.status.in_(list(statuses)))
+    after = decode_id_cursor(cursor)
+    if after is not None:
+        query = query.where(PurchaseOrder.id < after)
+    return page_of(list(session.scalars(query.limit(limit + 1))), limit, key=lambda p: p.id)
 
 
 def purchase_order_lines(session: Session, po_id: int) -> list[PurchaseOrderLine]:

@@ -58,12 +58,14 @@ from mercato.inventory.levels import (
     list_movements,
     receive_bulk,
     set_policy,
+    stocked_variants,
 )
 from mercato.inventory.models import Reservation, StockLevel
 from mercato.inventory.purchase_orders import (
     cancel_purchase_order,
     create_purchase_order,
     get_purchase_order,
+    list_purchase_orders,
     purchase_order_lines,
     receive_purchase_order,
 )
@@ -129,6 +131,7 @@ __all__ = [
     "hold",
     "list_levels",
     "list_movements",
+    "list_purchase_orders",
     "list_transfers",
     "nearby_stock",
     "post_count",
@@ -141,6 +144,7 @@ __all__ = [
     "reservations_for",
     "set_policy",
     "ship_transfer",
+    "stocked_variants",
     "transfer_lines",
     "update",
     "verify",
