@@ -45,7 +45,7 @@ PAGE_SIZE = 50
 LANGUAGE_NAMES = {"de": "Deutsch", "ja": "日本語", "vi": "Tiếng Việt", "en": "English"}
 
 
-# --- the product list ---------------------------------------------------------------------------
+# --- the product list -----------------------------------------------------------------------------
 
 
 @router.get("/catalog", response_class=HTMLResponse)
@@ -187,7 +187,7 @@ def update_category(
     return redirect(request, f"{PREFIX}/catalog/categories", _("Category saved."))
 
 
-# --- import and export --------------------------------------------------------------------------
+# --- import and export ----------------------------------------------------------------------------
 
 
 @router.get("/catalog/import", response_class=HTMLResponse)

@@ -134,7 +134,7 @@ def _back(product_id: int, anchor: str = "") -> str:
     return f"{PREFIX}/catalog/products/{product_id}{anchor}"
 
 
-# --- a new product ---------------------------------------------------------------------------
+# --- a new product --------------------------------------------------------------------------------
 
 
 @router.get("/catalog/products/new", response_class=HTMLResponse)
@@ -192,7 +192,7 @@ def _new_again(request: Request, errors: dict[str, str], values: dict[str, str])
     return show(request, "catalog/new.html", context, status_code=422)
 
 
-# --- the product page and its forms -------------------------------------------------------------
+# --- the product page and its forms ---------------------------------------------------------------
 
 
 @router.get("/catalog/products/{product_id}", response_class=HTMLResponse)
@@ -272,7 +272,7 @@ def save_translation(
     return redirect(request, _back(product_id, "#translations"), _("Translation saved."))
 
 
-# --- variants ------------------------------------------------------------------------------------
+# --- variants -------------------------------------------------------------------------------------
 
 
 @router.post("/catalog/products/{product_id}/variants", response_class=HTMLResponse)
@@ -384,7 +384,7 @@ def update_variant(
     return redirect(request, _back(product_id, "#variants"), _("Variant saved."))
 
 
-# --- images --------------------------------------------------------------------------------------
+# --- images ---------------------------------------------------------------------------------------
 
 
 @router.post("/catalog/products/{product_id}/images", response_class=HTMLResponse)
@@ -432,7 +432,7 @@ def remove_image(
     return redirect(request, _back(product_id, "#images"), _("Image removed."))
 
 
-# --- prices --------------------------------------------------------------------------------------
+# --- prices ---------------------------------------------------------------------------------------
 
 
 @router.post("/catalog/products/{product_id}/prices", response_class=HTMLResponse)
