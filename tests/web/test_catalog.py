@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.catalog.test_images import png
 from tests.demo_world import staff_login
@@ -119,6 +119,14 @@ def _products_named(browser: Browser, code: str) -> list[Any]:
     return items
 
 
+def _finished(page: Page) -> Locator:
+    """The job page once the background work has ended."""
+    expect(page).to_have_url(re.compile(r"/admin/jobs/\d+$"))
+    progress = page.locator("#job-progress")
+    expect(progress).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    return progress
+
+
 def test_a_dry_run_import_reports_the_bad_line_and_changes_nothing_then_a_good_file_applies(
     browser: Browser, tmp_path: Path
 ) -> None:
@@ -129,35 +137,41 @@ def test_a_dry_run_import_reports_the_bad_line_and_changes_nothing_then_a_good_f
     bad = tmp_path / "bad.csv"
     bad.write_text(_csv(code, "12345"))
     page.get_by_label("CSV or JSON file (UTF-8)").set_input_files(str(bad))
-    page.get_by_label("Dry run: check the file and change nothing").check()
+    expect(page.get_by_label("Dry run: check the file and change nothing")).to_be_checked()
     page.get_by_role("button", name="Check and import").click()
-    errors = page.get_by_test_id("import-errors")
-    expect(errors).to_be_visible()
-    expect(errors.get_by_role("row")).to_have_count(2)  # the header and line 3
-    expect(errors).to_contain_text("barcode")
-    expect(errors.get_by_role("cell", name="3", exact=True)).to_be_visible()
-    assert_accessible(page)
+    report = _finished(page)
+    lines = report.get_by_test_id("job-lines")
+    expect(lines.locator("tbody tr")).to_have_count(1)
+    expect(lines.get_by_role("cell", name="3", exact=True)).to_be_visible()
+    expect(lines).to_contain_text("barcode")
     assert _products_named(browser, code) == []
 
+    page.goto("/admin/catalog/import")
     good = tmp_path / "good.csv"
     good.write_text(_csv(code, ""))
     page.get_by_label("CSV or JSON file (UTF-8)").set_input_files(str(good))
     page.get_by_label("Dry run: check the file and change nothing").uncheck()
     page.get_by_role("button", name="Check and import").click()
-    expect(page.get_by_test_id("import-report")).to_contain_text("Imported: 2 created, 0 updated.")
+    report = _finished(page)
+    expect(report.get_by_test_id("job-lines")).to_have_count(0)
     assert sorted(p["code"] for p in _products_named(browser, code)) == [f"{code}-A", f"{code}-B"]
 
 
-def test_the_catalog_downloads_as_csv_and_json(browser: Browser) -> None:
+def test_the_catalog_exports_in_the_background_and_downloads(browser: Browser) -> None:
     product = _product(browser)
     page = browser.open("owner", "/admin/catalog")
+    page.get_by_role("button", name="Export CSV").click()
+    _finished(page)
     with page.expect_download() as csv_download:
-        page.get_by_role("link", name="Export CSV").click()
+        page.get_by_role("link", name="Download catalog.csv").click()
     text = Path(csv_download.value.path()).read_text(encoding="utf-8")
     assert text.startswith("product_code,")
     assert product["code"] in text
+    page.goto("/admin/catalog")
+    page.get_by_role("button", name="Export JSON").click()
+    _finished(page)
     with page.expect_download() as json_download:
-        page.get_by_role("link", name="Export JSON").click()
+        page.get_by_role("link", name="Download catalog.json").click()
     assert product["code"] in Path(json_download.value.path()).read_text(encoding="utf-8")
 
 

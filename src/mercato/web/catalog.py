@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 from fastapi import File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
@@ -25,6 +24,7 @@ from mercato.catalog.schemas import (
 )
 from mercato.deps import get_database
 from mercato.errors import Problem, ValidationProblem
+from mercato.jobs import service as jobs
 from mercato.web import PREFIX, catalog_product
 from mercato.web.catalog_forms import (
     all_categories,
@@ -187,18 +187,14 @@ def update_category(
     return redirect(request, f"{PREFIX}/catalog/categories", _("Category saved."))
 
 
-# --- import and export ----------------------------------------------------------------------------
+# --- import and export: background work with progress (mercato.jobs) ---------------------------
 
 
 @router.get("/catalog/import", response_class=HTMLResponse)
 def import_form(
     request: Request, principal: Principal = require_page(P.CATALOG_IMPORT)
 ) -> HTMLResponse:
-    return show(
-        request,
-        "catalog/import.html",
-        {"active": "catalog", "report": None, "error": None, "format": "csv", "dry_run": True},
-    )
+    return show(request, "catalog/import.html", {"active": "catalog", "error": None})
 
 
 @router.post("/catalog/import", response_class=HTMLResponse)
@@ -208,48 +204,75 @@ async def run_import(
     format: Annotated[Literal["csv", "json"], Form()] = "csv",
     dry_run: Annotated[bool, Form()] = False,
     principal: Principal = require_page(P.CATALOG_IMPORT),
-) -> HTMLResponse:
-    """As ``POST /v1/catalog/import``: every line checked; a dry run, or any bad line,
-    writes nothing; the report lists each problem by line."""
+) -> Response:
+    """As ``POST /v1/catalog/import``, in the background: every line is checked; a dry
+    run, or any bad line, writes nothing; the job's report lists each problem by line."""
     _ = gettext_for(request).gettext
     raw = await file.read()
-    context: dict[str, Any] = {
-        "active": "catalog",
-        "format": format,
-        "dry_run": dry_run,
-        "filename": file.filename or "",
-        "report": None,
-        "error": None,
-    }
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        context["error"] = _("The file is not UTF-8 text.")
+        context = {"active": "catalog", "error": _("The file is not UTF-8 text.")}
         return show(request, "catalog/import.html", context, status_code=422)
-    report = await run_in_threadpool(_import, request, principal, text, format, dry_run)
-    context["report"] = report
-    return show(request, "catalog/import.html", context, status_code=422 if report.errors else 200)
+    database = get_database(request)
+    name = file.filename or format.upper()
+    title = (
+        _("Dry run of the import of %(file)s", file=name)
+        if dry_run
+        else _("Import of %(file)s", file=name)
+    )
+
+    def work(progress: jobs.Progress) -> jobs.Outcome:
+        progress.total(1)
+        with database.transaction() as session:
+            report = importexport.run_import(session, principal, text, format, dry_run=dry_run)
+        progress.advance(1)
+        return jobs.Outcome(import_report(report))
+
+    job_id = jobs.start(database, principal, "catalog.import", title, work)
+    return redirect(request, f"{PREFIX}/jobs/{job_id}")
 
 
-def _import(
-    request: Request, principal: Principal, text: str, fmt: str, dry_run: bool
-) -> ImportReport:
-    with get_database(request).transaction() as session:
-        # run_import writes nothing when a line is bad or on a dry run.
-        return importexport.run_import(session, principal, text, fmt, dry_run=dry_run)
+def import_report(report: ImportReport) -> dict[str, Any]:
+    """The import's report as the job page shows it: figures, then a line per problem."""
+    figures: dict[str, Any] = {
+        "imported": report.imported,
+        "dry_run": report.dry_run,
+        "rows": report.rows,
+        "products": report.products,
+        "variants": report.variants,
+        "created": report.created,
+        "updated": report.updated,
+        "problems": len(report.errors),
+    }
+    if report.errors:
+        figures["lines"] = [
+            {"line": e.line, "field": e.field, "problem": e.reason} for e in report.errors
+        ]
+    return figures
 
 
-@router.get("/catalog/export")
+@router.post("/catalog/export", response_class=HTMLResponse)
 def export(
     request: Request,
-    format: Literal["csv", "json"] = "csv",
+    format: Annotated[Literal["csv", "json"], Form()] = "csv",
     principal: Principal = require_page(P.CATALOG_READ),
 ) -> Response:
-    """As ``GET /v1/catalog/export``, as a download."""
-    with get_database(request).read() as session:
-        if format == "csv":
-            body, media = importexport.export_csv(session), "text/csv; charset=utf-8"
-        else:
-            body, media = importexport.export_json(session), "application/json"
-    disposition = f'attachment; filename="catalog.{format}"'
-    return Response(body, media_type=media, headers={"Content-Disposition": disposition})
+    """As ``GET /v1/catalog/export``, in the background; the job page offers the file."""
+    _ = gettext_for(request).gettext
+    database = get_database(request)
+
+    def work(progress: jobs.Progress) -> jobs.Outcome:
+        with database.read() as session:
+            count = service.count_products(session)
+            progress.total(count)
+            if format == "csv":
+                body, media = importexport.export_csv(session), "text/csv; charset=utf-8"
+            else:
+                body, media = importexport.export_json(session), "application/json"
+        progress.advance(count)
+        return jobs.Outcome({"products": count}, jobs.JobFile(f"catalog.{format}", media, body))
+
+    title = _("Catalog export (%(format)s)", format=format.upper())
+    job_id = jobs.start(database, principal, "catalog.export", title, work)
+    return redirect(request, f"{PREFIX}/jobs/{job_id}")
