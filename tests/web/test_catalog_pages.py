@@ -137,3 +137,19 @@ def test_generated_codes_export_as_csv(client: TestClient, owner_headers: Header
     assert lines[0] == "code,max_uses,uses,expires_at,batch,disabled"
     assert len(lines) == 13
     assert all(line.startswith("TEN") for line in lines[1:])
+
+
+def test_the_screens_speak_the_users_language(client: TestClient, owner_headers: Headers) -> None:
+    product = make_product(client, owner_headers, "PAGE-3")
+    _signed_in(client, owner_headers)
+    for language, words in (
+        ("de", ("Übersetzungen", "Variante hinzufügen", "Preis festlegen")),
+        ("ja", ("翻訳", "バリエーションを追加", "価格を設定")),
+        ("vi", ("Bản dịch", "Thêm biến thể", "Đặt giá")),
+    ):
+        page = client.get(
+            f"/admin/catalog/products/{product['id']}", headers={"Accept-Language": language}
+        )
+        assert all(word in page.text for word in words), language
+    promotions = client.get("/admin/promotions/gift-cards", headers={"Accept-Language": "de"})
+    assert "Eine Geschenkkarte ausgeben" in promotions.text
