@@ -95,17 +95,53 @@ def test_a_gift_card_is_issued_looked_up_and_disabled(browser: Browser) -> None:
     expect(page.get_by_text("No usable gift card has this code.")).to_be_visible()
 
 
+def _rule(browser: Browser) -> int:
+    """An offer rule on a demo category with a code-only promotion as its offer."""
+    world = browser.world
+    owner = staff_login(world, "owner")
+    promotion = world.client.post(
+        "/v1/promotions",
+        json={
+            "name": f"Thanks {uuid.uuid4().hex[:6]}",
+            "status": "active",
+            "requires_code": True,
+            "action": {"type": "percent_off_order", "percent": "15"},
+        },
+        headers=owner,
+    )
+    assert promotion.status_code == 201, promotion.text
+    category = world.client.get("/v1/categories", headers=owner).json()["items"][0]
+    rule = world.client.post(
+        "/v1/marketing/rules",
+        json={
+            "name": f"Loyal buyers {uuid.uuid4().hex[:6]}",
+            "category_id": category["id"],
+            "min_purchases": 1,
+            "window_days": 30,
+            "template_promotion_id": promotion.json()["id"],
+        },
+        headers=owner,
+    )
+    assert rule.status_code == 201, rule.text
+    rule_id: int = rule.json()["id"]
+    return rule_id
+
+
 def test_offer_rules_show_their_dry_run_and_the_outbox_lists_messages(browser: Browser) -> None:
+    rule_id = _rule(browser)
     page = browser.open("owner", "/admin/promotions/rules")
     assert_accessible(page)
-    rules = page.locator("main table a")
-    if rules.count():
-        rules.first.click()
-        expect(page.get_by_test_id("dry-run")).to_be_visible()
-        assert_accessible(page)
+    page.locator(f"a[href='/admin/promotions/rules/{rule_id}']").click()
+    dry_run = page.get_by_test_id("dry-run")
+    expect(dry_run).to_contain_text("Dry run: who a run would offer a code now")
+    expect(page.get_by_role("button", name="Run the rule now")).to_be_visible()
+    assert_accessible(page)
     page.goto("/admin/promotions/messages")
     expect(page.get_by_role("heading", name="Messages", level=1)).to_be_visible()
     assert_accessible(page)
+    analyst = browser.open("analyst", f"/admin/promotions/rules/{rule_id}")
+    expect(analyst.get_by_test_id("dry-run")).to_be_visible()
+    expect(analyst.get_by_role("button", name="Run the rule now")).to_have_count(0)
 
 
 def test_a_store_associate_reads_promotions_and_may_not_change_them(browser: Browser) -> None:
