@@ -4,6 +4,7 @@ image upload through the page, the code export (the browser tests walk the users
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -153,3 +154,30 @@ def test_the_screens_speak_the_users_language(client: TestClient, owner_headers:
         assert all(word in page.text for word in words), language
     promotions = client.get("/admin/promotions/gift-cards", headers={"Accept-Language": "de"})
     assert "Eine Geschenkkarte ausgeben" in promotions.text
+
+
+def test_an_import_file_larger_than_other_bodies_is_taken(
+    client: TestClient, owner_headers: Headers
+) -> None:
+    """The import page takes files up to MERCATO_MAX_IMPORT_BYTES, as the API does."""
+    token = _signed_in(client, owner_headers)
+    long = "x" * 1000
+    rows = "".join(f"BIG-{i},BIG-{i}-1,Big {i},draft,{long}\n" for i in range(1_100))
+    body = ("product_code,sku,name,status,description\n" + rows).encode()
+    assert len(body) > 1024 * 1024
+    answer = client.post(
+        "/admin/catalog/import",
+        data={"csrf_token": token, "format": "csv", "dry_run": "true"},
+        files={"file": ("big.csv", body, "text/csv")},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text[:300]
+    job = answer.headers["location"]
+    assert re.match(r"^/admin/jobs/\d+$", job)
+    for _ in range(300):  # the work runs in a thread of the server: wait for its end
+        progress = client.get(f"{job}/progress").text
+        if 'data-status="running"' not in progress:
+            break
+        time.sleep(0.1)
+    assert 'data-status="succeeded"' in progress
+    assert "1100" in progress.replace(",", "")
