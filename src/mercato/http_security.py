@@ -20,7 +20,7 @@ from mercato.errors import Problem, problem_response
 from mercato.settings import Settings
 
 # Bodies larger than the default cap, by path: files staff upload on purpose.
-LARGE_BODY_PATHS = ("/v1/catalog/import",)
+LARGE_BODY_PATHS = ("/v1/catalog/import", "/admin/catalog/import")
 HSTS = "max-age=31536000"
 # An API answer is data: it loads nothing and is never framed.
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"

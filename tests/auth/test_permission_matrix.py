@@ -70,6 +70,12 @@ GUARDED: list[Call] = [
     Call(P.CATALOG_WRITE, "DELETE", "/v1/products/{product}/translations/ja"),
     Call(P.CATALOG_WRITE, "POST", "/v1/products/{product}/variants", {"sku": "NEW-2"}),
     Call(P.CATALOG_WRITE, "PATCH", "/v1/variants/{variant}", {"weight_g": 100}),
+    Call(P.CATALOG_WRITE, "POST", "/v1/products/{product}/images", raw=b"\x89PNG\r\n\x1a\n"),
+    Call(
+        P.CATALOG_WRITE,
+        "DELETE",
+        "/v1/products/{product}/images?url=http://testserver/media/catalog/4c4b6a3be1314ab86138bef4314dde022e600960d8689a2c8f8631802d20dab6.png",
+    ),
     Call(
         P.CATALOG_IMPORT,
         "POST",

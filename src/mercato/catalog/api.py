@@ -3,12 +3,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
-from mercato.catalog import importexport, service
+from mercato.catalog import images, importexport, service
 from mercato.catalog.models import Category, Product
 from mercato.catalog.schemas import (
     CategoryIn,
@@ -33,6 +33,8 @@ from mercato.routing import router
 from mercato.schemas import PageOut
 
 api = router("/v1", tags=["catalog"])
+# Product images are public: shoppers' browsers and apps load them without credentials.
+media = router(images.MEDIA_PATH.rstrip("/"), tags=["catalog"])
 
 Reader = Annotated[Principal, Depends(require(Permission.CATALOG_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.CATALOG_WRITE))]
@@ -246,3 +248,73 @@ def export_catalog(
     if format == "csv":
         return Response(importexport.export_csv(session), media_type="text/csv; charset=utf-8")
     return Response(importexport.export_json(session), media_type="application/json")
+
+
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": f"The image itself: JPEG, PNG or WebP, at most {images.MAX_IMAGE_BYTES} "
+        "bytes (the type is read from the file's first bytes)",
+        "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in ("image/jpeg", "image/png", "image/webp")
+        },
+    }
+}
+
+
+@api.post(
+    "/products/{product_id}/images",
+    response_model=ProductOut,
+    status_code=201,
+    openapi_extra=IMAGE_BODY,
+    responses={413: {"description": "The body is larger than `MERCATO_MAX_BODY_BYTES`"}},
+)
+async def upload_image(
+    product_id: int, request: Request, session: DbSession, principal: Writer
+) -> ProductOut:
+    """Store an image with the product; its public URL (under ``/media/catalog/``) is added
+    to ``media_urls``. The same file again adds nothing."""
+    data = await request.body()
+    settings = request.app.state.settings
+    product, _stored = await run_in_threadpool(
+        images.add_image,
+        session,
+        principal,
+        product_id,
+        data,
+        data_dir=settings.data_dir,
+        base_url=str(request.base_url),
+    )
+    return product_out(product)
+
+
+@api.delete("/products/{product_id}/images", response_model=ProductOut)
+def remove_image(
+    product_id: int,
+    session: DbSession,
+    principal: Writer,
+    url: Annotated[str, Query(max_length=2000, description="One of the product's media_urls")],
+) -> ProductOut:
+    """Take an image off the product (the stored file stays for what still shows it)."""
+    return product_out(images.remove_image(session, principal, product_id, url))
+
+
+@media.get(
+    "/{name}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {kind: {} for kind in ("image/jpeg", "image/png", "image/webp")}},
+        304: {"description": "The client's copy (If-None-Match) is current"},
+    },
+)
+def get_image(name: Annotated[str, Path(max_length=80)], request: Request) -> Response:
+    """An uploaded product image. Its name is its content's hash: cached for a year."""
+    path, content_type, etag = images.stored_file(request.app.state.settings.data_dir, name)
+    headers = {
+        "Cache-Control": f"public, max-age={images.CACHE_SECONDS}, immutable",
+        "ETag": etag,
+    }
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=content_type, headers=headers)
