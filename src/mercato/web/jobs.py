@@ -15,6 +15,31 @@ from mercato.web.session import SignedIn
 router = page_router()
 
 
+def N_(message: str) -> str:
+    """Marks a label for translation where it is shown."""
+    return message
+
+
+# The figures and columns reports carry, labelled in the user's language (a key not
+# listed here is shown as it is).
+REPORT_LABELS: dict[str, str] = {
+    "imported": N_("Imported"),
+    "dry_run": N_("Dry run"),
+    "rows": N_("Rows"),
+    "products": N_("Products"),
+    "variants": N_("Variants"),
+    "created": N_("Created"),
+    "updated": N_("Updated"),
+    "problems": N_("Problems"),
+    "line": N_("Line"),
+    "field": N_("Field"),
+    "problem": N_("Problem"),
+    "records": N_("Records"),
+    "domains": N_("Domains"),
+    "customer": N_("Customer"),
+}
+
+
 @router.get("/jobs", response_class=HTMLResponse)
 def recent_jobs(request: Request, principal: SignedIn) -> HTMLResponse:
     with get_database(request).read() as session:
@@ -26,7 +51,7 @@ def recent_jobs(request: Request, principal: SignedIn) -> HTMLResponse:
 def job_page(request: Request, job_id: int, principal: SignedIn) -> HTMLResponse:
     with get_database(request).read() as session:
         job = jobs.get(session, principal, job_id)
-    return show(request, "jobs/job.html", {"job": job})
+    return show(request, "jobs/job.html", {"job": job, "labels": REPORT_LABELS})
 
 
 @router.get("/jobs/{job_id}/progress", response_class=HTMLResponse)
@@ -34,7 +59,7 @@ def job_progress(request: Request, job_id: int, principal: SignedIn) -> HTMLResp
     """The fragment htmx polls: it stops polling once the work has ended."""
     with get_database(request).read() as session:
         job = jobs.get(session, principal, job_id)
-    return render(request, "jobs/_progress.html", {"job": job})
+    return render(request, "jobs/_progress.html", {"job": job, "labels": REPORT_LABELS})
 
 
 @router.get("/jobs/{job_id}/download")
