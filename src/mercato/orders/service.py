@@ -534,7 +534,7 @@ class OrderFilter:
     email: str | None = None
     phone: str | None = None
     # Only orders with a payment in this state: a subquery of order ids from payments.
-    payment_orders: Select[tuple[int | None]] | None = None
+    payment_orders: Select[Any] | None = None
     # Store staff: only the orders of these locations (None: every order).
     scope: frozenset[int] | None = None
 
