@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -24,11 +24,12 @@ from mercato.returns import service as returns
 from mercato.returns.schemas import ReturnLineIn
 from mercato.returns.state import Reason, RefundMethod
 from mercato.web import PREFIX
-from mercato.web.pages import once, page_router, redirect
+from mercato.web.pages import once, redirect
 from mercato.web.rendering import gettext_for
 from mercato.web.session import require_page
 
-router = page_router()
+# Included by the orders screen's router, which adds the back office prefix.
+router = APIRouter(include_in_schema=False)
 P = Permission
 
 Key = Annotated[str | None, Form(max_length=64)]
