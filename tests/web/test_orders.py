@@ -276,3 +276,11 @@ def test_filters_stay_in_the_url(browser: Browser) -> None:
     expect(page.get_by_label("Payment")).to_have_value("authorized")
     expect(page.get_by_label("Placed from")).to_have_value("2020-01-01")
     expect(page.get_by_label("Channel")).not_to_have_value("")
+
+
+def test_the_screen_speaks_the_users_language(browser: Browser) -> None:
+    page = browser.open("owner", "/admin/orders", language="ja")
+    expect(page.get_by_role("heading", level=1)).to_have_text("注文")
+    expect(page.get_by_role("button", name="検索")).to_be_visible()
+    page = browser.open("owner", "/admin/?period=7", language="de")
+    expect(page.get_by_role("heading", name="Verkäufe")).to_be_visible()
