@@ -284,3 +284,38 @@ def test_the_screen_speaks_the_users_language(browser: Browser) -> None:
     expect(page.get_by_role("button", name="検索")).to_be_visible()
     page = browser.open("owner", "/admin/?period=7", language="de")
     expect(page.get_by_role("heading", name="Verkäufe")).to_be_visible()
+
+
+def test_a_return_is_started_from_a_shipped_order(browser: Browser) -> None:
+    world = browser.world
+    owner = staff_login(world)
+    item = world.new_product({"WH-FRA": 3}, {"EU": {"EUR": "28.00"}})
+    order = _place(world, item, quantity=2)
+    [task] = _tasks(world, order["id"], "WH-FRA")
+    ok(world.client.post(f"/v1/fulfillment/orders/{task['id']}/ship", headers=owner, json={}))
+    drain(world)
+    page = browser.open("support", f"/admin/orders/{order['id']}")
+    expect(page.get_by_test_id("tasks")).to_contain_text("shipped")
+    page.get_by_text("Start a return").click()
+    page.get_by_label(re.compile(r"at most 2")).fill("1")
+    page.get_by_label("Reason", exact=True).select_option("damaged")
+    page.get_by_role("button", name="Start the return").click()
+    expect(page.locator("#flash")).to_contain_text(re.compile(r"Return \S+ started\."))
+    expect(page.get_by_test_id("returns")).to_be_visible()
+    returns = ok(world.client.get(f"/v1/returns?order_id={order['id']}", headers=owner))
+    assert len(returns["items"]) == 1
+
+
+def test_each_action_shows_only_to_roles_allowed_to_use_it(browser: Browser) -> None:
+    world = browser.world
+    item = world.new_product({"WH-FRA": 3}, {"EU": {"EUR": "18.00"}})
+    order = _place(world, item)
+    # Support may hold, cancel and write notes, but not move money.
+    page = browser.open("support", f"/admin/orders/{order['id']}")
+    expect(page.get_by_text("Put on hold")).to_be_visible()
+    expect(page.get_by_role("button", name="Save note")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^Capture"))).to_have_count(0)
+    # The analyst reads only: no order form either.
+    page = browser.open("analyst", "/admin/orders")
+    expect(page.get_by_role("link", name="Take an order")).to_have_count(0)
+    assert page.request.get("/admin/orders/new").status == 403
