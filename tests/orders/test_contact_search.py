@@ -99,6 +99,7 @@ def test_a_hold_shows_on_the_order(demo_world: DemoWorld) -> None:
         )
     )
     assert held["on_hold"] is True
+    assert order["id"] in _ids(demo_world, on_hold="true", limit=200)
     released = ok(demo_world.client.post(f"/v1/orders/{order['id']}/release", headers=owner))
     assert released["on_hold"] is False
 

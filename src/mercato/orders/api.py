@@ -65,13 +65,15 @@ def search_orders(
     email: Annotated[str | None, Query(max_length=254)] = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,
     payment_status: Annotated[str | None, Query(max_length=20)] = None,
+    on_hold: bool | None = None,
 ) -> PageOut[OrderSummaryOut]:
     """One order list for every channel: web, app, POS, marketplace, call centre.
 
     A declined checkout attempt (``payment_failed``) is listed only when asked for with
     ``status=payment_failed`` or its ``number``. ``email`` and ``phone`` find the orders
     placed with them and the orders of the customers holding them; ``payment_status`` the
-    orders with a payment in that state. Store staff see their stores' orders only.
+    orders with a payment in that state; ``on_hold`` those held (or not). Store staff see
+    their stores' orders only.
     """
     cursor, limit = page
     flt = service.OrderFilter(
@@ -91,6 +93,7 @@ def search_orders(
         if payment_status is None
         else payments.orders_with_payment_status(payment_status),
         scope=principal.location_ids,
+        on_hold=on_hold,
     )
     result = service.search(session, flt, cursor, limit)
     return PageOut(

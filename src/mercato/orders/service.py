@@ -537,6 +537,8 @@ class OrderFilter:
     payment_orders: Select[Any] | None = None
     # Store staff: only the orders of these locations (None: every order).
     scope: frozenset[int] | None = None
+    # Only orders on hold (True) or not on hold (False).
+    on_hold: bool | None = None
 
 
 def in_scope(location_ids: frozenset[int]) -> ColumnElement[bool]:
@@ -589,6 +591,8 @@ def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -
         query = query.where(Order.id.in_(flt.payment_orders))
     if flt.scope is not None:
         query = query.where(in_scope(flt.scope))
+    if flt.on_hold is not None:
+        query = query.where(Order.on_hold.is_(flt.on_hold))
     exact = {
         "customer_id": Order.customer_id,
         "channel_id": Order.channel_id,

@@ -57,6 +57,7 @@ PAYMENT_STATES = (
     "declined",
     "failed",
 )
+ON_HOLD = "on_hold"
 ORDER_NUMBER = re.compile(r"^M[0-9A-Z]{4}-[0-9A-Z]{4}$")
 SMALL = Annotated[str, Query(max_length=40)]
 
@@ -122,6 +123,8 @@ def order_list(
     flt = orders.OrderFilter(
         channel_id=_int(channel),
         status=status if status in {s.value for s in OrderStatus} else None,
+        # "On hold" is listed with the statuses: it is what staff look for beside them.
+        on_hold=True if status == ON_HOLD else None,
         location_id=_int(location),
         placed_from=_start_of(first),
         placed_to=None if last is None else _start_of(last + timedelta(days=1)),
@@ -159,7 +162,7 @@ def order_list(
             "filtered": any(
                 (q, channel, status, location, placed_from, placed_to, payment, cursor)
             ),
-            "statuses": [s.value for s in OrderStatus],
+            "statuses": [ON_HOLD, *(s.value for s in OrderStatus)],
             "payment_states": PAYMENT_STATES,
             "names": known,
         },
