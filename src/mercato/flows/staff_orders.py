@@ -9,9 +9,12 @@ running finds the cart it built.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from pydantic import Field
+from sqlalchemy.orm import Session
 
 from mercato import idempotency
 from mercato.auth.principal import Principal
@@ -19,6 +22,7 @@ from mercato.carts import service as carts
 from mercato.carts.schemas import AddressIn, DeliveryMode
 from mercato.catalog import service as catalog
 from mercato.channels import service as channels
+from mercato.channels.context import ChannelContext
 from mercato.customers.schemas import IdentityIn
 from mercato.db import Database
 from mercato.errors import UnprocessableState, ValidationProblem
@@ -94,44 +98,8 @@ def create_staff_order(
                 )
             customer_id = carts.owner_of(session, token)
         else:
-            address = data.shipping_address
-            customer_id = resolve_buyer(
-                session,
-                data.channel_id,
-                data.customer_id,
-                [(i.type.value, i.value, i.verified) for i in data.identities],
-                data.customer_name,
-                None if address is None else address.model_dump(),
-            )
-            cart = carts.create_cart(session, channel, customer_id, data.currency)
-            ids = catalog.variant_ids_by_sku(session, [x.sku for x in data.lines if x.sku])
-            for i, x in enumerate(data.lines):
-                variant_id = x.variant_id if x.variant_id is not None else ids.get(x.sku or "")
-                if variant_id is None:
-                    raise ValidationProblem.field(f"body.lines[{i}]", "a known variant_id or sku")
-                carts.add_line(
-                    session,
-                    cart,
-                    channel,
-                    variant_id,
-                    x.quantity,
-                    DeliveryMode(x.delivery_mode),
-                    x.pickup_location_id,
-                )
-            changes: dict[str, Any] = {"email": data.email} if data.email else {}
-            if address is not None:
-                changes["shipping_address"] = address.model_dump()
-            carts.update_cart(session, cart, channel, changes, address, None)
-            computed = carts.compute(session, cart, channel, channel.default_locale)
-            option = data.shipping_option_id or (
-                computed.shipping_options[0].option_id if computed.shipping_options else None
-            )
-            if option is not None:
-                chosen = {"shipping_option_id": option}
-                carts.update_cart(session, cart, channel, chosen, None, None)
-            for code in data.codes:
-                carts.apply_code(session, cart, channel, code, channel.default_locale)
-            token = cart.token
+            customer_id, computed = _build_cart(session, channel, data)
+            token = computed.cart.token
             if key is not None:
                 idempotency.finish(
                     session, scope, key, idempotency.IN_PROGRESS, {"cart_token": token}
@@ -157,3 +125,89 @@ def create_staff_order(
         with database.transaction() as session:
             idempotency.finish(session, scope, key, outcome.status_code, outcome.body)
     return outcome
+
+
+@dataclass(frozen=True)
+class StaffQuote:
+    """What the order would cost now: read out to the caller before taking payment."""
+
+    currency: str
+    lines: list[tuple[str, str, int, Decimal]]  # sku, name, quantity, line total
+    subtotal: Decimal
+    discount_total: Decimal
+    shipping_total: Decimal
+    tax_total: Decimal
+    grand_total: Decimal
+    shipping_option: str | None
+    issues: list[str]
+
+
+def _build_cart(
+    session: Session, channel: ChannelContext, data: StaffOrderIn
+) -> tuple[int | None, carts.CartComputation]:
+    """The customer's cart in the channel, with the lines, address, shipping and codes."""
+    address = data.shipping_address
+    customer_id = resolve_buyer(
+        session,
+        data.channel_id,
+        data.customer_id,
+        [(i.type.value, i.value, i.verified) for i in data.identities],
+        data.customer_name,
+        None if address is None else address.model_dump(),
+    )
+    cart = carts.create_cart(session, channel, customer_id, data.currency)
+    ids = catalog.variant_ids_by_sku(session, [x.sku for x in data.lines if x.sku])
+    for i, x in enumerate(data.lines):
+        variant_id = x.variant_id if x.variant_id is not None else ids.get(x.sku or "")
+        if variant_id is None:
+            raise ValidationProblem.field(f"body.lines[{i}]", "a known variant_id or sku")
+        carts.add_line(
+            session,
+            cart,
+            channel,
+            variant_id,
+            x.quantity,
+            DeliveryMode(x.delivery_mode),
+            x.pickup_location_id,
+        )
+    changes: dict[str, Any] = {"email": data.email} if data.email else {}
+    if address is not None:
+        changes["shipping_address"] = address.model_dump()
+    carts.update_cart(session, cart, channel, changes, address, None)
+    computed = carts.compute(session, cart, channel, channel.default_locale)
+    option = data.shipping_option_id or (
+        computed.shipping_options[0].option_id if computed.shipping_options else None
+    )
+    if option is not None:
+        chosen = {"shipping_option_id": option}
+        carts.update_cart(session, cart, channel, chosen, None, None)
+    for code in data.codes:
+        carts.apply_code(session, cart, channel, code, channel.default_locale)
+    return customer_id, computed
+
+
+def quote_staff_order(database: Database, actor: Principal, data: StaffOrderIn) -> StaffQuote:
+    """The totals the order would have (the same cart the order would be taken from),
+    nothing kept: the cart is built in a savepoint rolled back at once."""
+    with database.transaction() as session:
+        savepoint = session.begin_nested()
+        try:
+            channel = channels.context_for_channel(session, data.channel_id)
+            _customer, first = _build_cart(session, channel, data)
+            # Again: the shipping option was chosen after the first computation.
+            computed = carts.compute(session, first.cart, channel, channel.default_locale)
+            return StaffQuote(
+                currency=computed.currency,
+                lines=[(x.sku, x.name, x.line.quantity, x.total) for x in computed.lines],
+                subtotal=computed.subtotal,
+                discount_total=computed.discount_total,
+                shipping_total=computed.shipping_total,
+                tax_total=computed.tax_total,
+                grand_total=computed.grand_total,
+                shipping_option=None
+                if computed.shipping_option is None
+                else computed.shipping_option.name,
+                issues=[*computed.issues, *(i for x in computed.lines for i in x.issues)],
+            )
+        finally:
+            savepoint.rollback()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -198,3 +199,23 @@ def expired_pickups(session: Session, now: datetime | None = None) -> list[Fulfi
             )
         )
     )
+
+
+def expiring_pickups(
+    session: Session,
+    within: timedelta,
+    *,
+    location_ids: Iterable[int] | None = None,
+    limit: int = 5,
+    now: datetime | None = None,
+) -> list[FulfillmentOrder]:
+    """Parcels waiting on the shelf whose pickup time ends within ``within`` (the customer
+    should be reminded), soonest first; store staff pass their locations."""
+    moment = now or utcnow()
+    query = select(FulfillmentOrder).where(
+        FulfillmentOrder.status == "ready_for_pickup",
+        FulfillmentOrder.expires_at < moment + within,
+    )
+    if location_ids is not None:
+        query = query.where(FulfillmentOrder.location_id.in_(sorted(location_ids)))
+    return list(session.scalars(query.order_by(FulfillmentOrder.expires_at).limit(limit)))

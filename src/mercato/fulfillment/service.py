@@ -18,6 +18,7 @@ from __future__ import annotations
 from mercato.fulfillment.pickup import (
     ReadyForPickup,
     expired_pickups,
+    expiring_pickups,
     hand_over,
     ready_for_pickup,
     receive_transfer_for_pickup,
@@ -71,6 +72,7 @@ __all__ = [
     "decisions",
     "delivered_order_ids",
     "expired_pickups",
+    "expiring_pickups",
     "get_task",
     "hand_over",
     "list_tasks",

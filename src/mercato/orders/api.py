@@ -38,6 +38,7 @@ from mercato.orders.schemas import (
 )
 from mercato.orders.state import OrderStatus
 from mercato.orders.views import note_out, order_out
+from mercato.payments import service as payments
 from mercato.routing import router
 from mercato.schemas import MoneyFilter, PageOut
 
@@ -61,11 +62,18 @@ def search_orders(
     placed_to: datetime | None = None,
     min_total: MoneyFilter | None = None,
     max_total: MoneyFilter | None = None,
+    email: Annotated[str | None, Query(max_length=254)] = None,
+    phone: Annotated[str | None, Query(max_length=32)] = None,
+    payment_status: Annotated[str | None, Query(max_length=20)] = None,
+    on_hold: bool | None = None,
 ) -> PageOut[OrderSummaryOut]:
     """One order list for every channel: web, app, POS, marketplace, call centre.
 
     A declined checkout attempt (``payment_failed``) is listed only when asked for with
-    ``status=payment_failed`` or its ``number``.
+    ``status=payment_failed`` or its ``number``. ``email`` and ``phone`` find the orders
+    placed with them and the orders of the customers holding them; ``payment_status`` the
+    orders with a payment in that state; ``on_hold`` those held (or not). Store staff see
+    their stores' orders only.
     """
     cursor, limit = page
     flt = service.OrderFilter(
@@ -79,6 +87,13 @@ def search_orders(
         min_total=min_total,
         max_total=max_total,
         location_id=location_id,
+        email=email,
+        phone=phone,
+        payment_orders=None
+        if payment_status is None
+        else payments.orders_with_payment_status(payment_status),
+        scope=principal.location_ids,
+        on_hold=on_hold,
     )
     result = service.search(session, flt, cursor, limit)
     return PageOut(
@@ -90,13 +105,13 @@ def search_orders(
 @api.get("/{order_id}", response_model=OrderOut)
 def get_order(order_id: int, session: DbSession, principal: Reader) -> OrderOut:
     """The order with its lines and its timeline (every status change, who and why)."""
-    order = service.get_order(session, order_id)
+    order = service.check_visible(session, principal, service.get_order(session, order_id))
     return order_out(session, order, with_timeline=True, reader=principal)
 
 
 @api.get("/by-number/{number}", response_model=OrderOut)
 def get_order_by_number(number: str, session: DbSession, principal: Reader) -> OrderOut:
-    order = service.get_by_number(session, number)
+    order = service.check_visible(session, principal, service.get_by_number(session, number))
     return order_out(session, order, with_timeline=True, reader=principal)
 
 
@@ -224,7 +239,7 @@ def add_note(order_id: int, body: NoteIn, session: DbSession, principal: Writer)
 
 @api.get("/{order_id}/notes", response_model=PageOut[NoteOut])
 def list_notes(order_id: int, session: DbSession, principal: Reader) -> PageOut[NoteOut]:
-    service.get_order(session, order_id)
+    service.check_visible(session, principal, service.get_order(session, order_id))
     return PageOut(items=[note_out(n, principal) for n in service.notes(session, order_id)])
 
 
@@ -251,7 +266,7 @@ def routing_decisions(
     order_id: int, session: DbSession, principal: Reader
 ) -> PageOut[RoutingDecisionOut]:
     """Every sourcing decision for the order, with the engine's explanation."""
-    service.get_order(session, order_id)
+    service.check_visible(session, principal, service.get_order(session, order_id))
     decisions = fulfillment.decisions(session, order_id)
     return PageOut(items=[RoutingDecisionOut.model_validate(d) for d in decisions])
 

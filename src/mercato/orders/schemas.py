@@ -94,6 +94,8 @@ class OrderOut(ResponseModel):
     promotions: list[dict[str, Any]]
     placed_at: datetime | None
     created_at: datetime
+    # Fulfilment is stopped until staff release it (the reason is on the timeline).
+    on_hold: bool = False
     lines: list[OrderLineOut] = []
     timeline: list[TransitionOut] = []
     # The status changes with the holds and notes, oldest first.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,12 +11,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
 from mercato.auth.service import audit
 from mercato.crypto import blind_indexes
+from mercato.customers import service as customers
+from mercato.customers.normalize import normalise_phone
 from mercato.db import get_or_404, locked_row, utcnow
 from mercato.errors import NotFound, UnprocessableState, ValidationProblem
 from mercato.events import publish
@@ -24,6 +27,11 @@ from mercato.orders.amounts import due_now as due_now
 from mercato.orders.amounts import line_value as line_value
 from mercato.orders.amounts import owed as owed
 from mercato.orders.amounts import prepaid_import_charges as prepaid_import_charges
+from mercato.orders.dashboard import Attention as Attention
+from mercato.orders.dashboard import SalesFigure as SalesFigure
+from mercato.orders.dashboard import SalesSummary as SalesSummary
+from mercato.orders.dashboard import needing_attention as needing_attention
+from mercato.orders.dashboard import sales_summary as sales_summary
 from mercato.orders.event_types import (
     STATUS_EVENTS,
     LineQuantity,
@@ -521,10 +529,70 @@ class OrderFilter:
     min_total: Decimal | None = None
     max_total: Decimal | None = None
     location_id: int | None = None
+    # The buyer's email or phone: orders placed with it (by its keyed hash) and the orders
+    # of the profiles holding it.
+    email: str | None = None
+    phone: str | None = None
+    # Only orders with a payment in this state: a subquery of order ids from payments.
+    payment_orders: Select[Any] | None = None
+    # Store staff: only the orders of these locations (None: every order).
+    scope: frozenset[int] | None = None
+    # Only orders on hold (True) or not on hold (False).
+    on_hold: bool | None = None
+
+
+def in_scope(location_ids: frozenset[int]) -> ColumnElement[bool]:
+    """Orders a store's staff deal with: sold or picked up there, or routed there."""
+    ids = sorted(location_ids)
+    return or_(
+        Order.store_location_id.in_(ids),
+        Order.id.in_(select(OrderLocation.order_id).where(OrderLocation.location_id.in_(ids))),
+    )
+
+
+def check_visible(session: Session, actor: Principal, order: Order) -> Order:
+    """The order, if ``actor`` may read it: store staff read only their stores' orders
+    (another store's order is not found, as if it did not exist)."""
+    if actor.location_ids is None:
+        return order
+    query = select(Order.id).where(Order.id == order.id, in_scope(actor.location_ids))
+    found = session.scalar(query)
+    if found is None:
+        raise NotFound(f"order {order.id} not found")
+    return order
+
+
+def _contact_condition(session: Session, flt: OrderFilter) -> ColumnElement[bool] | None:
+    if not flt.email and not flt.phone:
+        return None
+    phones: list[str] = []
+    if flt.phone:
+        with contextlib.suppress(ValueError):
+            phones = [normalise_phone(flt.phone)]
+    profiles = customers.list_customers(
+        session, email=flt.email, phone=flt.phone, cursor=None, limit=PROFILES_PER_CONTACT
+    ).items
+    return or_(
+        contact_match([flt.email] if flt.email else [], phones),
+        Order.customer_id.in_([c.id for c in profiles]),
+    )
+
+
+# An email or phone belongs to a few profiles at most (before a merge); this bounds it.
+PROFILES_PER_CONTACT = 20
 
 
 def search(session: Session, flt: OrderFilter, cursor: str | None, limit: int) -> Page[Order]:
     query = select(Order).order_by(Order.id.desc())
+    contact = _contact_condition(session, flt)
+    if contact is not None:
+        query = query.where(contact)
+    if flt.payment_orders is not None:
+        query = query.where(Order.id.in_(flt.payment_orders))
+    if flt.scope is not None:
+        query = query.where(in_scope(flt.scope))
+    if flt.on_hold is not None:
+        query = query.where(Order.on_hold.is_(flt.on_hold))
     exact = {
         "customer_id": Order.customer_id,
         "channel_id": Order.channel_id,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from mercato.db import get_or_404
@@ -174,3 +175,9 @@ def get_refunds(session: Session, refund_ids: Sequence[int]) -> list[Refund]:
             .execution_options(populate_existing=True)
         )
     )
+
+
+def orders_with_payment_status(status: str) -> Select[Any]:
+    """The ids of orders with a payment in ``status``, as a subquery for an order search
+    (filtering by payment state without reading every order's payments)."""
+    return select(Payment.order_id).where(Payment.status == status, Payment.order_id.is_not(None))
