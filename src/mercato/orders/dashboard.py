@@ -85,10 +85,19 @@ def sales_summary(
             .group_by(Order.channel_id, Order.currency)
         )
     ]
-    # The country is inside the encrypted address: read per order (only the period's).
+    # Orders keep their shipping country in the clear; only orders stored before it was
+    # kept (no ship_country) need their encrypted address read.
     countries: dict[tuple[str, str], tuple[int, Decimal]] = defaultdict(lambda: (0, Decimal(0)))
+    for country, currency, count, total in session.execute(
+        select(Order.ship_country, Order.currency, func.count(), func.sum(Order.grand_total))
+        .where(*where, Order.ship_country.is_not(None))
+        .group_by(Order.ship_country, Order.currency)
+    ):
+        countries[(str(country), currency)] = (int(count), Decimal(total or 0))
     for currency, total, address in session.execute(
-        select(Order.currency, Order.grand_total, Order.shipping_address).where(*where)
+        select(Order.currency, Order.grand_total, Order.shipping_address).where(
+            *where, Order.ship_country.is_(None)
+        )
     ):
         country = (address or {}).get("country") or UNKNOWN_COUNTRY
         n, amount = countries[(str(country), currency)]

@@ -63,6 +63,10 @@ class Order(Base):
         Index("ix_orders_customer", "customer_id", "placed_at"),
         Index("ix_orders_channel_status", "channel_id", "status"),
         Index("ix_orders_external", "channel_id", "external_id", unique=True),
+        # The home page's sales of a period, and its orders on hold.
+        Index("ix_orders_placed_at", "placed_at"),
+        Index("ix_orders_on_hold", "on_hold", "status"),
+        Index("ix_orders_store_location", "store_location_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -95,6 +99,9 @@ class Order(Base):
         String(64), index=True, info={BLIND_INDEX: _phone_input}
     )
     shipping_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
+    # The shipping address's country, in the clear: not personal on its own, and what
+    # sales by region group on without decrypting every address of a period.
+    ship_country: Mapped[str | None] = mapped_column(String(2))
     billing_address: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())
     shipping_option: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # Import duty and tax of a cross-border order as estimated at checkout, and whether the
@@ -127,6 +134,9 @@ class Order(Base):
         billing = value if key == "billing_address" else self.billing_address
         phone = buyer_phone(shipping, billing)
         self.phone_index = None if phone is None else blind_index("phone", phone)
+        if key == "shipping_address":
+            country = (value or {}).get("country")
+            self.ship_country = str(country)[:2].upper() if country else None
         return value
 
 
