@@ -263,12 +263,24 @@ def list_customers(
     principal: Reader,
     email: Annotated[str | None, Query(max_length=254)] = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    loyalty_card: Annotated[str | None, Query(max_length=64)] = None,
 ) -> PageOut[CustomerOut]:
-    """Active profiles; ``email`` or ``phone`` find a person through the blind index."""
-    if email or phone:
+    """Active profiles; ``email``, ``phone``, ``name`` (the whole name, in any order) or
+    ``loyalty_card`` find a person through the blind indexes (exact values only: the data
+    is encrypted)."""
+    if email or phone or name or loyalty_card:
         principal.require(Permission.CUSTOMERS_PII)
     cursor, limit = page
-    result = service.list_customers(session, email=email, phone=phone, cursor=cursor, limit=limit)
+    result = service.list_customers(
+        session,
+        email=email,
+        phone=phone,
+        name=name,
+        loyalty_card=loyalty_card,
+        cursor=cursor,
+        limit=limit,
+    )
     items = [_redacted(CustomerOut.model_validate(c), principal) for c in result.items]
     return PageOut(items=items, next_cursor=result.next_cursor)
 

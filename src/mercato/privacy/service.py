@@ -26,6 +26,8 @@ finish or cancel them and ask again.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -105,18 +107,23 @@ def export_customer(
     reason: str | None = None,
     *,
     verified_only: bool = False,
+    on_domain: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Everything Mercato holds about the person, one JSON-ready document by domain.
 
     Records kept without a customer id (guest orders, carts, support cases) are included
     when they carry one of the person's emails or phone numbers. A shopper exporting her
     own data (``verified_only``) gets only those matching an identifier verified as hers:
-    anyone can register with someone else's email, but not verify it."""
+    anyone can register with someone else's email, but not verify it. ``on_domain`` is
+    told each domain's name once its part is done (progress of a background export:
+    there are ``len(domains())`` of them)."""
     started = utcnow()
     subject = _subject(session, customer_id, reference="", verified_only=verified_only)
     data: dict[str, Any] = {}
     for domain in domains():
         data[domain.name] = domain.export(session, subject)
+        if on_domain is not None:
+            on_domain(domain.name)
     summary = {name: _count(part) for name, part in data.items()}
     request = _log(
         session,
@@ -138,6 +145,42 @@ def export_customer(
         "erased": erased_reference(session, customer_id) is not None,
         "data": data,
     }
+
+
+@dataclass(frozen=True)
+class DomainShare:
+    """What one domain holds about the person: how many records, and whether an erasure
+    erases or pseudonymises them (``erases``) or keeps them as they are (payments, the
+    loyalty ledger, promotion redemptions: accounting records without personal data)."""
+
+    domain: str
+    records: int
+    erases: bool
+
+
+@dataclass(frozen=True)
+class ErasurePreview:
+    customer_id: int
+    already_erased: bool
+    domains: list[DomainShare]
+    # What must finish first; while any is listed, an erasure is refused.
+    blocking: list[Blocker]
+
+
+def preview_erasure(session: Session, customer_id: int) -> ErasurePreview:
+    """What an erasure of this person would erase and what it would keep, and what blocks
+    it now; reads only (nothing is logged: nothing personal leaves, only counts)."""
+    subject = _subject(session, customer_id, reference="")
+    shares = [
+        DomainShare(domain.name, _count(domain.export(session, subject)), domain.erase is not None)
+        for domain in domains()
+    ]
+    return ErasurePreview(
+        customer_id=customer_id,
+        already_erased=erased_reference(session, customer_id) is not None,
+        domains=[share for share in shares if share.records],
+        blocking=blockers(session, subject),
+    )
 
 
 def erase_customer(
