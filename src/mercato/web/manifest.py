@@ -8,6 +8,7 @@ from mercato.web import (
     fulfilment,
     home,
     inventory,
+    jobs,
     orders,
     promotions,
     settings,
@@ -27,5 +28,6 @@ MANIFEST = Manifest(
         support.router,
         promotions.router,
         settings.router,
+        jobs.router,
     ],
 )
