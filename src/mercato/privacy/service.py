@@ -107,24 +107,54 @@ def export_customer(
     reason: str | None = None,
     *,
     verified_only: bool = False,
-    on_domain: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Everything Mercato holds about the person, one JSON-ready document by domain.
 
     Records kept without a customer id (guest orders, carts, support cases) are included
     when they carry one of the person's emails or phone numbers. A shopper exporting her
     own data (``verified_only``) gets only those matching an identifier verified as hers:
-    anyone can register with someone else's email, but not verify it. ``on_domain`` is
-    told each domain's name once its part is done (progress of a background export:
-    there are ``len(domains())`` of them)."""
+    anyone can register with someone else's email, but not verify it."""
     started = utcnow()
+    gathered = gather_export(session, customer_id, verified_only=verified_only)
+    return log_export(session, actor, gathered, reason, started)
+
+
+@dataclass(frozen=True)
+class GatheredExport:
+    customer_id: int
+    profile_ids: tuple[int, ...]
+    data: dict[str, Any]
+
+
+def gather_export(
+    session: Session,
+    customer_id: int,
+    *,
+    verified_only: bool = False,
+    on_domain: Callable[[str], None] | None = None,
+) -> GatheredExport:
+    """The export's data, read only: a background export gathers it in a read transaction
+    (telling ``on_domain`` each domain's name once its part is done: there are
+    ``len(domains())``), then logs it with :func:`log_export` in a short write."""
     subject = _subject(session, customer_id, reference="", verified_only=verified_only)
     data: dict[str, Any] = {}
     for domain in domains():
         data[domain.name] = domain.export(session, subject)
         if on_domain is not None:
             on_domain(domain.name)
-    summary = {name: _count(part) for name, part in data.items()}
+    return GatheredExport(customer_id, subject.customer_ids, data)
+
+
+def log_export(
+    session: Session,
+    actor: Principal,
+    gathered: GatheredExport,
+    reason: str | None,
+    started: datetime,
+) -> dict[str, Any]:
+    """Log (and audit) an export gathered by :func:`gather_export`; the document."""
+    customer_id = gathered.customer_id
+    summary = {name: _count(part) for name, part in gathered.data.items()}
     request = _log(
         session,
         actor,
@@ -141,9 +171,9 @@ def export_customer(
         "request_id": request.id,
         "generated_at": request.completed_at.isoformat() if request.completed_at else None,
         "customer_id": customer_id,
-        "profile_ids": list(subject.customer_ids),
+        "profile_ids": list(gathered.profile_ids),
         "erased": erased_reference(session, customer_id) is not None,
-        "data": data,
+        "data": gathered.data,
     }
 
 
@@ -256,6 +286,11 @@ def list_requests(
     if customer_id is not None:
         query = query.where(PrivacyRequest.customer_id == customer_id)
     return list(session.scalars(query))
+
+
+def count_records(part: Any) -> int:
+    """How many records one domain's part of an export holds."""
+    return _count(part)
 
 
 def _count(part: Any) -> int:

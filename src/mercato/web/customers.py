@@ -9,6 +9,7 @@ erasure) are in ``customers_privacy``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Form, Request
@@ -31,7 +32,7 @@ from mercato.marketing.schemas import ConsentRecordOut
 from mercato.orders import service as orders
 from mercato.orders.schemas import OrderSummaryOut
 from mercato.support import service as support
-from mercato.support.api import case_out
+from mercato.support.api import case_out, current_time
 from mercato.web import customers_privacy
 from mercato.web.pages import once, page_router, redirect, show, url_with
 from mercato.web.rendering import gettext_for
@@ -75,7 +76,7 @@ def customer_list(
     by: str = "any",
     cursor: str | None = None,
     principal: Principal = require_page(Permission.CUSTOMERS_READ),
-) -> HTMLResponse:
+) -> Response:
     """Search (roles with customers:pii, as ``GET /v1/customers`` allows) or browse."""
     by = by if by in SEARCH_KINDS else "any"
     searching = bool(q.strip()) and principal.has(Permission.CUSTOMERS_PII)
@@ -94,7 +95,7 @@ def customer_list(
         names = channel_names(session)
     # A search that finds one person opens her page: the agent on the phone wants it now.
     if searching and len(items) == 1 and cursor is None:
-        return redirect(request, f"/admin/customers/{items[0].id}")  # type: ignore[return-value]
+        return redirect(request, f"/admin/customers/{items[0].id}")
     next_url = url_with(request, cursor=found.next_cursor) if found.next_cursor else None
     return show(
         request,
@@ -159,6 +160,7 @@ def customer_page(
     loyalty account, consents and support cases for this customer."""
     with get_database(request).read() as session:
         context = _customer_360(session, principal, customer_id, orders_cursor)
+        context["cases"] = _cases(session, principal, customer_id, current_time(request))
         if merge:
             context["merge"] = _merge_out(customers.get_merge(session, merge))
     next_orders = context.pop("orders_next")
@@ -200,7 +202,6 @@ def _customer_360(
         "loyalty": account,
         "consents": consents_out(session, customer_id),
         "consent_history": consent_history,
-        "cases": _cases(session, principal, customer_id),
         "suggestions": suggestion_rows,
         "people": _people(session, principal, suggestion_rows),
         "channels": channel_names(session),
@@ -208,11 +209,12 @@ def _customer_360(
     }
 
 
-def _cases(session: Session, principal: Principal, customer_id: int) -> list[Any] | None:
+def _cases(
+    session: Session, principal: Principal, customer_id: int, now: datetime
+) -> list[Any] | None:
     """The customer's support cases, for roles that may read support (None otherwise)."""
     if not principal.has(Permission.SUPPORT_READ):
         return None
-    now = support.utcnow()
     found = support.search_cases(
         session, support.CaseFilter(customer_id=customer_id), None, 10, now=now
     )
