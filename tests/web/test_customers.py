@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from playwright.sync_api import Page, expect
 
-from tests.commerce.helpers import ok, register
+from tests.commerce.helpers import ok
 from tests.demo_world import DemoWorld, staff_login
 from tests.helpers import drain
 from tests.returns.conftest import place
@@ -160,7 +160,7 @@ def test_a_privacy_export_runs_with_progress_and_downloads(browser: Browser) -> 
     expect(page.get_by_test_id("job-lines")).to_contain_text("customers")
     with page.expect_download() as downloading:
         page.get_by_role("link", name=re.compile("Download")).click()
-    document = json.loads(open(downloading.value.path(), encoding="utf-8").read())
+    document = json.loads(downloading.value.path().read_text(encoding="utf-8"))
     assert document["customer_id"] == person.id
     assert document["data"]["customers"]
     assert person.email in json.dumps(document)
@@ -199,7 +199,9 @@ def test_an_erasure_shows_what_is_kept_needs_confirmation_then_the_data_is_gone(
         f"Type the customer number {person.id} to confirm."
     )
     staff = staff_login(world, "owner")
-    assert ok(world.client.get(f"/v1/customers/{person.id}", headers=staff))["email"] == person.email
+    assert (
+        ok(world.client.get(f"/v1/customers/{person.id}", headers=staff))["email"] == person.email
+    )
 
     page.get_by_label(re.compile("Type the customer number")).fill(str(person.id))
     page.get_by_role("button", name="Erase for good").click()

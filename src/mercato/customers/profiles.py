@@ -345,7 +345,9 @@ def search_name(session: Session, name: str) -> list[Customer]:
     if key is None:
         return []
     ids = list(
-        session.scalars(select(Customer.id).where(Customer.name_index.in_(blind_indexes("name", key))))
+        session.scalars(
+            select(Customer.id).where(Customer.name_index.in_(blind_indexes("name", key)))
+        )
     )
     return _roots(session, ids)
 

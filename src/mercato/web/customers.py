@@ -237,9 +237,9 @@ def merge_customer(
             f"customer.merge:{customer_id}",
             idempotency_key,
             {"from": from_id},
-            lambda: _merge_out(customers.merge(session, principal, customer_id, from_id)).model_dump(
-                mode="json", by_alias=True
-            ),
+            lambda: _merge_out(
+                customers.merge(session, principal, customer_id, from_id)
+            ).model_dump(mode="json", by_alias=True),
         )
     _ = gettext_for(request).gettext
     message = _("Customer %(from_id)s was merged into this profile.", from_id=from_id)

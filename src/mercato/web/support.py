@@ -127,7 +127,9 @@ def _case_context(
         # The agent console's answer (GET /v1/support/customers/{id}/overview).
         overview = support.customer_overview(session, case.customer_id)
         customer = _customer_summary(overview, principal)
-        orders = [_order_brief(o, overview.order_lines.get(o.id, [])) for o in overview.recent_orders]
+        orders = [
+            _order_brief(o, overview.order_lines.get(o.id, [])) for o in overview.recent_orders
+        ]
     return {
         "active": "support",
         "case": shaped,
@@ -136,7 +138,9 @@ def _case_context(
         "staff": _staff_names(session, [shaped]),
         "channels": channel_names(session),
         "now": now,
-        "next_statuses": sorted(s.value for s in support.TRANSITIONS[support.CaseStatus(case.status)]),
+        "next_statuses": sorted(
+            s.value for s in support.TRANSITIONS[support.CaseStatus(case.status)]
+        ),
         "sources": SOURCES,
         "errors": {},
         "draft": "",
