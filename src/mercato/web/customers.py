@@ -20,7 +20,7 @@ from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.channels import service as channels
 from mercato.customers import service as customers
-from mercato.customers.api import _merge_out, _redacted, _redacted_profile
+from mercato.customers.api import merge_out, redacted, redacted_profile
 from mercato.customers.schemas import CustomerOut, SuggestionOut, TimelineEntryOut
 from mercato.deps import get_database
 from mercato.errors import NotFound
@@ -91,7 +91,7 @@ def customer_list(
             cursor=cursor,
             limit=PAGE_SIZE,
         )
-        items = [_redacted(CustomerOut.model_validate(c), principal) for c in found.items]
+        items = [redacted(CustomerOut.model_validate(c), principal) for c in found.items]
         names = channel_names(session)
     # A search that finds one person opens her page: the agent on the phone wants it now.
     if searching and len(items) == 1 and cursor is None:
@@ -143,7 +143,7 @@ def _people(
 ) -> dict[int, CustomerOut]:
     ids = {i for s in suggestions for i in (s.customer_id, s.candidate_id)}
     return {
-        i: _redacted(CustomerOut.model_validate(customers.get_customer(session, i)), principal)
+        i: redacted(CustomerOut.model_validate(customers.get_customer(session, i)), principal)
         for i in ids
     }
 
@@ -162,7 +162,7 @@ def customer_page(
         context = _customer_360(session, principal, customer_id, orders_cursor)
         context["cases"] = _cases(session, principal, customer_id, current_time(request))
         if merge:
-            context["merge"] = _merge_out(customers.get_merge(session, merge))
+            context["merge"] = merge_out(customers.get_merge(session, merge))
     next_orders = context.pop("orders_next")
     context["orders_next_url"] = (
         url_with(request, orders_cursor=next_orders) + "#orders" if next_orders else None
@@ -173,7 +173,7 @@ def customer_page(
 def _customer_360(
     session: Session, principal: Principal, customer_id: int, orders_cursor: str | None
 ) -> dict[str, Any]:
-    profile = _redacted_profile(customers.customer_profile(session, customer_id), principal)
+    profile = redacted_profile(customers.customer_profile(session, customer_id), principal)
     found = orders.search(
         session, orders.OrderFilter(customer_id=customer_id), orders_cursor, ORDERS_ON_PAGE
     )
@@ -237,9 +237,9 @@ def merge_customer(
             f"customer.merge:{customer_id}",
             idempotency_key,
             {"from": from_id},
-            lambda: _merge_out(
-                customers.merge(session, principal, customer_id, from_id)
-            ).model_dump(mode="json", by_alias=True),
+            lambda: merge_out(customers.merge(session, principal, customer_id, from_id)).model_dump(
+                mode="json", by_alias=True
+            ),
         )
     _ = gettext_for(request).gettext
     message = _("Customer %(from_id)s was merged into this profile.", from_id=from_id)
@@ -261,7 +261,7 @@ def undo_merge(
             f"customer.merge-undo:{merge_id}",
             idempotency_key,
             {},
-            lambda: _merge_out(customers.undo_merge(session, principal, merge_id)).model_dump(
+            lambda: merge_out(customers.undo_merge(session, principal, merge_id)).model_dump(
                 mode="json", by_alias=True
             ),
         )

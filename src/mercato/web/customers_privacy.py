@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
 from mercato.customers import service as customers
-from mercato.customers.api import _redacted
+from mercato.customers.api import redacted
 from mercato.customers.schemas import CustomerOut
 from mercato.db import Database, utcnow
 from mercato.deps import get_database
@@ -58,7 +58,7 @@ DOMAIN_LABELS = {
 
 def _privacy_context(request: Request, principal: Principal, customer_id: int) -> dict[str, object]:
     with get_database(request).read() as session:
-        customer = _redacted(
+        customer = redacted(
             CustomerOut.model_validate(customers.get_customer(session, customer_id)), principal
         )
         preview = erasure_preview_out(privacy.preview_erasure(session, customer_id))

@@ -22,7 +22,7 @@ from mercato.auth.principal import Principal
 from mercato.deps import get_database
 from mercato.errors import NotFound, ValidationProblem
 from mercato.support import service as support
-from mercato.support.api import _customer_summary, _order_brief, case_out, current_time
+from mercato.support.api import case_out, current_time, customer_summary, order_brief
 from mercato.support.schemas import CaseOut
 from mercato.web.customers import channel_names
 from mercato.web.pages import once, page_router, redirect, show, url_with
@@ -126,9 +126,9 @@ def _case_context(
     if case.customer_id is not None:
         # The agent console's answer (GET /v1/support/customers/{id}/overview).
         overview = support.customer_overview(session, case.customer_id)
-        customer = _customer_summary(overview, principal)
+        customer = customer_summary(overview, principal)
         orders = [
-            _order_brief(o, overview.order_lines.get(o.id, [])) for o in overview.recent_orders
+            order_brief(o, overview.order_lines.get(o.id, [])) for o in overview.recent_orders
         ]
     return {
         "active": "support",
