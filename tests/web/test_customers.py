@@ -123,7 +123,10 @@ def test_two_suggested_duplicates_are_merged_and_the_merge_undone(browser: Brows
     keep = _person(world, phone=phone)
     duplicate = _person(world, phone=phone)
 
-    page = browser.open("support", f"/admin/customers/{keep.id}")
+    page = browser.open("support", "/admin/customers/duplicates")
+    expect(page.get_by_test_id("suggestions")).to_contain_text(duplicate.name)
+    assert_accessible(page)
+    page.goto(f"/admin/customers/{keep.id}")
     suggestions = page.get_by_test_id("customer-suggestions")
     expect(suggestions).to_contain_text(duplicate.name)
     suggestions.get_by_role("listitem").filter(has_text=duplicate.name).get_by_role(

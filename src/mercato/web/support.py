@@ -138,9 +138,12 @@ def _case_context(
         "staff": _staff_names(session, [shaped]),
         "channels": channel_names(session),
         "now": now,
-        "next_statuses": sorted(
-            s.value for s in support.TRANSITIONS[support.CaseStatus(case.status)]
-        ),
+        # In the life cycle's order, so the list starts with the next usual step.
+        "next_statuses": [
+            s.value
+            for s in support.CaseStatus
+            if s in support.TRANSITIONS[support.CaseStatus(case.status)]
+        ],
         "sources": SOURCES,
         "errors": {},
         "draft": "",
