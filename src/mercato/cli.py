@@ -70,6 +70,7 @@ def _serve(host: str, port: int, workers: int) -> None:
 def _print_credentials(credentials: dict[str, Any], url: str) -> None:
     typer.echo("")
     typer.echo(f"Mercato is running at {url}")
+    typer.echo(f"  Back office:  {url}/admin/  (sign in with any staff login below)")
     typer.echo(f"  API docs:     {url}/docs")
     typer.echo(f"  Staff login:  {credentials['staff_email']} / {credentials['staff_password']}")
     sign_ins = credentials.get("sign_ins") or []
@@ -90,6 +91,7 @@ def _print_credentials(credentials: dict[str, Any], url: str) -> None:
 def _demo_credentials(settings: Settings) -> dict[str, Any]:
     """The demo's credentials: read back, or the data loaded (or new ones issued) now."""
     from mercato import demo as demo_data
+    from mercato import demo_history
     from mercato.bootstrap import command_database
 
     credentials_path = settings.data_dir / CREDENTIALS_FILE
@@ -99,8 +101,19 @@ def _demo_credentials(settings: Settings) -> dict[str, Any]:
         return loaded
     with command_database(settings) as database:
         try:
-            credentials = demo_data.seed(database).as_dict()
-            message = f"Loaded demo data into {settings.data_dir}"
+            seeded = demo_data.seed(database)
+            credentials = seeded.as_dict()
+            history = demo_history.add_history(
+                database,
+                settings,
+                seeded.channel_keys,
+                seeded.staff_email,
+                seeded.staff_password,
+            )
+            message = (
+                f"Loaded demo data into {settings.data_dir} "
+                f"({history.orders} orders, {history.cases} support cases)"
+            )
         except demo_data.DemoAlreadyLoaded:
             # The data is there but its credentials file is gone: the stored secrets are
             # hashes, so new ones are issued rather than failing on every later run.

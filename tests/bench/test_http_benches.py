@@ -73,3 +73,17 @@ def test_checkout_never_sells_the_limited_item_twice() -> None:
     assert report["ledger_ok"] is True
     assert 0 < report["queries_per_checkout"] <= 30
     assert report["baseline_orders_per_s"] > 0
+
+
+def test_pages_reports_every_screen_before_and_after_copying_orders() -> None:
+    from mercato.bench.pages import run
+
+    result = run([0, 120], rounds=2, database_url=None)
+    by_count: dict[int, list[dict[str, object]]] = {}
+    for row in result["results"]:
+        by_count.setdefault(int(row["orders"]), []).append(row)
+    assert len(by_count) == 2 and max(by_count) == 120
+    for rows in by_count.values():
+        pages = {row["page"] for row in rows}
+        assert {"home", "orders", "orders: search by number", "order", "settings"} <= pages
+        assert all(float(str(row["p95_ms"])) > 0 for row in rows)

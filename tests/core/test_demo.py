@@ -299,3 +299,18 @@ def test_db_upgrade_then_seed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert runner.invoke(app, ["db", "upgrade", "--database-url", url]).exit_code == 0
     finally:
         database.dispose()
+
+
+def test_the_demo_has_orders_and_cases_to_show_in_the_back_office(demo_run: DemoRun) -> None:
+    from mercato.orders.models import Order
+    from mercato.support.models import SupportCase
+
+    assert "Back office:  http://127.0.0.1:8000/admin/" in demo_run.output
+    orders = _scalar(demo_run.database, select(func.count()).select_from(Order))
+    channels = _scalar(demo_run.database, select(func.count(distinct(Order.channel_id))))
+    held = _scalar(
+        demo_run.database, select(func.count()).select_from(Order).where(Order.on_hold.is_(True))
+    )
+    cases = _scalar(demo_run.database, select(func.count()).select_from(SupportCase))
+    assert orders >= 30 and channels >= 5 and held >= 1 and cases >= 1
+    assert f"({orders} orders, {cases} support cases)" in demo_run.output

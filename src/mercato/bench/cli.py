@@ -98,3 +98,21 @@ def checkout(
     if not statements:
         result.pop("statements")
     typer.echo(json.dumps(result))
+
+
+@bench_app.command("pages")
+def pages(
+    orders: Annotated[
+        list[int] | None,
+        typer.Option(help="Order counts to measure at (repeat the option); default 0 and 100000"),
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Requests per page")] = 30,
+    database_url: Annotated[
+        str | None, typer.Option(help="Default: a new SQLite file; PostgreSQL: postgresql://...")
+    ] = None,
+) -> None:
+    """Back office pages: server time (p50/p95, wall and CPU) per screen on the demo data,
+    then with the demo's orders copied up to each order count."""
+    from mercato.bench.pages import run
+
+    typer.echo(json.dumps(run(orders or [0, 100_000], rounds, database_url)))
