@@ -228,3 +228,19 @@ def test_three_d_secure_through_the_store_api(
     done = ok(client.post(url, json={"client_secret": p.client_secret}, headers=mine))
     assert (done["status"], done["card_last4"]) == ("authorized", "3220")
     assert "client_secret" not in done
+
+
+def test_providers_are_listed_without_secrets(
+    client: TestClient, owner_headers: Headers, make_staff: Callable[..., Headers]
+) -> None:
+    answer = ok(client.get("/v1/payments/providers", headers=make_staff(Role.ANALYST)))
+    names = [p["name"] for p in answer]
+    assert names == sorted(names)
+    assert {"test_gateway", "cash_on_delivery", "pos_cash", "pos_card"} <= set(names)
+    gateway = next(p for p in answer if p["name"] == "test_gateway")
+    assert gateway == {
+        "name": "test_gateway",
+        "refund_last": False,
+        "webhook_path": "/v1/payments/webhooks/test_gateway",
+    }
+    assert_problem(client.get("/v1/payments/providers"), 401)

@@ -49,6 +49,7 @@ from mercato.payments.schemas import (
     IssuedGiftCardOut,
     PaymentOut,
     PaymentPage,
+    ProviderOut,
     ReconcileIn,
     ReconcileOut,
     ReferenceRefundIn,
@@ -126,6 +127,21 @@ def _gift_card_out(card: GiftCard) -> GiftCardOut:
 
 
 # --- payments -----------------------------------------------------------------------------------
+
+
+def provider_out(info: service.ProviderInfo) -> ProviderOut:
+    return ProviderOut(
+        name=info.name,
+        refund_last=info.refund_last,
+        webhook_path=f"/v1/payments/webhooks/{info.name}",
+    )
+
+
+@api.get("/payments/providers", response_model=list[ProviderOut], tags=["payments"])
+def list_providers(principal: Reader) -> list[ProviderOut]:
+    """The payment providers this installation has (built in, from a domain or a plug-in),
+    and where each posts its events. Secrets are not shown."""
+    return [provider_out(info) for info in service.provider_infos()]
 
 
 @api.get("/payments", response_model=PaymentPage, tags=["payments"])

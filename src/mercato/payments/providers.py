@@ -682,6 +682,7 @@ _MESSAGES = {
 
 # --- the registry -------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ProviderSpec:
     factory: ProviderFactory
@@ -708,6 +709,20 @@ def refund_last_methods() -> frozenset[str]:
 
 def provider_names() -> frozenset[str]:
     return frozenset(PROVIDERS)
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """What an operator can see of a registered provider. Its webhook secret derives from
+    the installation secret (``keys.webhook_secret``) and is never shown."""
+
+    name: str
+    refund_last: bool
+
+
+def provider_infos() -> list[ProviderInfo]:
+    """The registered payment providers by name (built in, from a domain, or a plug-in)."""
+    return [ProviderInfo(name, PROVIDERS[name].refund_last) for name in sorted(PROVIDERS)]
 
 
 def get_provider(name: str, database: Database) -> Provider:

@@ -299,6 +299,16 @@ class PaymentPage(ResponseModel):
 # --- gift cards and store credit --------------------------------------------------------------
 
 
+class ProviderOut(ResponseModel):
+    name: str = Field(description="The payment method name tenders use")
+    refund_last: bool = Field(
+        description="Refunds reach it after the tenders that moved real money (points)"
+    )
+    webhook_path: str = Field(
+        description="Where the provider posts its signed events (the secret is never shown)"
+    )
+
+
 class GiftCardIn(StrictModel):
     currency: str = Field(min_length=3, max_length=3)
     amount: Amount

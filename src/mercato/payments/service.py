@@ -75,6 +75,7 @@ from mercato.payments.problems import (
     decline_details,
 )
 from mercato.payments.provider_webhooks import WebhookOutcome, apply_webhook
+from mercato.payments.providers import ProviderInfo, provider_infos
 from mercato.payments.reading import (
     UNSETTLED,
     ReferenceTotals,
@@ -122,6 +123,7 @@ __all__ = [
     "InsufficientBalance",
     "IssuedGiftCard",
     "PaymentDeclined",
+    "ProviderInfo",
     "ProviderOutcome",
     "ProviderUnavailableProblem",
     "ReferenceTotals",
@@ -152,6 +154,7 @@ __all__ = [
     "payment_transactions",
     "payments_for_reference",
     "pending_transactions",
+    "provider_infos",
     "reconcile",
     "record_external_payment",
     "record_outcomes",
