@@ -263,13 +263,25 @@ def list_customers(
     principal: Reader,
     email: Annotated[str | None, Query(max_length=254)] = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    loyalty_card: Annotated[str | None, Query(max_length=64)] = None,
 ) -> PageOut[CustomerOut]:
-    """Active profiles; ``email`` or ``phone`` find a person through the blind index."""
-    if email or phone:
+    """Active profiles; ``email``, ``phone``, ``name`` (the whole name, in any order) or
+    ``loyalty_card`` find a person through the blind indexes (exact values only: the data
+    is encrypted)."""
+    if email or phone or name or loyalty_card:
         principal.require(Permission.CUSTOMERS_PII)
     cursor, limit = page
-    result = service.list_customers(session, email=email, phone=phone, cursor=cursor, limit=limit)
-    items = [_redacted(CustomerOut.model_validate(c), principal) for c in result.items]
+    result = service.list_customers(
+        session,
+        email=email,
+        phone=phone,
+        name=name,
+        loyalty_card=loyalty_card,
+        cursor=cursor,
+        limit=limit,
+    )
+    items = [redacted(CustomerOut.model_validate(c), principal) for c in result.items]
     return PageOut(items=items, next_cursor=result.next_cursor)
 
 
@@ -301,18 +313,18 @@ def dismiss_suggestion(suggestion_id: int, session: DbSession, principal: Writer
 
 @api.get("/customers/merges/{merge_id}", response_model=MergeOut)
 def get_merge(merge_id: str, session: DbSession, principal: Reader) -> MergeOut:
-    return _merge_out(service.get_merge(session, merge_id))
+    return merge_out(service.get_merge(session, merge_id))
 
 
 @api.post("/customers/merges/{merge_id}/undo", response_model=MergeOut)
 def undo_merge(merge_id: str, session: DbSession, principal: Writer) -> MergeOut:
     """Restore the merged profile and move back exactly what the merge moved."""
-    return _merge_out(service.undo_merge(session, principal, merge_id))
+    return merge_out(service.undo_merge(session, principal, merge_id))
 
 
 @api.get("/customers/{customer_id}", response_model=CustomerOut)
 def get_customer(customer_id: int, session: DbSession, principal: Reader) -> CustomerOut:
-    return _redacted(
+    return redacted(
         CustomerOut.model_validate(service.get_customer(session, customer_id)), principal
     )
 
@@ -325,13 +337,13 @@ def update_customer(
     if body.model_fields_set & service.PERSONAL_FIELDS:
         principal.require(Permission.CUSTOMERS_PII)
     service.update_profile(session, customer_id, body, actor=principal)
-    return _redacted_profile(service.customer_profile(session, customer_id), principal)
+    return redacted_profile(service.customer_profile(session, customer_id), principal)
 
 
 @api.get("/customers/{customer_id}/profile", response_model=ProfileOut)
 def get_profile(customer_id: int, session: DbSession, principal: Reader) -> ProfileOut:
     """The unified profile: identities, addresses, groups, tags, preferences and figures."""
-    return _redacted_profile(service.customer_profile(session, customer_id), principal)
+    return redacted_profile(service.customer_profile(session, customer_id), principal)
 
 
 @api.post("/customers/{customer_id}/identities", response_model=IdentityOut, status_code=201)
@@ -353,7 +365,7 @@ def add_address(
 @api.post("/customers/{customer_id}/merge", response_model=MergeOut, status_code=201)
 def merge(customer_id: int, body: MergeIn, session: DbSession, principal: Writer) -> MergeOut:
     """Merge profile ``from`` into this one; other domains follow ``customer.merged``."""
-    return _merge_out(service.merge(session, principal, customer_id, body.from_id))
+    return merge_out(service.merge(session, principal, customer_id, body.from_id))
 
 
 @api.get("/customers/{customer_id}/timeline", response_model=PageOut[TimelineEntryOut])
@@ -371,7 +383,7 @@ def timeline(
     return PageOut(items=items)
 
 
-def _merge_out(record: CustomerMerge) -> MergeOut:
+def merge_out(record: CustomerMerge) -> MergeOut:
     return MergeOut(
         merge_id=record.id,
         into=record.into_id,
@@ -386,14 +398,14 @@ def _merge_out(record: CustomerMerge) -> MergeOut:
 _PERSONAL = {"email": None, "phone": None, "first_name": None, "last_name": None}
 
 
-def _redacted(out: CustomerOut, principal: Principal) -> CustomerOut:
+def redacted(out: CustomerOut, principal: Principal) -> CustomerOut:
     """Roles without customers:pii (analysts) see the record without personal data."""
     if principal.has(Permission.CUSTOMERS_PII):
         return out
     return out.model_copy(update=_PERSONAL)
 
 
-def _redacted_profile(out: ProfileOut, principal: Principal) -> ProfileOut:
+def redacted_profile(out: ProfileOut, principal: Principal) -> ProfileOut:
     if principal.has(Permission.CUSTOMERS_PII):
         return out
     hidden: dict[str, Any] = {

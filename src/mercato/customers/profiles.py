@@ -29,7 +29,9 @@ from mercato.customers.normalize import (
     address_key,
     area_key,
     index_kind,
+    name_key,
     normalise_email,
+    normalise_identity,
     normalise_phone,
 )
 from mercato.db import utcnow
@@ -332,6 +334,32 @@ def search_phone(session: Session, phone: str) -> list[Customer]:
     direct = list(session.scalars(select(Customer.id).where(Customer.phone_index.in_(indexes))))
     rows = identities_matching(session, IdentityType.PHONE, normal, None)
     return _roots(session, [*(r.customer_id for r in rows), *direct])
+
+
+def search_name(session: Session, name: str) -> list[Customer]:
+    """Root profiles with this whole name (either order: "Sato Hana" finds "Hana Sato").
+
+    Names are stored encrypted: only the exact folded name can be found, through its
+    blind index, never a part of it."""
+    key = name_key(name, None)
+    if key is None:
+        return []
+    ids = list(
+        session.scalars(
+            select(Customer.id).where(Customer.name_index.in_(blind_indexes("name", key)))
+        )
+    )
+    return _roots(session, ids)
+
+
+def search_loyalty_card(session: Session, card: str) -> list[Customer]:
+    """Root profiles holding this loyalty card number (spaces and dashes do not matter)."""
+    try:
+        normal = normalise_identity(IdentityType.LOYALTY_CARD, card)
+    except ValueError:
+        return []
+    rows = identities_matching(session, IdentityType.LOYALTY_CARD, normal, None)
+    return _roots(session, [r.customer_id for r in rows])
 
 
 def find_by_email(session: Session, email: str) -> Customer | None:

@@ -162,13 +162,18 @@ def list_customers(
     cursor: str | None,
     limit: int,
     phone: str | None = None,
+    name: str | None = None,
+    loyalty_card: str | None = None,
 ) -> Page[Customer]:
-    """Active profiles by id; with ``email`` or ``phone``, the profiles that hold it."""
+    """Active profiles by id; with ``email``, ``phone``, ``name`` (the whole name) or
+    ``loyalty_card``, the profiles that hold any of them."""
     query = select(Customer).where(Customer.status == ACTIVE).order_by(Customer.id)
-    if email or phone:
+    if email or phone or name or loyalty_card:
         found = [
             *(profiles.search_email(session, email) if email else []),
             *(profiles.search_phone(session, phone) if phone else []),
+            *(profiles.search_name(session, name) if name else []),
+            *(profiles.search_loyalty_card(session, loyalty_card) if loyalty_card else []),
         ]
         query = query.where(Customer.id.in_([c.id for c in found]))
     after = decode_cursor(cursor)

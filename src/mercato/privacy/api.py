@@ -94,6 +94,51 @@ def erase_customer(
     return PrivacyRequestOut.model_validate(erased)
 
 
+class DomainShareOut(StrictModel):
+    domain: str
+    records: int
+    erases: bool = Field(
+        description="true: erased or pseudonymised (orders keep amounts, lines and taxes "
+        "under the erasure's reference); false: kept as it is (accounting records)"
+    )
+
+
+class BlockerOut(StrictModel):
+    kind: str
+    id: int
+    number: str
+    status: str
+    why: str
+
+
+class ErasurePreviewOut(StrictModel):
+    customer_id: int
+    already_erased: bool
+    domains: list[DomainShareOut]
+    blocking: list[BlockerOut]
+
+
+def erasure_preview_out(preview: service.ErasurePreview) -> ErasurePreviewOut:
+    return ErasurePreviewOut(
+        customer_id=preview.customer_id,
+        already_erased=preview.already_erased,
+        domains=[
+            DomainShareOut(domain=d.domain, records=d.records, erases=d.erases)
+            for d in preview.domains
+        ],
+        blocking=[BlockerOut(**b.as_json()) for b in preview.blocking],
+    )
+
+
+@api.get("/customers/{customer_id}/privacy/erasure-preview", response_model=ErasurePreviewOut)
+def erasure_preview(
+    customer_id: int, session: DbSession, principal: PrivacyOfficer
+) -> ErasurePreviewOut:
+    """Before an erasure: per domain, how many records it would erase (or pseudonymise)
+    and how many it keeps, and the orders and returns that block it now. Changes nothing."""
+    return erasure_preview_out(service.preview_erasure(session, customer_id))
+
+
 @api.get("/privacy/requests", response_model=PageOut[PrivacyRequestOut])
 def list_requests(
     session: DbSession,

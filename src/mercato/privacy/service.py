@@ -26,6 +26,8 @@ finish or cancel them and ask again.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -113,11 +115,46 @@ def export_customer(
     own data (``verified_only``) gets only those matching an identifier verified as hers:
     anyone can register with someone else's email, but not verify it."""
     started = utcnow()
+    gathered = gather_export(session, customer_id, verified_only=verified_only)
+    return log_export(session, actor, gathered, reason, started)
+
+
+@dataclass(frozen=True)
+class GatheredExport:
+    customer_id: int
+    profile_ids: tuple[int, ...]
+    data: dict[str, Any]
+
+
+def gather_export(
+    session: Session,
+    customer_id: int,
+    *,
+    verified_only: bool = False,
+    on_domain: Callable[[str], None] | None = None,
+) -> GatheredExport:
+    """The export's data, read only: a background export gathers it in a read transaction
+    (telling ``on_domain`` each domain's name once its part is done: there are
+    ``len(domains())``), then logs it with :func:`log_export` in a short write."""
     subject = _subject(session, customer_id, reference="", verified_only=verified_only)
     data: dict[str, Any] = {}
     for domain in domains():
         data[domain.name] = domain.export(session, subject)
-    summary = {name: _count(part) for name, part in data.items()}
+        if on_domain is not None:
+            on_domain(domain.name)
+    return GatheredExport(customer_id, subject.customer_ids, data)
+
+
+def log_export(
+    session: Session,
+    actor: Principal,
+    gathered: GatheredExport,
+    reason: str | None,
+    started: datetime,
+) -> dict[str, Any]:
+    """Log (and audit) an export gathered by :func:`gather_export`; the document."""
+    customer_id = gathered.customer_id
+    summary = {name: _count(part) for name, part in gathered.data.items()}
     request = _log(
         session,
         actor,
@@ -134,10 +171,46 @@ def export_customer(
         "request_id": request.id,
         "generated_at": request.completed_at.isoformat() if request.completed_at else None,
         "customer_id": customer_id,
-        "profile_ids": list(subject.customer_ids),
+        "profile_ids": list(gathered.profile_ids),
         "erased": erased_reference(session, customer_id) is not None,
-        "data": data,
+        "data": gathered.data,
     }
+
+
+@dataclass(frozen=True)
+class DomainShare:
+    """What one domain holds about the person: how many records, and whether an erasure
+    erases or pseudonymises them (``erases``) or keeps them as they are (payments, the
+    loyalty ledger, promotion redemptions: accounting records without personal data)."""
+
+    domain: str
+    records: int
+    erases: bool
+
+
+@dataclass(frozen=True)
+class ErasurePreview:
+    customer_id: int
+    already_erased: bool
+    domains: list[DomainShare]
+    # What must finish first; while any is listed, an erasure is refused.
+    blocking: list[Blocker]
+
+
+def preview_erasure(session: Session, customer_id: int) -> ErasurePreview:
+    """What an erasure of this person would erase and what it would keep, and what blocks
+    it now; reads only (nothing is logged: nothing personal leaves, only counts)."""
+    subject = _subject(session, customer_id, reference="")
+    shares = [
+        DomainShare(domain.name, _count(domain.export(session, subject)), domain.erase is not None)
+        for domain in domains()
+    ]
+    return ErasurePreview(
+        customer_id=customer_id,
+        already_erased=erased_reference(session, customer_id) is not None,
+        domains=[share for share in shares if share.records],
+        blocking=blockers(session, subject),
+    )
 
 
 def erase_customer(
@@ -213,6 +286,11 @@ def list_requests(
     if customer_id is not None:
         query = query.where(PrivacyRequest.customer_id == customer_id)
     return list(session.scalars(query))
+
+
+def count_records(part: Any) -> int:
+    """How many records one domain's part of an export holds."""
+    return _count(part)
 
 
 def _count(part: Any) -> int:

@@ -273,9 +273,7 @@ def rate_my_case(
     first answer instead of an already-rated conflict."""
 
     def run() -> StoreCaseOut:
-        case = service.rate(
-            session, customer.id, case_id, body.satisfaction, body.comment, now=now
-        )
+        case = service.rate(session, customer.id, case_id, body.satisfaction, body.comment, now=now)
         return _full_store_case(session, case)
 
     scope = shopper_scope(f"support.rating:{case_id}", channel.id, customer.id)
@@ -443,16 +441,16 @@ def customer_overview(
         ]
 
     return OverviewOut(
-        customer=_customer_summary(found, principal),
+        customer=customer_summary(found, principal),
         open_cases=cases(found.open_cases),
         recent_cases=cases(found.recent_cases),
         recent_orders=[
-            _order_brief(o, found.order_lines.get(o.id, [])) for o in found.recent_orders
+            order_brief(o, found.order_lines.get(o.id, [])) for o in found.recent_orders
         ],
     )
 
 
-def _customer_summary(found: service.Overview, principal: Principal) -> CustomerSummaryOut:
+def customer_summary(found: service.Overview, principal: Principal) -> CustomerSummaryOut:
     c = found.customer
     out = CustomerSummaryOut(
         id=c.id,
@@ -473,7 +471,7 @@ def _customer_summary(found: service.Overview, principal: Principal) -> Customer
     )
 
 
-def _order_brief(order: Order, lines: Sequence[OrderLine]) -> OrderBriefOut:
+def order_brief(order: Order, lines: Sequence[OrderLine]) -> OrderBriefOut:
     return OrderBriefOut(
         id=order.id,
         number=order.number,
