@@ -4,7 +4,7 @@ click & collect shelf and handover, transfers in and out, and the returns desk.
 Store staff work at their own stores (the location chooser offers only those, and the
 services refuse the others); everyone else chooses the location. Reads use the same
 service calls and response schemas as the fulfilment, inventory, returns and shipping
-APIs; the actions are in ``fulfilment_actions``.
+APIs; the actions are in ``fulfilment_actions`` (its own router, in the web manifest).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from mercato.returns.schemas import ReturnOut
 from mercato.returns.views import return_out, shown_to
 from mercato.shipping import service as shipping
 from mercato.shipping.api import label_out
-from mercato.web import fulfilment_actions
 from mercato.web.inventory_shared import (
     STATUS_NAMES,
     int_or_none,
@@ -214,6 +213,3 @@ def labels(
         "reference": reference[:64],
     }
     return show(request, "fulfilment/labels.html", context)
-
-
-router.include_router(fulfilment_actions.router)

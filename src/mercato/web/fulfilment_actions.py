@@ -32,6 +32,7 @@ from mercato.orders import service as orders
 from mercato.returns import service as returns
 from mercato.returns.state import Condition
 from mercato.web import PREFIX
+from mercato.web.fulfilment import fulfilment_page
 from mercato.web.inventory_shared import form_errors, is_form_problem
 from mercato.web.pages import once, redirect
 from mercato.web.rendering import gettext_for
@@ -66,9 +67,6 @@ def _again(
     order: str = "",
 ) -> HTMLResponse:
     """The page again with the refusal beside the task or document it concerns."""
-    # Imported here: web.fulfilment includes this module's router.
-    from mercato.web.fulfilment import fulfilment_page
-
     query = {"location": place, "tab": tab, **({"order": order} if order else {})}
     # The page as its GET would show it (a fresh request: Starlette caches query params).
     scope = {**request.scope, "method": "GET", "path": f"{PREFIX}/fulfilment"}
