@@ -256,3 +256,64 @@ def test_an_integration_token_is_shown_once_and_works(
     support = sign_in(pages, demo_world, "support")
     form |= {"csrf_token": support, "idempotency_key": uuid.uuid4().hex}
     assert pages.post(f"{url}/api-tokens", data=form).status_code == 403
+
+
+def test_a_zone_and_a_rate_table_are_edited(pages: TestClient, demo_world: DemoWorld) -> None:
+    admin = staff_login(demo_world, "admin")
+    carrier = demo_world.client.get("/v1/shipping/carriers", headers=admin).json()["items"][0]
+    zone = demo_world.client.post(
+        "/v1/shipping/zones",
+        headers=admin,
+        json={"code": _code("z").lower(), "name": "Alps", "members": [{"country": "AT"}]},
+    ).json()
+    made = demo_world.client.post(
+        "/v1/shipping/rate-tables",
+        headers=admin,
+        json={
+            "service_id": carrier["services"][0]["id"],
+            "zone_id": zone["id"],
+            "origin_country": "DE",
+            "currency": "EUR",
+            "brackets": [{"up_to_g": 1000, "price": "4.90"}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    table = made.json()["id"]
+    csrf = sign_in(pages, demo_world, "admin")
+    assert (
+        f"/admin/settings/carriers/zones/{zone['id']}" in pages.get("/admin/settings/carriers").text
+    )
+
+    url = f"/admin/settings/carriers/zones/{zone['id']}"
+    assert "AT" in pages.get(url).text
+    refused = pages.post(url, data={"csrf_token": csrf, "name": "Alps", "members": "AT\nQQ"})
+    assert refused.status_code == 422 and "QQ" in refused.text and "is-invalid" in refused.text
+    saved = pages.post(
+        url, data={"csrf_token": csrf, "name": "Alps and more", "members": "AT\nCH 39\nIT-BZ"}
+    )
+    assert saved.status_code == 303, saved.text[:3000]
+    shown = demo_world.client.get(f"/v1/shipping/zones/{zone['id']}", headers=admin).json()
+    assert shown["name"] == "Alps and more"
+    assert [(m["country"], m["region"], m["postal_prefix"]) for m in shown["members"]] == [
+        ("AT", None, None),
+        ("CH", None, "39"),
+        ("IT", "BZ", None),
+    ]
+
+    url = f"/admin/settings/carriers/rate-tables/{table}"
+    assert "1000 4.90" in pages.get(url).text
+    form = {"csrf_token": csrf, "brackets": "1000 5.20\n5000 9,90", "free_over": "80"}
+    assert pages.post(url, data=form).status_code == 303
+    shown = demo_world.client.get(f"/v1/shipping/rate-tables/{table}", headers=admin).json()
+    assert [(b["up_to_g"], b["price"]) for b in shown["brackets"]] == [
+        (1000, "5.20"),
+        (5000, "9.90"),
+    ]
+    assert float(shown["free_over"]) == 80
+    assert shown["zone_id"] == zone["id"] and shown["currency"] == "EUR"
+    refused = pages.post(url, data={**form, "brackets": "heavy 5.20"})
+    assert refused.status_code == 422 and "write grams and price" in refused.text
+
+    analyst = sign_in(pages, demo_world, "analyst")
+    assert "Save rate table" not in pages.get(url).text
+    assert pages.post(url, data={**form, "csrf_token": analyst}).status_code == 403
