@@ -267,11 +267,17 @@ def where(form: dict[str, Any], has_address: bool, has_timezone: bool) -> dict[s
 def placed(
     patch: LocationPatch, found: LocationOut, lat: float | None, lon: float | None
 ) -> LocationPatch:
-    """The patch with the typed coordinates if they differ from the location's."""
-    if (lat, lon) == (found.latitude, found.longitude):
-        return patch
+    """The patch without an unchanged address or time zone (saving the hours neither
+    re-places the location nor fills the audit entry with what stayed), and with the
+    typed coordinates only if they differ from the location's."""
     changed = patch.model_dump(exclude_unset=True)
-    return parse(LocationPatch, **changed, latitude=lat, longitude=lon)
+    if patch.address == found.address:
+        changed.pop("address", None)
+    if patch.timezone == found.timezone:
+        changed.pop("timezone", None)
+    if (lat, lon) != (found.latitude, found.longitude):
+        changed |= {"latitude": lat, "longitude": lon}
+    return parse(LocationPatch, **changed)
 
 
 @router.post("/settings/locations/{location_id}", response_class=HTMLResponse)
