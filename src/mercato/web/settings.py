@@ -13,6 +13,7 @@ from mercato.web import (
     settings_channels,
     settings_config,
     settings_locations,
+    settings_shipping,
     settings_staff,
     settings_webhooks,
 )
@@ -34,6 +35,7 @@ def settings(
 for part in (
     settings_channels,
     settings_locations,
+    settings_shipping,
     settings_staff,
     settings_webhooks,
     settings_config,

@@ -15,12 +15,25 @@ from sqlalchemy.orm import Session
 
 from mercato.auth.permissions import Permission
 from mercato.auth.principal import Principal
+from mercato.catalog import service as catalog
+from mercato.catalog.api import category_out
+from mercato.catalog.schemas import CategoryOut
 from mercato.channels import service
 from mercato.channels.api import channel_out
-from mercato.channels.schemas import ApiKeyCreated, ApiKeyOut, ChannelIn, ChannelType
+from mercato.channels.schemas import (
+    ApiKeyCreated,
+    ApiKeyOut,
+    ChannelIn,
+    ChannelLocationIn,
+    ChannelOut,
+    ChannelPatch,
+    ChannelType,
+)
 from mercato.deps import get_database
-from mercato.errors import Problem
+from mercato.errors import FieldError, Problem, ValidationProblem
 from mercato.locations import service as locations
+from mercato.locations.api import location_out
+from mercato.locations.schemas import LocationOut
 from mercato.web.pages import once, redirect, show, url_with
 from mercato.web.rendering import gettext_for
 from mercato.web.session import require_page
@@ -123,12 +136,45 @@ def create_channel(
     )
 
 
+def edit_form(channel: ChannelOut) -> dict[str, Any]:
+    """The edit form's values for a channel as the API shows it."""
+    return {
+        "name": channel.name,
+        "default_locale": channel.default_locale,
+        "locales": ", ".join(channel.locales),
+        "currencies": ", ".join(channel.currencies),
+        "country": channel.country or "",
+        "price_list": channel.price_list or "",
+        "ship_to_countries": ", ".join(channel.ship_to_countries),
+        "priorities": {str(x.location_id): str(x.priority) for x in channel.locations},
+        "assortment": [str(x) for x in channel.assortment_category_ids or []],
+    }
+
+
+def _editing_lists(
+    session: Session, principal: Principal
+) -> tuple[list[LocationOut], list[CategoryOut]]:
+    """The locations and categories the edit form offers, each only to a role that may
+    read them (``GET /v1/locations``, ``GET /v1/categories``)."""
+    places: list[LocationOut] = []
+    categories: list[CategoryOut] = []
+    if principal.has(P.CHANNELS_WRITE) and principal.has(P.LOCATIONS_READ):
+        places = [location_out(x) for x in locations.list_locations(session, limit=200).items]
+    if principal.has(P.CHANNELS_WRITE) and principal.has(P.CATALOG_READ):
+        found = catalog.page_categories(session, limit=200).items
+        categories = [category_out(c, {}) for c in found]
+    return places, categories
+
+
 def _channel_page(
     request: Request,
     principal: Principal,
     channel_id: int,
     issued: ApiKeyCreated | None = None,
     notice: str | None = None,
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
     with get_database(request).read() as session:
         channel = channel_out(session, service.get_channel(session, channel_id))
@@ -143,10 +189,22 @@ def _channel_page(
         if principal.has(P.LOCATIONS_READ):
             ids = [x.location_id for x in channel.locations]
             codes = {x.id: x.code for x in locations.get_locations(session, ids)}
-    values = context(principal, "channels", channel=channel, keys=keys, issued=issued, codes=codes)
+        places, categories = _editing_lists(session, principal)
+    values = context(
+        principal,
+        "channels",
+        channel=channel,
+        keys=keys,
+        issued=issued,
+        codes=codes,
+        places=places,
+        categories=categories,
+        form=form or edit_form(channel),
+        errors=errors or {},
+    )
     if notice:
         values["flash"] = notice
-    return show(request, "settings/channel.html", values)
+    return show(request, "settings/channel.html", values, status_code=status_code)
 
 
 @router.get("/settings/channels/{channel_id}", response_class=HTMLResponse)
@@ -154,6 +212,90 @@ def channel(
     request: Request, channel_id: int, principal: Principal = require_page(P.CHANNELS_READ)
 ) -> HTMLResponse:
     return _channel_page(request, principal, channel_id)
+
+
+def sell_from(location_ids: list[int], priorities: list[str]) -> list[ChannelLocationIn]:
+    """The form's sell-from rows (a priority per location, empty for not sold from) as the
+    API's ``locations``: a lower number is tried first."""
+    rows: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
+    for location_id, text in zip(location_ids, priorities, strict=False):
+        text = text.strip()
+        if not text:
+            continue
+        if not text.isdigit():
+            errors.append(FieldError("body.locations", "a priority is a whole number"))
+            continue
+        rows.append({"location_id": location_id, "priority": int(text)})
+    if errors:
+        raise ValidationProblem(errors[0]["reason"], errors=errors[:1])
+    return [ChannelLocationIn.model_validate(r) for r in rows]
+
+
+@router.post("/settings/channels/{channel_id}", response_class=HTMLResponse)
+def update_channel(
+    request: Request,
+    channel_id: int,
+    name: Text,
+    default_locale: Annotated[str, Form(max_length=20)],
+    currencies: Text,
+    locales: Annotated[str, Form(max_length=1000)] = "",
+    country: Annotated[str, Form(max_length=2)] = "",
+    price_list: Annotated[str, Form(max_length=40)] = "",
+    ship_to_countries: Annotated[str, Form(max_length=2000)] = "",
+    location_id: Annotated[list[int] | None, Form()] = None,
+    priority: Annotated[list[str] | None, Form()] = None,
+    assortment: Annotated[list[int] | None, Form()] = None,
+    principal: Principal = require_page(P.CHANNELS_WRITE),
+) -> Response:
+    """As ``PATCH /v1/channels/{id}``. Sell-from locations and the assortment are sent only
+    by a role that was shown them (one that may read locations, categories), so a form
+    without them leaves them as they are."""
+    ids = location_id or []
+    given = priority or []
+    form: dict[str, Any] = {
+        "name": name,
+        "default_locale": default_locale,
+        "locales": locales,
+        "currencies": currencies,
+        "country": country,
+        "price_list": price_list,
+        "ship_to_countries": ship_to_countries,
+        "priorities": {str(i): p for i, p in zip(ids, given, strict=False)},
+        "assortment": [str(x) for x in assortment or []],
+    }
+    values: dict[str, Any] = {
+        "name": name.strip(),
+        "default_locale": default_locale.strip(),
+        "locales": split_list(locales),
+        "currencies": split_list(currencies),
+        "country": country.strip() or None,
+        "price_list": price_list.strip() or None,
+        "ship_to_countries": split_list(ship_to_countries),
+    }
+    try:
+        if principal.has(P.LOCATIONS_READ):
+            values["locations"] = sell_from(ids, given)
+        if principal.has(P.CATALOG_READ):
+            # No category ticked: the channel sells the whole catalogue (null in the API).
+            chosen = sorted(set(assortment or []))
+            values["assortment_category_ids"] = chosen or None
+        patch = parse(ChannelPatch, **values)
+        with get_database(request).transaction() as session:
+            service.update_channel(session, principal, channel_id, patch)
+    except Problem as problem:
+        if problem.status not in (409, 422):
+            raise
+        return _channel_page(
+            request,
+            principal,
+            channel_id,
+            form=form,
+            errors=form_errors(problem),
+            status_code=422,
+        )
+    _ = gettext_for(request).gettext
+    return redirect(request, f"{BASE}/channels/{channel_id}", _("The channel was saved."))
 
 
 def _issue(

@@ -10,13 +10,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Form, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from mercato.auth import service
 from mercato.auth.permissions import MANAGEABLE_ROLES, Role
 from mercato.auth.principal import Principal
-from mercato.auth.schemas import StaffUserIn, StaffUserOut, StaffUserPatch
+from mercato.auth.schemas import (
+    ApiTokenIn,
+    ApiTokenOut,
+    StaffUserIn,
+    StaffUserOut,
+    StaffUserPatch,
+)
 from mercato.deps import get_database
 from mercato.errors import Problem
 from mercato.flows import staff
@@ -148,6 +154,8 @@ def _member_page(
     form: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
+    issued: ApiTokenOut | None = None,
+    notice: str | None = None,
 ) -> HTMLResponse:
     with get_database(request).read() as session:
         user = user_out(session, user_id)
@@ -165,7 +173,13 @@ def _member_page(
         form=form
         or {"name": user.name, "role": user.role.value, "location_ids": user.location_ids},
         errors=errors or {},
+        issued=issued,
+        # Long-lived tokens are for integration accounts (people sign in); the API's
+        # POST /v1/staff/{id}/api-tokens decides who may issue them.
+        integration=user.role == Role.INTEGRATION,
     )
+    if notice:
+        values["flash"] = notice
     return show(request, "settings/member.html", values, status_code=status_code)
 
 
@@ -245,3 +259,45 @@ def reset_password(
     _ = gettext_for(request).gettext
     message = _("The password was reset; the account's sessions ended.")
     return _update(request, principal, user_id, {"password": new_password}, None, message)
+
+
+@router.post("/settings/staff/{user_id}/api-tokens", response_class=HTMLResponse)
+def issue_token(
+    request: Request,
+    user_id: int,
+    name: Annotated[str, Form(max_length=100)],
+    idempotency_key: Key = None,
+    principal: Principal = require_page(P.STAFF_WRITE),
+) -> Response:
+    """As ``POST /v1/staff/{id}/api-tokens``: the token is in this answer only (the
+    once-only store keeps that it was issued, never the token)."""
+    shown: list[ApiTokenOut] = []
+    try:
+        body = parse(ApiTokenIn, name=name.strip())
+        with get_database(request).transaction() as session:
+
+            def produce() -> dict[str, Any]:
+                token = service.issue_api_token(session, principal, user_id, body.name)
+                shown.append(ApiTokenOut(token=token))
+                return {"user_id": user_id}
+
+            payload = {"user_id": user_id, "name": body.name}
+            _made, replayed = once(
+                session, principal, "settings.staff_token", idempotency_key, payload, produce
+            )
+    except Problem as problem:
+        if problem.status not in FORM_STATUSES:
+            raise
+        errors = {"token_name": form_errors(problem).get("name", problem.detail)}
+        return _member_page(request, principal, user_id, None, errors, problem.status)
+    if replayed:
+        _ = gettext_for(request).gettext
+        notice = _("This token was already issued; it was shown once and cannot be shown again.")
+        return _member_page(request, principal, user_id, notice=notice)
+    return _member_page(request, principal, user_id, issued=shown[0])
+
+
+@router.get("/settings/staff/{user_id}/api-tokens")
+def token_page(user_id: int, principal: Principal = require_page(P.STAFF_READ)) -> RedirectResponse:
+    """Where a reloaded token form lands: the account's page (the token is not shown again)."""
+    return RedirectResponse(f"{BASE}/staff/{user_id}", status_code=303)

@@ -8,6 +8,7 @@ rest (store scope, which roles a role may manage).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -60,12 +61,14 @@ def context(principal: Principal, tab: str, **values: Any) -> dict[str, Any]:
 
 
 def form_errors(problem: Problem) -> dict[str, str]:
-    """A refused form's messages by field name (``body.opening_hours.mon`` -> ``mon``... the
-    last part the form knows), and the problem's own detail under ``_form``."""
+    """A refused form's messages by field name (``body.opening_hours.mon`` -> ``mon``,
+    ``body.event_types[1]`` -> ``event_types``: the last named part, which the form knows),
+    and the problem's own detail under ``_form``."""
     errors: dict[str, str] = {"_form": problem.detail}
     for error in problem.errors:
-        field = str(error.get("field", ""))
-        name = field.split(".")[-1] if field else ""
+        parts = re.split(r"[.\[\]]", str(error.get("field", "")))
+        named = [p for p in parts if p and not p.isdigit()]
+        name = named[-1] if named else ""
         if name and name not in errors:
             errors[name] = str(error.get("reason", ""))
     return errors

@@ -141,6 +141,9 @@ def _subscription_page(
     event_type: str | None = None,
     cursor: str | None = None,
     rotated: SubscriptionWithSecret | None = None,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
     wanted = DeliveryStatus(status) if status in {s.value for s in DeliveryStatus} else None
     with get_database(request).read() as session:
@@ -165,8 +168,15 @@ def _subscription_page(
         filters={"status": wanted.value if wanted else "", "event_type": event_type or ""},
         back=url_with(request),
         rotated=rotated,
+        form=form
+        or {
+            "url": found.url,
+            "event_types": ", ".join(found.event_types),
+            "description": found.description or "",
+        },
+        errors=errors or {},
     )
-    return show(request, "settings/webhook.html", values)
+    return show(request, "settings/webhook.html", values, status_code=status_code)
 
 
 def _back(back: str, subscription_id: int) -> str:
@@ -321,3 +331,55 @@ def secret_page(
 ) -> RedirectResponse:
     """Where a reloaded secret form lands: the log (the secret is not shown again)."""
     return RedirectResponse(f"{BASE}/webhooks/{subscription_id}", status_code=303)
+
+
+@router.post("/settings/webhooks/{subscription_id}/edit", response_class=HTMLResponse)
+def update_subscription(
+    request: Request,
+    subscription_id: int,
+    url: Annotated[str, Form(max_length=2000)],
+    event_types: Annotated[str, Form(max_length=4000)],
+    description: Annotated[str, Form(max_length=500)] = "",
+    principal: Principal = require_page(P.WEBHOOKS_WRITE),
+) -> Response:
+    """As ``PATCH /v1/webhooks/subscriptions/{id}`` with the URL, event types and
+    description; the secret and the delivery log stay."""
+    form = {"url": url, "event_types": event_types, "description": description}
+    try:
+        patch = parse(
+            SubscriptionPatch,
+            url=url.strip(),
+            event_types=split_list(event_types),
+            description=description.strip() or None,
+        )
+        with get_database(request).transaction() as session:
+            found = service.update_subscription(session, principal, subscription_id, patch)
+            if found.active:
+                _wake_worker(request, session)
+    except Problem as problem:
+        if problem.status not in (409, 422):
+            raise
+        errors = form_errors(problem)
+        return _subscription_page(
+            request, principal, subscription_id, form=form, errors=errors, status_code=422
+        )
+    _ = gettext_for(request).gettext
+    return redirect(request, f"{BASE}/webhooks/{subscription_id}", _("The subscription was saved."))
+
+
+@router.post("/settings/webhooks/{subscription_id}/delete")
+def delete_subscription(
+    request: Request,
+    subscription_id: int,
+    confirm: Annotated[str | None, Form(max_length=10)] = None,
+    principal: Principal = require_page(P.WEBHOOKS_WRITE),
+) -> Response:
+    """As ``DELETE /v1/webhooks/subscriptions/{id}``: the subscription goes with its
+    delivery log, so the form asks for a ticked confirmation first."""
+    _ = gettext_for(request).gettext
+    if confirm is None:
+        message = _("Tick the confirmation to delete the subscription.")
+        return redirect(request, f"{BASE}/webhooks/{subscription_id}", message)
+    with get_database(request).transaction() as session:
+        service.delete_subscription(session, principal, subscription_id)
+    return redirect(request, f"{BASE}/webhooks", _("The subscription was deleted."))
