@@ -64,6 +64,7 @@ from mercato.payments.schemas import (
     WebhookAck,
 )
 from mercato.routing import router
+from mercato.schemas import PageOut
 from mercato.settings import Settings
 
 api = router("/v1", tags=["payments"])
@@ -137,11 +138,11 @@ def provider_out(info: service.ProviderInfo) -> ProviderOut:
     )
 
 
-@api.get("/payments/providers", response_model=list[ProviderOut], tags=["payments"])
-def list_providers(principal: Reader) -> list[ProviderOut]:
+@api.get("/payments/providers", response_model=PageOut[ProviderOut], tags=["payments"])
+def list_providers(principal: Reader) -> PageOut[ProviderOut]:
     """The payment providers this installation has (built in, from a domain or a plug-in),
-    and where each posts its events. Secrets are not shown."""
-    return [provider_out(info) for info in service.provider_infos()]
+    and where each posts its events. Secrets are not shown. One page: there are few."""
+    return PageOut(items=[provider_out(info) for info in service.provider_infos()])
 
 
 @api.get("/payments", response_model=PaymentPage, tags=["payments"])
