@@ -6,7 +6,8 @@ CSRF token. A new page fails here until it does the same."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from mercato.web import PREFIX
-from tests.auth.test_permission_matrix import _api_routes
+from mercato.web.manifest import MANIFEST
 from tests.conftest import OWNER_EMAIL, PASSWORD
 
 # Pages every signed-in user may open, whatever their role: their own account.
@@ -29,15 +30,32 @@ SIGN_IN = {f"{PREFIX}/login"}
 OWN_WORK_PREFIX = f"{PREFIX}/jobs"
 
 
-def _page_routes(app: Any) -> Iterator[APIRoute]:
-    for route in _api_routes(app.routes):
-        if route.path.startswith(PREFIX):
-            yield route
+@dataclass(frozen=True)
+class PageRoute:
+    path: str  # as served: the prefixes of the routers it is included through added
+    methods: set[str]
+    route: APIRoute
 
 
-def _dependency_names(route: APIRoute) -> set[str]:
+def _walk(routes: Iterable[Any], prefix: str = "") -> Iterator[PageRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield PageRoute(prefix + route.path, set(route.methods or ()), route)
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            yield from _walk(included.routes, prefix + getattr(context, "prefix", ""))
+
+
+def _page_routes(app: Any) -> Iterator[PageRoute]:
+    for found in _walk(app.routes):
+        if found.path.startswith(PREFIX):
+            yield found
+
+
+def _dependency_names(route: PageRoute) -> set[str]:
     names: set[str] = set()
-    stack = list(route.dependant.dependencies)
+    stack = list(route.route.dependant.dependencies)
     while stack:
         dependency = stack.pop()
         names.add(getattr(dependency.call, "__name__", ""))
@@ -47,6 +65,14 @@ def _dependency_names(route: APIRoute) -> set[str]:
 
 def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", path)
+
+
+def test_every_back_office_route_is_under_the_prefix() -> None:
+    """A screen's router that lost its prefix would serve pages outside /admin (where
+    errors are not answered as pages and this walk would not see them)."""
+    for router in MANIFEST.routers:
+        for found in _walk(router.routes):
+            assert found.path.startswith(PREFIX), found.path
 
 
 def test_every_page_names_a_permission(app: Any) -> None:
@@ -71,7 +97,7 @@ def test_strangers_are_sent_to_sign_in_and_changes_need_the_csrf_token(
         if route.path in SIGN_IN:
             continue
         path = _concrete(route.path)
-        for method in route.methods or ():
+        for method in route.methods:
             answer = signed_out.request(method, path, follow_redirects=False)
             assert answer.status_code == 303, (method, path, answer.status_code)
             assert answer.headers["location"].startswith(f"{PREFIX}/login?next=")
@@ -87,7 +113,7 @@ def test_strangers_are_sent_to_sign_in_and_changes_need_the_csrf_token(
     for route in _page_routes(app):
         if route.path in SIGN_IN:
             continue
-        for method in (route.methods or set()) - {"GET", "HEAD"}:
+        for method in route.methods - {"GET", "HEAD"}:
             answer = client.request(method, _concrete(route.path), follow_redirects=False)
             assert answer.status_code == 403, (method, route.path, answer.status_code)
             assert "csrf" in answer.text.lower() or "expired" in answer.text.lower()

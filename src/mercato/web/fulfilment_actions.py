@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -34,7 +34,7 @@ from mercato.returns.state import Condition
 from mercato.web import PREFIX
 from mercato.web.fulfilment import fulfilment_page
 from mercato.web.inventory_shared import form_errors, is_form_problem
-from mercato.web.pages import once, redirect
+from mercato.web.pages import once, page_router, redirect
 from mercato.web.rendering import gettext_for
 from mercato.web.session import require_page
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from fastapi.responses import HTMLResponse
 
 # No prefix here: web.fulfilment includes this router under its own (/admin).
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 Key = Annotated[str, Form(max_length=200)]
 Place = Annotated[int, Form()]
