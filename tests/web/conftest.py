@@ -21,7 +21,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's synchronous API keeps an event loop running
+# in the main thread while it is started, which would break every later test that runs
+# asyncio itself. Modules run one after another, so this closes it before the next one.
+@pytest.fixture(scope="module")
 def _chromium() -> Iterator[Any]:
     with chromium() as browser:
         yield browser
