@@ -20,11 +20,14 @@ down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The models' BigId: BIGINT on PostgreSQL, INTEGER on SQLite.
+_ID = sa.BigInteger().with_variant(sa.INTEGER(), "sqlite")
+
 
 def upgrade() -> None:
     with op.batch_alter_table("marketing_messages", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("order_id", sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column("resent_from_id", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("order_id", _ID, nullable=True))
+        batch_op.add_column(sa.Column("resent_from_id", _ID, nullable=True))
     op.create_index("ix_marketing_messages_order", "marketing_messages", ["order_id", "id"])
     op.execute(
         "UPDATE marketing_messages SET order_id = CAST(reference_id AS BIGINT) "
