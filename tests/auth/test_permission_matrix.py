@@ -21,6 +21,8 @@ from mercato.db import Database
 from mercato.errors import Forbidden
 from mercato.locations import service as locations_service
 from mercato.locations.schemas import LocationPatch
+from mercato.marketing import notifier
+from mercato.orders.models import Order
 from tests.conftest import assert_problem
 from tests.helpers import (
     LOCATION,
@@ -183,6 +185,9 @@ GUARDED: list[Call] = [
         },
     ),
     Call(P.ORDERS_READ, "GET", "/v1/orders"),
+    Call(P.ORDERS_READ, "GET", "/v1/orders/{order}/messages"),
+    # Without a key each allowed role queues one more copy of the sent message.
+    Call(P.ORDERS_WRITE, "POST", "/v1/orders/{order}/messages/{message}/resend"),
     Call(P.EVENTS_READ, "GET", "/v1/webhooks/subscriptions"),
     Call(P.EVENTS_READ, "GET", "/v1/webhooks/dead-letters"),
     Call(
@@ -223,8 +228,50 @@ def _fast_and_clean(monkeypatch: pytest.MonkeyPatch, db: Database) -> Iterator[N
     detach_categories(db)
 
 
+def _order_with_message(
+    client: TestClient, owner_headers: Headers, db: Database, channel: int, home: int
+) -> tuple[int, int]:
+    """An order sold at ``home`` (so its store's staff see it) and a sent message about it."""
+    order = created(
+        client.post(
+            "/v1/orders/import",
+            json={
+                "channel_id": channel,
+                "external_id": "MATRIX-MSG",
+                "currency": "EUR",
+                "email": "buyer@example.com",
+                "lines": [{"sku": "PROD-1", "quantity": 1, "unit_price": "10.00"}],
+                "paid": False,
+            },
+            headers=owner_headers,
+        )
+    )["id"]
+    with db.transaction() as session:
+        row = session.get(Order, order)
+        assert row is not None
+        row.store_location_id = home
+        message = notifier.queue_message(
+            session,
+            notifier.NewMessage(
+                customer_id=None,
+                channel=notifier.MessageChannel.EMAIL,
+                recipient="buyer@example.com",
+                template="shipping_changed",
+                locale="en",
+                subject="Your order ships differently",
+                body_text="...",
+                reference_type="order",
+                reference_id=str(order),
+                order_id=order,
+            ),
+        )
+        message.status = notifier.MessageStatus.SENT.value
+        message_id = message.id
+    return order, message_id
+
+
 @pytest.fixture
-def world(client: TestClient, owner_headers: Headers) -> dict[str, int]:
+def world(client: TestClient, owner_headers: Headers, db: Database) -> dict[str, int]:
     """One of every object the guarded endpoints act on, created by the owner."""
     home = make_location(client, owner_headers, "HOME")["id"]
     other = make_location(client, owner_headers, "OTHER")["id"]
@@ -256,7 +303,10 @@ def world(client: TestClient, owner_headers: Headers) -> dict[str, int]:
             headers=store_key,
         )
     )["customer"]["id"]
+    order, message = _order_with_message(client, owner_headers, db, channel, home)
     return {
+        "order": order,
+        "message": message,
         "home": home,
         "other": other,
         "category": category,

@@ -289,6 +289,7 @@ def _notify(session: Session, order: Order, change: dict[str, Any]) -> int | Non
             purpose=None,
             reference_type="order",
             reference_id=str(order.id),
+            order_id=order.id,
         ),
     )
     return message.id

@@ -170,6 +170,7 @@ def _notify_ready(session: Session, order: Order, task: FulfillmentOrder, code: 
             purpose=None,
             reference_type="fulfillment_order",
             reference_id=str(task.id),
+            order_id=order.id,
         ),
     )
     return message.id

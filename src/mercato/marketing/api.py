@@ -16,7 +16,7 @@ from mercato.customers.deps import CustomerId
 from mercato.deps import DbSession, IdempotencyKey, Pagination, require
 from mercato.errors import NotFound, Unauthorized
 from mercato.idempotency import Idempotent, scope_for, shopper_scope
-from mercato.marketing import notifier, service
+from mercato.marketing import notifier, order_messages, service
 from mercato.marketing.models import Message, OfferRule, RuleRun
 from mercato.marketing.schemas import (
     CandidateOut,
@@ -27,6 +27,7 @@ from mercato.marketing.schemas import (
     ConsentStateOut,
     MessageOut,
     PreviewOut,
+    ResendIn,
     RuleIn,
     RuleOut,
     RulePatch,
@@ -42,6 +43,8 @@ api = router("/v1", tags=["marketing"])
 CustomerReader = Annotated[Principal, Depends(require(Permission.CUSTOMERS_READ))]
 CustomerWriter = Annotated[Principal, Depends(require(Permission.CUSTOMERS_WRITE))]
 PromotionReader = Annotated[Principal, Depends(require(Permission.PROMOTIONS_READ))]
+OrderReader = Annotated[Principal, Depends(require(Permission.ORDERS_READ))]
+OrderWriter = Annotated[Principal, Depends(require(Permission.ORDERS_WRITE))]
 PromotionWriter = Annotated[Principal, Depends(require(Permission.PROMOTIONS_WRITE))]
 
 
@@ -333,3 +336,42 @@ def get_message(message_id: int, session: DbSession, principal: CustomerReader) 
     if message is None:
         raise NotFound(f"message {message_id} not found")
     return message_out(message, principal)
+
+
+@api.get("/orders/{order_id}/messages", response_model=PageOut[MessageOut], tags=["orders"])
+def list_order_messages(
+    order_id: int, session: DbSession, principal: OrderReader
+) -> PageOut[MessageOut]:
+    """The messages sent (or waiting, or failed) to the customer about the order, newest
+    first; the address and body only for roles with customers:pii."""
+    found = order_messages.order_messages(session, principal, order_id)
+    return PageOut(items=[message_out(m, principal) for m in found])
+
+
+@api.post(
+    "/orders/{order_id}/messages/{message_id}/resend",
+    status_code=201,
+    response_model=MessageOut,
+    tags=["orders"],
+)
+def resend_order_message(
+    order_id: int,
+    message_id: int,
+    session: DbSession,
+    principal: OrderWriter,
+    key: IdempotencyKey,
+    body: ResendIn | None = None,
+) -> MessageOut:
+    """Queue a new copy of a sent or failed message to the same address (or, with
+    ``to_current_email``, to the order's current email). A ready-for-pickup message carries
+    the pickup code: resending it is written in the order's timeline. Personal offers (a
+    personal code) and marketing messages are never resent (409)."""
+    copy = order_messages.resend(
+        session,
+        principal,
+        message_id,
+        key,
+        order_id=order_id,
+        to_current_email=body is not None and body.to_current_email,
+    )
+    return message_out(copy, principal)

@@ -34,7 +34,6 @@ ERASED = "[erased]"
 MERGED_MODELS: tuple[Any, ...] = (ConsentRecord, Message)
 
 
-
 _CLAIMS = OfferClaim.__tablename__
 
 

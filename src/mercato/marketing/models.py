@@ -50,6 +50,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_marketing_messages_pending", "status", "id"),
         Index("ix_marketing_messages_customer", "customer_id", "id"),
+        Index("ix_marketing_messages_order", "order_id", "id"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     )
 
@@ -73,6 +74,10 @@ class Message(Base):
     delivery_id: Mapped[str | None] = mapped_column(String(300))
     reference_type: Mapped[str | None] = mapped_column(String(30))
     reference_id: Mapped[str | None] = mapped_column(String(64))
+    # The order the message is about (whatever the reference), so staff see an order's messages.
+    order_id: Mapped[int | None] = mapped_column(BigId)
+    # A copy queued by staff names the message it repeats.
+    resent_from_id: Mapped[int | None] = mapped_column(BigId)
     # A sender holds the message until then (a lease: several processes share the outbox).
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -90,6 +90,8 @@ class NewMessage:
     purpose: str | None = None
     reference_type: str | None = None
     reference_id: str | None = None
+    order_id: int | None = None
+    resent_from_id: int | None = None
 
 
 def queue_message(session: Session, new: NewMessage) -> Message:
@@ -108,6 +110,8 @@ def queue_message(session: Session, new: NewMessage) -> Message:
         attempts=0,
         reference_type=new.reference_type,
         reference_id=new.reference_id,
+        order_id=new.order_id,
+        resent_from_id=new.resent_from_id,
         created_at=utcnow(),
     )
     session.add(message)
@@ -141,6 +145,7 @@ def list_messages(
     status: MessageStatus | None = None,
     reference_type: str | None = None,
     reference_id: str | None = None,
+    order_id: int | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[Message]:
@@ -153,6 +158,8 @@ def list_messages(
         query = query.where(Message.reference_type == reference_type)
     if reference_id is not None:
         query = query.where(Message.reference_id == reference_id)
+    if order_id is not None:
+        query = query.where(Message.order_id == order_id)
     after = decode_cursor(cursor)
     if after is not None:
         if not isinstance(after, int) or isinstance(after, bool):

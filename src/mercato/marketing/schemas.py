@@ -183,5 +183,14 @@ class MessageOut(ResponseModel):
     delivery_id: str | None
     reference_type: str | None
     reference_id: str | None
+    order_id: int | None = Field(description="the order the message is about")
+    resent_from_id: int | None = Field(description="the message this one repeats (a resend)")
     created_at: datetime
     sent_at: datetime | None
+
+
+class ResendIn(StrictModel):
+    to_current_email: bool = Field(
+        default=False,
+        description="send the copy to the order's current email instead of the original address",
+    )

@@ -757,6 +757,8 @@ class NoteKind(StrEnum):
     NOTE = "note"
     HOLD = "hold"
     RELEASED = "hold_released"
+    # A message about the order sent again by staff (it may carry the pickup code).
+    MESSAGE_RESENT = "message_resent"
 
 
 def record_shipping_change(

@@ -34,13 +34,14 @@ from mercato.payments.schemas import PaymentOut, RefundOut
 from mercato.returns import service as returns
 from mercato.returns.schemas import ReturnSummaryOut
 from mercato.returns.state import Reason
-from mercato.web import orders_actions, orders_new
+from mercato.web import orders_actions, orders_messages, orders_new
 from mercato.web.pages import page_router, show, url_with
 from mercato.web.session import require_page
 
 router = page_router()
 router.include_router(orders_actions.router)
 router.include_router(orders_new.router)
+router.include_router(orders_messages.router)
 
 P = Permission
 PAGE_SIZE = 50
@@ -223,11 +224,14 @@ def order_page(
             "tasks": [task_out(session, principal, t) for t in tasks],
             "decisions": [RoutingDecisionOut.model_validate(d) for d in decisions],
             "returns": [ReturnSummaryOut.model_validate(r) for r in order_returns],
+            "messages": orders_messages.messages_of(session, principal, order.id),
             "returnable": {k: v for k, v in returnable.items() if v > 0},
             "return_reasons": [r.value for r in Reason],
             "names": names(session),
             "can": {
                 "write": principal.has(P.ORDERS_WRITE),
+                "resend": principal.has(P.ORDERS_WRITE),
+                "pii": sees_personal_data(principal),
                 "hold": principal.has(P.ORDERS_WRITE)
                 and not order.on_hold
                 and status in orders.CANCELLABLE,
