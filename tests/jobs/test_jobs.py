@@ -156,3 +156,40 @@ def _sign_in(client: TestClient, email: str) -> None:
         follow_redirects=False,
     )
     assert answer.status_code == 303, answer.text
+
+
+def test_work_recorded_in_a_transaction_starts_on_commit_and_never_on_rollback(
+    db: Database,
+) -> None:
+    owner = _staff(db)
+    ran: list[str] = []
+
+    def work(progress: jobs.Progress) -> jobs.Outcome:
+        ran.append("ran")
+        return jobs.Outcome({"done": True})
+
+    try:
+        with db.transaction() as session:
+            lost = jobs.start_after_commit(session, db, owner, "test", "Rolled back", work)
+            raise RuntimeError("the request failed")
+    except RuntimeError:
+        pass
+    with db.transaction() as session:
+        kept = jobs.start_after_commit(session, db, owner, "test", "Committed", work)
+        time.sleep(0.2)
+        assert ran == []  # not before the commit
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with db.read() as session:
+            if jobs.get(session, owner, kept).finished:
+                break
+        time.sleep(0.05)
+    assert ran == ["ran"]
+    with db.read() as session:
+        assert jobs.get(session, owner, kept).status == "succeeded"
+        try:
+            jobs.get(session, owner, lost)
+        except Exception as exc:
+            assert getattr(exc, "status", None) == 404
+        else:
+            raise AssertionError("a rolled back job was kept")

@@ -140,6 +140,42 @@ def test_generated_codes_export_as_csv(client: TestClient, owner_headers: Header
     assert all(line.startswith("TEN") for line in lines[1:])
 
 
+def test_many_codes_are_made_in_the_background_with_their_csv(
+    client: TestClient, owner_headers: Headers
+) -> None:
+    token = _signed_in(client, owner_headers)
+    made = client.post(
+        "/admin/promotions/new",
+        data={
+            "csrf_token": token,
+            "name": "Many codes",
+            "action_type": "percent_off_order",
+            "percent": "5",
+            "requires_code": "true",
+        },
+        follow_redirects=False,
+    )
+    promotion = made.headers["location"]
+    form = {"csrf_token": token, "count": "1500", "prefix": "BIG", "idempotency_key": "k-big"}
+    generated = client.post(f"{promotion}/codes", data=form, follow_redirects=False)
+    assert generated.status_code == 303, generated.text
+    job = generated.headers["location"]
+    assert re.fullmatch(r"/admin/jobs/\d+", job)
+    again = client.post(f"{promotion}/codes", data=form, follow_redirects=False)
+    assert again.headers["location"] == job  # one job for one submission
+    deadline = time.monotonic() + 60
+    while 'data-status="running"' in (page := client.get(job)).text:
+        assert time.monotonic() < deadline, "the codes were not made in time"
+        time.sleep(0.2)
+    assert 'data-status="succeeded"' in page.text
+    assert "Open the result" in page.text
+    download = client.get(f"{job}/download")
+    lines = download.text.splitlines()
+    assert lines[0] == "code,max_uses,uses,expires_at,batch,disabled"
+    assert len(lines) == 1501 and all(line.startswith("BIG") for line in lines[1:])
+    assert len(client.get(f"{promotion}/codes.csv").text.splitlines()) == 1501
+
+
 def test_the_screens_speak_the_users_language(client: TestClient, owner_headers: Headers) -> None:
     product = make_product(client, owner_headers, "PAGE-3")
     _signed_in(client, owner_headers)

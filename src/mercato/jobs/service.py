@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
 from mercato.auth.principal import Principal
@@ -101,6 +101,47 @@ def start(database: Database, principal: Principal, kind: str, title: str, work:
     )
     thread.start()
     return job_id
+
+
+def start_after_commit(
+    session: Session, database: Database, principal: Principal, kind: str, title: str, work: Work
+) -> int:
+    """As :func:`start`, recorded in the caller's transaction: the work starts once that
+    commits (its own writes must not wait on the caller's), never if it rolls back."""
+    assert principal.id is not None, "background work is started by a staff user"
+    job = BackgroundJob(kind=kind, title=title, actor_id=principal.id, status="running")
+    session.add(job)
+    session.flush()
+    job_id = int(job.id)
+    pending: list[tuple[int, Principal, Work]] = session.info.setdefault(_PENDING, [])
+    if not session.info.get(_LISTENING):
+        # Left in place afterwards (removing a listener while it runs is not allowed);
+        # with nothing pending they do nothing.
+        event.listen(session, "after_commit", _start_pending)
+        event.listen(session, "after_rollback", _forget_pending)
+        session.info[_LISTENING] = True
+    pending.append((job_id, principal, work))
+    session.info[_DATABASE] = database
+    return job_id
+
+
+_PENDING = "jobs_to_start"
+_DATABASE = "jobs_database"
+_LISTENING = "jobs_listening"
+
+
+def _start_pending(session: Session) -> None:
+    database: Database | None = session.info.get(_DATABASE)
+    if database is None:
+        return
+    for job_id, principal, work in session.info.pop(_PENDING, []):
+        threading.Thread(
+            target=_run, args=(database, job_id, principal, work), name=f"job-{job_id}", daemon=True
+        ).start()
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def run_now(database: Database, principal: Principal, kind: str, title: str, work: Work) -> int:

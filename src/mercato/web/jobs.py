@@ -37,6 +37,8 @@ REPORT_LABELS: dict[str, str] = {
     "records": N_("Records"),
     "domains": N_("Domains"),
     "customer": N_("Customer"),
+    "codes": N_("Codes"),
+    "batch": N_("Batch"),
 }
 
 

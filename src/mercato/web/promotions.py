@@ -22,6 +22,7 @@ from mercato.channels import service as channels
 from mercato.db import utcnow
 from mercato.deps import get_database
 from mercato.errors import Problem, ValidationProblem
+from mercato.jobs import service as jobs
 from mercato.promotions import service
 from mercato.promotions.api import code_out, evaluation_out, promotion_out, promotions_out
 from mercato.promotions.schemas import (
@@ -335,28 +336,36 @@ def generate_codes(
     principal: Principal = require_page(P.PROMOTIONS_WRITE),
 ) -> Response:
     """As ``POST /v1/promotions/{id}/codes/generate``; the page then lists the batch, which
-    downloads as CSV."""
+    downloads as CSV. More than ``CODES_AT_ONCE`` codes are made in the background: the
+    job page shows the progress, then offers the batch as CSV."""
     try:
         body = GenerateCodesIn(
             count=count, prefix=blank_none(prefix), max_uses=optional_int(max_uses)
         )
-        with get_database(request).transaction() as session:
-            batch, _replayed = once(
+        database = get_database(request)
+        background = body.count > CODES_AT_ONCE
+        with database.transaction() as session:
+            service.get_promotion(session, promotion_id)
+            answer, _replayed = once(
                 session,
                 principal,
                 f"promotions.codes.{promotion_id}",
                 idempotency_key,
                 body.model_dump(mode="json"),
                 lambda: (
-                    service.generate_codes(
-                        session,
-                        principal,
-                        promotion_id,
-                        body.count,
-                        prefix=body.prefix,
-                        length=body.length,
-                        max_uses=body.max_uses,
-                    ).batch
+                    {"job": _in_background(session, request, principal, promotion_id, body)}
+                    if background
+                    else {
+                        "batch": service.generate_codes(
+                            session,
+                            principal,
+                            promotion_id,
+                            body.count,
+                            prefix=body.prefix,
+                            length=body.length,
+                            max_uses=body.max_uses,
+                        ).batch
+                    }
                 ),
             )
     except (ValidationError, ValidationProblem) as error:
@@ -367,9 +376,77 @@ def generate_codes(
         return _promotion_page(
             request, promotion_id, errors={"count": problem.detail}, status_code=422
         )
+    if "job" in answer:
+        return redirect(request, f"{PREFIX}/jobs/{answer['job']}")
     _ = gettext_for(request).gettext
     message = _("%(count)s codes generated.", count=count)
+    batch = answer["batch"]
     return redirect(request, f"{PREFIX}/promotions/{promotion_id}?batch={batch}#codes", message)
+
+
+# Up to this many codes are made while the page waits; more run as background work.
+CODES_AT_ONCE = 1_000
+
+
+def _in_background(
+    session: Session,
+    request: Request,
+    principal: Principal,
+    promotion_id: int,
+    body: GenerateCodesIn,
+) -> int:
+    database = get_database(request)
+
+    def work(progress: jobs.Progress) -> jobs.Outcome:
+        progress.total(body.count)
+        with database.transaction() as session:
+            batch = service.generate_codes(
+                session,
+                principal,
+                promotion_id,
+                body.count,
+                prefix=body.prefix,
+                length=body.length,
+                max_uses=body.max_uses,
+            ).batch
+        progress.advance(body.count)
+        with database.read() as session:
+            content = _codes_csv(session, promotion_id, batch)
+        report = {
+            "codes": body.count,
+            "batch": batch,
+            "link": f"{PREFIX}/promotions/{promotion_id}?batch={batch}#codes",
+        }
+        name = f"promotion-{promotion_id}-{batch}.csv"
+        return jobs.Outcome(report, jobs.JobFile(name, "text/csv", content))
+
+    title = f"{body.count} codes for promotion {promotion_id}"
+    return jobs.start_after_commit(session, database, principal, "promotions.codes", title, work)
+
+
+def _codes_csv(session: Session, promotion_id: int, batch: str | None) -> str:
+    """The promotion's codes (one batch, or all) with their usage, as CSV."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["code", "max_uses", "uses", "expires_at", "batch", "disabled"])
+    cursor: str | None = None
+    while True:
+        page = service.list_codes(session, promotion_id, batch=batch, cursor=cursor, limit=200)
+        for code in (code_out(c) for c in page.items):
+            expires = code.expires_at.isoformat() if code.expires_at else ""
+            writer.writerow(
+                [
+                    code.code,
+                    code.max_uses or "",
+                    code.uses,
+                    expires,
+                    code.batch or "",
+                    code.disabled,
+                ]
+            )
+        cursor = page.next_cursor
+        if cursor is None:
+            return buffer.getvalue()
 
 
 @router.get("/promotions/{promotion_id}/codes.csv")
@@ -381,34 +458,12 @@ def export_codes(
 ) -> Response:
     """The promotion's codes (one batch, or all) with their usage, as ``GET
     /v1/promotions/{id}/codes`` pages them."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["code", "max_uses", "uses", "expires_at", "batch", "disabled"])
     with get_database(request).read() as session:
         service.get_promotion(session, promotion_id)
-        cursor: str | None = None
-        while True:
-            page = service.list_codes(
-                session, promotion_id, batch=blank_none(batch), cursor=cursor, limit=200
-            )
-            for code in (code_out(c) for c in page.items):
-                expires = code.expires_at.isoformat() if code.expires_at else ""
-                writer.writerow(
-                    [
-                        code.code,
-                        code.max_uses or "",
-                        code.uses,
-                        expires,
-                        code.batch or "",
-                        code.disabled,
-                    ]
-                )
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        content = _codes_csv(session, promotion_id, blank_none(batch))
     name = f"promotion-{promotion_id}" + (f"-{batch}" if batch else "") + ".csv"
     return Response(
-        buffer.getvalue(),
+        content,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
