@@ -87,3 +87,4 @@ def test_pages_reports_every_screen_before_and_after_copying_orders() -> None:
         pages = {row["page"] for row in rows}
         assert {"home", "orders", "orders: search by number", "order", "settings"} <= pages
         assert all(float(str(row["p95_ms"])) > 0 for row in rows)
+        assert all(row["status"] == 200 for row in rows), rows

@@ -77,12 +77,15 @@ def sales_summary(
     """Revenue (grand totals), orders and average order value since ``since``, per channel
     and per shipping country, each per currency."""
     where = _sales(since, scope)
+    # Grouped on an expression, not the column: otherwise SQLite walks the (channel,
+    # status) index of every order to group, instead of the period's by placed_at.
+    channel = func.coalesce(Order.channel_id, 0)
     by_channel = [
         SalesFigure(str(channel_id), currency, int(count), Decimal(total or 0))
         for channel_id, currency, count, total in session.execute(
-            select(Order.channel_id, Order.currency, func.count(), func.sum(Order.grand_total))
+            select(channel, Order.currency, func.count(), func.sum(Order.grand_total))
             .where(*where)
-            .group_by(Order.channel_id, Order.currency)
+            .group_by(channel, Order.currency)
         )
     ]
     # Orders keep their shipping country in the clear; only orders stored before it was
@@ -115,8 +118,17 @@ class Attention:
     """One list of orders needing someone: the first few and how many there are."""
 
     kind: str  # on_hold | fraud_review | unrouted | late_to_ship
-    count: int
+    count: int  # at most COUNT_CAP
     orders: list[Order]
+
+    @property
+    def capped(self) -> bool:
+        """More than ``COUNT_CAP`` orders: shown as "1,000+" (a list that long needs the
+        order list's filters, and counting all of it would slow the home page down)."""
+        return self.count >= COUNT_CAP
+
+
+COUNT_CAP = 1_000
 
 
 def needing_attention(
@@ -155,7 +167,8 @@ def needing_attention(
     for kind, conditions in lists.items():
         if scope is not None:
             conditions = [*conditions, scope]
-        count = session.scalar(select(func.count()).select_from(Order).where(*conditions))
+        counted = select(Order.id).where(*conditions).limit(COUNT_CAP).subquery()
+        count = session.scalar(select(func.count()).select_from(counted))
         rows = session.scalars(select(Order).where(*conditions).order_by(Order.id).limit(limit))
         found.append(Attention(kind, int(count or 0), list(rows)))
     return found

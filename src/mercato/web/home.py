@@ -108,6 +108,7 @@ def _attention(session: Session, principal: Principal) -> dict[str, Any]:
             {
                 "kind": a.kind,
                 "count": a.count,
+                "capped": a.capped,
                 "orders": [OrderSummaryOut.model_validate(o) for o in a.orders],
             }
             for a in lists
