@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import random
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.testclient import TestClient
+with warnings.catch_warnings():
+    # Starlette suggests another HTTP client package for its test client; this in-process
+    # client is only used to place the demo's orders.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 from mercato.app import create_app
 from mercato.db import Database
