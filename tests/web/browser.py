@@ -90,7 +90,7 @@ class Browser:
         context = self.chromium.new_context(
             base_url=self.base_url, locale=language, viewport={"width": 1366, "height": 900}
         )
-        context.set_default_timeout(10_000)
+        context.set_default_timeout(15_000)
 
         def guard(route: Any) -> None:
             url = route.request.url

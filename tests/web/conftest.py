@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.demo_world import DemoWorld
 from tests.web.browser import Browser, chromium, live_server
+
+# Assertions wait up to 15 s (Playwright's default is 5 s): on two shared cores a page that
+# calls a payment provider between transactions has been seen to take longer.
+expect.set_options(timeout=15_000)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
